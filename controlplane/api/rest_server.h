@@ -1,0 +1,58 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "controlplane/api/resource_service.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace mesh::api {
+
+struct RestOptions {
+  std::string host = "127.0.0.1";
+  int port = 15080;  // 0 picks a free port
+  // Bearer token required on everything but /healthz, /readyz and /version. Must not be empty.
+  std::string admin_token;
+  size_t max_body_bytes = 4 << 20;
+  size_t threads = 32;
+  // A watch stream ends after this long; clients resume from their last resourceVersion.
+  int max_watch_seconds = 1800;
+  std::string version = "dev";
+};
+
+// The HTTP front of ResourceService: Kubernetes-style paths, bearer-token auth, body limits,
+// JSON or YAML in, JSON, YAML-free or kubectl-like text out, and Status objects for errors.
+class RestServer {
+ public:
+  RestServer(ResourceService* service, RestOptions options);
+  ~RestServer();
+
+  // Binds and starts serving on a background thread. Returns the bound port.
+  absl::StatusOr<int> Start();
+  // Stops accepting, ends watch streams, and joins the serving thread. Idempotent.
+  void Stop();
+
+  // Extra Prometheus text appended to /metrics (the store and index add theirs).
+  void SetMetricsSource(std::function<std::string()> source) { metrics_source_ = std::move(source); }
+
+ private:
+  void Routes();
+
+  ResourceService* service_;
+  RestOptions options_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::function<std::string()> metrics_source_;
+  std::atomic<int64_t> requests_{0};
+  std::atomic<int64_t> unauthorized_{0};
+  std::atomic<int64_t> applies_{0};
+};
+
+}  // namespace mesh::api

@@ -1,0 +1,21 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "controlplane/model/kinds.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace mesh::cli {
+
+// Renders resources (the API's JSON) as kubectl-style tables, one row per object, with the
+// columns that matter for each kind. `all_namespaces` adds a NAMESPACE column; `wide` adds
+// RESOURCE-VERSION and LABELS. `now` makes AGE deterministic in tests.
+std::string FormatTable(const model::KindInfo& kind, const std::vector<nlohmann::json>& objects,
+                        bool all_namespaces, bool wide, absl::Time now);
+
+// "45s", "12m", "5h", "3d" from an RFC 3339 creationTimestamp; "<unknown>" if unreadable.
+std::string Age(const std::string& timestamp, absl::Time now);
+
+}  // namespace mesh::cli

@@ -1,0 +1,186 @@
+// meshpilot: the control plane daemon. Serves the config API on an embedded durable store.
+#include <openssl/rand.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "controlplane/api/resource_service.h"
+#include "controlplane/api/rest_server.h"
+#include "controlplane/model/config_index.h"
+#include "controlplane/store/record_io.h"
+#include "controlplane/store/wal_store.h"
+
+#ifndef MESHPILOT_VERSION
+#define MESHPILOT_VERSION "dev"
+#endif
+
+ABSL_FLAG(std::string, rest, "127.0.0.1:15080", "REST API, /metrics and /healthz address (host:port)");
+ABSL_FLAG(std::string, data_dir, "./meshpilot-data", "embedded store, CA keys and admin token");
+ABSL_FLAG(std::string, store, "embedded", "config store: embedded (a write-ahead log in --data-dir)");
+ABSL_FLAG(std::string, token_file, "", "admin bearer token file (default <data-dir>/admin.token, created 0600)");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+ABSL_FLAG(int64_t, max_body_bytes, 4 << 20, "largest request body accepted (413 above)");
+ABSL_FLAG(int64_t, max_documents, 5000, "most documents in one request");
+ABSL_FLAG(int64_t, compact_log_bytes, 64 << 20, "compact the store once its log exceeds this size");
+
+namespace {
+
+using mesh::log::Error;
+using mesh::log::Info;
+
+bool SplitHostPort(const std::string& addr, std::string* host, int* port) {
+  size_t colon = addr.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = addr.substr(0, colon);
+  return absl::SimpleAtoi(addr.substr(colon + 1), port) && *port >= 0 && *port <= 65535;
+}
+
+// Reads the admin token, or creates a random one (mode 0600) on first start.
+absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
+  absl::StatusOr<std::string> existing = mesh::store::ReadFile(path);
+  if (existing.ok()) {
+    std::string token(absl::StripAsciiWhitespace(*existing));
+    if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("token file ", path, " is empty"));
+    return token;
+  }
+  if (!absl::IsNotFound(existing.status())) return existing.status();
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return absl::InternalError("no randomness for the admin token");
+  std::string token = absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::string tmp = path + ".tmp";
+  {
+    mode_t old = umask(077);
+    std::ofstream out(tmp, std::ios::trunc);
+    umask(old);
+    out << token << "\n";
+    if (!out.good()) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+  }
+  ::chmod(tmp.c_str(), 0600);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot create ", path));
+  }
+  Info("meshpilot: created admin token in ", path);
+  return token;
+}
+
+int Run() {
+  mesh::log::Level level;
+  if (!mesh::log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    Error("meshpilot: --log-level must be debug, info, warn or error");
+    return 2;
+  }
+  mesh::log::SetLevel(level);
+
+  std::string store_flag = absl::GetFlag(FLAGS_store);
+  if (store_flag != "embedded") {
+    Error("meshpilot: --store ", store_flag,
+          " is not supported by this build; only the embedded store is (etcd comes with the replicas work)");
+    return 2;
+  }
+  std::string host;
+  int port;
+  if (!SplitHostPort(absl::GetFlag(FLAGS_rest), &host, &port)) {
+    Error("meshpilot: --rest must be host:port, not ", absl::GetFlag(FLAGS_rest));
+    return 2;
+  }
+  std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  std::string token_path = absl::GetFlag(FLAGS_token_file);
+  if (token_path.empty()) token_path = data_dir + "/admin.token";
+
+  // Block the stop signals before any thread starts, so only sigwait below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  mesh::store::WalStore::Options store_options;
+  store_options.compact_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_compact_log_bytes));
+  auto store = mesh::store::WalStore::Open(data_dir + "/store", store_options);
+  if (!store.ok()) {
+    Error("meshpilot: cannot open the store: ", store.status().message());
+    return 1;
+  }
+  absl::StatusOr<std::string> token = LoadOrCreateToken(token_path);
+  if (!token.ok()) {
+    Error("meshpilot: ", token.status().message());
+    return 1;
+  }
+  auto index = mesh::model::ConfigIndex::Start(store->get());
+  if (!index.ok()) {
+    Error("meshpilot: cannot index the store: ", index.status().message());
+    return 1;
+  }
+  mesh::api::ServiceOptions service_options;
+  service_options.yaml.max_documents = static_cast<size_t>(absl::GetFlag(FLAGS_max_documents));
+  mesh::api::ResourceService service(store->get(), index->get(), service_options);
+
+  mesh::api::RestOptions rest;
+  rest.host = host;
+  rest.port = port;
+  rest.admin_token = *token;
+  rest.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
+  rest.version = MESHPILOT_VERSION;
+  mesh::api::RestServer server(&service, rest);
+  mesh::store::WalStore* wal = store->get();
+  mesh::model::ConfigIndex* idx = index->get();
+  server.SetMetricsSource([wal, idx] {
+    mesh::store::WalStore::Stats st = wal->GetStats();
+    return absl::StrCat(
+        "# TYPE meshpilot_store_revision gauge\nmeshpilot_store_revision ", wal->Revision(), "\n",
+        "# TYPE meshpilot_store_commits_total counter\nmeshpilot_store_commits_total ", st.commits, "\n",
+        "# TYPE meshpilot_store_syncs_total counter\nmeshpilot_store_syncs_total ", st.syncs, "\n",
+        "# TYPE meshpilot_store_compactions_total counter\nmeshpilot_store_compactions_total ", st.compactions, "\n",
+        "# TYPE meshpilot_store_log_bytes gauge\nmeshpilot_store_log_bytes ", st.log_bytes, "\n",
+        "# TYPE meshpilot_index_revision gauge\nmeshpilot_index_revision ", idx->Current()->revision(), "\n");
+  });
+  absl::StatusOr<int> bound = server.Start();
+  if (!bound.ok()) {
+    Error("meshpilot: ", bound.status().message());
+    return 1;
+  }
+  Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound, " data_dir=", data_dir,
+       " revision=", (*store)->Revision());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  Info("meshpilot: signal ", sig, ", stopping");
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "meshpilot: service-mesh control plane.\n  meshpilot [--rest 127.0.0.1:15080] [--data-dir DIR]\n"
+      "Flag names take '-' or '_' alike (--data-dir, --data_dir).");
+  // DESIGN.md spells flags with dashes; absl registers them with underscores.
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<char*> normalized;
+  for (std::string& a : args) {
+    if (absl::StartsWith(a, "--")) {
+      size_t end = std::min(a.find('='), a.size());
+      for (size_t i = 2; i < end; ++i) {
+        if (a[i] == '-') a[i] = '_';
+      }
+    }
+    normalized.push_back(a.data());
+  }
+  absl::ParseCommandLine(static_cast<int>(normalized.size()), normalized.data());
+  return Run();
+}

@@ -1,0 +1,150 @@
+#include "controlplane/model/analyzer.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "controlplane/model/names.h"
+
+namespace mesh::model {
+
+std::string Warning::ToString() const {
+  return path.empty() ? absl::StrCat(object, ": ", message) : absl::StrCat(object, ": ", path, ": ", message);
+}
+
+namespace {
+
+// The merged view the checks read: base objects, replaced by the overlay's.
+class View {
+ public:
+  View(const ConfigSnapshot& base, const std::vector<const Object*>& overlay) : base_(base) {
+    for (const Object* o : overlay) {
+      overlay_[static_cast<size_t>(o->kind->kind)][absl::StrCat(o->meta.namespace_, "/", o->meta.name)] = o;
+    }
+  }
+
+  // Calls f(const Object&) for every object of `kind` in the merged view.
+  template <typename F>
+  void ForEach(Kind kind, F&& f) const {
+    const auto& over = overlay_[static_cast<size_t>(kind)];
+    for (const auto& [key, obj] : base_.Of(kind)) {
+      if (!over.count(key)) f(*obj);
+    }
+    for (const auto& [key, obj] : over) f(*obj);
+  }
+
+  bool Exists(Kind kind, const std::string& ns, const std::string& name) const {
+    std::string key = absl::StrCat(ns, "/", name);
+    return overlay_[static_cast<size_t>(kind)].count(key) || base_.Of(kind).count(key);
+  }
+
+ private:
+  const ConfigSnapshot& base_;
+  std::array<std::map<std::string, const Object*>, 8> overlay_;
+};
+
+bool HostProvided(const View& view, const std::string& host) {
+  bool found = false;
+  view.ForEach(Kind::kService, [&](const Object& o) {
+    if (!found) found = HostMatches(host, absl::StrCat(o.meta.name, ".", o.meta.namespace_, ".svc.cluster.local"));
+  });
+  view.ForEach(Kind::kServiceEntry, [&](const Object& o) {
+    for (const std::string& h : std::get<ServiceEntry>(o.spec).hosts) {
+      if (!found) found = HostMatches(h, host) || HostMatches(host, h);
+    }
+  });
+  return found;
+}
+
+bool SubsetDefined(const View& view, const std::string& host, const std::string& subset) {
+  bool found = false;
+  view.ForEach(Kind::kDestinationRule, [&](const Object& o) {
+    const auto& dr = std::get<DestinationRule>(o.spec);
+    if (found || !HostMatches(ResolveHost(dr.host, o.meta.namespace_), host)) return;
+    for (const Subset& s : dr.subsets) found = found || s.name == subset;
+  });
+  return found;
+}
+
+void CheckDestination(const View& view, const Object& o, const Destination& d, const std::string& path,
+                      std::vector<Warning>* out) {
+  std::string host = ResolveHost(d.host, o.meta.namespace_);
+  if (!HostProvided(view, host)) {
+    out->push_back({o.DisplayName(), path + ".host",
+                    absl::StrCat("no Service or ServiceEntry provides host \"", host, "\"")});
+  }
+  if (!d.subset.empty() && !SubsetDefined(view, host, d.subset)) {
+    out->push_back({o.DisplayName(), path + ".subset",
+                    absl::StrCat("subset \"", d.subset, "\" is not defined by any DestinationRule for host \"",
+                                 host, "\"")});
+  }
+}
+
+void CheckGateways(const View& view, const Object& o, const std::vector<std::string>& gateways,
+                   const std::string& path, std::vector<Warning>* out) {
+  for (size_t i = 0; i < gateways.size(); ++i) {
+    const std::string& g = gateways[i];
+    if (g == "mesh") continue;
+    std::string ns = o.meta.namespace_, name = g;
+    if (size_t slash = g.find('/'); slash != std::string::npos) {
+      ns = g.substr(0, slash);
+      name = g.substr(slash + 1);
+    }
+    if (!view.Exists(Kind::kGateway, ns, name)) {
+      out->push_back({o.DisplayName(), absl::StrCat(path, "[", i, "]"),
+                      absl::StrCat("gateway \"", ns, "/", name, "\" does not exist")});
+    }
+  }
+}
+
+void CheckVirtualService(const View& view, const Object& o, std::vector<Warning>* out) {
+  const auto& vs = std::get<VirtualService>(o.spec);
+  CheckGateways(view, o, vs.gateways, "spec.gateways", out);
+  for (size_t i = 0; i < vs.http.size(); ++i) {
+    const HTTPRoute& r = vs.http[i];
+    std::string base = absl::StrCat("spec.http[", i, "]");
+    for (size_t j = 0; j < r.route.size(); ++j) {
+      CheckDestination(view, o, r.route[j].destination, absl::StrCat(base, ".route[", j, "].destination"), out);
+    }
+    if (r.mirror) CheckDestination(view, o, *r.mirror, base + ".mirror", out);
+    for (size_t j = 0; j < r.match.size(); ++j) {
+      CheckGateways(view, o, r.match[j].gateways, absl::StrCat(base, ".match[", j, "].gateways"), out);
+    }
+  }
+  auto check_l4 = [&](const std::vector<RouteDestination>& route, const std::string& base) {
+    for (size_t j = 0; j < route.size(); ++j) {
+      CheckDestination(view, o, route[j].destination, absl::StrCat(base, ".route[", j, "].destination"), out);
+    }
+  };
+  for (size_t i = 0; i < vs.tcp.size(); ++i) check_l4(vs.tcp[i].route, absl::StrCat("spec.tcp[", i, "]"));
+  for (size_t i = 0; i < vs.tls.size(); ++i) check_l4(vs.tls[i].route, absl::StrCat("spec.tls[", i, "]"));
+}
+
+void CheckDestinationRule(const View& view, const Object& o, std::vector<Warning>* out) {
+  const auto& dr = std::get<DestinationRule>(o.spec);
+  std::string host = ResolveHost(dr.host, o.meta.namespace_);
+  if (!HostProvided(view, host)) {
+    out->push_back({o.DisplayName(), "spec.host",
+                    absl::StrCat("no Service or ServiceEntry provides host \"", host, "\"")});
+  }
+}
+
+}  // namespace
+
+std::vector<Warning> Analyze(const ConfigSnapshot& base, const std::vector<const Object*>& overlay,
+                             bool only_overlay, absl::string_view ns) {
+  View view(base, overlay);
+  std::vector<Warning> out;
+  auto check = [&](const Object& o) {
+    if (!ns.empty() && o.meta.namespace_ != ns) return;
+    if (o.kind->kind == Kind::kVirtualService) CheckVirtualService(view, o, &out);
+    if (o.kind->kind == Kind::kDestinationRule) CheckDestinationRule(view, o, &out);
+  };
+  if (only_overlay) {
+    for (const Object* o : overlay) check(*o);
+  } else {
+    for (Kind k : {Kind::kVirtualService, Kind::kDestinationRule}) view.ForEach(k, check);
+  }
+  return out;
+}
+
+}  // namespace mesh::model

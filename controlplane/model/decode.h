@@ -1,0 +1,45 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "controlplane/model/object.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace mesh::model {
+
+// What became of one document of a request.
+struct DecodedDocument {
+  enum class Outcome {
+    kObject,   // a served kind, valid: `object` is set
+    kSkipped,  // not a mesh resource (a Deployment, a Secret...): `skip_reason` says why
+    kInvalid,  // `errors` lists every problem
+  };
+  Outcome outcome = Outcome::kInvalid;
+  std::optional<Object> object;
+  // As written in the document, for answers and messages.
+  std::string api_version, kind, ns, name;
+  std::string skip_reason;
+  std::vector<FieldError> errors;
+
+  // "VirtualService voting/voting-app"; "document 3" when kind or name is unreadable.
+  std::string display;
+};
+
+// Decodes and validates one document: apiVersion and kind pick the schema; metadata is checked
+// as Kubernetes does; the spec is checked field by field as Istio does (or as core/v1 does for
+// Service). Every error is collected with its path. The namespace is metadata.namespace, else
+// `default_namespace`. `index` (1-based) names the document when nothing else can.
+DecodedDocument DecodeDocument(const nlohmann::json& doc, absl::string_view default_namespace,
+                               size_t index);
+
+// Flattens a request body into documents: a JSON array, or an object of kind List (its items),
+// or a single object.
+std::vector<nlohmann::json> ExpandDocuments(std::vector<nlohmann::json> docs);
+
+// "spec.http[0].route[1].weight: must be between 0 and 100" prefixed with the display name.
+std::string FormatError(absl::string_view display, const FieldError& error);
+
+}  // namespace mesh::model
