@@ -330,7 +330,7 @@ void WalStore::ProcessGroup(std::vector<Writer*>& group) ABSL_NO_THREAD_SAFETY_A
     absl::Status s = CompactLocked();
     if (!s.ok()) log::Error("store: compaction failed: ", s.message());
     for (Writer* w : group) {
-      if (w->compact) w->result = s;
+      if (w->compact) w->result = s.ok() ? absl::StatusOr<CommitResult>(CommitResult{}) : s;
     }
   }
 }

@@ -1,0 +1,43 @@
+#include "test/support/meshpilot.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace mesh::testing {
+
+MeshpilotProcess::MeshpilotProcess(std::string binary, std::string data_dir, std::vector<std::string> extra_flags)
+    : binary_(std::move(binary)), data_dir_(std::move(data_dir)), extra_flags_(std::move(extra_flags)) {}
+
+bool MeshpilotProcess::Start() {
+  if (process_ && process_->running()) process_->Stop(SIGKILL);
+  port_ = FreePort();
+  std::vector<std::string> argv = {binary_, "--rest", "127.0.0.1:" + std::to_string(port_), "--data-dir", data_dir_};
+  argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
+  std::filesystem::create_directories(data_dir_);
+  process_ = std::make_unique<Process>(argv, data_dir_ + "/meshpilot.log");
+  bool up = WaitFor(
+      [&] {
+        if (!process_->running()) return false;
+        httplib::Client c("127.0.0.1", port_);
+        c.set_connection_timeout(0, 200000);
+        auto res = c.Get("/healthz");
+        return res && res->status == 200;
+      },
+      std::chrono::seconds(10));
+  if (!up) return false;
+  std::ifstream in(data_dir_ + "/admin.token");
+  std::getline(in, token_);
+  return !token_.empty();
+}
+
+httplib::Client MeshpilotProcess::Client() const {
+  httplib::Client c("127.0.0.1", port_);
+  c.set_bearer_token_auth(token_);
+  c.set_connection_timeout(2, 0);
+  c.set_read_timeout(10, 0);
+  return c;
+}
+
+}  // namespace mesh::testing

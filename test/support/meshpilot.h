@@ -1,0 +1,40 @@
+#pragma once
+
+#include <httplib.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "test/support/process.h"
+
+namespace mesh::testing {
+
+// A real meshpilot process on a free loopback port, with its data in `data_dir`.
+class MeshpilotProcess {
+ public:
+  MeshpilotProcess(std::string binary, std::string data_dir, std::vector<std::string> extra_flags = {});
+
+  // Starts it and waits until /healthz answers and the token file exists. Returns false (with
+  // the log available) if it did not come up within a few seconds.
+  bool Start();
+  // SIGKILL, as a crash would.
+  void Kill() { process_->Stop(SIGKILL); }
+  int Terminate() { return process_->Stop(SIGTERM); }
+
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  const std::string& token() const { return token_; }
+  const std::string& data_dir() const { return data_dir_; }
+  std::string Log() const { return process_ ? process_->Log() : ""; }
+  httplib::Client Client() const;
+
+ private:
+  std::string binary_, data_dir_;
+  std::vector<std::string> extra_flags_;
+  int port_ = 0;
+  std::string token_;
+  std::unique_ptr<Process> process_;
+};
+
+}  // namespace mesh::testing

@@ -1,0 +1,39 @@
+#include "controlplane/cli/printer.h"
+
+#include <catch2/catch.hpp>
+
+#include "nlohmann/json.hpp"
+
+namespace mesh::cli {
+namespace {
+
+using nlohmann::json;
+
+TEST_CASE("VirtualServices print with their gateways and hosts, aligned") {
+  absl::Time now;
+  REQUIRE(absl::ParseTime(absl::RFC3339_full, "2026-01-01T00:10:00Z", &now, nullptr));
+  std::vector<json> items = {
+      json::parse(R"({"metadata":{"name":"voting-app","namespace":"voting","creationTimestamp":"2026-01-01T00:00:00Z"},
+                     "spec":{"hosts":["*"],"gateways":["voting-app-gateway"]}})"),
+      json::parse(R"({"metadata":{"name":"a","namespace":"voting","creationTimestamp":"2026-01-01T00:09:30Z"},
+                     "spec":{"hosts":["a.voting.svc.cluster.local"]}})")};
+  std::string table = FormatTable(model::Info(model::Kind::kVirtualService), items, false, false, now);
+  CHECK(table ==
+        "NAME         GATEWAYS               HOSTS                          AGE\n"
+        "voting-app   [voting-app-gateway]   [*]                            10m\n"
+        "a                                   [a.voting.svc.cluster.local]   30s\n");
+}
+
+TEST_CASE("Age uses the largest sensible unit") {
+  absl::Time now;
+  REQUIRE(absl::ParseTime(absl::RFC3339_full, "2026-01-10T00:00:00Z", &now, nullptr));
+  CHECK(Age("2026-01-09T23:59:15Z", now) == "45s");
+  CHECK(Age("2026-01-09T22:00:01Z", now) == "119m");
+  CHECK(Age("2026-01-09T22:00:00Z", now) == "2h");
+  CHECK(Age("2026-01-09T00:00:00Z", now) == "24h");
+  CHECK(Age("2026-01-01T00:00:00Z", now) == "9d");
+  CHECK(Age("garbage", now) == "<unknown>");
+}
+
+}  // namespace
+}  // namespace mesh::cli

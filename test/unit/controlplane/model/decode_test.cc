@@ -1,0 +1,163 @@
+#include "controlplane/model/decode.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/yaml_json.h"
+
+namespace mesh::model {
+namespace {
+
+using nlohmann::json;
+
+DecodedDocument DecodeYaml(const std::string& yaml, std::string_view ns = "default") {
+  auto docs = ParseYamlDocuments(yaml);
+  REQUIRE(docs.ok());
+  REQUIRE(docs->size() == 1);
+  return DecodeDocument((*docs)[0], absl::string_view(ns.data(), ns.size()), 1);
+}
+
+std::string ReadFileText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST_CASE("The tutorial's cookie-regex VirtualService decodes into typed routes") {
+  DecodedDocument d = DecodeYaml(R"(
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: voting-app
+spec:
+  hosts: ["*"]
+  gateways: [voting-app-gateway]
+  http:
+  - match:
+    - uri:
+        prefix: /
+      headers:
+        cookie:
+          regex: "^(.*?; ?)?(featureflag=on)(;.*)?$"
+    route:
+    - destination:
+        host: voting-app.voting.svc.cluster.local
+        subset: v2-0
+        port:
+          number: 8080
+  - route:
+    - destination: {host: voting-app, subset: v1-0}
+      weight: 80
+    - destination: {host: voting-app, subset: v2-0}
+      weight: 20
+    timeout: 7s
+    retries: {attempts: 3, perTryTimeout: 100ms, retryOn: "5xx,connect-failure"}
+)", "voting");
+  REQUIRE(d.outcome == DecodedDocument::Outcome::kObject);
+  CHECK(d.object->meta.namespace_ == "voting");
+  const auto& vs = std::get<VirtualService>(d.object->spec);
+  REQUIRE(vs.http.size() == 2);
+  const HTTPMatchRequest& m = vs.http[0].match[0];
+  CHECK(*m.uri == StringMatch{StringMatch::Type::kPrefix, "/"});
+  CHECK(m.headers.at("cookie").type == StringMatch::Type::kRegex);
+  CHECK(vs.http[0].route[0].destination.port->number == 8080);
+  CHECK(vs.http[1].route[1].weight == 20);
+  CHECK(*vs.http[1].timeout == absl::Seconds(7));
+  CHECK(vs.http[1].retries->attempts == 3);
+  CHECK(*vs.http[1].retries->per_try_timeout == absl::Milliseconds(100));
+}
+
+TEST_CASE("DestinationRule traffic policies decode with subset overrides") {
+  DecodedDocument d = DecodeYaml(R"(
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: 0s}}}
+    connectionPool:
+      tcp: {maxConnections: 100, connectTimeout: 30ms}
+      http: {http1MaxPendingRequests: 10, maxRequestsPerConnection: 1, idleTimeout: 1s}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+    tls: {mode: ISTIO_MUTUAL}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {simple: LEAST_REQUEST}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {loadBalancer: {simple: RANDOM}}
+)");
+  REQUIRE(d.outcome == DecodedDocument::Outcome::kObject);
+  const auto& dr = std::get<DestinationRule>(d.object->spec);
+  const TrafficPolicy& tp = *dr.traffic_policy;
+  CHECK(tp.load_balancer->consistent_hash->http_cookie->name == "user");
+  CHECK(*tp.connection_pool->tcp->max_connections == 100);
+  CHECK(*tp.connection_pool->tcp->connect_timeout == absl::Milliseconds(30));
+  CHECK(*tp.connection_pool->http->http1_max_pending_requests == 10);
+  CHECK(*tp.outlier_detection->consecutive_5xx_errors == 5);
+  CHECK(*tp.outlier_detection->max_ejection_percent == 50);
+  CHECK(tp.tls->mode == ClientTLSSettings::Mode::kIstioMutual);
+  CHECK(tp.port_level_settings[0].port.number == 9080);
+  CHECK(*tp.port_level_settings[0].load_balancer->simple == LoadBalancerSettings::Simple::kLeastRequest);
+  CHECK(*dr.subsets[0].traffic_policy->load_balancer->simple == LoadBalancerSettings::Simple::kRandom);
+}
+
+TEST_CASE("The tutorial's Policy reads `mtls:` with a mode, and with no body, as STRICT") {
+  DecodedDocument d = DecodeYaml(
+      "apiVersion: authentication.istio.io/v1alpha1\nkind: Policy\nmetadata: {name: default}\n"
+      "spec:\n  peers:\n  - mtls: \n      mode: STRICT\n");
+  REQUIRE(d.outcome == DecodedDocument::Outcome::kObject);
+  CHECK(std::get<Policy>(d.object->spec).peer_mtls == MtlsMode::kStrict);
+  DecodedDocument bare = DecodeYaml(
+      "apiVersion: authentication.istio.io/v1alpha1\nkind: Policy\nmetadata: {name: default}\n"
+      "spec:\n  peers:\n  - mtls:\n");
+  REQUIRE(bare.outcome == DecodedDocument::Outcome::kObject);
+  CHECK(std::get<Policy>(bare.object->spec).peer_mtls == MtlsMode::kStrict);
+}
+
+TEST_CASE("Non-mesh kinds are skipped, and unserved Istio kinds too, with a reason") {
+  DecodedDocument dep = DecodeYaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {}\n");
+  CHECK(dep.outcome == DecodedDocument::Outcome::kSkipped);
+  CHECK(dep.skip_reason == "apps/v1 Deployment is not a mesh resource");
+  DecodedDocument secret = DecodeYaml("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {}\n");
+  CHECK(secret.outcome == DecodedDocument::Outcome::kSkipped);
+  DecodedDocument sidecar = DecodeYaml("apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n");
+  CHECK(sidecar.outcome == DecodedDocument::Outcome::kSkipped);
+  CHECK(sidecar.skip_reason == "Sidecar is not served by meshpilot");
+}
+
+TEST_CASE("Every Istio and Kubernetes manifest of the voting-app tutorial decodes") {
+  int decoded = 0;
+  for (const char* sub : {"istio", "kubernetes"}) {
+    for (const auto& entry : std::filesystem::directory_iterator(std::string(MESH_MANIFESTS_DIR) + "/" + sub)) {
+      auto docs = ParseYamlDocuments(ReadFileText(entry.path().string()));
+      REQUIRE(docs.ok());
+      for (const json& doc : *docs) {
+        DecodedDocument d = DecodeDocument(doc, "voting", 1);
+        INFO(entry.path().string() << ": " << d.display);
+        for (const auto& e : d.errors) INFO(FormatError(d.display, e));
+        CHECK(d.outcome != DecodedDocument::Outcome::kInvalid);
+        if (d.outcome == DecodedDocument::Outcome::kObject) ++decoded;
+      }
+    }
+  }
+  CHECK(decoded > 30);
+}
+
+TEST_CASE("ExpandDocuments flattens arrays and Lists") {
+  std::vector<json> docs = {json::array({{{"kind", "A"}}, {{"kind", "B"}}}),
+                            {{"kind", "List"}, {"items", {{{"kind", "C"}}}}},
+                            {{"kind", "D"}}};
+  std::vector<json> out = ExpandDocuments(docs);
+  REQUIRE(out.size() == 4);
+  CHECK(out[2]["kind"] == "C");
+  CHECK(out[3]["kind"] == "D");
+}
+
+}  // namespace
+}  // namespace mesh::model
