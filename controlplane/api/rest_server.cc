@@ -118,6 +118,7 @@ absl::StatusOr<int> RestServer::Start() {
   server_->set_read_timeout(30, 0);
   server_->set_write_timeout(30, 0);
   server_->set_keep_alive_max_count(1000);
+  server_->set_tcp_nodelay(true);
   Routes();
   int port = options_.port;
   if (port == 0) {

@@ -22,6 +22,7 @@ absl::StatusOr<HttpAnswer> ApiClient::Send(const std::string& method, const std:
   client.set_connection_timeout(5, 0);
   client.set_read_timeout(60, 0);
   client.set_write_timeout(60, 0);
+  client.set_tcp_nodelay(true);
   httplib::Headers headers = {{"Accept", accept}};
   if (!token_.empty()) headers.emplace("Authorization", "Bearer " + token_);
   if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE") {

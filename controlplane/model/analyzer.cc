@@ -2,7 +2,9 @@
 
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "controlplane/model/names.h"
 
 namespace mesh::model {
@@ -22,19 +24,29 @@ class View {
     }
   }
 
-  // Calls f(const Object&) for every object of `kind` in the merged view.
+  // Calls f(const Object&) for every object of `kind` in the merged view, in no particular order.
   template <typename F>
   void ForEach(Kind kind, F&& f) const {
     const auto& over = overlay_[static_cast<size_t>(kind)];
-    for (const auto& [key, obj] : base_.Of(kind)) {
-      if (!over.count(key)) f(*obj);
-    }
+    base_.ForEach(kind, [&](const Object& o) {
+      if (over.empty() || !over.count(absl::StrCat(o.meta.namespace_, "/", o.meta.name))) f(o);
+    });
     for (const auto& [key, obj] : over) f(*obj);
   }
 
   bool Exists(Kind kind, const std::string& ns, const std::string& name) const {
-    std::string key = absl::StrCat(ns, "/", name);
-    return overlay_[static_cast<size_t>(kind)].count(key) || base_.Of(kind).count(key);
+    return overlay_[static_cast<size_t>(kind)].count(absl::StrCat(ns, "/", name)) ||
+           base_.Find(kind, ns, name) != nullptr;
+  }
+
+  // Every object of `kind`, ordered by namespace and name.
+  std::vector<const Object*> Sorted(Kind kind) const {
+    const auto& over = overlay_[static_cast<size_t>(kind)];
+    std::map<std::string, const Object*> merged(over.begin(), over.end());
+    for (const Object* o : base_.Sorted(kind)) merged.emplace(absl::StrCat(o->meta.namespace_, "/", o->meta.name), o);
+    std::vector<const Object*> out;
+    for (const auto& [key, o] : merged) out.push_back(o);
+    return out;
   }
 
  private:
@@ -43,8 +55,15 @@ class View {
 };
 
 bool HostProvided(const View& view, const std::string& host) {
+  // The common case, a Service's own name, is a direct lookup.
+  std::vector<absl::string_view> parts = absl::StrSplit(host, '.');
+  if (parts.size() == 5 && parts[2] == "svc" && parts[3] == "cluster" && parts[4] == "local" &&
+      parts[0] != "*" && view.Exists(Kind::kService, std::string(parts[1]), std::string(parts[0]))) {
+    return true;
+  }
   bool found = false;
-  view.ForEach(Kind::kService, [&](const Object& o) {
+  bool wildcard = absl::StartsWith(host, "*");
+  if (wildcard) view.ForEach(Kind::kService, [&](const Object& o) {
     if (!found) found = HostMatches(host, absl::StrCat(o.meta.name, ".", o.meta.namespace_, ".svc.cluster.local"));
   });
   view.ForEach(Kind::kServiceEntry, [&](const Object& o) {
@@ -142,7 +161,9 @@ std::vector<Warning> Analyze(const ConfigSnapshot& base, const std::vector<const
   if (only_overlay) {
     for (const Object* o : overlay) check(*o);
   } else {
-    for (Kind k : {Kind::kVirtualService, Kind::kDestinationRule}) view.ForEach(k, check);
+    for (Kind k : {Kind::kVirtualService, Kind::kDestinationRule}) {
+      for (const Object* o : view.Sorted(k)) check(*o);
+    }
   }
   return out;
 }

@@ -1,15 +1,35 @@
 #include "controlplane/model/config_index.h"
 
+#include <algorithm>
+
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "controlplane/model/decode.h"
 
 namespace mesh::model {
 
+size_t ConfigSnapshot::ShardOf(absl::string_view key) {
+  return absl::Hash<absl::string_view>()(key) % kShards;
+}
+
 const Object* ConfigSnapshot::Find(Kind kind, absl::string_view ns, absl::string_view name) const {
-  const ObjectMap& map = Of(kind);
-  auto it = map.find(absl::StrCat(ns, "/", name));
-  return it == map.end() ? nullptr : it->second.get();
+  std::string key = absl::StrCat(ns, "/", name);
+  const Shard& shard = *kinds_[static_cast<size_t>(kind)]->shards[ShardOf(key)];
+  auto it = shard.find(key);
+  return it == shard.end() ? nullptr : it->second.get();
+}
+
+std::vector<const Object*> ConfigSnapshot::Sorted(Kind kind) const {
+  std::vector<std::pair<const std::string*, const Object*>> all;
+  for (const auto& shard : kinds_[static_cast<size_t>(kind)]->shards) {
+    for (const auto& [key, obj] : *shard) all.emplace_back(&key, obj.get());
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
+  std::vector<const Object*> out;
+  out.reserve(all.size());
+  for (const auto& [key, obj] : all) out.push_back(obj);
+  return out;
 }
 
 absl::StatusOr<Object> DecodeStored(const store::KeyValue& kv) {
@@ -40,7 +60,9 @@ absl::StatusOr<std::unique_ptr<ConfigIndex>> ConfigIndex::Start(store::Store* st
   std::unique_ptr<ConfigIndex> index(new ConfigIndex());
   absl::StatusOr<store::RangeResult> range = store->List(kRegistryPrefix);
   if (!range.ok()) return range.status();
-  std::array<ConfigSnapshot::ObjectMap, ConfigSnapshot::kKinds> maps;
+  using Shard = ConfigSnapshot::Shard;
+  std::array<std::array<Shard, ConfigSnapshot::kShards>, ConfigSnapshot::kKinds> maps;
+  std::array<size_t, ConfigSnapshot::kKinds> counts{};
   for (const store::KeyValue& kv : range->kvs) {
     absl::StatusOr<Object> obj = DecodeStored(kv);
     if (!obj.ok()) {
@@ -48,11 +70,18 @@ absl::StatusOr<std::unique_ptr<ConfigIndex>> ConfigIndex::Start(store::Store* st
       continue;
     }
     std::string name = absl::StrCat(obj->meta.namespace_, "/", obj->meta.name);
-    maps[static_cast<size_t>(obj->kind->kind)][name] = std::make_shared<Object>(std::move(*obj));
+    size_t k = static_cast<size_t>(obj->kind->kind);
+    maps[k][ConfigSnapshot::ShardOf(name)][name] = std::make_shared<Object>(std::move(*obj));
+    ++counts[k];
   }
   auto snapshot = std::make_shared<ConfigSnapshot>();
-  for (size_t i = 0; i < maps.size(); ++i) {
-    snapshot->maps_[i] = std::make_shared<const ConfigSnapshot::ObjectMap>(std::move(maps[i]));
+  for (size_t k = 0; k < maps.size(); ++k) {
+    auto kind_map = std::make_shared<ConfigSnapshot::KindMap>();
+    for (size_t i = 0; i < ConfigSnapshot::kShards; ++i) {
+      kind_map->shards[i] = std::make_shared<const Shard>(std::move(maps[k][i]));
+    }
+    kind_map->count = counts[k];
+    snapshot->kinds_[k] = std::move(kind_map);
   }
   snapshot->revision_ = range->revision;
   {
@@ -71,18 +100,28 @@ absl::StatusOr<std::unique_ptr<ConfigIndex>> ConfigIndex::Start(store::Store* st
 ConfigIndex::~ConfigIndex() { watch_.reset(); }
 
 void ConfigIndex::OnEvents(const std::vector<store::Event>& events) {
+  using Shard = ConfigSnapshot::Shard;
+  using KindMap = ConfigSnapshot::KindMap;
   ConfigSnapshotPtr base = Current();
   auto next = std::make_shared<ConfigSnapshot>(*base);
-  std::array<std::shared_ptr<ConfigSnapshot::ObjectMap>, ConfigSnapshot::kKinds> copies;
+  // Copy on write: a kind's shard table, then each shard, the first time this batch touches it.
+  std::array<std::shared_ptr<KindMap>, ConfigSnapshot::kKinds> kinds;
+  std::map<std::pair<size_t, size_t>, std::shared_ptr<Shard>> shards;
   for (const store::Event& e : events) {
     const KindInfo* kind = KindOfKey(e.kv.key);
     if (!kind) continue;
-    size_t i = static_cast<size_t>(kind->kind);
-    if (!copies[i]) copies[i] = std::make_shared<ConfigSnapshot::ObjectMap>(*base->maps_[i]);
-    // The map key is the key's "namespace/name" tail.
+    size_t k = static_cast<size_t>(kind->kind);
+    if (!kinds[k]) kinds[k] = std::make_shared<KindMap>(*base->kinds_[k]);
+    // The map key is the store key's "namespace/name" tail.
     std::string name = e.kv.key.substr(StorePrefix(*kind, "").size());
+    size_t s = ConfigSnapshot::ShardOf(name);
+    std::shared_ptr<Shard>& shard = shards[{k, s}];
+    if (!shard) {
+      shard = std::make_shared<Shard>(*kinds[k]->shards[s]);
+      kinds[k]->shards[s] = shard;
+    }
     if (e.type == store::Event::Type::kDelete) {
-      copies[i]->erase(name);
+      kinds[k]->count -= shard->erase(name);
       continue;
     }
     absl::StatusOr<Object> obj = DecodeStored(e.kv);
@@ -90,10 +129,11 @@ void ConfigIndex::OnEvents(const std::vector<store::Event>& events) {
       log::Error("index: ", obj.status().message());
       continue;
     }
-    (*copies[i])[name] = std::make_shared<Object>(std::move(*obj));
+    auto [it, inserted] = shard->insert_or_assign(name, std::make_shared<Object>(std::move(*obj)));
+    if (inserted) ++kinds[k]->count;
   }
-  for (size_t i = 0; i < copies.size(); ++i) {
-    if (copies[i]) next->maps_[i] = std::move(copies[i]);
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    if (kinds[k]) next->kinds_[k] = std::move(kinds[k]);
   }
   next->revision_ = events.back().revision;
   {

@@ -16,20 +16,37 @@
 namespace mesh::model {
 
 // An immutable view of every stored resource at one store revision. Shared by readers; never
-// changes after it is published.
+// changes after it is published. Each kind's objects are spread over shards by key hash, so a
+// change copies one shard of one kind and shares everything else with the previous snapshot.
 class ConfigSnapshot {
  public:
-  // Objects of one kind keyed by "namespace/name".
-  using ObjectMap = std::map<std::string, std::shared_ptr<const Object>>;
-
-  const ObjectMap& Of(Kind kind) const { return *maps_[static_cast<size_t>(kind)]; }
+  // The object of `kind` named ns/name, or nullptr. O(log n).
   const Object* Find(Kind kind, absl::string_view ns, absl::string_view name) const;
+  size_t Count(Kind kind) const { return kinds_[static_cast<size_t>(kind)]->count; }
+  // Calls f(const Object&) for every object of `kind`, in no particular order.
+  template <typename F>
+  void ForEach(Kind kind, F&& f) const {
+    for (const auto& shard : kinds_[static_cast<size_t>(kind)]->shards) {
+      for (const auto& [key, obj] : *shard) f(*obj);
+    }
+  }
+  // Every object of `kind`, ordered by namespace and name. O(n log n).
+  std::vector<const Object*> Sorted(Kind kind) const;
   int64_t revision() const { return revision_; }
 
  private:
   friend class ConfigIndex;
   static constexpr size_t kKinds = 8;
-  std::array<std::shared_ptr<const ObjectMap>, kKinds> maps_;
+  static constexpr size_t kShards = 64;
+  // Objects keyed by "namespace/name".
+  using Shard = std::map<std::string, std::shared_ptr<const Object>>;
+  struct KindMap {
+    std::array<std::shared_ptr<const Shard>, kShards> shards;
+    size_t count = 0;
+  };
+  static size_t ShardOf(absl::string_view key);
+
+  std::array<std::shared_ptr<const KindMap>, kKinds> kinds_;
   int64_t revision_ = 0;
 };
 using ConfigSnapshotPtr = std::shared_ptr<const ConfigSnapshot>;

@@ -37,6 +37,7 @@ httplib::Client MeshpilotProcess::Client() const {
   c.set_bearer_token_auth(token_);
   c.set_connection_timeout(2, 0);
   c.set_read_timeout(10, 0);
+  c.set_tcp_nodelay(true);
   return c;
 }
 

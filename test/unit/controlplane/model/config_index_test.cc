@@ -29,14 +29,20 @@ TEST_CASE("The index loads existing resources and follows the store, publishing 
   REQUIRE((*store)->Commit({store::Op::Put(StoreKey(gw, "ns", "b"), Gateway("b"))}).ok());
   REQUIRE((*index)->WaitForRevision(2, absl::Seconds(5)));
   ConfigSnapshotPtr second = (*index)->Current();
-  CHECK(second->Of(Kind::kGateway).size() == 2);
-  CHECK(first->Of(Kind::kGateway).size() == 1);  // the old snapshot did not change
-  // Kinds that did not change are shared, not copied.
-  CHECK(&first->Of(Kind::kVirtualService) == &second->Of(Kind::kVirtualService));
+  CHECK(second->Count(Kind::kGateway) == 2);
+  CHECK(second->Find(Kind::kGateway, "ns", "b") != nullptr);
+  CHECK(first->Count(Kind::kGateway) == 1);  // the old snapshot did not change
+  CHECK(first->Find(Kind::kGateway, "ns", "b") == nullptr);
+  // Objects that did not change are shared, not copied.
+  CHECK(first->Find(Kind::kGateway, "ns", "a") == second->Find(Kind::kGateway, "ns", "a"));
 
   REQUIRE((*store)->Commit({store::Op::Delete(StoreKey(gw, "ns", "a"))}).ok());
   REQUIRE((*index)->WaitForRevision(3, absl::Seconds(5)));
   CHECK((*index)->Current()->Find(Kind::kGateway, "ns", "a") == nullptr);
+  CHECK((*index)->Current()->Count(Kind::kGateway) == 1);
+  std::vector<const Object*> sorted = (*index)->Current()->Sorted(Kind::kGateway);
+  REQUIRE(sorted.size() == 1);
+  CHECK(sorted[0]->meta.name == "b");
 }
 
 }  // namespace
