@@ -9,11 +9,12 @@ namespace mesh {
 
 absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text) {
   auto invalid = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid duration \"", text, "\": want a number and a unit, e.g. 7s or 100ms"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid duration \"", text, "\": want a number and a unit, e.g. 7s or 100ms"));
   };
   if (text.empty()) return invalid();
-  if (text[0] == '-') return absl::InvalidArgumentError(absl::StrCat("duration \"", text, "\" is negative"));
+  if (text[0] == '-')
+    return absl::InvalidArgumentError(absl::StrCat("duration \"", text, "\" is negative"));
   absl::Duration total = absl::ZeroDuration();
   size_t i = 0;
   while (i < text.size()) {
@@ -25,13 +26,20 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text) {
     while (i < text.size() && ((text[i] >= 'a' && text[i] <= 'z'))) ++i;
     absl::string_view unit = text.substr(unit_start, i - unit_start);
     absl::Duration scale;
-    if (unit == "h") scale = absl::Hours(1);
-    else if (unit == "m") scale = absl::Minutes(1);
-    else if (unit == "s") scale = absl::Seconds(1);
-    else if (unit == "ms") scale = absl::Milliseconds(1);
-    else if (unit == "us") scale = absl::Microseconds(1);
-    else if (unit == "ns") scale = absl::Nanoseconds(1);
-    else return invalid();
+    if (unit == "h")
+      scale = absl::Hours(1);
+    else if (unit == "m")
+      scale = absl::Minutes(1);
+    else if (unit == "s")
+      scale = absl::Seconds(1);
+    else if (unit == "ms")
+      scale = absl::Milliseconds(1);
+    else if (unit == "us")
+      scale = absl::Microseconds(1);
+    else if (unit == "ns")
+      scale = absl::Nanoseconds(1);
+    else
+      return invalid();
     char* end = nullptr;
     double value = std::strtod(number.c_str(), &end);
     if (end != number.c_str() + number.size()) return invalid();

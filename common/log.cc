@@ -23,7 +23,9 @@ const char* Name(Level level) {
 }
 }  // namespace
 
-void SetLevel(Level level) { g_level.store(static_cast<int>(level)); }
+void SetLevel(Level level) {
+  g_level.store(static_cast<int>(level));
+}
 
 bool ParseLevel(absl::string_view text, Level* level) {
   for (Level l : {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError}) {
@@ -35,12 +37,14 @@ bool ParseLevel(absl::string_view text, Level* level) {
   return false;
 }
 
-bool Enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
+bool Enabled(Level level) {
+  return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
+}
 
 void Write(Level level, absl::string_view message) {
-  std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ", Name(level),
-      " ", message, "\n");
+  std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
+                   Name(level), " ", message, "\n");
   // A single write keeps concurrent lines whole; a short write to stderr is not worth retrying.
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;

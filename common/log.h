@@ -1,8 +1,7 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 // One line per event, to stderr: `2026-11-23T11:30:50.123Z info store: opened revision=12`.
 // Thread-safe; a line is written with a single write(2) so lines never interleave.

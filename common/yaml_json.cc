@@ -21,25 +21,31 @@ class LimitError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Nesting of flow collections is checked before yaml-cpp sees the text: its parser recurses
-// once per level and would overflow the stack on "[[[[...". Block nesting is bounded by the
-// indentation a body of limited size can hold, and checked again during conversion.
-absl::Status CheckFlowDepth(absl::string_view text, size_t max_depth) {
+}  // namespace
+
+absl::Status CheckNestingDepth(absl::string_view text, size_t max_depth) {
   size_t depth = 0;
   char quote = 0;
-  bool comment = false;
+  bool comment = false, escaped = false;
   for (char c : text) {
+    if (quote) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\' && quote == '"')
+        escaped = true;
+      else if (c == quote)
+        quote = 0;
+      continue;
+    }
     if (c == '\n') {
       comment = false;
       continue;
     }
     if (comment) continue;
-    if (quote) {
-      if (c == quote) quote = 0;
-      continue;
-    }
-    if (c == '#') comment = true;
-    else if (c == '"' || c == '\'') quote = c;
+    if (c == '#')
+      comment = true;
+    else if (c == '"' || c == '\'')
+      quote = c;
     else if (c == '[' || c == '{') {
       if (++depth > max_depth) {
         return absl::InvalidArgumentError(
@@ -51,6 +57,8 @@ absl::Status CheckFlowDepth(absl::string_view text, size_t max_depth) {
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 json ResolvePlainScalar(const std::string& s) {
   static const LazyRE2 kInt = {R"([-+]?[0-9]+)"};
@@ -67,8 +75,10 @@ json ResolvePlainScalar(const std::string& s) {
     if (absl::SimpleAtoi(s, &u)) return u;
     return std::strtod(s.c_str(), nullptr);
   }
-  if (RE2::FullMatch(s, *kOct)) return static_cast<int64_t>(std::strtoll(s.c_str() + 2, nullptr, 8));
-  if (RE2::FullMatch(s, *kHex)) return static_cast<int64_t>(std::strtoll(s.c_str() + 2, nullptr, 16));
+  if (RE2::FullMatch(s, *kOct))
+    return static_cast<int64_t>(std::strtoll(s.c_str() + 2, nullptr, 8));
+  if (RE2::FullMatch(s, *kHex))
+    return static_cast<int64_t>(std::strtoll(s.c_str() + 2, nullptr, 16));
   if (RE2::FullMatch(s, *kFloat)) return std::strtod(s.c_str(), nullptr);
   if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf") return s;  // JSON has no infinity
   return s;
@@ -88,10 +98,8 @@ class Converter {
     }
     switch (node.Type()) {
       case YAML::NodeType::Undefined:
-      case YAML::NodeType::Null:
-        return nullptr;
-      case YAML::NodeType::Scalar:
-        return Scalar(node);
+      case YAML::NodeType::Null: return nullptr;
+      case YAML::NodeType::Scalar: return Scalar(node);
       case YAML::NodeType::Sequence: {
         json out = json::array();
         for (const auto& child : node) out.push_back(Convert(child, depth + 1));
@@ -105,7 +113,8 @@ class Converter {
           }
           const std::string& key = kv.first.Scalar();
           if (out.contains(key)) {
-            throw YAML::ParserException(kv.first.Mark(), absl::StrCat("duplicate key \"", key, "\""));
+            throw YAML::ParserException(kv.first.Mark(),
+                                        absl::StrCat("duplicate key \"", key, "\""));
           }
           out[key] = Convert(kv.second, depth + 1);
         }
@@ -136,14 +145,17 @@ class Converter {
 
 absl::StatusOr<std::vector<json>> ParseYamlDocuments(absl::string_view text,
                                                      const YamlLimits& limits) {
-  if (auto s = CheckFlowDepth(text, limits.max_depth); !s.ok()) return s;
+  // yaml-cpp's parser recurses once per flow level and would overflow the stack on "[[[[...".
+  // Block nesting is bounded by the indentation a body of limited size can hold, and is
+  // checked again during conversion.
+  if (auto s = CheckNestingDepth(text, limits.max_depth); !s.ok()) return s;
   std::vector<json> out;
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("YAML: line ", e.mark.line + 1, ", column ",
-                                                   e.mark.column + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat("YAML: line ", e.mark.line + 1, ", column ", e.mark.column + 1, ": ", e.msg));
   }
   Converter converter(limits);
   for (size_t i = 0; i < docs.size(); ++i) {
@@ -185,19 +197,15 @@ void Emit(YAML::Emitter& out, const json& v) {
     case json::value_t::string: {
       const std::string& s = v.get_ref<const std::string&>();
       // Quote anything the core schema would read back as something other than this string.
-      if (!ResolvePlainScalar(s).is_string() || s.empty()) out << YAML::DoubleQuoted << s;
-      else out << s;
+      if (!ResolvePlainScalar(s).is_string() || s.empty())
+        out << YAML::DoubleQuoted << s;
+      else
+        out << s;
       break;
     }
-    case json::value_t::boolean:
-      out << (v.get<bool>() ? "true" : "false");
-      break;
-    case json::value_t::null:
-      out << YAML::Null;
-      break;
-    default:
-      out << v.dump();
-      break;
+    case json::value_t::boolean: out << (v.get<bool>() ? "true" : "false"); break;
+    case json::value_t::null: out << YAML::Null; break;
+    default: out << v.dump(); break;
   }
 }
 

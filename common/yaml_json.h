@@ -1,10 +1,10 @@
 #pragma once
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json_fwd.hpp"
 
 namespace mesh {
@@ -26,6 +26,10 @@ struct YamlLimits {
 // a limit is exceeded. Never throws.
 absl::StatusOr<std::vector<nlohmann::json>> ParseYamlDocuments(absl::string_view text,
                                                                const YamlLimits& limits = {});
+
+// Checks, without parsing, that `[` and `{` nest at most `max_depth` deep outside quoted strings
+// and comments (YAML flow collections and JSON alike). InvalidArgument otherwise.
+absl::Status CheckNestingDepth(absl::string_view text, size_t max_depth);
 
 // Renders a JSON value as block-style YAML (for `meshctl get -o yaml`). Strings that would read
 // back as another type are quoted.

@@ -26,10 +26,13 @@
 #define MESHPILOT_VERSION "dev"
 #endif
 
-ABSL_FLAG(std::string, rest, "127.0.0.1:15080", "REST API, /metrics and /healthz address (host:port)");
+ABSL_FLAG(std::string, rest, "127.0.0.1:15080",
+          "REST API, /metrics and /healthz address (host:port)");
 ABSL_FLAG(std::string, data_dir, "./meshpilot-data", "embedded store, CA keys and admin token");
-ABSL_FLAG(std::string, store, "embedded", "config store: embedded (a write-ahead log in --data-dir)");
-ABSL_FLAG(std::string, token_file, "", "admin bearer token file (default <data-dir>/admin.token, created 0600)");
+ABSL_FLAG(std::string, store, "embedded",
+          "config store: embedded (a write-ahead log in --data-dir)");
+ABSL_FLAG(std::string, token_file, "",
+          "admin bearer token file (default <data-dir>/admin.token, created 0600)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(int64_t, max_body_bytes, 4 << 20, "largest request body accepted (413 above)");
 ABSL_FLAG(int64_t, max_documents, 5000, "most documents in one request");
@@ -52,13 +55,16 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   absl::StatusOr<std::string> existing = mesh::store::ReadFile(path);
   if (existing.ok()) {
     std::string token(absl::StripAsciiWhitespace(*existing));
-    if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("token file ", path, " is empty"));
+    if (token.empty())
+      return absl::InvalidArgumentError(absl::StrCat("token file ", path, " is empty"));
     return token;
   }
   if (!absl::IsNotFound(existing.status())) return existing.status();
   unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return absl::InternalError("no randomness for the admin token");
-  std::string token = absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1)
+    return absl::InternalError("no randomness for the admin token");
+  std::string token =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::string tmp = path + ".tmp";
   {
@@ -87,7 +93,8 @@ int Run() {
   std::string store_flag = absl::GetFlag(FLAGS_store);
   if (store_flag != "embedded") {
     Error("meshpilot: --store ", store_flag,
-          " is not supported by this build; only the embedded store is (etcd comes with the replicas work)");
+          " is not supported by this build; only the embedded store is (etcd comes with the "
+          "replicas work)");
     return 2;
   }
   std::string host;
@@ -142,19 +149,21 @@ int Run() {
     mesh::store::WalStore::Stats st = wal->GetStats();
     return absl::StrCat(
         "# TYPE meshpilot_store_revision gauge\nmeshpilot_store_revision ", wal->Revision(), "\n",
-        "# TYPE meshpilot_store_commits_total counter\nmeshpilot_store_commits_total ", st.commits, "\n",
-        "# TYPE meshpilot_store_syncs_total counter\nmeshpilot_store_syncs_total ", st.syncs, "\n",
-        "# TYPE meshpilot_store_compactions_total counter\nmeshpilot_store_compactions_total ", st.compactions, "\n",
-        "# TYPE meshpilot_store_log_bytes gauge\nmeshpilot_store_log_bytes ", st.log_bytes, "\n",
-        "# TYPE meshpilot_index_revision gauge\nmeshpilot_index_revision ", idx->Current()->revision(), "\n");
+        "# TYPE meshpilot_store_commits_total counter\nmeshpilot_store_commits_total ", st.commits,
+        "\n", "# TYPE meshpilot_store_syncs_total counter\nmeshpilot_store_syncs_total ", st.syncs,
+        "\n",
+        "# TYPE meshpilot_store_compactions_total counter\nmeshpilot_store_compactions_total ",
+        st.compactions, "\n", "# TYPE meshpilot_store_log_bytes gauge\nmeshpilot_store_log_bytes ",
+        st.log_bytes, "\n", "# TYPE meshpilot_index_revision gauge\nmeshpilot_index_revision ",
+        idx->Current()->revision(), "\n");
   });
   absl::StatusOr<int> bound = server.Start();
   if (!bound.ok()) {
     Error("meshpilot: ", bound.status().message());
     return 1;
   }
-  Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound, " data_dir=", data_dir,
-       " revision=", (*store)->Revision());
+  Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound,
+       " data_dir=", data_dir, " revision=", (*store)->Revision());
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -167,7 +176,8 @@ int Run() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "meshpilot: service-mesh control plane.\n  meshpilot [--rest 127.0.0.1:15080] [--data-dir DIR]\n"
+      "meshpilot: service-mesh control plane.\n  meshpilot [--rest 127.0.0.1:15080] [--data-dir "
+      "DIR]\n"
       "Flag names take '-' or '_' alike (--data-dir, --data_dir).");
   // DESIGN.md spells flags with dashes; absl registers them with underscores.
   std::vector<std::string> args(argv, argv + argc);

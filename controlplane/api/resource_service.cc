@@ -16,9 +16,9 @@
 namespace mesh::api {
 namespace {
 
-using nlohmann::json;
 using model::DecodedDocument;
 using model::Object;
+using nlohmann::json;
 
 std::string NewUid() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -30,7 +30,9 @@ std::string NewUid() {
                          b >> 48, b & 0xffffffffffffULL);
 }
 
-std::string Now() { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()); }
+std::string Now() {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
+}
 
 // The stored form: what GET returns, minus resourceVersion (which comes from the store).
 std::string StoredValue(const Object& o, const std::string& uid, const std::string& created,
@@ -41,7 +43,9 @@ std::string StoredValue(const Object& o, const std::string& uid, const std::stri
   meta["uid"] = uid;
   meta["creationTimestamp"] = created;
   meta["generation"] = generation;
-  return json{{"apiVersion", o.api_version}, {"kind", o.kind->name}, {"metadata", std::move(meta)},
+  return json{{"apiVersion", o.api_version},
+              {"kind", o.kind->name},
+              {"metadata", std::move(meta)},
               {"spec", o.spec_json}}
       .dump();
 }
@@ -59,7 +63,9 @@ std::string LowerGroupKind(absl::string_view api_version, absl::string_view kind
   return out;
 }
 
-std::string Key(const Object& o) { return model::StoreKey(*o.kind, o.meta.namespace_, o.meta.name); }
+std::string Key(const Object& o) {
+  return model::StoreKey(*o.kind, o.meta.namespace_, o.meta.name);
+}
 
 // Display name used by 404/409 messages: "virtualservice.networking.istio.io \"voting/x\"".
 std::string Describe(const model::KindInfo& kind, absl::string_view ns, absl::string_view name) {
@@ -84,7 +90,8 @@ absl::StatusOr<Batch> DecodeBatch(const std::vector<json>& docs, absl::string_vi
   std::set<std::string> keys;
   for (size_t i = 0; i < docs.size(); ++i) {
     DecodedDocument d = model::DecodeDocument(docs[i], default_ns, i + 1);
-    ApplyItem item{d.kind, d.api_version, d.ns, d.name, "", 0, LowerGroupKind(d.api_version, d.kind), ""};
+    ApplyItem item{
+        d.kind, d.api_version, d.ns, d.name, "", 0, LowerGroupKind(d.api_version, d.kind), ""};
     switch (d.outcome) {
       case DecodedDocument::Outcome::kInvalid:
         for (const auto& e : d.errors) errors.push_back(model::FormatError(d.display, e));
@@ -127,8 +134,11 @@ json StoredToJson(const store::KeyValue& kv, const model::KindInfo& kind, absl::
 json ApplyResult::ToJson() const {
   json items_json = json::array();
   for (const ApplyItem& i : items) {
-    json j = {{"kind", i.kind}, {"apiVersion", i.api_version}, {"namespace", i.ns},
-              {"name", i.name},  {"action", i.action}};
+    json j = {{"kind", i.kind},
+              {"apiVersion", i.api_version},
+              {"namespace", i.ns},
+              {"name", i.name},
+              {"action", i.action}};
     if (i.resource_version) j["resourceVersion"] = std::to_string(i.resource_version);
     if (!i.note.empty()) j["note"] = i.note;
     items_json.push_back(std::move(j));
@@ -137,7 +147,8 @@ json ApplyResult::ToJson() const {
   for (const auto& w : warnings) {
     warnings_json.push_back({{"object", w.object}, {"path", w.path}, {"message", w.message}});
   }
-  return {{"items", items_json}, {"warnings", warnings_json}, {"revision", std::to_string(revision)}};
+  return {
+      {"items", items_json}, {"warnings", warnings_json}, {"revision", std::to_string(revision)}};
 }
 
 std::string ApplyResult::ToText() const {
@@ -151,13 +162,16 @@ std::string ApplyResult::ToText() const {
   return out;
 }
 
-ResourceService::ResourceService(store::Store* store, model::ConfigIndex* index, ServiceOptions options)
+ResourceService::ResourceService(store::Store* store, model::ConfigIndex* index,
+                                 ServiceOptions options)
     : store_(store), index_(index), options_(options) {}
 
 absl::StatusOr<std::vector<json>> ResourceService::ParseBody(absl::string_view body,
-                                                            BodyFormat format) const {
+                                                             BodyFormat format) const {
   std::vector<json> docs;
   if (format == BodyFormat::kJson) {
+    // Nothing below recurses on input depth, but printing a value does; keep it bounded.
+    if (auto s = CheckNestingDepth(body, options_.yaml.max_depth); !s.ok()) return s;
     json doc = json::parse(body, nullptr, false);
     if (doc.is_discarded()) {
       // Parse again with exceptions on to get the position of the error.
@@ -213,13 +227,14 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const std::vector<Object>
       int64_t want = 0;
       (void)absl::SimpleAtoi(o.meta.resource_version, &want);
       if (!*cur) {
-        return absl::NotFoundError(absl::StrCat(o.DisplayName(), ": does not exist, but metadata.resourceVersion ",
+        return absl::NotFoundError(absl::StrCat(o.DisplayName(),
+                                                ": does not exist, but metadata.resourceVersion ",
                                                 want, " was given"));
       }
       if ((*cur)->mod_revision != want) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            o.DisplayName(), ": the object has been modified: resourceVersion is ",
-            (*cur)->mod_revision, ", not ", want));
+        return absl::FailedPreconditionError(
+            absl::StrCat(o.DisplayName(), ": the object has been modified: resourceVersion is ",
+                         (*cur)->mod_revision, ", not ", want));
       }
     }
     std::string uid = NewUid(), created = Now();
@@ -228,15 +243,17 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const std::vector<Object>
       json stored = json::parse((*cur)->value, nullptr, false);
       if (stored.is_discarded()) stored = json::object();
       json labels = MetaField(stored, "labels"), annotations = MetaField(stored, "annotations");
-      bool same_meta = labels == (o.meta.labels.empty() ? json() : json(o.meta.labels)) &&
-                       annotations == (o.meta.annotations.empty() ? json() : json(o.meta.annotations));
+      bool same_meta =
+          labels == (o.meta.labels.empty() ? json() : json(o.meta.labels)) &&
+          annotations == (o.meta.annotations.empty() ? json() : json(o.meta.annotations));
       bool same_spec = stored.value("spec", json()) == o.spec_json;
       if (same_meta && same_spec) {
         it.action = "unchanged";
         it.resource_version = (*cur)->mod_revision;
         continue;
       }
-      uid = MetaField(stored, "uid").is_string() ? MetaField(stored, "uid").get<std::string>() : uid;
+      uid =
+          MetaField(stored, "uid").is_string() ? MetaField(stored, "uid").get<std::string>() : uid;
       created = MetaField(stored, "creationTimestamp").is_string()
                     ? MetaField(stored, "creationTimestamp").get<std::string>()
                     : created;
@@ -261,8 +278,8 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const std::vector<Object>
     if (!commit.ok()) {
       *retry = IsConflict(commit.status()) && !user_versions;
       if (IsConflict(commit.status())) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("a resource changed while it was being applied: ", commit.status().message()));
+        return absl::FailedPreconditionError(absl::StrCat(
+            "a resource changed while it was being applied: ", commit.status().message()));
       }
       return commit.status();
     }
@@ -277,7 +294,8 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const std::vector<Object>
   return result;
 }
 
-absl::StatusOr<ApplyResult> ResourceService::DeleteApplied(absl::string_view body, BodyFormat format,
+absl::StatusOr<ApplyResult> ResourceService::DeleteApplied(absl::string_view body,
+                                                           BodyFormat format,
                                                            absl::string_view default_ns) {
   absl::StatusOr<std::vector<json>> docs = ParseBody(body, format);
   if (!docs.ok()) return docs.status();
@@ -329,7 +347,8 @@ absl::StatusOr<json> ResourceService::List(const model::KindInfo& kind, absl::st
   absl::StatusOr<store::RangeResult> range = store_->List(model::StorePrefix(kind, ns));
   if (!range.ok()) return range.status();
   json items = json::array();
-  for (const store::KeyValue& kv : range->kvs) items.push_back(StoredToJson(kv, kind, version, kv.mod_revision));
+  for (const store::KeyValue& kv : range->kvs)
+    items.push_back(StoredToJson(kv, kind, version, kv.mod_revision));
   return json{{"apiVersion", kind.ApiVersion(version)},
               {"kind", absl::StrCat(kind.name, "List")},
               {"metadata", {{"resourceVersion", std::to_string(range->revision)}}},
@@ -338,16 +357,18 @@ absl::StatusOr<json> ResourceService::List(const model::KindInfo& kind, absl::st
 
 absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::string_view version,
                                             absl::string_view ns, absl::string_view path_name,
-                                            absl::string_view body, BodyFormat format, bool replace) {
+                                            absl::string_view body, BodyFormat format,
+                                            bool replace) {
   absl::StatusOr<std::vector<json>> docs = ParseBody(body, format);
   if (!docs.ok()) return docs.status();
-  if (docs->size() != 1) return absl::InvalidArgumentError("this request takes exactly one document");
+  if (docs->size() != 1)
+    return absl::InvalidArgumentError("this request takes exactly one document");
   DecodedDocument d = model::DecodeDocument((*docs)[0], ns, 1);
   std::vector<std::string> errors;
   if (d.outcome == DecodedDocument::Outcome::kSkipped || (d.object && d.object->kind != &kind)) {
     errors.push_back(absl::StrCat(d.display, ": kind: ", d.api_version, " ", d.kind,
-                                  " does not match the path, which serves ", kind.PreferredApiVersion(),
-                                  " ", kind.name));
+                                  " does not match the path, which serves ",
+                                  kind.PreferredApiVersion(), " ", kind.name));
   }
   if (d.ns != ns) {
     errors.push_back(absl::StrCat(d.display, ": metadata.namespace: \"", d.ns,
@@ -369,14 +390,19 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
     std::string uid = NewUid(), created = Now();
     int64_t generation = 1;
     if (!replace) {
-      if (*cur) return absl::AlreadyExistsError(absl::StrCat(Describe(kind, o.meta.namespace_, o.meta.name), " already exists"));
+      if (*cur)
+        return absl::AlreadyExistsError(
+            absl::StrCat(Describe(kind, o.meta.namespace_, o.meta.name), " already exists"));
       expect = 0;
     } else if (*cur) {
       json stored = json::parse((*cur)->value, nullptr, false);
       if (!stored.is_discarded()) {
         if (MetaField(stored, "uid").is_string()) uid = MetaField(stored, "uid");
-        if (MetaField(stored, "creationTimestamp").is_string()) created = MetaField(stored, "creationTimestamp");
-        int64_t old = MetaField(stored, "generation").is_number_integer() ? MetaField(stored, "generation").get<int64_t>() : 1;
+        if (MetaField(stored, "creationTimestamp").is_string())
+          created = MetaField(stored, "creationTimestamp");
+        int64_t old = MetaField(stored, "generation").is_number_integer()
+                          ? MetaField(stored, "generation").get<int64_t>()
+                          : 1;
         generation = old + (stored.value("spec", json()) == o.spec_json ? 0 : 1);
       }
       expect = (*cur)->mod_revision;
@@ -386,11 +412,14 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
     if (!o.meta.resource_version.empty()) {
       int64_t want = 0;
       (void)absl::SimpleAtoi(o.meta.resource_version, &want);
-      if (!*cur) return absl::NotFoundError(absl::StrCat(Describe(kind, o.meta.namespace_, o.meta.name), " not found"));
+      if (!*cur)
+        return absl::NotFoundError(
+            absl::StrCat(Describe(kind, o.meta.namespace_, o.meta.name), " not found"));
       if ((*cur)->mod_revision != want) {
         return absl::FailedPreconditionError(absl::StrCat(
             "Operation cannot be fulfilled on ", Describe(kind, o.meta.namespace_, o.meta.name),
-            ": the object has been modified; resourceVersion is ", (*cur)->mod_revision, ", not ", want));
+            ": the object has been modified; resourceVersion is ", (*cur)->mod_revision, ", not ",
+            want));
       }
     }
     absl::StatusOr<store::CommitResult> commit =
@@ -407,7 +436,8 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
 
 absl::StatusOr<json> ResourceService::Delete(const model::KindInfo& kind, absl::string_view version,
                                              absl::string_view ns, absl::string_view name) {
-  absl::StatusOr<store::CommitResult> commit = store_->Commit({store::Op::Delete(model::StoreKey(kind, ns, name))});
+  absl::StatusOr<store::CommitResult> commit =
+      store_->Commit({store::Op::Delete(model::StoreKey(kind, ns, name))});
   if (!commit.ok()) {
     if (absl::IsNotFound(commit.status())) {
       return absl::NotFoundError(absl::StrCat(Describe(kind, ns, name), " not found"));
@@ -418,7 +448,8 @@ absl::StatusOr<json> ResourceService::Delete(const model::KindInfo& kind, absl::
 }
 
 absl::StatusOr<store::WatchPtr> ResourceService::Watch(const model::KindInfo& kind,
-                                                       absl::string_view version, absl::string_view ns,
+                                                       absl::string_view version,
+                                                       absl::string_view ns,
                                                        std::optional<int64_t> after_revision,
                                                        EventSink sink) {
   std::string prefix = model::StorePrefix(kind, ns);
@@ -429,23 +460,25 @@ absl::StatusOr<store::WatchPtr> ResourceService::Watch(const model::KindInfo& ki
     absl::StatusOr<store::RangeResult> range = store_->List(prefix);
     if (!range.ok()) return range.status();
     for (const store::KeyValue& kv : range->kvs) {
-      sink(json{{"type", "ADDED"}, {"object", StoredToJson(kv, kind, version, kv.mod_revision)}}.dump());
+      sink(json{{"type", "ADDED"}, {"object", StoredToJson(kv, kind, version, kv.mod_revision)}}
+               .dump());
     }
     from = range->revision;
   }
   std::string v(version);
   const model::KindInfo* k = &kind;
-  absl::StatusOr<store::WatchPtr> watch = store_->Watch(
-      prefix, from, [sink, v, k](const std::vector<store::Event>& events) {
+  absl::StatusOr<store::WatchPtr> watch =
+      store_->Watch(prefix, from, [sink, v, k](const std::vector<store::Event>& events) {
         for (const store::Event& e : events) {
           const char* type = e.type == store::Event::Type::kDelete ? "DELETED"
-                             : e.created()                          ? "ADDED"
-                                                                    : "MODIFIED";
+                             : e.created()                         ? "ADDED"
+                                                                   : "MODIFIED";
           sink(json{{"type", type}, {"object", StoredToJson(e.kv, *k, v, e.revision)}}.dump());
         }
       });
   if (!watch.ok() && absl::IsOutOfRange(watch.status())) {
-    return absl::OutOfRangeError(absl::StrCat("too old resource version: ", watch.status().message()));
+    return absl::OutOfRangeError(
+        absl::StrCat("too old resource version: ", watch.status().message()));
   }
   return watch;
 }

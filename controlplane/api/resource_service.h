@@ -3,10 +3,10 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/yaml_json.h"
 #include "controlplane/model/analyzer.h"
 #include "controlplane/model/config_index.h"
@@ -25,10 +25,10 @@ namespace mesh::api {
 enum class BodyFormat { kJson, kYaml };
 
 struct ApplyItem {
-  std::string kind;        // "VirtualService", or the skipped kind as written
+  std::string kind;  // "VirtualService", or the skipped kind as written
   std::string api_version;
   std::string ns, name;
-  std::string action;      // created | configured | unchanged | skipped | deleted | not found
+  std::string action;            // created | configured | unchanged | skipped | deleted | not found
   int64_t resource_version = 0;  // 0 for skipped and not found
   std::string qualified_kind;    // "virtualservice.networking.istio.io", "deployment.apps"
   std::string note;              // why skipped
@@ -92,7 +92,8 @@ class ResourceService {
   std::vector<model::Warning> Analyze(absl::string_view ns);
 
   // Parses a body into documents (YAML streams, JSON objects, arrays and Lists).
-  absl::StatusOr<std::vector<nlohmann::json>> ParseBody(absl::string_view body, BodyFormat format) const;
+  absl::StatusOr<std::vector<nlohmann::json>> ParseBody(absl::string_view body,
+                                                        BodyFormat format) const;
 
  private:
   absl::StatusOr<ApplyResult> ApplyOnce(const std::vector<model::Object>& objects,

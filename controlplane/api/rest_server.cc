@@ -52,7 +52,8 @@ bool WantsText(const httplib::Request& req) {
   return absl::StrContains(req.get_header_value("Accept"), "text/plain");
 }
 
-void SendStatus(const httplib::Request& req, httplib::Response& res, int code, absl::string_view message) {
+void SendStatus(const httplib::Request& req, httplib::Response& res, int code,
+                absl::string_view message) {
   res.status = code;
   if (WantsText(req)) {
     res.set_content(absl::StrCat("Error: ", message, "\n"), "text/plain");
@@ -61,8 +62,8 @@ void SendStatus(const httplib::Request& req, httplib::Response& res, int code, a
   json causes = json::array();
   std::vector<std::string> lines = absl::StrSplit(message, '\n');
   for (const std::string& line : lines) causes.push_back({{"message", line}});
-  json status = {{"kind", "Status"},     {"apiVersion", "v1"}, {"status", "Failure"},
-                 {"message", message},   {"reason", Reason(code)}, {"code", code}};
+  json status = {{"kind", "Status"},   {"apiVersion", "v1"},     {"status", "Failure"},
+                 {"message", message}, {"reason", Reason(code)}, {"code", code}};
   if (lines.size() > 1) status["details"] = {{"causes", causes}};
   res.set_content(status.dump(2) + "\n", "application/json");
 }
@@ -97,8 +98,10 @@ struct WatchQueue {
 
   void Push(std::string line) {
     std::lock_guard lock(mu);
-    if (lines.size() >= kMaxLines) overflow = true;
-    else lines.push_back(std::move(line) + "\n");
+    if (lines.size() >= kMaxLines)
+      overflow = true;
+    else
+      lines.push_back(std::move(line) + "\n");
     cv.notify_one();
   }
 };
@@ -106,9 +109,13 @@ struct WatchQueue {
 }  // namespace
 
 RestServer::RestServer(ResourceService* service, RestOptions options)
-    : service_(service), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {}
+    : service_(service),
+      options_(std::move(options)),
+      server_(std::make_unique<httplib::Server>()) {}
 
-RestServer::~RestServer() { Stop(); }
+RestServer::~RestServer() {
+  Stop();
+}
 
 absl::StatusOr<int> RestServer::Start() {
   if (options_.admin_token.empty()) return absl::InvalidArgumentError("an admin token is required");
@@ -153,7 +160,8 @@ void RestServer::Routes() {
               CRYPTO_memcmp(presented.data(), options_.admin_token.data(), presented.size()) == 0;
     if (ok) return httplib::Server::HandlerResponse::Unhandled;
     ++unauthorized_;
-    SendStatus(req, res, 401, auth.empty() ? "a bearer token is required" : "the bearer token is not valid");
+    SendStatus(req, res, 401,
+               auth.empty() ? "a bearer token is required" : "the bearer token is not valid");
     return httplib::Server::HandlerResponse::Handled;
   });
 
@@ -168,30 +176,37 @@ void RestServer::Routes() {
     }
   });
 
-  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    log::Error("rest: ", req.method, " ", req.path, ": ", what);
-    SendStatus(req, res, 500, what);
-  });
+  s.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown error";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        log::Error("rest: ", req.method, " ", req.path, ": ", what);
+        SendStatus(req, res, 500, what);
+      });
 
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
-  s.Get("/readyz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  s.Get("/readyz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
   s.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, {{"name", "meshpilot"}, {"version", options_.version}});
   });
 
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     std::string out = absl::StrCat(
-        "# TYPE meshpilot_rest_requests_total counter\nmeshpilot_rest_requests_total ", requests_.load(), "\n",
+        "# TYPE meshpilot_rest_requests_total counter\nmeshpilot_rest_requests_total ",
+        requests_.load(), "\n",
         "# TYPE meshpilot_rest_unauthorized_total counter\nmeshpilot_rest_unauthorized_total ",
         unauthorized_.load(), "\n",
-        "# TYPE meshpilot_apply_requests_total counter\nmeshpilot_apply_requests_total ", applies_.load(), "\n");
+        "# TYPE meshpilot_apply_requests_total counter\nmeshpilot_apply_requests_total ",
+        applies_.load(), "\n");
     if (metrics_source_) out += metrics_source_();
     res.set_content(out, "text/plain; version=0.0.4");
   });
@@ -211,8 +226,10 @@ void RestServer::Routes() {
       SendJson(res, 200, result->ToJson());
     }
   };
-  s.Post("/apply", [apply](const httplib::Request& req, httplib::Response& res) { apply(req, res, false); });
-  s.Delete("/apply", [apply](const httplib::Request& req, httplib::Response& res) { apply(req, res, true); });
+  s.Post("/apply",
+         [apply](const httplib::Request& req, httplib::Response& res) { apply(req, res, false); });
+  s.Delete("/apply",
+           [apply](const httplib::Request& req, httplib::Response& res) { apply(req, res, true); });
 
   s.Get("/analyze", [this](const httplib::Request& req, httplib::Response& res) {
     std::vector<model::Warning> warnings = service_->Analyze(req.get_param_value("namespace"));
@@ -224,7 +241,8 @@ void RestServer::Routes() {
       return;
     }
     json list = json::array();
-    for (const auto& w : warnings) list.push_back({{"object", w.object}, {"path", w.path}, {"message", w.message}});
+    for (const auto& w : warnings)
+      list.push_back({{"object", w.object}, {"path", w.path}, {"message", w.message}});
     SendJson(res, 200, {{"warnings", list}});
   });
 
@@ -234,14 +252,15 @@ void RestServer::Routes() {
     const model::KindInfo* kind = model::FindByGroupPlural(group, plural);
     if (!kind || !kind->ServesVersion(version)) {
       SendStatus(req, res, 404,
-                 absl::StrCat("the server does not serve ", plural, " in ", group.empty() ? "core" : group, "/", version));
+                 absl::StrCat("the server does not serve ", plural, " in ",
+                              group.empty() ? "core" : group, "/", version));
       return nullptr;
     }
     return kind;
   };
 
-  auto list = [this](const httplib::Request& req, httplib::Response& res, const model::KindInfo& kind,
-                     std::string version, std::string ns) {
+  auto list = [this](const httplib::Request& req, httplib::Response& res,
+                     const model::KindInfo& kind, std::string version, std::string ns) {
     if (req.get_param_value("watch") != "true" && req.get_param_value("watch") != "1") {
       absl::StatusOr<json> out = service_->List(kind, version, ns);
       if (!out.ok()) return SendError(req, res, out.status());
@@ -258,12 +277,13 @@ void RestServer::Routes() {
     int seconds = options_.max_watch_seconds;
     if (std::string t = req.get_param_value("timeoutSeconds"); !t.empty()) {
       int n;
-      if (!absl::SimpleAtoi(t, &n) || n <= 0) return SendStatus(req, res, 400, "timeoutSeconds must be a positive integer");
+      if (!absl::SimpleAtoi(t, &n) || n <= 0)
+        return SendStatus(req, res, 400, "timeoutSeconds must be a positive integer");
       seconds = std::min(n, seconds);
     }
     auto queue = std::make_shared<WatchQueue>();
-    absl::StatusOr<store::WatchPtr> watch =
-        service_->Watch(kind, version, ns, from, [queue](std::string line) { queue->Push(std::move(line)); });
+    absl::StatusOr<store::WatchPtr> watch = service_->Watch(
+        kind, version, ns, from, [queue](std::string line) { queue->Push(std::move(line)); });
     if (!watch.ok()) return SendError(req, res, watch.status());
     auto handle = std::make_shared<store::WatchPtr>(std::move(*watch));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
@@ -289,17 +309,20 @@ void RestServer::Routes() {
         });
   };
 
-  auto write = [this](const httplib::Request& req, httplib::Response& res, const model::KindInfo& kind,
-                      const std::string& version, const std::string& ns, const std::string& name, bool replace) {
+  auto write = [this](const httplib::Request& req, httplib::Response& res,
+                      const model::KindInfo& kind, const std::string& version,
+                      const std::string& ns, const std::string& name, bool replace) {
     absl::StatusOr<json> existed;
     if (replace) existed = service_->Get(kind, version, ns, name);
-    absl::StatusOr<json> out = service_->Write(kind, version, ns, name, req.body, FormatOf(req), replace);
+    absl::StatusOr<json> out =
+        service_->Write(kind, version, ns, name, req.body, FormatOf(req), replace);
     if (!out.ok()) return SendError(req, res, out.status());
     SendJson(res, replace && existed.ok() ? 200 : 201, *out);
   };
 
-  auto one = [this](const httplib::Request& req, httplib::Response& res, const model::KindInfo& kind,
-                    const std::string& version, const std::string& ns, const std::string& name) {
+  auto one = [this](const httplib::Request& req, httplib::Response& res,
+                    const model::KindInfo& kind, const std::string& version, const std::string& ns,
+                    const std::string& name) {
     absl::StatusOr<json> out = req.method == "DELETE" ? service_->Delete(kind, version, ns, name)
                                                       : service_->Get(kind, version, ns, name);
     if (!out.ok()) return SendError(req, res, out.status());
@@ -317,15 +340,18 @@ void RestServer::Routes() {
 
   s.Get(ns_collection, [=](const httplib::Request& req, httplib::Response& res) {
     const auto& m = req.matches;
-    if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[4].str())) list(req, res, *k, m[2], m[3]);
+    if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[4].str()))
+      list(req, res, *k, m[2], m[3]);
   });
   s.Post(ns_collection, [=](const httplib::Request& req, httplib::Response& res) {
     const auto& m = req.matches;
-    if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[4].str())) write(req, res, *k, m[2], m[3], "", false);
+    if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[4].str()))
+      write(req, res, *k, m[2], m[3], "", false);
   });
   s.Get(all_collection, [=](const httplib::Request& req, httplib::Response& res) {
     const auto& m = req.matches;
-    if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[3].str())) list(req, res, *k, m[2], "");
+    if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[3].str()))
+      list(req, res, *k, m[2], "");
   });
   auto item = [=](const httplib::Request& req, httplib::Response& res) {
     const auto& m = req.matches;
@@ -344,7 +370,8 @@ void RestServer::Routes() {
   });
   s.Post(core_ns_collection, [=](const httplib::Request& req, httplib::Response& res) {
     const auto& m = req.matches;
-    if (auto* k = resolve(req, res, "", m[1].str(), m[3].str())) write(req, res, *k, m[1], m[2], "", false);
+    if (auto* k = resolve(req, res, "", m[1].str(), m[3].str()))
+      write(req, res, *k, m[1], m[2], "", false);
   });
   s.Get(core_all_collection, [=](const httplib::Request& req, httplib::Response& res) {
     const auto& m = req.matches;

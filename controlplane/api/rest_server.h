@@ -39,7 +39,9 @@ class RestServer {
   void Stop();
 
   // Extra Prometheus text appended to /metrics (the store and index add theirs).
-  void SetMetricsSource(std::function<std::string()> source) { metrics_source_ = std::move(source); }
+  void SetMetricsSource(std::function<std::string()> source) {
+    metrics_source_ = std::move(source);
+  }
 
  private:
   void Routes();

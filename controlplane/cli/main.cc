@@ -84,18 +84,30 @@ std::string Parse(int argc, char** argv, Options* o) {
       }
       return false;
     };
-    if (take("-f") || take("--filename")) o->files.push_back(value);
-    else if (take("-n") || take("--namespace")) o->ns = value;
-    else if (take("-o") || take("--output")) o->output = value;
-    else if (take("--server") || take("-s")) o->server = value;
-    else if (take("--token")) o->token = value;
-    else if (take("--token-file")) o->token_file = value;
-    else if (take("--data-dir")) o->data_dir = value;
-    else if (a == "-A" || a == "--all-namespaces") o->all_namespaces = true;
-    else if (a == "-h" || a == "--help") o->command = "help";
-    else if (absl::StartsWith(a, "-") && a != "-") return absl::StrCat("unknown flag ", a);
-    else if (o->command.empty()) o->command = a;
-    else o->args.push_back(a);
+    if (take("-f") || take("--filename"))
+      o->files.push_back(value);
+    else if (take("-n") || take("--namespace"))
+      o->ns = value;
+    else if (take("-o") || take("--output"))
+      o->output = value;
+    else if (take("--server") || take("-s"))
+      o->server = value;
+    else if (take("--token"))
+      o->token = value;
+    else if (take("--token-file"))
+      o->token_file = value;
+    else if (take("--data-dir"))
+      o->data_dir = value;
+    else if (a == "-A" || a == "--all-namespaces")
+      o->all_namespaces = true;
+    else if (a == "-h" || a == "--help")
+      o->command = "help";
+    else if (absl::StartsWith(a, "-") && a != "-")
+      return absl::StrCat("unknown flag ", a);
+    else if (o->command.empty())
+      o->command = a;
+    else
+      o->args.push_back(a);
   }
   return "";
 }
@@ -118,7 +130,8 @@ absl::StatusOr<std::string> ReadInputs(const std::vector<std::string>& paths) {
     if (std::filesystem::is_directory(p, ec)) {
       for (const auto& e : std::filesystem::directory_iterator(p, ec)) {
         std::string ext = e.path().extension().string();
-        if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json")) files.push_back(e.path());
+        if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json"))
+          files.push_back(e.path());
       }
       std::sort(files.begin(), files.end());
     } else if (std::filesystem::exists(p, ec)) {
@@ -130,7 +143,8 @@ absl::StatusOr<std::string> ReadInputs(const std::vector<std::string>& paths) {
       std::ifstream in(f);
       std::stringstream ss;
       ss << in.rdbuf();
-      if (!in.good() && !in.eof()) return absl::UnavailableError(absl::StrCat("cannot read ", f.string()));
+      if (!in.good() && !in.eof())
+        return absl::UnavailableError(absl::StrCat("cannot read ", f.string()));
       add(ss.str());
     }
   }
@@ -157,7 +171,8 @@ int Fail(const absl::StatusOr<mesh::cli::HttpAnswer>& answer) {
     std::cerr << "Error: " << answer.status().message() << "\n";
     return 1;
   }
-  std::cerr << "Error from server (" << answer->status << "): " << mesh::cli::ErrorMessage(*answer) << "\n";
+  std::cerr << "Error from server (" << answer->status << "): " << mesh::cli::ErrorMessage(*answer)
+            << "\n";
   return 1;
 }
 
@@ -170,15 +185,17 @@ int ApplyOrDelete(mesh::cli::ApiClient& client, const Options& o, bool remove) {
   }
   std::string path = "/apply";
   if (!o.ns.empty()) path += "?namespace=" + o.ns;
-  auto answer = client.Send(remove ? "DELETE" : "POST", path, *body, "application/yaml", "text/plain");
+  auto answer =
+      client.Send(remove ? "DELETE" : "POST", path, *body, "application/yaml", "text/plain");
   if (!answer.ok() || answer->status != 200) return Fail(answer);
   std::cout << answer->body;
   return 0;
 }
 
 std::string CollectionPath(const mesh::model::KindInfo& kind, const std::string& ns) {
-  std::string base = kind.group.empty() ? absl::StrCat("/api/", kind.versions.front())
-                                        : absl::StrCat("/apis/", kind.group, "/", kind.versions.front());
+  std::string base = kind.group.empty()
+                         ? absl::StrCat("/api/", kind.versions.front())
+                         : absl::StrCat("/apis/", kind.group, "/", kind.versions.front());
   if (ns.empty()) return absl::StrCat(base, "/", kind.plural);
   return absl::StrCat(base, "/namespaces/", ns, "/", kind.plural);
 }
@@ -195,7 +212,8 @@ int Get(mesh::cli::ApiClient& client, const Options& o) {
   }
   std::string ns = o.all_namespaces ? "" : (o.ns.empty() ? "default" : o.ns);
   bool one = o.args.size() > 1;
-  if (one && ns.empty()) return Usage("a resource cannot be retrieved by name across all namespaces");
+  if (one && ns.empty())
+    return Usage("a resource cannot be retrieved by name across all namespaces");
   std::string path = CollectionPath(*kind, ns) + (one ? "/" + o.args[1] : "");
   auto answer = client.Send("GET", path);
   if (!answer.ok() || answer->status != 200) return Fail(answer);
@@ -213,14 +231,17 @@ int Get(mesh::cli::ApiClient& client, const Options& o) {
     return 0;
   }
   std::vector<json> items;
-  if (one) items.push_back(doc);
-  else for (const json& i : doc["items"]) items.push_back(i);
+  if (one)
+    items.push_back(doc);
+  else
+    for (const json& i : doc["items"]) items.push_back(i);
   if (items.empty()) {
     std::cerr << (ns.empty() ? std::string("No resources found\n")
                              : absl::StrCat("No resources found in ", ns, " namespace.\n"));
     return 0;
   }
-  std::cout << mesh::cli::FormatTable(*kind, items, o.all_namespaces, o.output == "wide", absl::Now());
+  std::cout << mesh::cli::FormatTable(*kind, items, o.all_namespaces, o.output == "wide",
+                                      absl::Now());
   return 0;
 }
 

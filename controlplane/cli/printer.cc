@@ -28,7 +28,8 @@ std::string Labels(const json& obj) {
   json::json_pointer p("/metadata/labels");
   if (!obj.contains(p) || !obj[p].is_object()) return "<none>";
   std::vector<std::string> parts;
-  for (const auto& [k, v] : obj[p].items()) parts.push_back(k + "=" + (v.is_string() ? v.get<std::string>() : v.dump()));
+  for (const auto& [k, v] : obj[p].items())
+    parts.push_back(k + "=" + (v.is_string() ? v.get<std::string>() : v.dump()));
   return absl::StrJoin(parts, ",");
 }
 
@@ -79,33 +80,38 @@ std::string FormatTable(const model::KindInfo& kind, const std::vector<json>& ob
   std::vector<Column> columns;
   switch (kind.kind) {
     case model::Kind::kVirtualService:
-      columns = {{"GATEWAYS", [](const json& o) { return JoinStrings(o, json::json_pointer("/spec/gateways")); }},
-                 {"HOSTS", [](const json& o) { return JoinStrings(o, json::json_pointer("/spec/hosts")); }}};
+      columns = {
+          {"GATEWAYS",
+           [](const json& o) { return JoinStrings(o, json::json_pointer("/spec/gateways")); }},
+          {"HOSTS",
+           [](const json& o) { return JoinStrings(o, json::json_pointer("/spec/hosts")); }}};
       break;
     case model::Kind::kDestinationRule:
       columns = {{"HOST", [](const json& o) { return Str(o, json::json_pointer("/spec/host")); }}};
       break;
     case model::Kind::kServiceEntry:
-      columns = {{"HOSTS", [](const json& o) { return JoinStrings(o, json::json_pointer("/spec/hosts")); }},
-                 {"LOCATION", [](const json& o) { return Str(o, json::json_pointer("/spec/location")); }},
-                 {"RESOLUTION", [](const json& o) { return Str(o, json::json_pointer("/spec/resolution")); }}};
+      columns = {
+          {"HOSTS",
+           [](const json& o) { return JoinStrings(o, json::json_pointer("/spec/hosts")); }},
+          {"LOCATION", [](const json& o) { return Str(o, json::json_pointer("/spec/location")); }},
+          {"RESOLUTION",
+           [](const json& o) { return Str(o, json::json_pointer("/spec/resolution")); }}};
       break;
     case model::Kind::kWorkloadEntry:
-      columns = {{"ADDRESS", [](const json& o) { return Str(o, json::json_pointer("/spec/address")); }}};
+      columns = {
+          {"ADDRESS", [](const json& o) { return Str(o, json::json_pointer("/spec/address")); }}};
       break;
     case model::Kind::kPolicy:
-    case model::Kind::kPeerAuthentication:
-      columns = {{"MODE", PolicyMode}};
-      break;
+    case model::Kind::kPeerAuthentication: columns = {{"MODE", PolicyMode}}; break;
     case model::Kind::kService:
-      columns = {{"TYPE", [](const json& o) {
+      columns = {{"TYPE",
+                  [](const json& o) {
                     std::string t = Str(o, json::json_pointer("/spec/type"));
                     return t.empty() ? std::string("ClusterIP") : t;
                   }},
                  {"PORT(S)", ServicePorts}};
       break;
-    case model::Kind::kGateway:
-      break;
+    case model::Kind::kGateway: break;
   }
   for (const auto& c : columns) header.push_back(c.first);
   header.push_back("AGE");

@@ -10,7 +10,8 @@
 namespace mesh::model {
 
 std::string Warning::ToString() const {
-  return path.empty() ? absl::StrCat(object, ": ", message) : absl::StrCat(object, ": ", path, ": ", message);
+  return path.empty() ? absl::StrCat(object, ": ", message)
+                      : absl::StrCat(object, ": ", path, ": ", message);
 }
 
 namespace {
@@ -20,7 +21,8 @@ class View {
  public:
   View(const ConfigSnapshot& base, const std::vector<const Object*>& overlay) : base_(base) {
     for (const Object* o : overlay) {
-      overlay_[static_cast<size_t>(o->kind->kind)][absl::StrCat(o->meta.namespace_, "/", o->meta.name)] = o;
+      overlay_[static_cast<size_t>(o->kind->kind)]
+              [absl::StrCat(o->meta.namespace_, "/", o->meta.name)] = o;
     }
   }
 
@@ -43,7 +45,8 @@ class View {
   std::vector<const Object*> Sorted(Kind kind) const {
     const auto& over = overlay_[static_cast<size_t>(kind)];
     std::map<std::string, const Object*> merged(over.begin(), over.end());
-    for (const Object* o : base_.Sorted(kind)) merged.emplace(absl::StrCat(o->meta.namespace_, "/", o->meta.name), o);
+    for (const Object* o : base_.Sorted(kind))
+      merged.emplace(absl::StrCat(o->meta.namespace_, "/", o->meta.name), o);
     std::vector<const Object*> out;
     for (const auto& [key, o] : merged) out.push_back(o);
     return out;
@@ -58,14 +61,18 @@ bool HostProvided(const View& view, const std::string& host) {
   // The common case, a Service's own name, is a direct lookup.
   std::vector<absl::string_view> parts = absl::StrSplit(host, '.');
   if (parts.size() == 5 && parts[2] == "svc" && parts[3] == "cluster" && parts[4] == "local" &&
-      parts[0] != "*" && view.Exists(Kind::kService, std::string(parts[1]), std::string(parts[0]))) {
+      parts[0] != "*" &&
+      view.Exists(Kind::kService, std::string(parts[1]), std::string(parts[0]))) {
     return true;
   }
   bool found = false;
   bool wildcard = absl::StartsWith(host, "*");
-  if (wildcard) view.ForEach(Kind::kService, [&](const Object& o) {
-    if (!found) found = HostMatches(host, absl::StrCat(o.meta.name, ".", o.meta.namespace_, ".svc.cluster.local"));
-  });
+  if (wildcard)
+    view.ForEach(Kind::kService, [&](const Object& o) {
+      if (!found)
+        found = HostMatches(
+            host, absl::StrCat(o.meta.name, ".", o.meta.namespace_, ".svc.cluster.local"));
+    });
   view.ForEach(Kind::kServiceEntry, [&](const Object& o) {
     for (const std::string& h : std::get<ServiceEntry>(o.spec).hosts) {
       if (!found) found = HostMatches(h, host) || HostMatches(host, h);
@@ -84,17 +91,18 @@ bool SubsetDefined(const View& view, const std::string& host, const std::string&
   return found;
 }
 
-void CheckDestination(const View& view, const Object& o, const Destination& d, const std::string& path,
-                      std::vector<Warning>* out) {
+void CheckDestination(const View& view, const Object& o, const Destination& d,
+                      const std::string& path, std::vector<Warning>* out) {
   std::string host = ResolveHost(d.host, o.meta.namespace_);
   if (!HostProvided(view, host)) {
     out->push_back({o.DisplayName(), path + ".host",
                     absl::StrCat("no Service or ServiceEntry provides host \"", host, "\"")});
   }
   if (!d.subset.empty() && !SubsetDefined(view, host, d.subset)) {
-    out->push_back({o.DisplayName(), path + ".subset",
-                    absl::StrCat("subset \"", d.subset, "\" is not defined by any DestinationRule for host \"",
-                                 host, "\"")});
+    out->push_back(
+        {o.DisplayName(), path + ".subset",
+         absl::StrCat("subset \"", d.subset, "\" is not defined by any DestinationRule for host \"",
+                      host, "\"")});
   }
 }
 
@@ -122,20 +130,25 @@ void CheckVirtualService(const View& view, const Object& o, std::vector<Warning>
     const HTTPRoute& r = vs.http[i];
     std::string base = absl::StrCat("spec.http[", i, "]");
     for (size_t j = 0; j < r.route.size(); ++j) {
-      CheckDestination(view, o, r.route[j].destination, absl::StrCat(base, ".route[", j, "].destination"), out);
+      CheckDestination(view, o, r.route[j].destination,
+                       absl::StrCat(base, ".route[", j, "].destination"), out);
     }
     if (r.mirror) CheckDestination(view, o, *r.mirror, base + ".mirror", out);
     for (size_t j = 0; j < r.match.size(); ++j) {
-      CheckGateways(view, o, r.match[j].gateways, absl::StrCat(base, ".match[", j, "].gateways"), out);
+      CheckGateways(view, o, r.match[j].gateways, absl::StrCat(base, ".match[", j, "].gateways"),
+                    out);
     }
   }
   auto check_l4 = [&](const std::vector<RouteDestination>& route, const std::string& base) {
     for (size_t j = 0; j < route.size(); ++j) {
-      CheckDestination(view, o, route[j].destination, absl::StrCat(base, ".route[", j, "].destination"), out);
+      CheckDestination(view, o, route[j].destination,
+                       absl::StrCat(base, ".route[", j, "].destination"), out);
     }
   };
-  for (size_t i = 0; i < vs.tcp.size(); ++i) check_l4(vs.tcp[i].route, absl::StrCat("spec.tcp[", i, "]"));
-  for (size_t i = 0; i < vs.tls.size(); ++i) check_l4(vs.tls[i].route, absl::StrCat("spec.tls[", i, "]"));
+  for (size_t i = 0; i < vs.tcp.size(); ++i)
+    check_l4(vs.tcp[i].route, absl::StrCat("spec.tcp[", i, "]"));
+  for (size_t i = 0; i < vs.tls.size(); ++i)
+    check_l4(vs.tls[i].route, absl::StrCat("spec.tls[", i, "]"));
 }
 
 void CheckDestinationRule(const View& view, const Object& o, std::vector<Warning>* out) {

@@ -25,7 +25,8 @@ std::vector<const Object*> ConfigSnapshot::Sorted(Kind kind) const {
   for (const auto& shard : kinds_[static_cast<size_t>(kind)]->shards) {
     for (const auto& [key, obj] : *shard) all.emplace_back(&key, obj.get());
   }
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
+  std::sort(all.begin(), all.end(),
+            [](const auto& a, const auto& b) { return *a.first < *b.first; });
   std::vector<const Object*> out;
   out.reserve(all.size());
   for (const auto& [key, obj] : all) out.push_back(obj);
@@ -34,7 +35,8 @@ std::vector<const Object*> ConfigSnapshot::Sorted(Kind kind) const {
 
 absl::StatusOr<Object> DecodeStored(const store::KeyValue& kv) {
   nlohmann::json doc = nlohmann::json::parse(kv.value, nullptr, false);
-  if (doc.is_discarded()) return absl::DataLossError(absl::StrCat("stored value of ", kv.key, " is not JSON"));
+  if (doc.is_discarded())
+    return absl::DataLossError(absl::StrCat("stored value of ", kv.key, " is not JSON"));
   DecodedDocument d = DecodeDocument(doc, "", 1);
   if (d.outcome != DecodedDocument::Outcome::kObject) {
     std::string why = d.errors.empty() ? d.skip_reason : FormatError(d.display, d.errors[0]);
@@ -89,15 +91,17 @@ absl::StatusOr<std::unique_ptr<ConfigIndex>> ConfigIndex::Start(store::Store* st
     index->current_ = std::move(snapshot);
   }
   ConfigIndex* raw = index.get();
-  absl::StatusOr<store::WatchPtr> watch = store->Watch(
-      std::string(kRegistryPrefix), range->revision,
-      [raw](const std::vector<store::Event>& events) { raw->OnEvents(events); });
+  absl::StatusOr<store::WatchPtr> watch =
+      store->Watch(std::string(kRegistryPrefix), range->revision,
+                   [raw](const std::vector<store::Event>& events) { raw->OnEvents(events); });
   if (!watch.ok()) return watch.status();
   index->watch_ = std::move(*watch);
   return index;
 }
 
-ConfigIndex::~ConfigIndex() { watch_.reset(); }
+ConfigIndex::~ConfigIndex() {
+  watch_.reset();
+}
 
 void ConfigIndex::OnEvents(const std::vector<store::Event>& events) {
   using Shard = ConfigSnapshot::Shard;
@@ -150,8 +154,9 @@ ConfigSnapshotPtr ConfigIndex::Current() const {
 
 bool ConfigIndex::WaitForRevision(int64_t revision, absl::Duration timeout) const {
   std::unique_lock lock(mu_);
-  return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return current_->revision() >= revision; });
+  return changed_.wait_for(
+      lock, absl::ToChronoNanoseconds(timeout),
+      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return current_->revision() >= revision; });
 }
 
 }  // namespace mesh::model

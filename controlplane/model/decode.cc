@@ -49,7 +49,8 @@ std::optional<StringMatch> ReadStringMatch(const json& value, const std::string&
       }
     }
   }
-  if (set == 0 && allow_presence && value.empty()) return StringMatch{StringMatch::Type::kPresent, ""};
+  if (set == 0 && allow_presence && value.empty())
+    return StringMatch{StringMatch::Type::kPresent, ""};
   if (set != 1) {
     errors->Add(path, "exactly one of exact, prefix or regex must be set");
     return std::nullopt;
@@ -97,7 +98,8 @@ Destination ReadDestination(ObjectReader& r) {
 Headers ReadHeaders(ObjectReader& parent, absl::string_view key) {
   Headers h;
   parent.Object(key, [&](ObjectReader& r) {
-    for (auto [name, ops] : {std::pair{"request", &h.request}, std::pair{"response", &h.response}}) {
+    for (auto [name, ops] :
+         {std::pair{"request", &h.request}, std::pair{"response", &h.response}}) {
       r.Object(name, [&](ObjectReader& o) {
         ops->set = o.StringMap("set");
         ops->add = o.StringMap("add");
@@ -112,8 +114,10 @@ double ReadPercent(ObjectReader& r, absl::string_view key) {
   double out = 100;
   r.Object(key, [&](ObjectReader& p) {
     if (auto v = p.Number("value")) {
-      if (*v < 0 || *v > 100) p.Error("value", "must be between 0 and 100");
-      else out = *v;
+      if (*v < 0 || *v > 100)
+        p.Error("value", "must be between 0 and 100");
+      else
+        out = *v;
     }
   });
   return out;
@@ -132,10 +136,20 @@ void CheckWeights(FieldErrors* errors, const std::string& route_path,
   if (sum != 100) errors->Add(route_path, absl::StrCat("weights must sum to 100, not ", sum));
 }
 
-const std::vector<absl::string_view> kRetryOn = {
-    "5xx", "gateway-error", "reset", "connect-failure", "envoy-ratelimited", "retriable-4xx",
-    "refused-stream", "retriable-status-codes", "retriable-headers", "cancelled",
-    "deadline-exceeded", "internal", "resource-exhausted", "unavailable"};
+const std::vector<absl::string_view> kRetryOn = {"5xx",
+                                                 "gateway-error",
+                                                 "reset",
+                                                 "connect-failure",
+                                                 "envoy-ratelimited",
+                                                 "retriable-4xx",
+                                                 "refused-stream",
+                                                 "retriable-status-codes",
+                                                 "retriable-headers",
+                                                 "cancelled",
+                                                 "deadline-exceeded",
+                                                 "internal",
+                                                 "resource-exhausted",
+                                                 "unavailable"};
 
 HTTPRetry ReadRetry(ObjectReader& r) {
   HTTPRetry retry;
@@ -208,7 +222,8 @@ void ReadGatewayRefs(ObjectReader& r, absl::string_view key, std::vector<std::st
     absl::string_view g = (*out)[i];
     absl::string_view name = g;
     if (size_t slash = g.find('/'); slash != absl::string_view::npos) {
-      Check(r.errors(), absl::StrCat(r.Path(key), "[", i, "]"), CheckDns1123Label(g.substr(0, slash)));
+      Check(r.errors(), absl::StrCat(r.Path(key), "[", i, "]"),
+            CheckDns1123Label(g.substr(0, slash)));
       name = g.substr(slash + 1);
     }
     if (name != "mesh") {
@@ -282,17 +297,20 @@ HTTPRoute ReadHttpRoute(ObjectReader& r) {
   r.Object("fault", [&](ObjectReader& o) { route.fault = ReadFault(o); });
   r.Object("mirror", [&](ObjectReader& o) { route.mirror = ReadDestination(o); });
   if (r.Has("mirrorPercentage")) route.mirror_percentage = ReadPercent(r, "mirrorPercentage");
-  if (auto p = r.IntInRange("mirrorPercent", 0, 100)) route.mirror_percentage = static_cast<double>(*p);
+  if (auto p = r.IntInRange("mirrorPercent", 0, 100))
+    route.mirror_percentage = static_cast<double>(*p);
   r.Object("corsPolicy", [&](ObjectReader& o) { route.cors_policy = ReadCors(o); });
   route.headers = ReadHeaders(r, "headers");
   r.Get("delegate");  // Istio delegation: accepted, not yet compiled
 
   if (route.redirect && !route.route.empty()) {
     r.errors()->Add(r.path(), "route and redirect are mutually exclusive");
-  } else if (!route.redirect && route.route.empty() && !r.Has("delegate") && !r.Has("directResponse")) {
+  } else if (!route.redirect && route.route.empty() && !r.Has("delegate") &&
+             !r.Has("directResponse")) {
     r.Error("route", "is required (or redirect)");
   }
-  if (route.redirect && route.rewrite) r.errors()->Add(r.path(), "rewrite cannot be used with redirect");
+  if (route.redirect && route.rewrite)
+    r.errors()->Add(r.path(), "rewrite cannot be used with redirect");
   return route;
 }
 
@@ -323,13 +341,16 @@ std::vector<RouteDestination> ReadRouteDestinations(ObjectReader& r) {
     weights.emplace_back(!has || w.has_value(), w.value_or(0));
     out.push_back(std::move(dest));
   });
-  if (out.empty() && !r.Has("route")) r.Error("route", "is required");
-  else if (out.empty()) r.Error("route", "must not be empty");
+  if (out.empty() && !r.Has("route"))
+    r.Error("route", "is required");
+  else if (out.empty())
+    r.Error("route", "must not be empty");
   CheckWeights(r.errors(), r.Path("route"), weights);
   return out;
 }
 
-void ReadHosts(ObjectReader& r, absl::string_view key, bool allow_star, std::vector<std::string>* out) {
+void ReadHosts(ObjectReader& r, absl::string_view key, bool allow_star,
+               std::vector<std::string>* out) {
   *out = r.StringList(key);
   for (size_t i = 0; i < out->size(); ++i) {
     Check(r.errors(), absl::StrCat(r.Path(key), "[", i, "]"), CheckHost((*out)[i], allow_star));
@@ -345,8 +366,9 @@ VirtualService ReadVirtualService(ObjectReader& r) {
                     std::find(vs.gateways.begin(), vs.gateways.end(), "mesh") != vs.gateways.end();
   for (size_t i = 0; i < vs.hosts.size(); ++i) {
     if (vs.hosts[i] == "*" && mesh_bound) {
-      r.errors()->Add(absl::StrCat(r.Path("hosts"), "[", i, "]"),
-                      "\"*\" is only allowed for a VirtualService bound to gateways, not to the mesh");
+      r.errors()->Add(
+          absl::StrCat(r.Path("hosts"), "[", i, "]"),
+          "\"*\" is only allowed for a VirtualService bound to gateways, not to the mesh");
     }
   }
   r.ObjectList("http", [&](ObjectReader& o, size_t) { vs.http.push_back(ReadHttpRoute(o)); });
@@ -415,7 +437,8 @@ LoadBalancerSettings ReadLoadBalancer(ObjectReader& r) {
       hash.http_query_parameter_name = *q;
       ++keys;
     }
-    if (auto m = c.IntInRange("minimumRingSize", 0, 8 << 20)) hash.minimum_ring_size = static_cast<uint64_t>(*m);
+    if (auto m = c.IntInRange("minimumRingSize", 0, 8 << 20))
+      hash.minimum_ring_size = static_cast<uint64_t>(*m);
     c.Get("ringHash");
     c.Get("maglev");
     if (keys != 1) {
@@ -459,7 +482,8 @@ ConnectionPoolSettings ReadConnectionPool(ObjectReader& r) {
     http.max_retries = count(h, "maxRetries");
     http.max_concurrent_streams = count(h, "maxConcurrentStreams");
     http.idle_timeout = h.Duration("idleTimeout", absl::Milliseconds(1));
-    http.h2_upgrade_policy = h.Enum("h2UpgradePolicy", {"DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"}).value_or("");
+    http.h2_upgrade_policy =
+        h.Enum("h2UpgradePolicy", {"DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"}).value_or("");
     http.use_client_protocol = h.Bool("useClientProtocol").value_or(false);
     pool.http = http;
   });
@@ -481,18 +505,22 @@ OutlierDetection ReadOutlier(ObjectReader& r) {
   od.split_external_local_origin_errors = r.Bool("splitExternalLocalOriginErrors").value_or(false);
   od.interval = r.Duration("interval", absl::Milliseconds(1));
   od.base_ejection_time = r.Duration("baseEjectionTime", absl::Milliseconds(1));
-  if (auto p = r.IntInRange("maxEjectionPercent", 0, 100)) od.max_ejection_percent = static_cast<int32_t>(*p);
-  if (auto p = r.IntInRange("minHealthPercent", 0, 100)) od.min_health_percent = static_cast<int32_t>(*p);
+  if (auto p = r.IntInRange("maxEjectionPercent", 0, 100))
+    od.max_ejection_percent = static_cast<int32_t>(*p);
+  if (auto p = r.IntInRange("minHealthPercent", 0, 100))
+    od.min_health_percent = static_cast<int32_t>(*p);
   return od;
 }
 
 ClientTLSSettings ReadClientTls(ObjectReader& r) {
   ClientTLSSettings tls;
   using M = ClientTLSSettings::Mode;
-  static const std::map<std::string, M, std::less<>> kModes = {
-      {"DISABLE", M::kDisable}, {"SIMPLE", M::kSimple}, {"MUTUAL", M::kMutual},
-      {"ISTIO_MUTUAL", M::kIstioMutual}};
-  if (auto m = r.Enum("mode", {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"})) tls.mode = kModes.at(*m);
+  static const std::map<std::string, M, std::less<>> kModes = {{"DISABLE", M::kDisable},
+                                                               {"SIMPLE", M::kSimple},
+                                                               {"MUTUAL", M::kMutual},
+                                                               {"ISTIO_MUTUAL", M::kIstioMutual}};
+  if (auto m = r.Enum("mode", {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"}))
+    tls.mode = kModes.at(*m);
   tls.client_certificate = r.String("clientCertificate").value_or("");
   tls.private_key = r.String("privateKey").value_or("");
   tls.ca_certificates = r.String("caCertificates").value_or("");
@@ -522,11 +550,14 @@ TrafficPolicy ReadTrafficPolicy(ObjectReader& r, bool top_level) {
       p.Required("port");
       if (auto port = ReadPortSelector(p, "port")) {
         ptp.port = *port;
-        if (!ports.insert(port->number).second) p.Error("port", "duplicate port in portLevelSettings");
+        if (!ports.insert(port->number).second)
+          p.Error("port", "duplicate port in portLevelSettings");
       }
       p.Object("loadBalancer", [&](ObjectReader& o) { ptp.load_balancer = ReadLoadBalancer(o); });
-      p.Object("connectionPool", [&](ObjectReader& o) { ptp.connection_pool = ReadConnectionPool(o); });
-      p.Object("outlierDetection", [&](ObjectReader& o) { ptp.outlier_detection = ReadOutlier(o); });
+      p.Object("connectionPool",
+               [&](ObjectReader& o) { ptp.connection_pool = ReadConnectionPool(o); });
+      p.Object("outlierDetection",
+               [&](ObjectReader& o) { ptp.outlier_detection = ReadOutlier(o); });
       p.Object("tls", [&](ObjectReader& o) { ptp.tls = ReadClientTls(o); });
       tp.port_level_settings.push_back(std::move(ptp));
     });
@@ -540,26 +571,30 @@ DestinationRule ReadDestinationRule(ObjectReader& r) {
     dr.host = r.String("host").value_or("");
     Check(r.errors(), r.Path("host"), CheckHost(dr.host, false));
   }
-  r.Object("trafficPolicy", [&](ObjectReader& o) { dr.traffic_policy = ReadTrafficPolicy(o, true); });
+  r.Object("trafficPolicy",
+           [&](ObjectReader& o) { dr.traffic_policy = ReadTrafficPolicy(o, true); });
   std::set<std::string> names;
   r.ObjectList("subsets", [&](ObjectReader& s, size_t) {
     Subset subset;
     if (s.Required("name")) {
       subset.name = s.String("name").value_or("");
       Check(s.errors(), s.Path("name"), CheckDns1123Label(subset.name));
-      if (!names.insert(subset.name).second) s.Error("name", absl::StrCat("duplicate subset \"", subset.name, "\""));
+      if (!names.insert(subset.name).second)
+        s.Error("name", absl::StrCat("duplicate subset \"", subset.name, "\""));
     }
     subset.labels = ReadLabels(s, "labels");
-    s.Object("trafficPolicy", [&](ObjectReader& o) { subset.traffic_policy = ReadTrafficPolicy(o, true); });
+    s.Object("trafficPolicy",
+             [&](ObjectReader& o) { subset.traffic_policy = ReadTrafficPolicy(o, true); });
     dr.subsets.push_back(std::move(subset));
   });
   dr.export_to = r.StringList("exportTo");
-  r.Object("workloadSelector", [&](ObjectReader& o) { dr.workload_selector = ReadLabels(o, "matchLabels"); });
+  r.Object("workloadSelector",
+           [&](ObjectReader& o) { dr.workload_selector = ReadLabels(o, "matchLabels"); });
   return dr;
 }
 
-const std::vector<absl::string_view> kProtocols = {"HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2",
-                                                  "MONGO", "TCP", "TLS", "UDP"};
+const std::vector<absl::string_view> kProtocols = {"HTTP",  "HTTPS", "GRPC", "GRPC-WEB", "HTTP2",
+                                                   "MONGO", "TCP",   "TLS",  "UDP"};
 
 ServicePort ReadServicePort(ObjectReader& r, bool name_required) {
   ServicePort port;
@@ -570,7 +605,8 @@ ServicePort ReadServicePort(ObjectReader& r, bool name_required) {
   if (auto p = r.String("protocol")) {
     std::string upper = absl::AsciiStrToUpper(*p);
     if (std::find(kProtocols.begin(), kProtocols.end(), upper) == kProtocols.end()) {
-      r.Error("protocol", "must be one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, TCP, TLS, UDP");
+      r.Error("protocol",
+              "must be one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, TCP, TLS, UDP");
     }
     port.protocol = upper;
   } else if (name_required || r.Has("number")) {
@@ -604,9 +640,12 @@ Gateway ReadGateway(ObjectReader& r) {
       ServerTLSSettings tls;
       using M = ServerTLSSettings::Mode;
       static const std::map<std::string, M, std::less<>> kModes = {
-          {"PASSTHROUGH", M::kPassthrough}, {"SIMPLE", M::kSimple},
-          {"MUTUAL", M::kMutual},           {"AUTO_PASSTHROUGH", M::kAutoPassthrough},
-          {"ISTIO_MUTUAL", M::kIstioMutual}, {"OPTIONAL_MUTUAL", M::kOptionalMutual}};
+          {"PASSTHROUGH", M::kPassthrough},
+          {"SIMPLE", M::kSimple},
+          {"MUTUAL", M::kMutual},
+          {"AUTO_PASSTHROUGH", M::kAutoPassthrough},
+          {"ISTIO_MUTUAL", M::kIstioMutual},
+          {"OPTIONAL_MUTUAL", M::kOptionalMutual}};
       tls.https_redirect = t.Bool("httpsRedirect").value_or(false);
       bool has_mode = t.Has("mode");
       if (auto m = t.Enum("mode", {"PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH",
@@ -622,14 +661,22 @@ Gateway ReadGateway(ObjectReader& r) {
       t.StringList("verifyCertificateHash");
       tls.cipher_suites = t.StringList("cipherSuites");
       tls.min_protocol_version =
-          t.Enum("minProtocolVersion", {"TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"}).value_or("");
+          t.Enum("minProtocolVersion", {"TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"})
+              .value_or("");
       tls.max_protocol_version =
-          t.Enum("maxProtocolVersion", {"TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"}).value_or("");
-      bool needs_cert = tls.mode == M::kSimple || tls.mode == M::kMutual || tls.mode == M::kOptionalMutual;
+          t.Enum("maxProtocolVersion", {"TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"})
+              .value_or("");
+      bool needs_cert =
+          tls.mode == M::kSimple || tls.mode == M::kMutual || tls.mode == M::kOptionalMutual;
       if (has_mode && needs_cert && tls.credential_name.empty()) {
-        if (tls.server_certificate.empty()) t.Error("serverCertificate", "is required for SIMPLE and MUTUAL modes unless credentialName is set");
-        if (tls.private_key.empty()) t.Error("privateKey", "is required for SIMPLE and MUTUAL modes unless credentialName is set");
-        if (tls.mode != M::kSimple && tls.ca_certificates.empty()) t.Error("caCertificates", "is required for MUTUAL mode unless credentialName is set");
+        if (tls.server_certificate.empty())
+          t.Error("serverCertificate",
+                  "is required for SIMPLE and MUTUAL modes unless credentialName is set");
+        if (tls.private_key.empty())
+          t.Error("privateKey",
+                  "is required for SIMPLE and MUTUAL modes unless credentialName is set");
+        if (tls.mode != M::kSimple && tls.ca_certificates.empty())
+          t.Error("caCertificates", "is required for MUTUAL mode unless credentialName is set");
       }
       server.tls = tls;
     });
@@ -637,10 +684,13 @@ Gateway ReadGateway(ObjectReader& r) {
     if ((proto == "HTTPS" || proto == "TLS") && !server.tls) {
       s.Error("tls", absl::StrCat("is required for protocol ", proto));
     }
-    if ((proto == "HTTP" || proto == "TCP") && server.tls && !server.tls->https_redirect && s.Has("tls")) {
+    if ((proto == "HTTP" || proto == "TCP") && server.tls && !server.tls->https_redirect &&
+        s.Has("tls")) {
       // TLS settings on a plain-text port mean nothing unless they ask for an HTTPS redirect.
-      if (server.tls->mode != ServerTLSSettings::Mode::kPassthrough || !server.tls->server_certificate.empty()) {
-        s.Error("tls", absl::StrCat("only httpsRedirect is allowed on a plain-text ", proto, " port"));
+      if (server.tls->mode != ServerTLSSettings::Mode::kPassthrough ||
+          !server.tls->server_certificate.empty()) {
+        s.Error("tls",
+                absl::StrCat("only httpsRedirect is allowed on a plain-text ", proto, " port"));
       }
     }
     server.name = s.String("name").value_or("");
@@ -689,14 +739,17 @@ ServiceEntry ReadServiceEntry(ObjectReader& r) {
   if (se.hosts.empty()) r.Error("hosts", "at least one host is required");
   se.addresses = r.StringList("addresses");
   for (size_t i = 0; i < se.addresses.size(); ++i) {
-    Check(r.errors(), absl::StrCat(r.Path("addresses"), "[", i, "]"), CheckIpOrCidr(se.addresses[i]));
+    Check(r.errors(), absl::StrCat(r.Path("addresses"), "[", i, "]"),
+          CheckIpOrCidr(se.addresses[i]));
   }
   std::set<uint32_t> numbers;
   std::set<std::string> names;
   r.ObjectList("ports", [&](ObjectReader& p, size_t) {
     ServicePort port = ReadServicePort(p, true);
-    if (port.number && !numbers.insert(port.number).second) p.Error("number", "duplicate port number");
-    if (!port.name.empty() && !names.insert(port.name).second) p.Error("name", "duplicate port name");
+    if (port.number && !numbers.insert(port.number).second)
+      p.Error("number", "duplicate port number");
+    if (!port.name.empty() && !names.insert(port.name).second)
+      p.Error("name", "duplicate port name");
     se.ports.push_back(std::move(port));
   });
   if (se.ports.empty()) r.Error("ports", "at least one port is required");
@@ -706,8 +759,8 @@ ServiceEntry ReadServiceEntry(ObjectReader& r) {
   }
   if (auto res = r.Enum("resolution", {"NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"})) {
     using R = ServiceEntry::Resolution;
-    se.resolution = *res == "STATIC" ? R::kStatic
-                    : *res == "DNS"  ? R::kDns
+    se.resolution = *res == "STATIC"            ? R::kStatic
+                    : *res == "DNS"             ? R::kDns
                     : *res == "DNS_ROUND_ROBIN" ? R::kDnsRoundRobin
                                                 : R::kNone;
   }
@@ -719,11 +772,13 @@ ServiceEntry ReadServiceEntry(ObjectReader& r) {
     }
     se.endpoints.push_back(std::move(we));
   });
-  r.Object("workloadSelector", [&](ObjectReader& o) { se.workload_selector = ReadLabels(o, "labels"); });
+  r.Object("workloadSelector",
+           [&](ObjectReader& o) { se.workload_selector = ReadLabels(o, "labels"); });
   if (se.workload_selector && !se.endpoints.empty()) {
     r.errors()->Add(r.path(), "endpoints and workloadSelector are mutually exclusive");
   }
-  if (se.resolution == ServiceEntry::Resolution::kStatic && se.endpoints.empty() && !se.workload_selector) {
+  if (se.resolution == ServiceEntry::Resolution::kStatic && se.endpoints.empty() &&
+      !se.workload_selector) {
     r.Error("endpoints", "are required when resolution is STATIC (or a workloadSelector)");
   }
   se.export_to = r.StringList("exportTo");
@@ -806,7 +861,8 @@ PeerAuthentication ReadPeerAuthentication(ObjectReader& r) {
 
 Service ReadService(ObjectReader& r) {
   Service svc;
-  svc.type = r.Enum("type", {"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"}).value_or("ClusterIP");
+  svc.type = r.Enum("type", {"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"})
+                 .value_or("ClusterIP");
   svc.selector = ReadLabels(r, "selector");
   std::set<std::string> names;
   std::set<std::pair<uint32_t, std::string>> ports;
@@ -817,13 +873,16 @@ Service ReadService(ObjectReader& r) {
     if (auto n = p.String("name")) {
       port.name = *n;
       Check(p.errors(), p.Path("name"), CheckDns1123Label(*n));
-      if (!names.insert(*n).second) p.Error("name", absl::StrCat("duplicate port name \"", *n, "\""));
+      if (!names.insert(*n).second)
+        p.Error("name", absl::StrCat("duplicate port name \"", *n, "\""));
     }
     if (const json* t = p.Get("targetPort")) {
       if (t->is_number_integer()) {
         int64_t v = t->get<int64_t>();
-        if (v < 1 || v > 65535) p.Error("targetPort", "must be between 1 and 65535");
-        else port.target_port = static_cast<uint32_t>(v);
+        if (v < 1 || v > 65535)
+          p.Error("targetPort", "must be between 1 and 65535");
+        else
+          port.target_port = static_cast<uint32_t>(v);
       } else if (t->is_string()) {
         port.target_port_name = t->get<std::string>();
         Check(p.errors(), p.Path("targetPort"), CheckDns1123Label(port.target_port_name));
@@ -847,7 +906,8 @@ Service ReadService(ObjectReader& r) {
       }
     }
   }
-  if (svc.ports.empty() && svc.type != "ExternalName") r.Error("ports", "at least one port is required");
+  if (svc.ports.empty() && svc.type != "ExternalName")
+    r.Error("ports", "at least one port is required");
   svc.cluster_ip = r.String("clusterIP").value_or("");
   if (!svc.cluster_ip.empty() && svc.cluster_ip != "None" && !IsIpAddress(svc.cluster_ip)) {
     r.Error("clusterIP", "must be an IP address or None");
@@ -890,7 +950,7 @@ Spec ReadSpec(Kind kind, ObjectReader& r) {
 // Istio kinds meshpilot does not serve: skipped with a note rather than refused, so that a
 // whole folder of Istio manifests can be applied.
 const std::set<absl::string_view> kUnservedIstioKinds = {
-    "Sidecar", "EnvoyFilter", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
+    "Sidecar",   "EnvoyFilter", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
     "Telemetry", "ProxyConfig", "WasmPlugin"};
 
 }  // namespace
@@ -923,12 +983,14 @@ DecodedDocument DecodeDocument(const json& doc, absl::string_view default_namesp
     out.errors.push_back({"", "must be an object with apiVersion, kind, metadata and spec"});
     return out;
   }
-  if (doc.contains("apiVersion") && doc["apiVersion"].is_string()) out.api_version = doc["apiVersion"];
+  if (doc.contains("apiVersion") && doc["apiVersion"].is_string())
+    out.api_version = doc["apiVersion"];
   if (doc.contains("kind") && doc["kind"].is_string()) out.kind = doc["kind"];
   const json* meta = doc.contains("metadata") ? &doc["metadata"] : nullptr;
   if (meta && meta->is_object()) {
     if (meta->contains("name") && (*meta)["name"].is_string()) out.name = (*meta)["name"];
-    if (meta->contains("namespace") && (*meta)["namespace"].is_string()) out.ns = (*meta)["namespace"];
+    if (meta->contains("namespace") && (*meta)["namespace"].is_string())
+      out.ns = (*meta)["namespace"];
   }
   if (out.ns.empty()) out.ns = std::string(default_namespace);
   if (!out.kind.empty() && !out.name.empty()) {
@@ -980,7 +1042,8 @@ DecodedDocument DecodeDocument(const json& doc, absl::string_view default_namesp
                 kind->kind == Kind::kService ? CheckDns1123Label(object.meta.name)
                                              : CheckDns1123Subdomain(object.meta.name));
         }
-        if (auto ns = m.String("namespace")) Check(&errors, m.Path("namespace"), CheckDns1123Label(*ns));
+        if (auto ns = m.String("namespace"))
+          Check(&errors, m.Path("namespace"), CheckDns1123Label(*ns));
         object.meta.namespace_ = out.ns;
         object.meta.labels = ReadLabels(m, "labels");
         object.meta.annotations = m.StringMap("annotations");

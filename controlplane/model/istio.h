@@ -268,7 +268,14 @@ struct DestinationRule {
 };
 
 struct ServerTLSSettings {
-  enum class Mode { kPassthrough, kSimple, kMutual, kAutoPassthrough, kIstioMutual, kOptionalMutual };
+  enum class Mode {
+    kPassthrough,
+    kSimple,
+    kMutual,
+    kAutoPassthrough,
+    kIstioMutual,
+    kOptionalMutual
+  };
   bool https_redirect = false;
   Mode mode = Mode::kPassthrough;
   std::string server_certificate, private_key, ca_certificates, credential_name;
@@ -352,8 +359,8 @@ struct Service {
   struct Port {
     std::string name;
     uint32_t port = 0;
-    uint32_t target_port = 0;       // 0 when unset or named
-    std::string target_port_name;   // when targetPort is a name
+    uint32_t target_port = 0;      // 0 when unset or named
+    std::string target_port_name;  // when targetPort is a name
     std::string protocol = "TCP";
     std::string app_protocol;
     bool operator==(const Port&) const = default;

@@ -24,19 +24,51 @@ std::string KindInfo::QualifiedName() const {
 
 const std::vector<KindInfo>& AllKinds() {
   static const std::vector<KindInfo> kinds = {
-      {Kind::kGateway, "Gateway", "networking.istio.io", {"v1alpha3", "v1beta1", "v1"}, "gateways", {"gw"}},
-      {Kind::kVirtualService, "VirtualService", "networking.istio.io", {"v1alpha3", "v1beta1", "v1"}, "virtualservices", {"vs"}},
-      {Kind::kDestinationRule, "DestinationRule", "networking.istio.io", {"v1alpha3", "v1beta1", "v1"}, "destinationrules", {"dr"}},
-      {Kind::kServiceEntry, "ServiceEntry", "networking.istio.io", {"v1alpha3", "v1beta1", "v1"}, "serviceentries", {"se"}},
-      {Kind::kWorkloadEntry, "WorkloadEntry", "networking.istio.io", {"v1alpha3", "v1beta1", "v1"}, "workloadentries", {"we"}},
+      {Kind::kGateway,
+       "Gateway",
+       "networking.istio.io",
+       {"v1alpha3", "v1beta1", "v1"},
+       "gateways",
+       {"gw"}},
+      {Kind::kVirtualService,
+       "VirtualService",
+       "networking.istio.io",
+       {"v1alpha3", "v1beta1", "v1"},
+       "virtualservices",
+       {"vs"}},
+      {Kind::kDestinationRule,
+       "DestinationRule",
+       "networking.istio.io",
+       {"v1alpha3", "v1beta1", "v1"},
+       "destinationrules",
+       {"dr"}},
+      {Kind::kServiceEntry,
+       "ServiceEntry",
+       "networking.istio.io",
+       {"v1alpha3", "v1beta1", "v1"},
+       "serviceentries",
+       {"se"}},
+      {Kind::kWorkloadEntry,
+       "WorkloadEntry",
+       "networking.istio.io",
+       {"v1alpha3", "v1beta1", "v1"},
+       "workloadentries",
+       {"we"}},
       {Kind::kPolicy, "Policy", "authentication.istio.io", {"v1alpha1"}, "policies", {}},
-      {Kind::kPeerAuthentication, "PeerAuthentication", "security.istio.io", {"v1beta1", "v1"}, "peerauthentications", {"pa"}},
+      {Kind::kPeerAuthentication,
+       "PeerAuthentication",
+       "security.istio.io",
+       {"v1beta1", "v1"},
+       "peerauthentications",
+       {"pa"}},
       {Kind::kService, "Service", "", {"v1"}, "services", {"svc"}},
   };
   return kinds;
 }
 
-const KindInfo& Info(Kind kind) { return AllKinds()[static_cast<size_t>(kind)]; }
+const KindInfo& Info(Kind kind) {
+  return AllKinds()[static_cast<size_t>(kind)];
+}
 
 const KindInfo* FindByGroupPlural(absl::string_view group, absl::string_view plural) {
   for (const auto& k : AllKinds()) {
@@ -67,7 +99,8 @@ const KindInfo* FindByAlias(absl::string_view alias) {
   return nullptr;
 }
 
-void SplitApiVersion(absl::string_view api_version, absl::string_view* group, absl::string_view* version) {
+void SplitApiVersion(absl::string_view api_version, absl::string_view* group,
+                     absl::string_view* version) {
   size_t slash = api_version.rfind('/');
   if (slash == absl::string_view::npos) {
     *group = {};
@@ -78,7 +111,9 @@ void SplitApiVersion(absl::string_view api_version, absl::string_view* group, ab
   }
 }
 
-bool IsIstioGroup(absl::string_view group) { return absl::EndsWith(group, "istio.io"); }
+bool IsIstioGroup(absl::string_view group) {
+  return absl::EndsWith(group, "istio.io");
+}
 
 std::string StorePrefix(const KindInfo& kind, absl::string_view ns) {
   std::string prefix = absl::StrCat(kRegistryPrefix, kind.group.empty() ? "core" : kind.group, "/",

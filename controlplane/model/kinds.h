@@ -1,8 +1,9 @@
 #pragma once
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace mesh::model {
 
@@ -20,10 +21,10 @@ enum class Kind {
 // Static description of a resource kind served by the REST API.
 struct KindInfo {
   Kind kind;
-  absl::string_view name;    // "VirtualService"
-  absl::string_view group;   // "networking.istio.io"; empty for the core group
+  absl::string_view name;                   // "VirtualService"
+  absl::string_view group;                  // "networking.istio.io"; empty for the core group
   std::vector<absl::string_view> versions;  // every served version; the first is the preferred one
-  absl::string_view plural;  // "virtualservices"
+  absl::string_view plural;                 // "virtualservices"
   std::vector<absl::string_view> short_names;  // "vs"
 
   // "networking.istio.io/v1alpha3", or "v1" for the core group.
@@ -47,7 +48,8 @@ const KindInfo* FindByGroupKind(absl::string_view group, absl::string_view kind)
 const KindInfo* FindByAlias(absl::string_view alias);
 
 // Splits "group/version" ("v1" is the core group) into its parts.
-void SplitApiVersion(absl::string_view api_version, absl::string_view* group, absl::string_view* version);
+void SplitApiVersion(absl::string_view api_version, absl::string_view* group,
+                     absl::string_view* version);
 
 // Whether a group belongs to Istio. Documents of other groups (apps, batch, ...) are skipped,
 // while an unknown kind inside an Istio group is an error.

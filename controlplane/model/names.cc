@@ -12,11 +12,16 @@
 namespace mesh::model {
 namespace {
 
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool IsAlnum(char c) { return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z'); }
+bool IsLowerAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool IsAlnum(char c) {
+  return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z');
+}
 
 bool IsLabel(absl::string_view s) {
-  if (s.empty() || s.size() > 63 || !IsLowerAlnum(s.front()) || !IsLowerAlnum(s.back())) return false;
+  if (s.empty() || s.size() > 63 || !IsLowerAlnum(s.front()) || !IsLowerAlnum(s.back()))
+    return false;
   for (char c : s) {
     if (!IsLowerAlnum(c) && c != '-') return false;
   }
@@ -57,13 +62,15 @@ std::string CheckLabelKey(absl::string_view s) {
     absl::string_view prefix = s.substr(0, slash);
     name = s.substr(slash + 1);
     if (!CheckDns1123Subdomain(prefix).empty()) {
-      return absl::StrCat("label key \"", s, "\" has an invalid prefix: it must be a DNS-1123 subdomain");
+      return absl::StrCat("label key \"", s,
+                          "\" has an invalid prefix: it must be a DNS-1123 subdomain");
     }
   }
   if (IsQualifiedName(name)) return "";
-  return absl::StrCat("label key \"", s,
-                      "\" is invalid: at most 63 letters, digits, '-', '_' or '.', starting and "
-                      "ending with a letter or digit, with an optional DNS subdomain prefix and '/'");
+  return absl::StrCat(
+      "label key \"", s,
+      "\" is invalid: at most 63 letters, digits, '-', '_' or '.', starting and "
+      "ending with a letter or digit, with an optional DNS subdomain prefix and '/'");
 }
 
 std::string CheckLabelValue(absl::string_view s) {
@@ -80,7 +87,8 @@ std::string CheckHost(absl::string_view s, bool allow_star) {
   bool ok = !rest.empty() && s.size() <= 255;
   if (ok) {
     for (absl::string_view part : absl::StrSplit(rest, '.')) {
-      ok = ok && !part.empty() && part.size() <= 63 && IsAlnum(part.front()) && IsAlnum(part.back());
+      ok =
+          ok && !part.empty() && part.size() <= 63 && IsAlnum(part.front()) && IsAlnum(part.back());
       for (char c : part) ok = ok && (IsAlnum(c) || c == '-');
     }
   }

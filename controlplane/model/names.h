@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+
 #include "absl/strings/string_view.h"
 
 // Syntax rules for names, labels and hosts, as Kubernetes and Istio define them. Each

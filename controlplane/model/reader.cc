@@ -127,8 +127,10 @@ std::optional<std::string> ObjectReader::Enum(absl::string_view key,
 std::vector<std::string> ObjectReader::StringList(absl::string_view key) {
   std::vector<std::string> out;
   List(key, [&](const nlohmann::json& e, const std::string& path, size_t) {
-    if (e.is_string()) out.push_back(e.get<std::string>());
-    else errors_->Add(path, "must be a string");
+    if (e.is_string())
+      out.push_back(e.get<std::string>());
+    else
+      errors_->Add(path, "must be a string");
   });
   return out;
 }
@@ -136,8 +138,10 @@ std::vector<std::string> ObjectReader::StringList(absl::string_view key) {
 std::map<std::string, std::string> ObjectReader::StringMap(absl::string_view key) {
   std::map<std::string, std::string> out;
   Map(key, [&](const std::string& k, const nlohmann::json& e, const std::string& path) {
-    if (e.is_string()) out[k] = e.get<std::string>();
-    else errors_->Add(path, "must be a string");
+    if (e.is_string())
+      out[k] = e.get<std::string>();
+    else
+      errors_->Add(path, "must be a string");
   });
   return out;
 }

@@ -4,9 +4,9 @@
 #include <optional>
 #include <set>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "controlplane/model/object.h"
 #include "nlohmann/json.hpp"
@@ -30,7 +30,9 @@ class ObjectReader {
   const std::string& path() const { return path_; }
   std::string Path(absl::string_view key) const;
   FieldErrors* errors() const { return errors_; }
-  void Error(absl::string_view key, std::string message) { errors_->Add(Path(key), std::move(message)); }
+  void Error(absl::string_view key, std::string message) {
+    errors_->Add(Path(key), std::move(message));
+  }
 
   // Marks `key` as read and returns its value, or nullptr when absent or null.
   const nlohmann::json* Get(absl::string_view key);
@@ -52,7 +54,8 @@ class ObjectReader {
     return v ? std::optional<uint32_t>(static_cast<uint32_t>(*v)) : std::nullopt;
   }
   // One of `values`; records "must be one of A, B, C" otherwise.
-  std::optional<std::string> Enum(absl::string_view key, const std::vector<absl::string_view>& values);
+  std::optional<std::string> Enum(absl::string_view key,
+                                  const std::vector<absl::string_view>& values);
   std::vector<std::string> StringList(absl::string_view key);
   std::map<std::string, std::string> StringMap(absl::string_view key);
 

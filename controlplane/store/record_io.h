@@ -2,10 +2,10 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 // Framing for the store's files: each record is
 //   fixed32 little-endian payload length | fixed32 little-endian crc32(payload) | payload.

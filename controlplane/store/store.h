@@ -5,10 +5,10 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 // The store is a revisioned key-value space, shaped like etcd's so that the embedded log store
 // and an etcd-backed store implement one interface. Every successful Commit creates exactly one

@@ -27,7 +27,9 @@ constexpr char kSnapshotFile[] = "snapshot.dat";
 constexpr char kSnapshotTmp[] = "snapshot.tmp";
 constexpr char kLockFile[] = "LOCK";
 
-std::string Errno(absl::string_view what) { return absl::StrCat(what, ": ", std::strerror(errno)); }
+std::string Errno(absl::string_view what) {
+  return absl::StrCat(what, ": ", std::strerror(errno));
+}
 
 }  // namespace
 
@@ -49,8 +51,7 @@ class WalStore::WatchImpl : public Watch {
   std::list<Watcher>::iterator it_;
 };
 
-WalStore::WalStore(std::string dir, Options options)
-    : dir_(std::move(dir)), options_(options) {}
+WalStore::WalStore(std::string dir, Options options) : dir_(std::move(dir)), options_(options) {}
 
 WalStore::~WalStore() {
   if (log_fd_ >= 0) ::close(log_fd_);
@@ -83,8 +84,8 @@ absl::Status WalStore::Recover() {
         records.payloads.size() != static_cast<size_t>(header.count()) + 1) {
       // A snapshot is renamed into place only once complete and synced, so this is corruption
       // (or tampering), not a crash. Refuse rather than silently lose keys.
-      return absl::DataLossError(absl::StrCat("snapshot ", dir_, "/", kSnapshotFile,
-                                              " is corrupt; refusing to start"));
+      return absl::DataLossError(
+          absl::StrCat("snapshot ", dir_, "/", kSnapshotFile, " is corrupt; refusing to start"));
     }
     for (size_t i = 1; i < records.payloads.size(); ++i) {
       pb::KeyValue kv;
@@ -126,8 +127,8 @@ absl::Status WalStore::Recover() {
   return absl::OkStatus();
 }
 
-absl::Status WalStore::ApplyLoggedRecord(const std::string& payload, bool keep_history)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+absl::Status WalStore::ApplyLoggedRecord(const std::string& payload,
+                                         bool keep_history) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   pb::WalRecord record;
   if (!record.ParseFromString(payload)) return absl::DataLossError("log record does not parse");
   if (record.revision() <= revision_) return absl::OkStatus();  // already in the snapshot
@@ -276,7 +277,8 @@ void WalStore::ProcessGroup(std::vector<Writer*>& group) ABSL_NO_THREAD_SAFETY_A
         result.kvs.push_back(*cur);
         staged[op.key] = std::nullopt;
       } else {
-        KeyValue kv{op.key, op.value, cur ? cur->create_revision : result.revision, result.revision};
+        KeyValue kv{op.key, op.value, cur ? cur->create_revision : result.revision,
+                    result.revision};
         m->set_value(op.value);
         m->set_create_revision(kv.create_revision);
         result.kvs.push_back(kv);
@@ -290,7 +292,8 @@ void WalStore::ProcessGroup(std::vector<Writer*>& group) ABSL_NO_THREAD_SAFETY_A
 
   if (!buffer.empty()) {
     absl::Status written = WriteAll(log_fd_, buffer);
-    if (written.ok() && ::fdatasync(log_fd_) != 0) written = absl::UnavailableError(Errno("fdatasync"));
+    if (written.ok() && ::fdatasync(log_fd_) != 0)
+      written = absl::UnavailableError(Errno("fdatasync"));
     if (!written.ok()) {
       log::Error("store: cannot write the log, refusing further writes: ", written.message());
       std::unique_lock lock(state_mu_);
@@ -368,8 +371,8 @@ absl::Status WalStore::CompactLocked() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return absl::UnavailableError(Errno("truncate log"));
   }
   std::unique_lock lock(state_mu_);
-  log::Info("store: compacted at revision ", revision_, ": ", state_.size(), " keys, ",
-            data.size(), " bytes; log was ", stats_.log_bytes, " bytes");
+  log::Info("store: compacted at revision ", revision_, ": ", state_.size(), " keys, ", data.size(),
+            " bytes; log was ", stats_.log_bytes, " bytes");
   stats_.log_bytes = 0;
   ++stats_.compactions;
   return absl::OkStatus();
@@ -398,8 +401,8 @@ absl::StatusOr<RangeResult> WalStore::List(absl::string_view prefix) {
   std::shared_lock lock(state_mu_);
   RangeResult result;
   result.revision = revision_;
-  for (auto it = state_.lower_bound(prefix); it != state_.end() && absl::StartsWith(it->first, prefix);
-       ++it) {
+  for (auto it = state_.lower_bound(prefix);
+       it != state_.end() && absl::StartsWith(it->first, prefix); ++it) {
     result.kvs.push_back(it->second);
   }
   return result;
@@ -413,9 +416,8 @@ absl::StatusOr<WatchPtr> WalStore::Watch(std::string prefix, int64_t after_revis
   {
     std::shared_lock lock(state_mu_);
     if (after_revision < history_floor_) {
-      return absl::OutOfRangeError(absl::StrCat("revision ", after_revision,
-                                                " is compacted; the oldest watchable is ",
-                                                history_floor_));
+      return absl::OutOfRangeError(absl::StrCat(
+          "revision ", after_revision, " is compacted; the oldest watchable is ", history_floor_));
     }
     for (const Event& e : history_) {
       if (e.revision > after_revision && absl::StartsWith(e.kv.key, prefix)) backlog.push_back(e);
@@ -423,8 +425,8 @@ absl::StatusOr<WatchPtr> WalStore::Watch(std::string prefix, int64_t after_revis
     revision = revision_;
   }
   if (!backlog.empty()) callback(backlog);
-  watchers_.push_back(Watcher{std::move(prefix), std::move(callback),
-                              std::max(revision, after_revision)});
+  watchers_.push_back(
+      Watcher{std::move(prefix), std::move(callback), std::max(revision, after_revision)});
   return std::make_unique<WatchImpl>(this, std::prev(watchers_.end()));
 }
 

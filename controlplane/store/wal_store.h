@@ -60,8 +60,8 @@ class WalStore : public Store {
   absl::Status Compact();
 
   struct Stats {
-    int64_t commits = 0;        // successful transactions
-    int64_t syncs = 0;          // fdatasync calls for commits (fewer than commits under load)
+    int64_t commits = 0;  // successful transactions
+    int64_t syncs = 0;    // fdatasync calls for commits (fewer than commits under load)
     int64_t compactions = 0;
     size_t log_bytes = 0;
     size_t torn_bytes_dropped = 0;  // at the last open

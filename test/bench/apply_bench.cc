@@ -4,7 +4,7 @@
 //    (one writer doing write + fdatasync in a loop: the ceiling of a store without group commit);
 //  - 1,000-document /apply batches, against yaml-cpp alone decoding the same body in-process.
 //
-// Usage: apply_bench [--clients 8] [--requests 4000] [--batches 10] [--batch-size 1000]
+// Usage: apply_bench [--clients 8] [--requests 20000] [--batches 10] [--batch-size 1000]
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -27,7 +27,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double Ms(Clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -38,7 +40,8 @@ double Percentile(std::vector<double> v, double p) {
 
 std::string ServiceDoc(const std::string& name, int port) {
   return absl::StrCat("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: ", name,
-                      "\n  labels: {app: ", name, ", version: \"1.0\"}\nspec:\n  selector: {app: ", name,
+                      "\n  labels: {app: ", name,
+                      ", version: \"1.0\"}\nspec:\n  selector: {app: ", name,
                       "}\n  ports:\n  - {name: http, port: ", port, ", targetPort: 9080}\n");
 }
 
@@ -67,12 +70,13 @@ int Arg(int argc, char** argv, const char* name, int def) {
 
 int main(int argc, char** argv) {
   const int clients = Arg(argc, argv, "--clients", 8);
-  const int requests = Arg(argc, argv, "--requests", 4000);
+  const int requests = Arg(argc, argv, "--requests", 20000);
   const int batches = Arg(argc, argv, "--batches", 10);
   const int batch_size = Arg(argc, argv, "--batch-size", 1000);
 
   mesh::testing::TempDir dir;
-  mesh::testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data", {"--log-level", "warn"});
+  mesh::testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data",
+                                        {"--log-level", "warn"});
   if (!pilot.Start()) {
     std::fprintf(stderr, "meshpilot did not start:\n%s\n", pilot.Log().c_str());
     return 1;
@@ -109,7 +113,8 @@ int main(int argc, char** argv) {
   client.set_read_timeout(120, 0);
   for (int b = 0; b < batches; ++b) {
     std::string body;
-    for (int d = 0; d < batch_size; ++d) body += ServiceDoc(absl::StrCat("batch", b, "-", d), 1000 + d);
+    for (int d = 0; d < batch_size; ++d)
+      body += ServiceDoc(absl::StrCat("batch", b, "-", d), 1000 + d);
     auto t0 = Clock::now();
     auto res = client.Post("/apply?namespace=bench", body, "application/yaml");
     batch_ms.push_back(Ms(Clock::now() - t0));
@@ -122,15 +127,18 @@ int main(int argc, char** argv) {
   }
   double batch_p50 = Percentile(batch_ms, 50), parse_p50 = Percentile(parse_ms, 50);
 
-  std::printf("single applies: %d requests from %d clients in %.2fs: %.0f applies/s, p50 %.2f ms, p99 %.2f ms\n",
-              requests, clients, single_secs, single_rate, Percentile(all, 50), Percentile(all, 99));
-  std::printf("  peer (same disk, same run): %.0f durable appends/s from one writer; ratio %.2fx\n", fsync_rate,
-              single_rate / fsync_rate);
-  std::printf("batches: %d x %d documents: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%.0f resources/s)\n", batches,
-              batch_size, batch_p50, Percentile(batch_ms, 99), *std::max_element(batch_ms.begin(), batch_ms.end()),
-              batch_size / (batch_p50 / 1000));
-  std::printf("  peer (same body, in-process yaml-cpp decode only): p50 %.1f ms; ratio %.2fx\n", parse_p50,
-              batch_p50 / parse_p50);
+  std::printf(
+      "single applies: %d requests from %d clients in %.2fs: %.0f applies/s, p50 %.2f ms, p99 %.2f "
+      "ms\n",
+      requests, clients, single_secs, single_rate, Percentile(all, 50), Percentile(all, 99));
+  std::printf("  peer (same disk, same run): %.0f durable appends/s from one writer; ratio %.2fx\n",
+              fsync_rate, single_rate / fsync_rate);
+  std::printf(
+      "batches: %d x %d documents: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%.0f resources/s)\n",
+      batches, batch_size, batch_p50, Percentile(batch_ms, 99),
+      *std::max_element(batch_ms.begin(), batch_ms.end()), batch_size / (batch_p50 / 1000));
+  std::printf("  peer (same body, in-process yaml-cpp decode only): p50 %.1f ms; ratio %.2fx\n",
+              parse_p50, batch_p50 / parse_p50);
   std::printf("failures: %d\n", failures.load());
   pilot.Terminate();
   return failures == 0 ? 0 : 1;

@@ -20,7 +20,8 @@ using nlohmann::json;
 
 std::string ServiceDoc(const std::string& name, int port) {
   return absl::StrCat("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: ", name,
-                      "\n  labels: {writer: crash-test}\nspec:\n  ports: [{port: ", port, ", name: p}]\n");
+                      "\n  labels: {writer: crash-test}\nspec:\n  ports: [{port: ", port,
+                      ", name: p}]\n");
 }
 
 struct Written {
@@ -30,10 +31,11 @@ struct Written {
 
 TEST_CASE("No acknowledged apply is lost when meshpilot is killed with SIGKILL mid-load") {
   testing::TempDir dir;
-  testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data", {"--compact-log-bytes", "65536"});
+  testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data",
+                                  {"--compact-log-bytes", "65536"});
   std::mt19937 rng(std::random_device{}());
   const int kRounds = 6;
-  std::map<std::string, Written> acked;    // name -> what a 2xx answer confirmed
+  std::map<std::string, Written> acked;             // name -> what a 2xx answer confirmed
   std::map<int, std::vector<std::string>> batches;  // every batch sent, acked or not
   std::mutex mu;
   int next_batch = 0;
@@ -90,12 +92,14 @@ TEST_CASE("No acknowledged apply is lost when meshpilot is killed with SIGKILL m
           if (!res) break;  // the server is gone
           if (res->status == 200) {
             std::lock_guard lock(mu);
-            for (int d = 0; d < size; ++d) acked[names[d]] = Written{1000 + (batch_id * 7 + d) % 60000, batch_id};
+            for (int d = 0; d < size; ++d)
+              acked[names[d]] = Written{1000 + (batch_id * 7 + d) % 60000, batch_id};
           }
         }
       });
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(150, 700)(rng)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(150, 700)(rng)));
     pilot.Kill();
     stop = true;
     for (auto& t : writers) t.join();

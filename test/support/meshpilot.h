@@ -13,7 +13,8 @@ namespace mesh::testing {
 // A real meshpilot process on a free loopback port, with its data in `data_dir`.
 class MeshpilotProcess {
  public:
-  MeshpilotProcess(std::string binary, std::string data_dir, std::vector<std::string> extra_flags = {});
+  MeshpilotProcess(std::string binary, std::string data_dir,
+                   std::vector<std::string> extra_flags = {});
 
   // Starts it and waits until /healthz answers and the token file exists. Returns false (with
   // the log available) if it did not come up within a few seconds.

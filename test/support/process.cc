@@ -25,7 +25,8 @@ std::vector<char*> Argv(std::vector<std::string>& args) {
 
 }  // namespace
 
-Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+Process::Process(std::vector<std::string> argv, std::string log_path)
+    : log_path_(std::move(log_path)) {
   int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("cannot open " + log_path_);
   pid_ = ::fork();
@@ -71,7 +72,8 @@ std::string Process::Log() const {
 
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_text) {
   int in_pipe[2], out_pipe[2];
-  if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe");
   pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(in_pipe[0], 0);
@@ -96,7 +98,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
   CommandResult result;
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(out_pipe[0], buf, sizeof(buf))) > 0) result.out.append(buf, static_cast<size_t>(n));
+  while ((n = ::read(out_pipe[0], buf, sizeof(buf))) > 0)
+    result.out.append(buf, static_cast<size_t>(n));
   ::close(out_pipe[0]);
   writer.join();
   int status = 0;
@@ -111,7 +114,8 @@ int FreePort() {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) throw std::runtime_error("bind");
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+    throw std::runtime_error("bind");
   socklen_t len = sizeof(addr);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);

@@ -12,7 +12,8 @@ namespace {
 using nlohmann::json;
 
 TEST_CASE("YAML plain scalars resolve with the core schema; quoted ones stay strings") {
-  auto docs = ParseYamlDocuments("a: 8080\nb: \"1.0\"\nc: 1.5\nd: true\ne: ~\nf: hello\ng: '42'\nh: 0x1f\n");
+  auto docs = ParseYamlDocuments(
+      "a: 8080\nb: \"1.0\"\nc: 1.5\nd: true\ne: ~\nf: hello\ng: '42'\nh: 0x1f\n");
   REQUIRE(docs.ok());
   REQUIRE(docs->size() == 1);
   const json& d = (*docs)[0];
@@ -47,7 +48,8 @@ TEST_CASE("Duplicate mapping keys are an error") {
 }
 
 TEST_CASE("Alias expansion is bounded, so a billion-laughs document is refused") {
-  std::string bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+  std::string bomb =
+      "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
   char prev = 'a';
   for (char c = 'b'; c <= 'j'; ++c) {
     bomb += absl::StrCat(std::string(1, c), ": &", std::string(1, c), " [");
@@ -78,10 +80,23 @@ TEST_CASE("The document count is bounded") {
 }
 
 TEST_CASE("JsonToYaml round-trips, quoting strings that look like other types") {
-  json v = {{"version", "1.0"}, {"port", 8080}, {"on", "true"}, {"list", {"a", "b"}}, {"empty", ""}};
+  json v = {
+      {"version", "1.0"}, {"port", 8080}, {"on", "true"}, {"list", {"a", "b"}}, {"empty", ""}};
   auto back = ParseYamlDocuments(JsonToYaml(v));
   REQUIRE(back.ok());
   CHECK((*back)[0] == v);
+}
+
+}  // namespace
+}  // namespace mesh
+
+namespace mesh {
+namespace {
+
+TEST_CASE("Nesting inside quoted strings, escapes and comments does not count") {
+  CHECK(CheckNestingDepth(R"(a: "[[[[\"[[[[", b: '[[[[' # [[[[)", 2).ok());
+  CHECK(CheckNestingDepth("{\"a\": [[1]]}", 3).ok());
+  CHECK(!CheckNestingDepth("{\"a\": [[[1]]]}", 3).ok());
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 #include <mutex>
 
 #include "absl/strings/match.h"
-
 #include "test/support/service_fixture.h"
 
 namespace mesh::api {
@@ -26,7 +25,9 @@ spec:
     hosts: ["*"]
 )";
 
-const model::KindInfo& Kind(model::Kind k) { return model::Info(k); }
+const model::KindInfo& Kind(model::Kind k) {
+  return model::Info(k);
+}
 
 TEST_CASE("Apply creates, then answers unchanged, then configured when the spec changes") {
   ServiceFixture f;
@@ -90,13 +91,15 @@ spec:
   hosts: ["*"]
   gateways: [voting-app-gateway]
   http: [{route: [{destination: {host: voting-app, subset: v1-0}}]}]
-)", BodyFormat::kYaml, "voting");
+)",
+                            BodyFormat::kYaml, "voting");
   REQUIRE(r.ok());
   CHECK(r->items[0].action == "created");
   REQUIRE(r->warnings.size() == 3);
   CHECK(r->warnings[0].message == "gateway \"voting/voting-app-gateway\" does not exist");
   // Once the referenced objects exist, analyze is clean.
-  REQUIRE(f.service->Apply(std::string(kGateway) + R"(
+  REQUIRE(f.service
+              ->Apply(std::string(kGateway) + R"(
 ---
 apiVersion: v1
 kind: Service
@@ -107,7 +110,9 @@ apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
 metadata: {name: voting-app}
 spec: {host: voting-app, subsets: [{name: v1-0, labels: {version: "1.0"}}]}
-)", BodyFormat::kYaml, "voting").ok());
+)",
+                      BodyFormat::kYaml, "voting")
+              .ok());
   CHECK(f.service->Analyze("").empty());
 }
 
@@ -115,13 +120,15 @@ TEST_CASE("A resourceVersion in the body is a precondition") {
   ServiceFixture f;
   REQUIRE(f.service->Apply(kGateway, BodyFormat::kYaml, "voting").ok());
   std::string stale = kGateway;
-  stale.replace(stale.find("name: voting-app-gateway"), 24, "name: voting-app-gateway\n  resourceVersion: \"7\"");
+  stale.replace(stale.find("name: voting-app-gateway"), 24,
+                "name: voting-app-gateway\n  resourceVersion: \"7\"");
   stale.replace(stale.find("number: 80"), 10, "number: 81");
   auto r = f.service->Apply(stale, BodyFormat::kYaml, "voting");
   REQUIRE(!r.ok());
   CHECK(absl::IsFailedPrecondition(r.status()));
   CHECK(r.status().message() ==
-        "Gateway voting/voting-app-gateway: the object has been modified: resourceVersion is 1, not 7");
+        "Gateway voting/voting-app-gateway: the object has been modified: resourceVersion is 1, "
+        "not 7");
 }
 
 TEST_CASE("Write creates with POST semantics, replaces with PUT semantics, and checks the path") {
@@ -131,18 +138,21 @@ TEST_CASE("Write creates with POST semantics, replaces with PUT semantics, and c
   REQUIRE(created.ok());
   auto dup = f.service->Write(gw, "v1alpha3", "voting", "", kGateway, BodyFormat::kYaml, false);
   CHECK(absl::IsAlreadyExists(dup.status()));
-  auto replaced = f.service->Write(gw, "v1alpha3", "voting", "voting-app-gateway", kGateway, BodyFormat::kYaml, true);
+  auto replaced = f.service->Write(gw, "v1alpha3", "voting", "voting-app-gateway", kGateway,
+                                   BodyFormat::kYaml, true);
   REQUIRE(replaced.ok());
-  auto wrong_name = f.service->Write(gw, "v1alpha3", "voting", "other", kGateway, BodyFormat::kYaml, true);
+  auto wrong_name =
+      f.service->Write(gw, "v1alpha3", "voting", "other", kGateway, BodyFormat::kYaml, true);
   REQUIRE(absl::IsInvalidArgument(wrong_name.status()));
   CHECK(wrong_name.status().message() ==
-        "Gateway voting/voting-app-gateway: metadata.name: \"voting-app-gateway\" does not match the name of the path, \"other\"");
-  auto wrong_kind = f.service->Write(Kind(model::Kind::kVirtualService), "v1alpha3", "voting", "", kGateway,
-                                     BodyFormat::kYaml, false);
+        "Gateway voting/voting-app-gateway: metadata.name: \"voting-app-gateway\" does not match "
+        "the name of the path, \"other\"");
+  auto wrong_kind = f.service->Write(Kind(model::Kind::kVirtualService), "v1alpha3", "voting", "",
+                                     kGateway, BodyFormat::kYaml, false);
   CHECK(absl::IsInvalidArgument(wrong_kind.status()));
   auto stale = f.service->Write(gw, "v1alpha3", "voting", "voting-app-gateway",
-                                std::string(kGateway).replace(std::string(kGateway).find("spec:"), 5,
-                                                              "  resourceVersion: \"1\"\nspec:"),
+                                std::string(kGateway).replace(std::string(kGateway).find("spec:"),
+                                                              5, "  resourceVersion: \"1\"\nspec:"),
                                 BodyFormat::kYaml, true);
   CHECK(absl::IsFailedPrecondition(stale.status()));
 }
@@ -154,7 +164,8 @@ TEST_CASE("Delete removes a resource, and a missing one is NotFound") {
   REQUIRE(f.service->Delete(gw, "v1alpha3", "voting", "voting-app-gateway").ok());
   auto again = f.service->Delete(gw, "v1alpha3", "voting", "voting-app-gateway");
   CHECK(absl::IsNotFound(again.status()));
-  CHECK(again.status().message() == "gateway.networking.istio.io \"voting/voting-app-gateway\" not found");
+  CHECK(again.status().message() ==
+        "gateway.networking.istio.io \"voting/voting-app-gateway\" not found");
   CHECK(absl::IsNotFound(f.service->Get(gw, "v1alpha3", "voting", "voting-app-gateway").status()));
 }
 
@@ -220,7 +231,8 @@ TEST_CASE("Watch from a resourceVersion replays only what came after it") {
 
 TEST_CASE("JSON bodies: a single object, an array, and a List all apply") {
   ServiceFixture f;
-  std::string svc = R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":80}]}})";
+  std::string svc =
+      R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":80}]}})";
   auto one = f.service->Apply(svc, BodyFormat::kJson, "default");
   REQUIRE(one.ok());
   auto list = f.service->Apply(R"({"kind":"List","items":[)" + svc + "]}", BodyFormat::kJson, "x");

@@ -120,7 +120,8 @@ TEST_CASE("A body over the limit is refused with 413 and nothing is written") {
 TEST_CASE("Invalid documents are a 400 listing each error as a cause") {
   Server s;
   auto c = s.Client();
-  std::string bad = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 0}, {port: 1}]}\n";
+  std::string bad =
+      "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 0}, {port: 1}]}\n";
   auto res = c.Post("/apply?namespace=voting", bad, "application/yaml");
   REQUIRE(res->status == 400);
   json status = json::parse(res->body);
@@ -146,7 +147,8 @@ TEST_CASE("Apply answers kubectl-style text when asked for text/plain") {
 TEST_CASE("Core Services are served under /api/v1") {
   Server s;
   auto c = s.Client();
-  std::string svc = R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"ports":[{"port":80}]}})";
+  std::string svc =
+      R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"ports":[{"port":80}]}})";
   CHECK(c.Post("/api/v1/namespaces/voting/services", svc, "application/json")->status == 201);
   CHECK(c.Get("/api/v1/namespaces/voting/services/web")->status == 200);
   CHECK(json::parse(c.Get("/api/v1/services")->body)["items"].size() == 1);

@@ -13,11 +13,14 @@ TEST_CASE("VirtualServices print with their gateways and hosts, aligned") {
   absl::Time now;
   REQUIRE(absl::ParseTime(absl::RFC3339_full, "2026-01-01T00:10:00Z", &now, nullptr));
   std::vector<json> items = {
-      json::parse(R"({"metadata":{"name":"voting-app","namespace":"voting","creationTimestamp":"2026-01-01T00:00:00Z"},
+      json::parse(
+          R"({"metadata":{"name":"voting-app","namespace":"voting","creationTimestamp":"2026-01-01T00:00:00Z"},
                      "spec":{"hosts":["*"],"gateways":["voting-app-gateway"]}})"),
-      json::parse(R"({"metadata":{"name":"a","namespace":"voting","creationTimestamp":"2026-01-01T00:09:30Z"},
+      json::parse(
+          R"({"metadata":{"name":"a","namespace":"voting","creationTimestamp":"2026-01-01T00:09:30Z"},
                      "spec":{"hosts":["a.voting.svc.cluster.local"]}})")};
-  std::string table = FormatTable(model::Info(model::Kind::kVirtualService), items, false, false, now);
+  std::string table =
+      FormatTable(model::Info(model::Kind::kVirtualService), items, false, false, now);
   CHECK(table ==
         "NAME         GATEWAYS               HOSTS                          AGE\n"
         "voting-app   [voting-app-gateway]   [*]                            10m\n"

@@ -82,9 +82,12 @@ spec:
 )");
   std::vector<Warning> w = AnalyzeAll(objects);
   REQUIRE(w.size() == 3);
-  CHECK(w[0].ToString() == "VirtualService voting/voting-app: spec.gateways[0]: gateway \"voting/missing-gw\" does not exist");
+  CHECK(w[0].ToString() ==
+        "VirtualService voting/voting-app: spec.gateways[0]: gateway \"voting/missing-gw\" does "
+        "not exist");
   CHECK(w[1].ToString() ==
-        "VirtualService voting/voting-app: spec.http[0].route[0].destination.subset: subset \"v9\" is not "
+        "VirtualService voting/voting-app: spec.http[0].route[0].destination.subset: subset \"v9\" "
+        "is not "
         "defined by any DestinationRule for host \"voting-app.voting.svc.cluster.local\"");
   CHECK(w[2].ToString() ==
         "DestinationRule voting/nowhere: spec.host: no Service or ServiceEntry provides host "

@@ -9,11 +9,13 @@ namespace mesh::model {
 namespace {
 
 std::string Gateway(const std::string& name) {
-  return R"({"apiVersion":"networking.istio.io/v1alpha3","kind":"Gateway","metadata":{"name":")" + name +
+  return R"({"apiVersion":"networking.istio.io/v1alpha3","kind":"Gateway","metadata":{"name":")" +
+         name +
          R"(","namespace":"ns"},"spec":{"servers":[{"port":{"number":80,"name":"http","protocol":"HTTP"},"hosts":["*"]}]}})";
 }
 
-TEST_CASE("The index loads existing resources and follows the store, publishing immutable snapshots") {
+TEST_CASE(
+    "The index loads existing resources and follows the store, publishing immutable snapshots") {
   mesh::testing::TempDir dir;
   auto store = store::WalStore::Open(dir.path());
   REQUIRE(store.ok());

@@ -55,7 +55,8 @@ spec:
       weight: 20
     timeout: 7s
     retries: {attempts: 3, perTryTimeout: 100ms, retryOn: "5xx,connect-failure"}
-)", "voting");
+)",
+                                 "voting");
   REQUIRE(d.outcome == DecodedDocument::Outcome::kObject);
   CHECK(d.object->meta.namespace_ == "voting");
   const auto& vs = std::get<VirtualService>(d.object->spec);
@@ -103,8 +104,10 @@ spec:
   CHECK(*tp.outlier_detection->max_ejection_percent == 50);
   CHECK(tp.tls->mode == ClientTLSSettings::Mode::kIstioMutual);
   CHECK(tp.port_level_settings[0].port.number == 9080);
-  CHECK(*tp.port_level_settings[0].load_balancer->simple == LoadBalancerSettings::Simple::kLeastRequest);
-  CHECK(*dr.subsets[0].traffic_policy->load_balancer->simple == LoadBalancerSettings::Simple::kRandom);
+  CHECK(*tp.port_level_settings[0].load_balancer->simple ==
+        LoadBalancerSettings::Simple::kLeastRequest);
+  CHECK(*dr.subsets[0].traffic_policy->load_balancer->simple ==
+        LoadBalancerSettings::Simple::kRandom);
 }
 
 TEST_CASE("The tutorial's Policy reads `mtls:` with a mode, and with no body, as STRICT") {
@@ -121,12 +124,15 @@ TEST_CASE("The tutorial's Policy reads `mtls:` with a mode, and with no body, as
 }
 
 TEST_CASE("Non-mesh kinds are skipped, and unserved Istio kinds too, with a reason") {
-  DecodedDocument dep = DecodeYaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {}\n");
+  DecodedDocument dep =
+      DecodeYaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {}\n");
   CHECK(dep.outcome == DecodedDocument::Outcome::kSkipped);
   CHECK(dep.skip_reason == "apps/v1 Deployment is not a mesh resource");
-  DecodedDocument secret = DecodeYaml("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {}\n");
+  DecodedDocument secret =
+      DecodeYaml("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {}\n");
   CHECK(secret.outcome == DecodedDocument::Outcome::kSkipped);
-  DecodedDocument sidecar = DecodeYaml("apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n");
+  DecodedDocument sidecar = DecodeYaml(
+      "apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n");
   CHECK(sidecar.outcome == DecodedDocument::Outcome::kSkipped);
   CHECK(sidecar.skip_reason == "Sidecar is not served by meshpilot");
 }
@@ -134,7 +140,8 @@ TEST_CASE("Non-mesh kinds are skipped, and unserved Istio kinds too, with a reas
 TEST_CASE("Every Istio and Kubernetes manifest of the voting-app tutorial decodes") {
   int decoded = 0;
   for (const char* sub : {"istio", "kubernetes"}) {
-    for (const auto& entry : std::filesystem::directory_iterator(std::string(MESH_MANIFESTS_DIR) + "/" + sub)) {
+    for (const auto& entry :
+         std::filesystem::directory_iterator(std::string(MESH_MANIFESTS_DIR) + "/" + sub)) {
       auto docs = ParseYamlDocuments(ReadFileText(entry.path().string()));
       REQUIRE(docs.ok());
       for (const json& doc : *docs) {

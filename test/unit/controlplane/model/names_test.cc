@@ -45,7 +45,8 @@ TEST_CASE("IP and CIDR checks") {
 
 TEST_CASE("Short hosts resolve into the namespace; FQDNs and wildcards stay") {
   CHECK(ResolveHost("reviews", "bookinfo") == "reviews.bookinfo.svc.cluster.local");
-  CHECK(ResolveHost("reviews.other.svc.cluster.local", "bookinfo") == "reviews.other.svc.cluster.local");
+  CHECK(ResolveHost("reviews.other.svc.cluster.local", "bookinfo") ==
+        "reviews.other.svc.cluster.local");
   CHECK(ResolveHost("*", "bookinfo") == "*");
 }
 

@@ -88,7 +88,8 @@ TEST_CASE("Recovery drops a torn tail record and keeps everything before it") {
   TempDir dir;
   {
     auto store = OpenStore(dir.path());
-    for (int i = 0; i < 10; ++i) REQUIRE(store->Commit({Op::Put("/k" + std::to_string(i), "v")}).ok());
+    for (int i = 0; i < 10; ++i)
+      REQUIRE(store->Commit({Op::Put("/k" + std::to_string(i), "v")}).ok());
   }
   std::string log = dir / "wal.log";
   auto size = std::filesystem::file_size(log);
@@ -131,7 +132,8 @@ TEST_CASE("Compaction writes a snapshot, empties the log, and recovery uses both
   {
     auto store = OpenStore(dir.path(), options);
     for (int i = 0; i < 100; ++i) {
-      REQUIRE(store->Commit({Op::Put("/k" + std::to_string(i % 20), std::string(50, 'a' + i % 26))}).ok());
+      REQUIRE(store->Commit({Op::Put("/k" + std::to_string(i % 20), std::string(50, 'a' + i % 26))})
+                  .ok());
     }
     REQUIRE(store->Commit({Op::Delete("/k0")}).ok());
     CHECK(store->GetStats().compactions > 0);
@@ -170,7 +172,8 @@ TEST_CASE("A corrupt snapshot is refused rather than silently losing keys") {
     REQUIRE(store->Commit({Op::Put("/a", "1")}).ok());
     REQUIRE(store->Compact().ok());
   }
-  std::filesystem::resize_file(dir / "snapshot.dat", std::filesystem::file_size(dir / "snapshot.dat") - 1);
+  std::filesystem::resize_file(dir / "snapshot.dat",
+                               std::filesystem::file_size(dir / "snapshot.dat") - 1);
   auto reopened = WalStore::Open(dir.path());
   REQUIRE(!reopened.ok());
   CHECK(absl::IsDataLoss(reopened.status()));
@@ -181,7 +184,8 @@ TEST_CASE("A second process cannot open a store directory in use") {
   auto store = OpenStore(dir.path());
   auto second = WalStore::Open(dir.path());
   REQUIRE(!second.ok());
-  CHECK(second.status().message() == "store directory " + dir.path() + " is in use by another process");
+  CHECK(second.status().message() ==
+        "store directory " + dir.path() + " is in use by another process");
 }
 
 TEST_CASE("Watch delivers the backlog after a revision, then live events, each once and in order") {
@@ -264,7 +268,8 @@ TEST_CASE("Concurrent writers are group-committed: every commit lands, with fewe
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        if (!store->Commit({Op::Put("/t" + std::to_string(t) + "/" + std::to_string(i), "v")}).ok()) ++failures;
+        if (!store->Commit({Op::Put("/t" + std::to_string(t) + "/" + std::to_string(i), "v")}).ok())
+          ++failures;
       }
     });
   }
