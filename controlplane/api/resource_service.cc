@@ -176,7 +176,8 @@ absl::StatusOr<std::vector<json>> ResourceService::ParseBody(absl::string_view b
     if (doc.is_discarded()) {
       // Parse again with exceptions on to get the position of the error.
       try {
-        (void)json::parse(body);
+        json unused = json::parse(body);
+        (void)unused;
       } catch (const json::parse_error& e) {
         return absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", e.what()));
       }
