@@ -124,7 +124,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "meshctl delete -f removes what a file names; analyze then reports the dangling references") {
+    "meshctl delete -f removes what a file names, analyze then reports the dangling references") {
   Cluster c;
   REQUIRE(c.Apply("kubernetes/step-1-create-voting-app.yaml").exit_code == 0);
   REQUIRE(c.Apply("istio/step-1-create-voting-app-gateway.yaml").exit_code == 0);
@@ -156,7 +156,7 @@ TEST_CASE("meshctl reports invalid manifests with their paths and writes nothing
 }
 
 TEST_CASE(
-    "meshctl with a wrong token is refused; version works; the token comes from the data dir") {
+    "meshctl with a wrong token is refused, version works, the token comes from the data dir") {
   Cluster c;
   CommandResult r =
       RunCommand({MESHCTL_BIN, "--server", c.pilot.address(), "--token", "wrong", "get", "vs"});

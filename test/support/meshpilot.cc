@@ -21,16 +21,18 @@ bool MeshpilotProcess::Start() {
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
   std::filesystem::create_directories(data_dir_);
   process_ = std::make_unique<Process>(argv, data_dir_ + "/meshpilot.log");
+  // Up when /healthz answers; given up on at once if the process exits.
+  bool exited = false;
   bool up = WaitFor(
       [&] {
-        if (!process_->running()) return false;
+        if (!process_->running()) return exited = true;
         httplib::Client c("127.0.0.1", port_);
         c.set_connection_timeout(0, 200000);
         auto res = c.Get("/healthz");
         return res && res->status == 200;
       },
       std::chrono::seconds(10));
-  if (!up) return false;
+  if (!up || exited) return false;
   std::ifstream in(data_dir_ + "/admin.token");
   std::getline(in, token_);
   return !token_.empty();

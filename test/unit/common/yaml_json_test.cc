@@ -11,7 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-TEST_CASE("YAML plain scalars resolve with the core schema; quoted ones stay strings") {
+TEST_CASE("YAML plain scalars resolve with the core schema, quoted ones stay strings") {
   auto docs = ParseYamlDocuments(
       "a: 8080\nb: \"1.0\"\nc: 1.5\nd: true\ne: ~\nf: hello\ng: '42'\nh: 0x1f\n");
   REQUIRE(docs.ok());

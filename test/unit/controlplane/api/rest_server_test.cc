@@ -41,7 +41,7 @@ struct Server {
 
 const char* kGwPath = "/apis/networking.istio.io/v1alpha3/namespaces/voting/gateways";
 
-TEST_CASE("Health endpoints need no token; everything else answers 401 without the right one") {
+TEST_CASE("Health endpoints need no token, everything else answers 401 without the right one") {
   Server s;
   auto anon = s.Client(false);
   CHECK(anon.Get("/healthz")->status == 200);
@@ -89,7 +89,7 @@ TEST_CASE("PUT creates or replaces, and a stale resourceVersion is a 409") {
   CHECK(c.Put(path, stale.dump(), "application/json")->status == 200);
 }
 
-TEST_CASE("DELETE of a missing resource is 404; of a present one 200") {
+TEST_CASE("DELETE of a missing resource is 404, of a present one 200") {
   Server s;
   auto c = s.Client();
   std::string path = std::string(kGwPath) + "/gw";

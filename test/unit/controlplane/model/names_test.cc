@@ -43,7 +43,7 @@ TEST_CASE("IP and CIDR checks") {
   CHECK(!CheckIpOrCidr("host.example").empty());
 }
 
-TEST_CASE("Short hosts resolve into the namespace; FQDNs and wildcards stay") {
+TEST_CASE("Short hosts resolve into the namespace, FQDNs and wildcards stay") {
   CHECK(ResolveHost("reviews", "bookinfo") == "reviews.bookinfo.svc.cluster.local");
   CHECK(ResolveHost("reviews.other.svc.cluster.local", "bookinfo") ==
         "reviews.other.svc.cluster.local");
