@@ -14,6 +14,13 @@
 #include "controlplane/model/decode.h"
 
 namespace mesh::api {
+
+struct Batch {
+  std::vector<model::Object> objects;
+  std::vector<ApplyItem> items;      // one per document, in document order
+  std::vector<size_t> object_items;  // index in `items` of each object
+};
+
 namespace {
 
 using model::DecodedDocument;
@@ -78,11 +85,6 @@ absl::Status InvalidList(const std::vector<std::string>& errors) {
 
 // Decodes every document; returns InvalidArgument with all errors, or the objects and the
 // answer items (objects' items to be completed) in document order.
-struct Batch {
-  std::vector<Object> objects;
-  std::vector<ApplyItem> items;      // one per document
-  std::vector<size_t> object_items;  // items index of each object
-};
 
 absl::StatusOr<Batch> DecodeBatch(const std::vector<json>& docs, absl::string_view default_ns) {
   Batch batch;
@@ -198,29 +200,33 @@ absl::StatusOr<std::vector<json>> ResourceService::ParseBody(absl::string_view b
   return docs;
 }
 
-absl::StatusOr<ApplyResult> ResourceService::Apply(absl::string_view body, BodyFormat format,
-                                                   absl::string_view default_ns) {
+absl::StatusOr<Batch> ResourceService::ParseBatch(absl::string_view body, BodyFormat format,
+                                                  absl::string_view default_ns) const {
   absl::StatusOr<std::vector<json>> docs = ParseBody(body, format);
   if (!docs.ok()) return docs.status();
-  absl::StatusOr<Batch> batch = DecodeBatch(*docs, default_ns);
+  return DecodeBatch(*docs, default_ns);
+}
+
+absl::StatusOr<ApplyResult> ResourceService::Apply(absl::string_view body, BodyFormat format,
+                                                   absl::string_view default_ns) {
+  absl::StatusOr<Batch> batch = ParseBatch(body, format, default_ns);
   if (!batch.ok()) return batch.status();
   for (int attempt = 0;; ++attempt) {
     bool retry = false;
-    absl::StatusOr<ApplyResult> result = ApplyOnce(batch->objects, batch->items, &retry);
+    absl::StatusOr<ApplyResult> result = ApplyOnce(*batch, &retry);
     if (result.ok() || !retry || attempt >= options_.max_apply_retries) return result;
   }
 }
 
-absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const std::vector<Object>& objects,
-                                                       std::vector<ApplyItem> items, bool* retry) {
+absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const Batch& batch, bool* retry) {
+  const std::vector<Object>& objects = batch.objects;
+  std::vector<ApplyItem> items = batch.items;
   std::vector<store::Op> ops;
   std::vector<size_t> op_items;
-  std::vector<size_t> object_index;
   bool user_versions = false;
-  for (size_t i = 0, item = 0; i < objects.size(); ++i) {
-    while (items[item].action == "skipped") ++item;
+  for (size_t i = 0; i < objects.size(); ++i) {
     const Object& o = objects[i];
-    ApplyItem& it = items[item++];
+    ApplyItem& it = items[batch.object_items[i]];
     absl::StatusOr<std::optional<store::KeyValue>> cur = store_->Get(Key(o));
     if (!cur.ok()) return cur.status();
     if (!o.meta.resource_version.empty()) {
@@ -268,8 +274,7 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const std::vector<Object>
     }
     ops.push_back(store::Op::Put(Key(o), StoredValue(o, uid, created, generation),
                                  *cur ? (*cur)->mod_revision : 0));
-    op_items.push_back(&it - items.data());
-    object_index.push_back(i);
+    op_items.push_back(batch.object_items[i]);
   }
 
   ApplyResult result;
@@ -298,9 +303,7 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const std::vector<Object>
 absl::StatusOr<ApplyResult> ResourceService::DeleteApplied(absl::string_view body,
                                                            BodyFormat format,
                                                            absl::string_view default_ns) {
-  absl::StatusOr<std::vector<json>> docs = ParseBody(body, format);
-  if (!docs.ok()) return docs.status();
-  absl::StatusOr<Batch> batch = DecodeBatch(*docs, default_ns);
+  absl::StatusOr<Batch> batch = ParseBatch(body, format, default_ns);
   if (!batch.ok()) return batch.status();
   for (int attempt = 0;; ++attempt) {
     ApplyResult result;

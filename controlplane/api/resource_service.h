@@ -51,6 +51,9 @@ struct ServiceOptions {
   int max_apply_retries = 8;
 };
 
+// A request's documents, decoded (resource_service.cc).
+struct Batch;
+
 // Thread-safe; the store and index must outlive it.
 class ResourceService {
  public:
@@ -96,8 +99,10 @@ class ResourceService {
                                                         BodyFormat format) const;
 
  private:
-  absl::StatusOr<ApplyResult> ApplyOnce(const std::vector<model::Object>& objects,
-                                        std::vector<ApplyItem> items, bool* retry);
+  // One attempt at writing a decoded batch; sets *retry when a concurrent writer got in between.
+  absl::StatusOr<ApplyResult> ApplyOnce(const Batch& batch, bool* retry);
+  absl::StatusOr<Batch> ParseBatch(absl::string_view body, BodyFormat format,
+                                   absl::string_view default_ns) const;
 
   store::Store* store_;
   model::ConfigIndex* index_;

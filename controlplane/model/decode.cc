@@ -136,6 +136,20 @@ void CheckWeights(FieldErrors* errors, const std::string& route_path,
   if (sum != 100) errors->Add(route_path, absl::StrCat("weights must sum to 100, not ", sum));
 }
 
+// Reads the `destination` and `weight` of one route destination (HTTP or L4), and records the
+// weight, or that it was invalid, for CheckWeights.
+template <typename T>
+T ReadWeightedDestination(ObjectReader& d, std::vector<std::pair<bool, int64_t>>* weights) {
+  T dest;
+  d.Required("destination");
+  d.Object("destination", [&](ObjectReader& o) { dest.destination = ReadDestination(o); });
+  bool has = d.Has("weight");
+  auto w = d.IntInRange("weight", 0, 100);
+  if (w) dest.weight = static_cast<int32_t>(*w);
+  weights->emplace_back(!has || w.has_value(), w.value_or(0));
+  return dest;
+}
+
 const std::vector<absl::string_view> kRetryOn = {"5xx",
                                                  "gateway-error",
                                                  "reset",
@@ -256,13 +270,7 @@ HTTPRoute ReadHttpRoute(ObjectReader& r) {
   r.ObjectList("match", [&](ObjectReader& m, size_t) { route.match.push_back(ReadHttpMatch(m)); });
   std::vector<std::pair<bool, int64_t>> weights;
   r.ObjectList("route", [&](ObjectReader& d, size_t) {
-    HTTPRouteDestination dest;
-    d.Required("destination");
-    d.Object("destination", [&](ObjectReader& o) { dest.destination = ReadDestination(o); });
-    bool has = d.Has("weight");
-    auto w = d.IntInRange("weight", 0, 100);
-    if (w) dest.weight = static_cast<int32_t>(*w);
-    weights.emplace_back(!has || w.has_value(), w.value_or(0));
+    auto dest = ReadWeightedDestination<HTTPRouteDestination>(d, &weights);
     dest.headers = ReadHeaders(d, "headers");
     route.route.push_back(std::move(dest));
   });
@@ -332,14 +340,7 @@ std::vector<RouteDestination> ReadRouteDestinations(ObjectReader& r) {
   std::vector<RouteDestination> out;
   std::vector<std::pair<bool, int64_t>> weights;
   r.ObjectList("route", [&](ObjectReader& d, size_t) {
-    RouteDestination dest;
-    d.Required("destination");
-    d.Object("destination", [&](ObjectReader& o) { dest.destination = ReadDestination(o); });
-    bool has = d.Has("weight");
-    auto w = d.IntInRange("weight", 0, 100);
-    if (w) dest.weight = static_cast<int32_t>(*w);
-    weights.emplace_back(!has || w.has_value(), w.value_or(0));
-    out.push_back(std::move(dest));
+    out.push_back(ReadWeightedDestination<RouteDestination>(d, &weights));
   });
   if (out.empty() && !r.Has("route"))
     r.Error("route", "is required");
