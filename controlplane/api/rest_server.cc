@@ -43,6 +43,7 @@ const char* Reason(int code) {
     case 409: return "Conflict";
     case 410: return "Expired";
     case 413: return "RequestEntityTooLarge";
+    case 429: return "TooManyRequests";
     case 503: return "ServiceUnavailable";
     default: return "InternalError";
   }
@@ -281,6 +282,13 @@ void RestServer::Routes() {
         return SendStatus(req, res, 400, "timeoutSeconds must be a positive integer");
       seconds = std::min(n, seconds);
     }
+    if (open_watches_.fetch_add(1) >= options_.max_watches) {
+      --open_watches_;
+      return SendStatus(req, res, 429,
+                        absl::StrCat("too many open watches (", options_.max_watches, ")"));
+    }
+    // Released when the stream ends, however it ends.
+    auto slot = std::shared_ptr<void>(nullptr, [this](void*) { --open_watches_; });
     auto queue = std::make_shared<WatchQueue>();
     absl::StatusOr<store::WatchPtr> watch = service_->Watch(
         kind, version, ns, from, [queue](std::string line) { queue->Push(std::move(line)); });
@@ -288,7 +296,7 @@ void RestServer::Routes() {
     auto handle = std::make_shared<store::WatchPtr>(std::move(*watch));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
     res.set_chunked_content_provider(
-        "application/json", [this, queue, handle, deadline](size_t, httplib::DataSink& sink) {
+        "application/json", [this, queue, handle, slot, deadline](size_t, httplib::DataSink& sink) {
           std::deque<std::string> batch;
           bool overflow;
           {

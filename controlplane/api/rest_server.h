@@ -21,6 +21,9 @@ struct RestOptions {
   std::string admin_token;
   size_t max_body_bytes = 4 << 20;
   size_t threads = 32;
+  // Each open watch holds one of `threads`; more than this many are refused with 429 so that
+  // watches can never starve ordinary requests.
+  int max_watches = 16;
   // A watch stream ends after this long; clients resume from their last resourceVersion.
   int max_watch_seconds = 1800;
   std::string version = "dev";
@@ -55,6 +58,7 @@ class RestServer {
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> unauthorized_{0};
   std::atomic<int64_t> applies_{0};
+  std::atomic<int> open_watches_{0};
 };
 
 }  // namespace mesh::api

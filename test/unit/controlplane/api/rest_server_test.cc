@@ -2,10 +2,13 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "test/support/process.h"
 #include "test/support/service_fixture.h"
 
 namespace mesh::api {
@@ -19,11 +22,12 @@ const std::string kGateway = R"({"apiVersion":"networking.istio.io/v1alpha3","ki
   "metadata":{"name":"gw"},"spec":{"servers":[{"port":{"number":80,"name":"http","protocol":"HTTP"},"hosts":["*"]}]}})";
 
 struct Server {
-  explicit Server(size_t max_body = 4 << 20) {
+  explicit Server(size_t max_body = 4 << 20, int max_watches = 16) {
     RestOptions options;
     options.port = 0;
     options.admin_token = kToken;
     options.max_body_bytes = max_body;
+    options.max_watches = max_watches;
     rest = std::make_unique<RestServer>(f.service.get(), options);
     auto p = rest->Start();
     REQUIRE(p.ok());
@@ -174,6 +178,28 @@ TEST_CASE("A watch streams newline-delimited events from a resourceVersion") {
   json event = json::parse(lines[0]);
   CHECK(event["type"] == "ADDED");
   CHECK(event["object"]["metadata"]["name"] == "gw2");
+}
+
+TEST_CASE("Watches beyond the limit are refused with 429, and a slot frees when a watch ends") {
+  Server s(4 << 20, 1);
+  REQUIRE(s.Client().Post(kGwPath, kGateway, "application/json")->status == 201);
+  std::atomic<bool> first_open{false};
+  std::thread first([&] {
+    auto c = s.Client();
+    // With no resourceVersion the watch starts with an ADDED event, which tells us it is open.
+    c.Get(std::string(kGwPath) + "?watch=true&timeoutSeconds=2", [&](const char*, size_t) {
+      first_open = true;
+      return true;
+    });
+  });
+  REQUIRE(mesh::testing::WaitFor([&] { return first_open.load(); }, std::chrono::seconds(5)));
+  auto second = s.Client().Get(std::string(kGwPath) + "?watch=true&timeoutSeconds=1");
+  REQUIRE(second);
+  CHECK(second->status == 429);
+  first.join();
+  auto after = s.Client().Get(std::string(kGwPath) + "?watch=true&timeoutSeconds=1");
+  REQUIRE(after);
+  CHECK(after->status == 200);
 }
 
 TEST_CASE("/metrics is Prometheus text and counts refused requests") {
