@@ -1,4 +1,5 @@
 // meshpilot: the control plane daemon. Serves the config API on an embedded durable store.
+#include <grpcpp/grpcpp.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -21,6 +22,8 @@
 #include "controlplane/model/config_index.h"
 #include "controlplane/store/record_io.h"
 #include "controlplane/store/wal_store.h"
+#include "controlplane/xds/ads_server.h"
+#include "controlplane/xds/snapshot_cache.h"
 
 #ifndef MESHPILOT_VERSION
 #define MESHPILOT_VERSION "dev"
@@ -28,6 +31,12 @@
 
 ABSL_FLAG(std::string, rest, "127.0.0.1:15080",
           "REST API, /metrics and /healthz address (host:port)");
+ABSL_FLAG(std::string, xds, "127.0.0.1:15010",
+          "ADS (xDS v3) over plaintext gRPC (host:port; empty turns it off)");
+ABSL_FLAG(absl::Duration, debounce, absl::Milliseconds(100),
+          "quiet period after a config change before pushing");
+ABSL_FLAG(absl::Duration, debounce_max, absl::Seconds(1),
+          "longest delay of a push after the first change");
 ABSL_FLAG(std::string, data_dir, "./meshpilot-data", "embedded store, CA keys and admin token");
 ABSL_FLAG(std::string, store, "embedded",
           "config store: embedded (a write-ahead log in --data-dir)");
@@ -145,7 +154,43 @@ int Run() {
   mesh::api::RestServer server(&service, rest);
   mesh::store::WalStore* wal = store->get();
   mesh::model::ConfigIndex* idx = index->get();
-  server.SetMetricsSource([wal, idx] {
+  mesh::xds::SnapshotCache::Options cache_options;
+  cache_options.debounce = absl::GetFlag(FLAGS_debounce);
+  cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
+  mesh::xds::SnapshotCache cache(index->get(), cache_options);
+  mesh::xds::AdsServer ads(&cache);
+  std::unique_ptr<grpc::Server> grpc_server;
+  if (std::string xds_addr = absl::GetFlag(FLAGS_xds); !xds_addr.empty()) {
+    grpc::ServerBuilder builder;
+    int xds_port = 0;
+    builder.AddListeningPort(xds_addr, grpc::InsecureServerCredentials(), &xds_port);
+    builder.RegisterService(&ads);
+    // Proxies hold their streams open; keepalives find the dead ones.
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    grpc_server = builder.BuildAndStart();
+    if (!grpc_server || xds_port == 0) {
+      Error("meshpilot: cannot serve xDS on ", xds_addr);
+      return 1;
+    }
+    std::string host_part = xds_addr.substr(0, xds_addr.rfind(':'));
+    Info("xds: ADS listening on ", host_part, ":", xds_port);
+  }
+  server.AddJsonHandler(
+      "/debug/syncz",
+      [&ads](const std::map<std::string, std::string>&) -> absl::StatusOr<std::string> {
+        return ads.SynczJson();
+      });
+  server.AddJsonHandler(
+      "/debug/config_dump",
+      [&ads](const std::map<std::string, std::string>& params) -> absl::StatusOr<std::string> {
+        auto it = params.find("proxy");
+        if (it == params.end())
+          return absl::InvalidArgumentError("the proxy parameter is required");
+        return ads.ConfigDump(it->second);
+      });
+  server.AddMetricsSource([&ads] { return ads.MetricsText(); });
+  server.AddMetricsSource([wal, idx] {
     mesh::store::WalStore::Stats st = wal->GetStats();
     return absl::StrCat(
         "# TYPE meshpilot_store_revision gauge\nmeshpilot_store_revision ", wal->Revision(), "\n",
@@ -169,6 +214,8 @@ int Run() {
   sigwait(&signals, &sig);
   Info("meshpilot: signal ", sig, ", stopping");
   server.Stop();
+  if (grpc_server)
+    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;
 }
 

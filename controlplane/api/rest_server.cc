@@ -208,9 +208,19 @@ void RestServer::Routes() {
         unauthorized_.load(), "\n",
         "# TYPE meshpilot_apply_requests_total counter\nmeshpilot_apply_requests_total ",
         applies_.load(), "\n");
-    if (metrics_source_) out += metrics_source_();
+    for (const auto& source : metrics_sources_) out += source();
     res.set_content(out, "text/plain; version=0.0.4");
   });
+
+  for (const auto& [path, handler] : json_handlers_) {
+    JsonHandler h = handler;
+    s.Get(path, [h](const httplib::Request& req, httplib::Response& res) {
+      std::map<std::string, std::string> params(req.params.begin(), req.params.end());
+      absl::StatusOr<std::string> out = h(params);
+      if (!out.ok()) return SendError(req, res, out.status());
+      res.set_content(*out + "\n", "application/json");
+    });
+  }
 
   auto apply = [this](const httplib::Request& req, httplib::Response& res, bool remove) {
     ++applies_;

@@ -1,9 +1,12 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "controlplane/api/resource_service.h"
@@ -41,9 +44,18 @@ class RestServer {
   // Stops accepting, ends watch streams, and joins the serving thread. Idempotent.
   void Stop();
 
-  // Extra Prometheus text appended to /metrics (the store and index add theirs).
-  void SetMetricsSource(std::function<std::string()> source) {
-    metrics_source_ = std::move(source);
+  // Extra Prometheus text appended to /metrics (the store, index and xDS server add theirs).
+  // Call before Start.
+  void AddMetricsSource(std::function<std::string()> source) {
+    metrics_sources_.push_back(std::move(source));
+  }
+
+  // Serves GET `path` (behind the token) with `handler`'s JSON; the handler gets the query
+  // parameters, and its error maps to a status code as everywhere else. Call before Start.
+  using JsonHandler =
+      std::function<absl::StatusOr<std::string>(const std::map<std::string, std::string>&)>;
+  void AddJsonHandler(std::string path, JsonHandler handler) {
+    json_handlers_.emplace_back(std::move(path), std::move(handler));
   }
 
  private:
@@ -54,7 +66,8 @@ class RestServer {
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
-  std::function<std::string()> metrics_source_;
+  std::vector<std::function<std::string()>> metrics_sources_;
+  std::vector<std::pair<std::string, JsonHandler>> json_handlers_;
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> unauthorized_{0};
   std::atomic<int64_t> applies_{0};

@@ -103,6 +103,25 @@ ConfigIndex::~ConfigIndex() {
   watch_.reset();
 }
 
+class ConfigIndex::SubscriptionImpl : public ConfigIndex::Subscription {
+ public:
+  SubscriptionImpl(ConfigIndex* index, std::list<Listener>::iterator it) : index_(index), it_(it) {}
+  ~SubscriptionImpl() override {
+    std::lock_guard lock(index_->listeners_mu_);
+    index_->listeners_.erase(it_);
+  }
+
+ private:
+  ConfigIndex* index_;
+  std::list<Listener>::iterator it_;
+};
+
+std::unique_ptr<ConfigIndex::Subscription> ConfigIndex::Subscribe(Listener listener) {
+  std::lock_guard lock(listeners_mu_);
+  listeners_.push_back(std::move(listener));
+  return std::make_unique<SubscriptionImpl>(this, std::prev(listeners_.end()));
+}
+
 void ConfigIndex::OnEvents(const std::vector<store::Event>& events) {
   using Shard = ConfigSnapshot::Shard;
   using KindMap = ConfigSnapshot::KindMap;
@@ -140,11 +159,14 @@ void ConfigIndex::OnEvents(const std::vector<store::Event>& events) {
     if (kinds[k]) next->kinds_[k] = std::move(kinds[k]);
   }
   next->revision_ = events.back().revision;
+  int64_t revision = next->revision_;
   {
     std::lock_guard lock(mu_);
     current_ = std::move(next);
   }
   changed_.notify_all();
+  std::lock_guard lock(listeners_mu_);
+  for (const Listener& l : listeners_) l(revision);
 }
 
 ConfigSnapshotPtr ConfigIndex::Current() const {

@@ -2,6 +2,8 @@
 
 #include <array>
 #include <condition_variable>
+#include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -61,6 +63,16 @@ class ConfigIndex {
   ~ConfigIndex();
 
   ConfigSnapshotPtr Current() const;
+
+  // Calls `listener` with the revision of every snapshot published from now on, on the store's
+  // thread: it must be quick (signal a worker, do not compile). Destroying the returned handle
+  // unregisters it and waits for a call in progress.
+  using Listener = std::function<void(int64_t revision)>;
+  class Subscription {
+   public:
+    virtual ~Subscription() = default;
+  };
+  std::unique_ptr<Subscription> Subscribe(Listener listener);
   // Blocks until the published snapshot is at `revision` or later, or `timeout` passes.
   // Returns whether it got there.
   bool WaitForRevision(int64_t revision, absl::Duration timeout) const;
@@ -73,6 +85,10 @@ class ConfigIndex {
   mutable std::condition_variable changed_;
   ConfigSnapshotPtr current_ ABSL_GUARDED_BY(mu_);
   store::WatchPtr watch_;
+
+  class SubscriptionImpl;
+  std::mutex listeners_mu_;
+  std::list<Listener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
 };
 
 // Decodes a stored resource (the JSON the API layer writes). Stored values were validated when

@@ -16,8 +16,14 @@ MeshpilotProcess::MeshpilotProcess(std::string binary, std::string data_dir,
 bool MeshpilotProcess::Start() {
   if (process_ && process_->running()) process_->Stop(SIGKILL);
   port_ = FreePort();
-  std::vector<std::string> argv = {binary_, "--rest", "127.0.0.1:" + std::to_string(port_),
-                                   "--data-dir", data_dir_};
+  xds_port_ = FreePort();
+  std::vector<std::string> argv = {binary_,
+                                   "--rest",
+                                   "127.0.0.1:" + std::to_string(port_),
+                                   "--xds",
+                                   "127.0.0.1:" + std::to_string(xds_port_),
+                                   "--data-dir",
+                                   data_dir_};
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
   std::filesystem::create_directories(data_dir_);
   process_ = std::make_unique<Process>(argv, data_dir_ + "/meshpilot.log");

@@ -24,6 +24,7 @@ class MeshpilotProcess {
   int Terminate() { return process_->Stop(SIGTERM); }
 
   int port() const { return port_; }
+  int xds_port() const { return xds_port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   const std::string& token() const { return token_; }
   const std::string& data_dir() const { return data_dir_; }
@@ -34,6 +35,7 @@ class MeshpilotProcess {
   std::string binary_, data_dir_;
   std::vector<std::string> extra_flags_;
   int port_ = 0;
+  int xds_port_ = 0;
   std::string token_;
   std::unique_ptr<Process> process_;
 };

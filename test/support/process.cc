@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+extern char** environ;
+
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -23,10 +25,19 @@ std::vector<char*> Argv(std::vector<std::string>& args) {
   return out;
 }
 
+// The current environment plus `extra`, for execve.
+std::vector<std::string> Environment(const std::vector<std::string>& extra) {
+  std::vector<std::string> out;
+  for (char** e = environ; *e; ++e) out.emplace_back(*e);
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
+}
+
 }  // namespace
 
-Process::Process(std::vector<std::string> argv, std::string log_path)
+Process::Process(std::vector<std::string> argv, std::string log_path, std::vector<std::string> env)
     : log_path_(std::move(log_path)) {
+  std::vector<std::string> environment = Environment(env);
   int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("cannot open " + log_path_);
   pid_ = ::fork();
@@ -37,7 +48,8 @@ Process::Process(std::vector<std::string> argv, std::string log_path)
     int devnull = ::open("/dev/null", O_RDONLY);
     ::dup2(devnull, 0);
     std::vector<char*> args = Argv(argv);
-    ::execv(args[0], args.data());
+    std::vector<char*> envp = Argv(environment);
+    ::execve(args[0], args.data(), envp.data());
     _exit(127);
   }
   ::close(fd);
@@ -70,7 +82,9 @@ std::string Process::Log() const {
   return ss.str();
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_text) {
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_text,
+                         const std::vector<std::string>& env) {
+  std::vector<std::string> environment = Environment(env);
   int in_pipe[2], out_pipe[2];
   if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0)
     throw std::runtime_error("pipe");
@@ -81,7 +95,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
     ::dup2(out_pipe[1], 2);
     std::vector<std::string> copy = argv;
     std::vector<char*> args = Argv(copy);
-    ::execv(args[0], args.data());
+    std::vector<char*> envp = Argv(environment);
+    ::execve(args[0], args.data(), envp.data());
     _exit(127);
   }
   ::close(in_pipe[0]);

@@ -13,7 +13,8 @@ namespace mesh::testing {
 // kills it (SIGKILL) if it is still running, so a test never leaves its processes behind.
 class Process {
  public:
-  Process(std::vector<std::string> argv, std::string log_path);
+  // `env` entries ("NAME=value") are added to the inherited environment.
+  Process(std::vector<std::string> argv, std::string log_path, std::vector<std::string> env = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -37,7 +38,8 @@ struct CommandResult {
   std::string out;  // stdout and stderr together
 };
 // Runs argv with `stdin_text` on its standard input and waits for it.
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_text = "");
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_text = "",
+                         const std::vector<std::string>& env = {});
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();

@@ -1,0 +1,553 @@
+#include "controlplane/compiler/compiler.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "controlplane/model/names.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace mesh::compiler {
+namespace {
+
+namespace core = envoy::config::core::v3;
+namespace route = envoy::config::route::v3;
+namespace cluster = envoy::config::cluster::v3;
+namespace endpoint = envoy::config::endpoint::v3;
+namespace listener = envoy::config::listener::v3;
+namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
+using model::StringMatch;
+
+std::string ClusterName(uint32_t port, const std::string& subset, const std::string& host) {
+  return absl::StrCat("outbound|", port, "|", subset, "|", host);
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
+template <typename T>
+std::shared_ptr<const google::protobuf::Any> Pack(const T& message) {
+  auto any = std::make_shared<google::protobuf::Any>();
+  any->PackFrom(message);
+  return any;
+}
+
+bool VisibleToMesh(const std::vector<std::string>& gateways) {
+  return gateways.empty() || std::find(gateways.begin(), gateways.end(), "mesh") != gateways.end();
+}
+
+// The VirtualService that routes `host` for the mesh: the first, by namespace and name, whose
+// hosts cover it (Istio resolves conflicts by age; names keep this deterministic).
+const model::Object* VirtualServiceFor(const model::ConfigSnapshot& config,
+                                       const std::string& host) {
+  for (const model::Object* o : config.Sorted(model::Kind::kVirtualService)) {
+    const auto& vs = std::get<model::VirtualService>(o->spec);
+    if (!VisibleToMesh(vs.gateways)) continue;
+    for (const std::string& h : vs.hosts) {
+      if (model::HostMatches(model::ResolveHost(h, o->meta.namespace_), host)) return o;
+    }
+  }
+  return nullptr;
+}
+
+// DestinationRules for `host`, most specific first (exact host, then wildcards).
+std::vector<const model::Object*> DestinationRulesFor(const model::ConfigSnapshot& config,
+                                                      const std::string& host) {
+  std::vector<const model::Object*> exact, wild;
+  for (const model::Object* o : config.Sorted(model::Kind::kDestinationRule)) {
+    std::string h =
+        model::ResolveHost(std::get<model::DestinationRule>(o->spec).host, o->meta.namespace_);
+    if (h == host)
+      exact.push_back(o);
+    else if (model::HostMatches(h, host))
+      wild.push_back(o);
+  }
+  exact.insert(exact.end(), wild.begin(), wild.end());
+  return exact;
+}
+
+void SetRegex(const std::string& regex, envoy::type::matcher::v3::RegexMatcher* out) {
+  out->mutable_google_re2();
+  out->set_regex(regex);
+}
+
+void AddHeaderMatch(const std::string& name, const StringMatch& m, bool invert,
+                    route::RouteMatch* match) {
+  route::HeaderMatcher* h = match->add_headers();
+  h->set_name(name);
+  h->set_invert_match(invert);
+  switch (m.type) {
+    case StringMatch::Type::kExact: h->set_exact_match(m.value); break;
+    case StringMatch::Type::kPrefix: h->set_prefix_match(m.value); break;
+    case StringMatch::Type::kRegex: SetRegex(m.value, h->mutable_safe_regex_match()); break;
+    case StringMatch::Type::kPresent: h->set_present_match(true); break;
+  }
+}
+
+// The port a destination reaches: the one it names, the only one its service has, or the port
+// being routed when the destination is the routed service itself.
+uint32_t DestinationPort(const registry::Registry& registry, const std::string& host,
+                         const model::Destination& d, uint32_t routed_port,
+                         const std::string& routed_host) {
+  if (d.port) return d.port->number;
+  std::vector<uint32_t> ports;
+  for (const registry::ServicePort& sp : registry.ports()) {
+    if (sp.host == host) ports.push_back(sp.port);
+  }
+  if (ports.size() == 1) return ports[0];
+  if (host == routed_host) return routed_port;
+  return ports.empty() ? routed_port : ports[0];
+}
+
+void AddHeaderOps(const model::HeaderOperations& ops,
+                  google::protobuf::RepeatedPtrField<core::HeaderValueOption>* add,
+                  google::protobuf::RepeatedPtrField<std::string>* remove) {
+  for (const auto& [k, v] : ops.set) {
+    core::HeaderValueOption* o = add->Add();
+    o->mutable_header()->set_key(k);
+    o->mutable_header()->set_value(v);
+    o->set_append_action(core::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD);
+  }
+  for (const auto& [k, v] : ops.add) {
+    core::HeaderValueOption* o = add->Add();
+    o->mutable_header()->set_key(k);
+    o->mutable_header()->set_value(v);
+    o->set_append_action(core::HeaderValueOption::APPEND_IF_EXISTS_OR_ADD);
+  }
+  for (const std::string& r : ops.remove) *remove->Add() = r;
+}
+
+// Builds the routes of one VirtualService HTTP route, one per match (or one catch-all).
+void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& vs_obj,
+                  const ProxyClass& proxy, const registry::Registry& registry,
+                  const std::string& host, uint32_t port, route::VirtualHost* vh) {
+  std::vector<const model::HTTPMatchRequest*> matches;
+  for (const auto& m : r.match) {
+    if (m.port && m.port != port) continue;
+    if (!registry::LabelsMatch(m.source_labels, proxy.labels)) continue;
+    if (!m.gateways.empty() && !VisibleToMesh(m.gateways)) continue;
+    if (!m.source_namespace.empty() && m.source_namespace != proxy.ns) continue;
+    matches.push_back(&m);
+  }
+  if (!r.match.empty() && matches.empty()) return;  // no match applies to this proxy
+  if (matches.empty()) matches.push_back(nullptr);
+
+  for (const model::HTTPMatchRequest* m : matches) {
+    route::Route* out = vh->add_routes();
+    out->set_name(r.name.empty()
+                      ? absl::StrCat(vs_obj.meta.namespace_, "/", vs_obj.meta.name, "#", index)
+                      : r.name);
+    route::RouteMatch* match = out->mutable_match();
+    if (m && m->uri) {
+      switch (m->uri->type) {
+        case StringMatch::Type::kExact: match->set_path(m->uri->value); break;
+        case StringMatch::Type::kPrefix: match->set_prefix(m->uri->value); break;
+        case StringMatch::Type::kRegex: SetRegex(m->uri->value, match->mutable_safe_regex()); break;
+        case StringMatch::Type::kPresent: match->set_prefix("/"); break;
+      }
+    } else {
+      match->set_prefix("/");
+    }
+    if (m) {
+      if (m->ignore_uri_case) match->mutable_case_sensitive()->set_value(false);
+      for (const auto& [name, sm] : m->headers) AddHeaderMatch(name, sm, false, match);
+      for (const auto& [name, sm] : m->without_headers) AddHeaderMatch(name, sm, true, match);
+      if (m->method) AddHeaderMatch(":method", *m->method, false, match);
+      if (m->authority) AddHeaderMatch(":authority", *m->authority, false, match);
+      if (m->scheme) AddHeaderMatch(":scheme", *m->scheme, false, match);
+      for (const auto& [name, sm] : m->query_params) {
+        route::QueryParameterMatcher* q = match->add_query_parameters();
+        q->set_name(name);
+        switch (sm.type) {
+          case StringMatch::Type::kExact: q->mutable_string_match()->set_exact(sm.value); break;
+          case StringMatch::Type::kPrefix: q->mutable_string_match()->set_prefix(sm.value); break;
+          case StringMatch::Type::kRegex:
+            SetRegex(sm.value, q->mutable_string_match()->mutable_safe_regex());
+            break;
+          case StringMatch::Type::kPresent: q->set_present_match(true); break;
+        }
+      }
+    }
+    AddHeaderOps(r.headers.request, out->mutable_request_headers_to_add(),
+                 out->mutable_request_headers_to_remove());
+    AddHeaderOps(r.headers.response, out->mutable_response_headers_to_add(),
+                 out->mutable_response_headers_to_remove());
+
+    if (r.redirect) {
+      route::RedirectAction* redirect = out->mutable_redirect();
+      if (!r.redirect->uri.empty()) redirect->set_path_redirect(r.redirect->uri);
+      if (!r.redirect->authority.empty()) redirect->set_host_redirect(r.redirect->authority);
+      if (r.redirect->port) redirect->set_port_redirect(r.redirect->port);
+      if (!r.redirect->scheme.empty()) redirect->set_scheme_redirect(r.redirect->scheme);
+      switch (r.redirect->redirect_code) {
+        case 302: redirect->set_response_code(route::RedirectAction::FOUND); break;
+        case 303: redirect->set_response_code(route::RedirectAction::SEE_OTHER); break;
+        case 307: redirect->set_response_code(route::RedirectAction::TEMPORARY_REDIRECT); break;
+        case 308: redirect->set_response_code(route::RedirectAction::PERMANENT_REDIRECT); break;
+        default: redirect->set_response_code(route::RedirectAction::MOVED_PERMANENTLY); break;
+      }
+      continue;
+    }
+    if (r.route.empty()) {
+      out->mutable_direct_response()->set_status(404);
+      continue;
+    }
+    route::RouteAction* action = out->mutable_route();
+    auto cluster_of = [&](const model::Destination& d) {
+      std::string dest_host = model::ResolveHost(d.host, vs_obj.meta.namespace_);
+      return ClusterName(DestinationPort(registry, dest_host, d, port, host), d.subset, dest_host);
+    };
+    if (r.route.size() == 1) {
+      action->set_cluster(cluster_of(r.route[0].destination));
+    } else {
+      route::WeightedCluster* wc = action->mutable_weighted_clusters();
+      for (const model::HTTPRouteDestination& d : r.route) {
+        if (d.weight == 0) continue;
+        route::WeightedCluster::ClusterWeight* cw = wc->add_clusters();
+        cw->set_name(cluster_of(d.destination));
+        cw->mutable_weight()->set_value(static_cast<uint32_t>(d.weight));
+        AddHeaderOps(d.headers.request, cw->mutable_request_headers_to_add(),
+                     cw->mutable_request_headers_to_remove());
+        AddHeaderOps(d.headers.response, cw->mutable_response_headers_to_add(),
+                     cw->mutable_response_headers_to_remove());
+      }
+      wc->mutable_total_weight()->set_value(100);
+    }
+    if (r.rewrite) {
+      if (!r.rewrite->uri.empty()) action->set_prefix_rewrite(r.rewrite->uri);
+      if (!r.rewrite->authority.empty()) action->set_host_rewrite_literal(r.rewrite->authority);
+    }
+    if (r.timeout) SetDuration(*r.timeout, action->mutable_timeout());
+    if (r.retries && r.retries->attempts > 0) {
+      route::RetryPolicy* retry = action->mutable_retry_policy();
+      retry->set_retry_on(
+          r.retries->retry_on.empty()
+              ? "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+              : r.retries->retry_on);
+      retry->mutable_num_retries()->set_value(static_cast<uint32_t>(r.retries->attempts));
+      if (r.retries->per_try_timeout)
+        SetDuration(*r.retries->per_try_timeout, retry->mutable_per_try_timeout());
+    }
+    if (r.mirror) {
+      route::RouteAction::RequestMirrorPolicy* mirror = action->add_request_mirror_policies();
+      mirror->set_cluster(cluster_of(*r.mirror));
+      double pct = r.mirror_percentage.value_or(100);
+      auto* fraction = mirror->mutable_runtime_fraction()->mutable_default_value();
+      fraction->set_numerator(static_cast<uint32_t>(pct * 10000));
+      fraction->set_denominator(envoy::type::v3::FractionalPercent::MILLION);
+    }
+  }
+}
+
+route::RouteConfiguration BuildRouteConfig(const model::ConfigSnapshot& config,
+                                           const registry::Registry& registry,
+                                           const ProxyClass& proxy, const registry::ServicePort& sp,
+                                           const std::string& name) {
+  route::RouteConfiguration rc;
+  rc.set_name(name);
+  route::VirtualHost* vh = rc.add_virtual_hosts();
+  vh->set_name(name);
+  // Clients match on the authority they dialled: the FQDN, and Kubernetes' shorter forms.
+  std::vector<std::string> hosts = {sp.host};
+  if (absl::EndsWith(sp.host, ".svc.cluster.local")) {
+    std::vector<std::string> parts = absl::StrSplit(sp.host, '.');
+    hosts.push_back(absl::StrCat(parts[0], ".", parts[1], ".svc"));
+    hosts.push_back(absl::StrCat(parts[0], ".", parts[1]));
+    if (parts[1] == proxy.ns) hosts.push_back(parts[0]);
+  }
+  for (const std::string& h : hosts) {
+    vh->add_domains(h);
+    vh->add_domains(absl::StrCat(h, ":", sp.port));
+  }
+  if (const model::Object* vs_obj = VirtualServiceFor(config, sp.host)) {
+    const auto& vs = std::get<model::VirtualService>(vs_obj->spec);
+    for (size_t i = 0; i < vs.http.size(); ++i) {
+      AddHttpRoute(vs.http[i], i, *vs_obj, proxy, registry, sp.host, sp.port, vh);
+    }
+  }
+  if (vh->routes_size() == 0) {
+    route::Route* r = vh->add_routes();
+    r->set_name("default");
+    r->mutable_match()->set_prefix("/");
+    r->mutable_route()->set_cluster(ClusterName(sp.port, "", sp.host));
+  }
+  return rc;
+}
+
+// Traffic policy for one cluster: the DestinationRule's top level, overridden by the port-level
+// settings for this port, overridden by the subset's policy (Istio's precedence).
+model::TrafficPolicy EffectivePolicy(const model::DestinationRule* dr, const model::Subset* subset,
+                                     uint32_t port) {
+  model::TrafficPolicy out;
+  auto overlay = [&](const model::TrafficPolicy& tp) {
+    if (tp.load_balancer) out.load_balancer = tp.load_balancer;
+    if (tp.connection_pool) out.connection_pool = tp.connection_pool;
+    if (tp.outlier_detection) out.outlier_detection = tp.outlier_detection;
+    if (tp.tls) out.tls = tp.tls;
+    for (const auto& p : tp.port_level_settings) {
+      if (p.port.number != port) continue;
+      if (p.load_balancer) out.load_balancer = p.load_balancer;
+      if (p.connection_pool) out.connection_pool = p.connection_pool;
+      if (p.outlier_detection) out.outlier_detection = p.outlier_detection;
+      if (p.tls) out.tls = p.tls;
+    }
+  };
+  if (dr && dr->traffic_policy) overlay(*dr->traffic_policy);
+  if (subset && subset->traffic_policy) overlay(*subset->traffic_policy);
+  return out;
+}
+
+cluster::Cluster BuildCluster(const std::string& name, const model::TrafficPolicy& tp) {
+  cluster::Cluster c;
+  c.set_name(name);
+  c.set_type(cluster::Cluster::EDS);
+  c.mutable_eds_cluster_config()->mutable_eds_config()->mutable_ads();
+  c.mutable_eds_cluster_config()->mutable_eds_config()->set_resource_api_version(core::V3);
+  c.mutable_eds_cluster_config()->set_service_name(name);
+  SetDuration(absl::Seconds(10), c.mutable_connect_timeout());
+  c.set_lb_policy(cluster::Cluster::ROUND_ROBIN);
+  if (tp.load_balancer) {
+    using S = model::LoadBalancerSettings::Simple;
+    if (tp.load_balancer->consistent_hash) {
+      c.set_lb_policy(cluster::Cluster::RING_HASH);
+      if (tp.load_balancer->consistent_hash->minimum_ring_size) {
+        c.mutable_ring_hash_lb_config()->mutable_minimum_ring_size()->set_value(
+            tp.load_balancer->consistent_hash->minimum_ring_size);
+      }
+    } else if (tp.load_balancer->simple == S::kLeastConn ||
+               tp.load_balancer->simple == S::kLeastRequest) {
+      c.set_lb_policy(cluster::Cluster::LEAST_REQUEST);
+    } else if (tp.load_balancer->simple == S::kRandom) {
+      c.set_lb_policy(cluster::Cluster::RANDOM);
+    }
+  }
+  if (tp.connection_pool) {
+    const auto& pool = *tp.connection_pool;
+    auto* t = c.mutable_circuit_breakers()->add_thresholds();
+    if (pool.tcp && pool.tcp->connect_timeout)
+      SetDuration(*pool.tcp->connect_timeout, c.mutable_connect_timeout());
+    if (pool.tcp && pool.tcp->max_connections)
+      t->mutable_max_connections()->set_value(static_cast<uint32_t>(*pool.tcp->max_connections));
+    if (pool.http && pool.http->http1_max_pending_requests) {
+      t->mutable_max_pending_requests()->set_value(
+          static_cast<uint32_t>(*pool.http->http1_max_pending_requests));
+    }
+    if (pool.http && pool.http->http2_max_requests)
+      t->mutable_max_requests()->set_value(static_cast<uint32_t>(*pool.http->http2_max_requests));
+    if (pool.http && pool.http->max_retries)
+      t->mutable_max_retries()->set_value(static_cast<uint32_t>(*pool.http->max_retries));
+    if (pool.http && pool.http->max_requests_per_connection) {
+      c.mutable_max_requests_per_connection()->set_value(
+          static_cast<uint32_t>(*pool.http->max_requests_per_connection));
+    }
+  }
+  if (tp.outlier_detection) {
+    const auto& od = *tp.outlier_detection;
+    auto* o = c.mutable_outlier_detection();
+    if (od.consecutive_5xx_errors)
+      o->mutable_consecutive_5xx()->set_value(*od.consecutive_5xx_errors);
+    else
+      o->mutable_enforcing_consecutive_5xx()->set_value(0);
+    if (od.consecutive_gateway_errors) {
+      o->mutable_consecutive_gateway_failure()->set_value(*od.consecutive_gateway_errors);
+      o->mutable_enforcing_consecutive_gateway_failure()->set_value(100);
+    }
+    if (od.interval) SetDuration(*od.interval, o->mutable_interval());
+    if (od.base_ejection_time) SetDuration(*od.base_ejection_time, o->mutable_base_ejection_time());
+    if (od.max_ejection_percent)
+      o->mutable_max_ejection_percent()->set_value(static_cast<uint32_t>(*od.max_ejection_percent));
+    o->set_split_external_local_origin_errors(od.split_external_local_origin_errors);
+    if (od.consecutive_local_origin_failures) {
+      o->mutable_consecutive_local_origin_failure()->set_value(
+          *od.consecutive_local_origin_failures);
+    }
+  }
+  return c;
+}
+
+endpoint::ClusterLoadAssignment BuildLoadAssignment(const std::string& name,
+                                                    const registry::ServicePort& sp,
+                                                    const model::Labels& subset_labels) {
+  endpoint::ClusterLoadAssignment cla;
+  cla.set_cluster_name(name);
+  // gRPC drops endpoints without a locality and a locality weight, so every group has both.
+  std::map<std::string, endpoint::LocalityLbEndpoints*> by_locality;
+  for (const registry::Endpoint& e : sp.endpoints) {
+    if (!registry::LabelsMatch(subset_labels, e.labels)) continue;
+    endpoint::LocalityLbEndpoints*& group = by_locality[e.locality];
+    if (!group) {
+      group = cla.add_endpoints();
+      std::vector<std::string> parts = absl::StrSplit(e.locality, '/');
+      if (parts.size() > 0) group->mutable_locality()->set_region(parts[0]);
+      if (parts.size() > 1) group->mutable_locality()->set_zone(parts[1]);
+      if (parts.size() > 2) group->mutable_locality()->set_sub_zone(parts[2]);
+      group->mutable_load_balancing_weight()->set_value(1);
+    }
+    endpoint::LbEndpoint* lb = group->add_lb_endpoints();
+    auto* addr = lb->mutable_endpoint()->mutable_address()->mutable_socket_address();
+    addr->set_address(e.address);
+    addr->set_port_value(e.port);
+    lb->set_health_status(core::HEALTHY);
+    lb->mutable_load_balancing_weight()->set_value(e.weight ? e.weight : 1);
+  }
+  return cla;
+}
+
+listener::Listener BuildApiListener(const std::string& name) {
+  hcm::HttpConnectionManager manager;
+  manager.set_stat_prefix(name);
+  manager.mutable_rds()->set_route_config_name(name);
+  manager.mutable_rds()->mutable_config_source()->mutable_ads();
+  manager.mutable_rds()->mutable_config_source()->set_resource_api_version(core::V3);
+  hcm::HttpFilter* router = manager.add_http_filters();
+  router->set_name("envoy.filters.http.router");
+  router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
+  listener::Listener l;
+  l.set_name(name);
+  l.mutable_api_listener()->mutable_api_listener()->PackFrom(manager);
+  return l;
+}
+
+}  // namespace
+
+std::string ProxyClass::ToString() const {
+  std::vector<std::string> labels_text;
+  for (const auto& [k, v] : labels) labels_text.push_back(absl::StrCat(k, "=", v));
+  const char* role_text = role == Role::kGateway   ? "gateway"
+                          : role == Role::kSidecar ? "sidecar"
+                                                   : "proxyless";
+  return absl::StrCat(role_text, "/", ns, "/{", absl::StrJoin(labels_text, ","), "}");
+}
+
+ProxyClass ClassOf(const model::ConfigSnapshot& config, Role role, const std::string& ns,
+                   const model::Labels& labels) {
+  std::set<std::string> keys;
+  config.ForEach(model::Kind::kVirtualService, [&](const model::Object& o) {
+    const auto& vs = std::get<model::VirtualService>(o.spec);
+    for (const auto& r : vs.http) {
+      for (const auto& m : r.match) {
+        for (const auto& [k, v] : m.source_labels) keys.insert(k);
+      }
+    }
+    for (const auto& r : vs.tcp) {
+      for (const auto& m : r.match) {
+        for (const auto& [k, v] : m.source_labels) keys.insert(k);
+      }
+    }
+  });
+  ProxyClass c{role, ns, {}};
+  for (const auto& [k, v] : labels) {
+    if (keys.count(k)) c.labels[k] = v;
+  }
+  return c;
+}
+
+const ResourceMap& Resources::Of(const std::string& type_url) const {
+  static const ResourceMap kEmpty;
+  auto it = by_type.find(type_url);
+  return it == by_type.end() ? kEmpty : it->second;
+}
+
+Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,
+                  const ProxyClass& proxy) {
+  Resources out;
+  ResourceMap& listeners = out.by_type[kListenerType];
+  ResourceMap& routes = out.by_type[kRouteType];
+  ResourceMap& clusters = out.by_type[kClusterType];
+  ResourceMap& endpoints = out.by_type[kEndpointType];
+  for (const registry::ServicePort& sp : registry.ports()) {
+    std::vector<const model::Object*> drs = DestinationRulesFor(config, sp.host);
+    const model::DestinationRule* dr =
+        drs.empty() ? nullptr : &std::get<model::DestinationRule>(drs[0]->spec);
+    std::string name = ClusterName(sp.port, "", sp.host);
+    clusters[name] = Pack(BuildCluster(name, EffectivePolicy(dr, nullptr, sp.port)));
+    endpoints[name] = Pack(BuildLoadAssignment(name, sp, {}));
+    if (dr) {
+      for (const model::Subset& subset : dr->subsets) {
+        std::string sub_name = ClusterName(sp.port, subset.name, sp.host);
+        clusters[sub_name] = Pack(BuildCluster(sub_name, EffectivePolicy(dr, &subset, sp.port)));
+        endpoints[sub_name] = Pack(BuildLoadAssignment(sub_name, sp, subset.labels));
+      }
+    }
+    if (proxy.role == Role::kProxyless) {
+      std::string listener_name = absl::StrCat(sp.host, ":", sp.port);
+      listeners[listener_name] = Pack(BuildApiListener(listener_name));
+      routes[listener_name] = Pack(BuildRouteConfig(config, registry, proxy, sp, listener_name));
+    }
+  }
+  return out;
+}
+
+absl::Status CheckConsistency(const Resources& resources) {
+  std::vector<std::string> missing;
+  const ResourceMap& clusters = resources.Of(kClusterType);
+  const ResourceMap& routes = resources.Of(kRouteType);
+  const ResourceMap& endpoints = resources.Of(kEndpointType);
+  for (const auto& [name, any] : resources.Of(kListenerType)) {
+    listener::Listener l;
+    any->UnpackTo(&l);
+    hcm::HttpConnectionManager manager;
+    if (l.has_api_listener() && l.api_listener().api_listener().UnpackTo(&manager) &&
+        manager.has_rds() && !routes.count(manager.rds().route_config_name())) {
+      missing.push_back(absl::StrCat("listener ", name, " names route config ",
+                                     manager.rds().route_config_name()));
+    }
+  }
+  for (const auto& [name, any] : routes) {
+    route::RouteConfiguration rc;
+    any->UnpackTo(&rc);
+    for (const auto& vh : rc.virtual_hosts()) {
+      for (const auto& r : vh.routes()) {
+        std::vector<std::string> named;
+        if (!r.route().cluster().empty()) named.push_back(r.route().cluster());
+        for (const auto& cw : r.route().weighted_clusters().clusters()) named.push_back(cw.name());
+        for (const auto& m : r.route().request_mirror_policies()) named.push_back(m.cluster());
+        for (const std::string& c : named) {
+          if (!clusters.count(c))
+            missing.push_back(absl::StrCat("route config ", name, " names cluster ", c));
+        }
+      }
+    }
+  }
+  for (const auto& [name, any] : clusters) {
+    cluster::Cluster c;
+    any->UnpackTo(&c);
+    if (c.type() == cluster::Cluster::EDS &&
+        !endpoints.count(c.eds_cluster_config().service_name())) {
+      missing.push_back(absl::StrCat("cluster ", name, " has no load assignment"));
+    }
+  }
+  if (missing.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrJoin(missing, "; "));
+}
+
+std::string ToJson(const Resources& resources) {
+  nlohmann::json out = nlohmann::json::object();
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  for (const auto& [type, map] : resources.by_type) {
+    nlohmann::json& by_name = out[type];
+    by_name = nlohmann::json::object();
+    for (const auto& [name, any] : map) {
+      std::string text;
+      (void)google::protobuf::util::MessageToJsonString(*any, &text, options);
+      by_name[name] = nlohmann::json::parse(text, nullptr, false);
+    }
+  }
+  return out.dump(2);
+}
+
+}  // namespace mesh::compiler

@@ -1,0 +1,130 @@
+#include "controlplane/registry/registry.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace mesh::registry {
+
+bool LabelsMatch(const model::Labels& selector, const model::Labels& labels) {
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// Istio infers a port's protocol from its name prefix ("http-web", "grpc") or appProtocol.
+std::string ProtocolOf(const std::string& name, const std::string& app_protocol) {
+  std::string p = absl::AsciiStrToLower(app_protocol.empty() ? name : app_protocol);
+  for (const char* known :
+       {"http2", "https", "http", "grpc-web", "grpc", "tcp", "tls", "mongo", "mysql", "redis"}) {
+    if (p == known || absl::StartsWith(p, absl::StrCat(known, "-")))
+      return absl::AsciiStrToUpper(known);
+  }
+  return "TCP";
+}
+
+void SortEndpoints(std::vector<Endpoint>* endpoints) {
+  std::sort(endpoints->begin(), endpoints->end(), [](const Endpoint& a, const Endpoint& b) {
+    return std::tie(a.address, a.port) < std::tie(b.address, b.port);
+  });
+}
+
+// Where a workload entry serves a service port: its named port, else the target port.
+uint32_t EntryPort(const model::WorkloadEntry& we, const std::string& port_name, uint32_t target) {
+  if (!port_name.empty()) {
+    if (auto it = we.ports.find(port_name); it != we.ports.end()) return it->second;
+  }
+  return target;
+}
+
+Endpoint FromEntry(const model::WorkloadEntry& we, uint32_t port) {
+  return Endpoint{we.address, port, we.labels, we.service_account, we.weight ? we.weight : 1,
+                  we.locality};
+}
+
+}  // namespace
+
+Registry Registry::Build(const model::ConfigSnapshot& config,
+                         const std::vector<Workload>& workloads) {
+  Registry r;
+  std::vector<const model::Object*> entries = config.Sorted(model::Kind::kWorkloadEntry);
+
+  for (const model::Object* svc_obj : config.Sorted(model::Kind::kService)) {
+    const auto& svc = std::get<model::Service>(svc_obj->spec);
+    const std::string& ns = svc_obj->meta.namespace_;
+    for (const model::Service::Port& p : svc.ports) {
+      ServicePort sp;
+      sp.host = absl::StrCat(svc_obj->meta.name, ".", ns, ".svc.cluster.local");
+      sp.ns = ns;
+      sp.port = p.port;
+      sp.port_name = p.name;
+      sp.protocol = ProtocolOf(p.name, p.app_protocol);
+      uint32_t target = p.target_port ? p.target_port : p.port;
+      if (!svc.selector.empty()) {
+        for (const model::Object* we_obj : entries) {
+          const auto& we = std::get<model::WorkloadEntry>(we_obj->spec);
+          if (we_obj->meta.namespace_ != ns || !LabelsMatch(svc.selector, we.labels)) continue;
+          sp.endpoints.push_back(FromEntry(
+              we, EntryPort(we, p.target_port_name.empty() ? p.name : p.target_port_name, target)));
+        }
+        for (const Workload& w : workloads) {
+          if (w.ns != ns || !LabelsMatch(svc.selector, w.labels)) continue;
+          auto it = w.inbound_ports.find(p.port);
+          if (it == w.inbound_ports.end()) continue;
+          sp.endpoints.push_back(
+              Endpoint{w.address, it->second, w.labels, w.service_account, 1, ""});
+        }
+      }
+      SortEndpoints(&sp.endpoints);
+      r.ports_.push_back(std::move(sp));
+    }
+  }
+
+  for (const model::Object* se_obj : config.Sorted(model::Kind::kServiceEntry)) {
+    const auto& se = std::get<model::ServiceEntry>(se_obj->spec);
+    const std::string& ns = se_obj->meta.namespace_;
+    for (const std::string& host : se.hosts) {
+      for (const model::ServicePort& p : se.ports) {
+        ServicePort sp;
+        sp.host = host;
+        sp.ns = ns;
+        sp.port = p.number;
+        sp.port_name = p.name;
+        sp.protocol = p.protocol.empty() ? ProtocolOf(p.name, "") : p.protocol;
+        uint32_t target = p.target_port ? p.target_port : p.number;
+        for (const model::WorkloadEntry& we : se.endpoints)
+          sp.endpoints.push_back(FromEntry(we, EntryPort(we, p.name, target)));
+        if (se.workload_selector) {
+          for (const model::Object* we_obj : entries) {
+            const auto& we = std::get<model::WorkloadEntry>(we_obj->spec);
+            if (we_obj->meta.namespace_ == ns && LabelsMatch(*se.workload_selector, we.labels)) {
+              sp.endpoints.push_back(FromEntry(we, EntryPort(we, p.name, target)));
+            }
+          }
+        }
+        SortEndpoints(&sp.endpoints);
+        r.ports_.push_back(std::move(sp));
+      }
+    }
+  }
+  std::stable_sort(r.ports_.begin(), r.ports_.end(),
+                   [](const ServicePort& a, const ServicePort& b) {
+                     return std::tie(a.host, a.port) < std::tie(b.host, b.port);
+                   });
+  for (size_t i = 0; i < r.ports_.size(); ++i)
+    r.index_.emplace(std::make_pair(r.ports_[i].host, r.ports_[i].port), i);
+  return r;
+}
+
+const ServicePort* Registry::Find(const std::string& host, uint32_t port) const {
+  auto it = index_.find({host, port});
+  return it == index_.end() ? nullptr : &ports_[it->second];
+}
+
+}  // namespace mesh::registry

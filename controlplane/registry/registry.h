@@ -1,0 +1,62 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "controlplane/model/config_index.h"
+
+// Which workloads serve which service ports. Built from a config snapshot: Services select
+// WorkloadEntries (and auto-registered sidecars) by label in their namespace; ServiceEntries list
+// endpoints or select workloads. Pure and immutable once built.
+namespace mesh::registry {
+
+struct Endpoint {
+  std::string address;
+  uint32_t port = 0;
+  model::Labels labels;
+  std::string service_account;
+  uint32_t weight = 1;
+  std::string locality;
+  bool operator==(const Endpoint&) const = default;
+};
+
+// One port of one service host, with its endpoints.
+struct ServicePort {
+  std::string host;       // FQDN, e.g. reviews.default.svc.cluster.local
+  std::string ns;         // namespace of the Service or ServiceEntry
+  uint32_t port = 0;      // the service port clients dial
+  std::string port_name;  // may be empty
+  std::string protocol;   // upper case: HTTP, GRPC, TCP, ... (from the name or appProtocol)
+  std::vector<Endpoint> endpoints;  // sorted by address and port
+};
+
+// A workload that registered itself (a connected sidecar), as Istio's auto-registration does.
+struct Workload {
+  std::string ns;
+  std::string address;
+  model::Labels labels;
+  std::string service_account;
+  std::map<uint32_t, uint32_t> inbound_ports;  // service port -> port to reach it on
+};
+
+class Registry {
+ public:
+  static Registry Build(const model::ConfigSnapshot& config,
+                        const std::vector<Workload>& workloads);
+
+  // Every service port, ordered by host then port.
+  const std::vector<ServicePort>& ports() const { return ports_; }
+  // The port of `host`, or nullptr.
+  const ServicePort* Find(const std::string& host, uint32_t port) const;
+
+ private:
+  std::vector<ServicePort> ports_;
+  std::map<std::pair<std::string, uint32_t>, size_t> index_;
+};
+
+// Whether every selector label is present in `labels` with the same value.
+bool LabelsMatch(const model::Labels& selector, const model::Labels& labels);
+
+}  // namespace mesh::registry

@@ -1,0 +1,302 @@
+#include "controlplane/xds/ads_server.h"
+
+#include <deque>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "nlohmann/json.hpp"
+
+namespace mesh::xds {
+namespace {
+
+using envoy::service::discovery::v3::DiscoveryRequest;
+using envoy::service::discovery::v3::DiscoveryResponse;
+
+// Push order for a new snapshot: clusters before their endpoints, listeners before routes.
+const std::vector<std::string> kPushOrder = {compiler::kClusterType, compiler::kEndpointType,
+                                             compiler::kListenerType, compiler::kRouteType};
+
+bool IsWildcardCapable(const std::string& type_url) {
+  return type_url == compiler::kListenerType || type_url == compiler::kClusterType;
+}
+
+std::string StructString(const google::protobuf::Struct& s, const std::string& key) {
+  auto it = s.fields().find(key);
+  return it != s.fields().end() && it->second.has_string_value() ? it->second.string_value() : "";
+}
+
+}  // namespace
+
+class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResponse> {
+ public:
+  AdsStream(AdsServer* server, grpc::CallbackServerContext* context) : server_(server) {
+    peer_ = context->peer();
+    server_->Register(this);
+    StartRead(&request_);
+  }
+
+  // ServerBidiReactor
+  void OnReadDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    if (!ok) {
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    HandleLocked(request_);
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    if (!queue_.empty()) queue_.pop_front();
+    if (!ok) {
+      reads_done_ = true;
+      queue_.clear();
+    }
+    WriteNextLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard lock(mu_);
+      finished_ = true;
+    }
+    watch_.reset();  // waits for a snapshot callback in progress
+    server_->Unregister(this);
+    log::Info("xds: stream closed node=", node_id_, " peer=", peer_);
+    delete this;
+  }
+
+  void OnCancel() override {}
+
+  // Called by the cache with a new snapshot of this stream's class.
+  void OnSnapshot(SnapshotPtr snapshot) {
+    std::lock_guard lock(mu_);
+    if (finished_) return;
+    snapshot_ = std::move(snapshot);
+    for (const std::string& type : kPushOrder) {
+      auto it = types_.find(type);
+      if (it != types_.end() && Changed(it->second, type)) SendLocked(type);
+    }
+  }
+
+  nlohmann::json StatusJson() {
+    std::lock_guard lock(mu_);
+    nlohmann::json types = nlohmann::json::object();
+    for (const auto& [type, st] : types_) {
+      types[type] = {
+          {"sent", st.sent_version},
+          {"acked", st.acked_version},
+          {"nack", st.nack},
+          {"subscribed", st.wildcard ? std::vector<std::string>{"*"}
+                                     : std::vector<std::string>(st.names.begin(), st.names.end())}};
+    }
+    return {{"id", node_id_},
+            {"class", proxy_.ToString()},
+            {"peer", peer_},
+            {"version", snapshot_ ? snapshot_->version : ""},
+            {"types", types}};
+  }
+
+  const std::string& node_id() {
+    std::lock_guard lock(mu_);
+    return node_id_;
+  }
+  SnapshotPtr snapshot() {
+    std::lock_guard lock(mu_);
+    return snapshot_;
+  }
+
+ private:
+  struct TypeState {
+    std::set<std::string> names;
+    bool wildcard = false;
+    std::string sent_version, sent_nonce, acked_version, nack;
+    // What the last response carried, to push only on change.
+    std::map<std::string, const google::protobuf::Any*> sent;
+  };
+
+  void HandleLocked(const DiscoveryRequest& req) {
+    if (!proxy_known_) Classify(req);
+    const std::string& type = req.type_url();
+    if (type.empty()) return;
+    TypeState& st = types_[type];
+    if (!req.response_nonce().empty()) {
+      if (req.response_nonce() != st.sent_nonce) return;  // stale: a newer response is in flight
+      if (req.has_error_detail()) {
+        st.nack = req.error_detail().message();
+        ++server_->nacks_;
+        log::Warn("xds: NACK node=", node_id_, " type=", type, " version=", st.sent_version, ": ",
+                  st.nack);
+      } else {
+        st.acked_version = req.version_info();
+        st.nack.clear();
+        ++server_->acks_;
+      }
+    }
+    std::set<std::string> names(req.resource_names().begin(), req.resource_names().end());
+    bool wildcard = names.empty() && IsWildcardCapable(type);
+    bool first = st.sent_nonce.empty();
+    if (first || names != st.names || wildcard != st.wildcard) {
+      st.names = std::move(names);
+      st.wildcard = wildcard;
+      // A new subscription is answered even if nothing matches yet: an empty answer for names
+      // that do not exist; they are sent once they appear.
+      SendLocked(type);
+    }
+  }
+
+  void Classify(const DiscoveryRequest& req) {
+    proxy_known_ = true;
+    node_id_ = req.node().id();
+    const google::protobuf::Struct& meta = req.node().metadata();
+    std::string role = StructString(meta, "ROLE");
+    compiler::Role r = role == "gateway"   ? compiler::Role::kGateway
+                       : role == "sidecar" ? compiler::Role::kSidecar
+                                           : compiler::Role::kProxyless;
+    std::string ns = StructString(meta, "NAMESPACE");
+    if (ns.empty()) ns = "default";
+    model::Labels labels;
+    if (auto it = meta.fields().find("LABELS");
+        it != meta.fields().end() && it->second.has_struct_value()) {
+      for (const auto& [k, v] : it->second.struct_value().fields()) {
+        if (v.has_string_value()) labels[k] = v.string_value();
+      }
+    }
+    proxy_ = server_->cache_->Classify(r, ns, labels);
+    SnapshotPtr current;
+    watch_ = server_->cache_->Subscribe(
+        proxy_, [this](SnapshotPtr s) { OnSnapshot(std::move(s)); }, &current);
+    snapshot_ = std::move(current);
+    log::Info("xds: stream opened node=", node_id_, " class=", proxy_.ToString(), " peer=", peer_);
+  }
+
+  // The resources this type's subscription covers in the current snapshot.
+  std::map<std::string, const google::protobuf::Any*> Selected(const TypeState& st,
+                                                               const std::string& type) {
+    std::map<std::string, const google::protobuf::Any*> out;
+    const compiler::ResourceMap& all = snapshot_->resources.Of(type);
+    if (st.wildcard) {
+      for (const auto& [name, any] : all) out[name] = any.get();
+    } else {
+      for (const std::string& name : st.names) {
+        if (auto it = all.find(name); it != all.end()) out[name] = it->second.get();
+      }
+    }
+    return out;
+  }
+
+  bool Changed(const TypeState& st, const std::string& type) {
+    auto selected = Selected(st, type);
+    if (selected.size() != st.sent.size()) return true;
+    for (const auto& [name, any] : selected) {
+      auto it = st.sent.find(name);
+      // Snapshots share unchanged resources, so a different object means a different resource
+      // unless the bytes agree.
+      if (it == st.sent.end()) return true;
+      if (it->second != any && it->second->value() != any->value()) return true;
+    }
+    return false;
+  }
+
+  void SendLocked(const std::string& type) {
+    if (!snapshot_) return;
+    TypeState& st = types_[type];
+    st.sent = Selected(st, type);
+    DiscoveryResponse response;
+    response.set_version_info(snapshot_->version);
+    response.set_type_url(type);
+    response.set_nonce(std::to_string(++nonce_));
+    for (const auto& [name, any] : st.sent) *response.add_resources() = *any;
+    st.sent_version = snapshot_->version;
+    st.sent_nonce = response.nonce();
+    // Keep what was sent alive while it is compared against later snapshots.
+    held_[type] = snapshot_;
+    queue_.push_back(std::move(response));
+    ++server_->pushes_;
+    WriteNextLocked();
+  }
+
+  void WriteNextLocked() {
+    if (writing_ || queue_.empty() || reads_done_) return;
+    writing_ = true;
+    StartWrite(&queue_.front());
+  }
+
+  void MaybeFinishLocked() {
+    if (reads_done_ && !writing_ && !finish_called_) {
+      finish_called_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  AdsServer* server_;
+  std::recursive_mutex mu_;  // reactions may run inline from StartWrite/StartRead
+  DiscoveryRequest request_;
+  std::string peer_, node_id_;
+  bool proxy_known_ = false;
+  compiler::ProxyClass proxy_;
+  std::unique_ptr<SnapshotCache::Watch> watch_;
+  SnapshotPtr snapshot_;
+  std::map<std::string, SnapshotPtr> held_;
+  std::map<std::string, TypeState> types_;
+  std::deque<DiscoveryResponse> queue_;
+  uint64_t nonce_ = 0;
+  bool writing_ = false, reads_done_ = false, finish_called_ = false, finished_ = false;
+};
+
+AdsServer::AdsServer(SnapshotCache* cache) : cache_(cache) {}
+AdsServer::~AdsServer() = default;
+
+grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResponse>* AdsServer::StreamAggregatedResources(
+    grpc::CallbackServerContext* context) {
+  return new AdsStream(this, context);
+}
+
+void AdsServer::Register(AdsStream* stream) {
+  std::lock_guard lock(mu_);
+  streams_.insert(stream);
+}
+
+void AdsServer::Unregister(AdsStream* stream) {
+  std::lock_guard lock(mu_);
+  streams_.erase(stream);
+}
+
+std::string AdsServer::SynczJson() {
+  std::lock_guard lock(mu_);
+  nlohmann::json out = nlohmann::json::array();
+  for (AdsStream* s : streams_) out.push_back(s->StatusJson());
+  return out.dump(2);
+}
+
+absl::StatusOr<std::string> AdsServer::ConfigDump(const std::string& id) {
+  std::lock_guard lock(mu_);
+  for (AdsStream* s : streams_) {
+    if (s->node_id() != id) continue;
+    SnapshotPtr snap = s->snapshot();
+    if (!snap) break;
+    return compiler::ToJson(snap->resources);
+  }
+  return absl::NotFoundError(absl::StrCat("no connected proxy has node id \"", id, "\""));
+}
+
+std::string AdsServer::MetricsText() {
+  size_t connected;
+  {
+    std::lock_guard lock(mu_);
+    connected = streams_.size();
+  }
+  return absl::StrCat(
+      "# TYPE meshpilot_xds_connected_proxies gauge\nmeshpilot_xds_connected_proxies ", connected,
+      "\n# TYPE meshpilot_xds_pushes_total counter\nmeshpilot_xds_pushes_total ", pushes_.load(),
+      "\n# TYPE meshpilot_xds_acks_total counter\nmeshpilot_xds_acks_total ", acks_.load(),
+      "\n# TYPE meshpilot_xds_nacks_total counter\nmeshpilot_xds_nacks_total ", nacks_.load(),
+      "\n");
+}
+
+}  // namespace mesh::xds

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "controlplane/xds/snapshot_cache.h"
+#include "envoy/service/discovery/v3/discovery.grpc.pb.h"
+
+namespace mesh::xds {
+
+class AdsStream;
+
+// envoy.service.discovery.v3.AggregatedDiscoveryService, state of the world, on gRPC's callback
+// API (no thread per stream). Each stream is classified by its node metadata (ROLE, NAMESPACE,
+// LABELS, as Istio's), gets its class's shared snapshot, and follows the xDS protocol: per-type
+// versions and nonces, ACK and NACK (a NACKed version is not sent again, and the proxy keeps its
+// last good one), names subscribed before they exist answered once they appear, CDS before EDS
+// and LDS before RDS, and only types whose requested resources changed are pushed.
+class AdsServer
+    : public envoy::service::discovery::v3::AggregatedDiscoveryService::CallbackService {
+ public:
+  explicit AdsServer(SnapshotCache* cache);
+  ~AdsServer() override;
+
+  // AggregatedDiscoveryService
+  grpc::ServerBidiReactor<envoy::service::discovery::v3::DiscoveryRequest,
+                          envoy::service::discovery::v3::DiscoveryResponse>*
+  StreamAggregatedResources(grpc::CallbackServerContext* context) override;
+
+  // Per connected proxy and type: sent version, acked version, last NACK (GET /debug/syncz).
+  std::string SynczJson();
+  // The resources proxy `id` gets, as JSON (GET /debug/config_dump?proxy=ID). NotFound if no
+  // stream has that node id.
+  absl::StatusOr<std::string> ConfigDump(const std::string& id);
+  // Prometheus text: connected proxies, pushes, ACKs, NACKs.
+  std::string MetricsText();
+
+ private:
+  friend class AdsStream;
+  void Register(AdsStream* stream);
+  void Unregister(AdsStream* stream);
+
+  SnapshotCache* cache_;
+  std::mutex mu_;
+  std::set<AdsStream*> streams_;
+  std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0};
+};
+
+}  // namespace mesh::xds

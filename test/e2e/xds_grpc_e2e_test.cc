@@ -1,0 +1,240 @@
+// End to end with a peer nobody here wrote: gRPC's own xDS client (Debian's libgrpc++, in the
+// xds_probe binary) dials xds:///echo.default.svc.cluster.local:9000 against the real meshpilot,
+// and routes calls to test gRPC servers registered as WorkloadEntries, by our VirtualService and
+// DestinationRule.
+#include <grpcpp/grpcpp.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "meshpilot/testing/v1/echo.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "test/support/meshpilot.h"
+#include "test/support/temp_dir.h"
+
+namespace mesh {
+namespace {
+
+using meshpilot::testing::v1::Echo;
+using meshpilot::testing::v1::WhoamiRequest;
+using meshpilot::testing::v1::WhoamiResponse;
+using nlohmann::json;
+
+class EchoService final : public Echo::Service {
+ public:
+  explicit EchoService(std::string version) : version_(std::move(version)) {}
+  grpc::Status Whoami(grpc::ServerContext*, const WhoamiRequest*, WhoamiResponse* res) override {
+    res->set_name("echo");
+    res->set_version(version_);
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::string version_;
+};
+
+// A test gRPC backend on a free loopback port.
+struct Backend {
+  explicit Backend(const std::string& version) : service(version) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&service);
+    server = builder.BuildAndStart();
+    REQUIRE(port > 0);
+  }
+  ~Backend() {
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  }
+  EchoService service;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+};
+
+const char* kTarget = "xds:///echo.default.svc.cluster.local:9000";
+
+std::string Registration(int v1_port, int v2_port) {
+  return absl::StrCat(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{name: grpc, port: 9000}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: WorkloadEntry
+metadata: {name: echo-v1}
+spec: {address: 127.0.0.1, ports: {grpc: )",
+                      v1_port, R"(}, labels: {app: echo, version: v1}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: WorkloadEntry
+metadata: {name: echo-v2}
+spec: {address: 127.0.0.1, ports: {grpc: )",
+                      v2_port, R"(}, labels: {app: echo, version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+)");
+}
+
+std::string VirtualService(int v1_weight, int v2_weight) {
+  return absl::StrCat(R"(
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: echo, subset: v2}}]
+  - route:
+    - {destination: {host: echo, subset: v1}, weight: )",
+                      v1_weight, R"(}
+    - {destination: {host: echo, subset: v2}, weight: )",
+                      v2_weight, R"(}
+)");
+}
+
+struct Mesh {
+  Mesh()
+      : pilot(MESHPILOT_BIN, dir.path() + "/data",
+              {"--debounce", "20ms", "--debounce-max", "200ms"}) {
+    REQUIRE(pilot.Start());
+    bootstrap = json{{"xds_servers",
+                      {{{"server_uri", absl::StrCat("127.0.0.1:", pilot.xds_port())},
+                        {"channel_creds", {{{"type", "insecure"}}}},
+                        {"server_features", {"xds_v3"}}}}},
+                     {"node",
+                      {{"id", "probe"},
+                       {"metadata", {{"NAMESPACE", "default"}, {"LABELS", {{"app", "client"}}}}}}}}
+                    .dump();
+  }
+  void Apply(const std::string& yaml) {
+    auto res = pilot.Client().Post("/apply?namespace=default", yaml, "application/yaml");
+    REQUIRE(res);
+    INFO(res->body);
+    REQUIRE(res->status == 200);
+  }
+  std::vector<std::string> Env() const { return {"GRPC_XDS_BOOTSTRAP_CONFIG=" + bootstrap}; }
+
+  // Calls n times through gRPC's xDS client; returns calls per backend version ("errors" too).
+  std::map<std::string, int> Count(int n, const std::string& header = "") {
+    std::vector<std::string> argv = {XDS_PROBE_BIN, kTarget, "count", std::to_string(n)};
+    if (!header.empty()) argv.push_back(header);
+    testing::CommandResult r = testing::RunCommand(argv, "", Env());
+    INFO(r.out);
+    REQUIRE(r.exit_code == 0);
+    std::map<std::string, int> counts;
+    for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> parts = absl::StrSplit(line, ' ');
+      int c;
+      if (parts.size() == 2 && absl::SimpleAtoi(parts[1], &c)) counts[parts[0]] = c;
+    }
+    return counts;
+  }
+
+  testing::TempDir dir;
+  testing::MeshpilotProcess pilot;
+  std::string bootstrap;
+};
+
+TEST_CASE(
+    "gRPC's xDS client splits calls 80/20 by our VirtualService, within 5 points over 1000 calls") {
+  Backend v1("v1"), v2("v2");
+  Mesh mesh;
+  mesh.Apply(Registration(v1.port, v2.port) + "---\n" + VirtualService(80, 20));
+  std::map<std::string, int> counts = mesh.Count(1000);
+  CHECK(counts["errors"] == 0);
+  CHECK(counts["v1"] + counts["v2"] == 1000);
+  CHECK(counts["v1"] >= 750);
+  CHECK(counts["v1"] <= 850);
+}
+
+TEST_CASE("Calls carrying end-user: jason reach v2 only") {
+  Backend v1("v1"), v2("v2");
+  Mesh mesh;
+  mesh.Apply(Registration(v1.port, v2.port) + "---\n" + VirtualService(100, 0));
+  std::map<std::string, int> jason = mesh.Count(200, "end-user=jason");
+  CHECK(jason["v2"] == 200);
+  std::map<std::string, int> others = mesh.Count(200, "end-user=someone");
+  CHECK(others["v1"] == 200);
+}
+
+TEST_CASE(
+    "A VirtualService change moves traffic within a second, and deleting it falls back to the "
+    "whole service") {
+  Backend v1("v1"), v2("v2");
+  Mesh mesh;
+  mesh.Apply(Registration(v1.port, v2.port) + "---\n" + VirtualService(100, 0));
+  testing::Process probe({XDS_PROBE_BIN, kTarget, "until", "v2", "10"},
+                         mesh.dir.path() + "/probe.log", mesh.Env());
+  REQUIRE(testing::WaitFor([&] { return absl::StrContains(probe.Log(), "ready v1"); },
+                           std::chrono::seconds(10)));
+  int64_t applied = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  mesh.Apply(VirtualService(0, 100));
+  REQUIRE(testing::WaitFor([&] { return !probe.running(); }, std::chrono::seconds(15)));
+  std::string log = probe.Log();
+  INFO(log);
+  size_t at = log.find("switched ");
+  REQUIRE(at != std::string::npos);
+  int64_t switched = std::stoll(log.substr(at + 9));
+  CHECK(switched - applied < 1'000'000);
+
+  // Without a VirtualService the whole service is one cluster over both versions.
+  auto res = mesh.pilot.Client().Delete(
+      "/apis/networking.istio.io/v1beta1/namespaces/default/virtualservices/echo");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::map<std::string, int> counts = mesh.Count(100);
+  CHECK(counts["v1"] > 20);
+  CHECK(counts["v2"] > 20);
+}
+
+TEST_CASE(
+    "/debug/syncz shows the proxyless client's ACKed versions and config_dump its resources") {
+  Backend v1("v1"), v2("v2");
+  Mesh mesh;
+  mesh.Apply(Registration(v1.port, v2.port) + "---\n" + VirtualService(80, 20));
+  testing::Process probe({XDS_PROBE_BIN, kTarget, "until", "none", "5"},
+                         mesh.dir.path() + "/probe.log", mesh.Env());
+  REQUIRE(testing::WaitFor([&] { return absl::StrContains(probe.Log(), "ready"); },
+                           std::chrono::seconds(10)));
+  auto res = mesh.pilot.Client().Get("/debug/syncz");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  json syncz = json::parse(res->body);
+  REQUIRE(syncz.size() == 1);
+  CHECK(syncz[0]["id"] == "probe");
+  for (const char* type : {"type.googleapis.com/envoy.config.listener.v3.Listener",
+                           "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+                           "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                           "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"}) {
+    INFO(type);
+    CHECK(syncz[0]["types"][type]["acked"] == syncz[0]["version"]);
+    CHECK(syncz[0]["types"][type]["nack"] == "");
+  }
+  auto dump = mesh.pilot.Client().Get("/debug/config_dump?proxy=probe");
+  REQUIRE(dump->status == 200);
+  CHECK(absl::StrContains(dump->body, "outbound|9000|v2|echo.default.svc.cluster.local"));
+  CHECK(mesh.pilot.Client().Get("/debug/config_dump?proxy=nobody")->status == 404);
+}
+
+}  // namespace
+}  // namespace mesh
