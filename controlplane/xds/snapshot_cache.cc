@@ -79,6 +79,7 @@ void SnapshotCache::Run() {
 compiler::ProxyClass SnapshotCache::Classify(compiler::Role role, const std::string& ns,
                                              const model::Labels& labels) {
   std::lock_guard lock(mu_);
+  RefreshLocked();
   return compiler::ClassOf(*config_, role, ns, labels);
 }
 
@@ -94,14 +95,27 @@ SnapshotPtr SnapshotCache::CompileLocked(const compiler::ProxyClass& proxy) {
   return snap;
 }
 
+void SnapshotCache::RefreshLocked() {
+  model::ConfigSnapshotPtr config = index_->Current();
+  if (config->revision() == config_->revision()) return;
+  config_ = std::move(config);
+  registry_ = std::make_shared<registry::Registry>(registry::Registry::Build(*config_, {}));
+  ++stats_.rebuilds;
+}
+
 std::unique_ptr<SnapshotCache::Watch> SnapshotCache::Subscribe(const compiler::ProxyClass& proxy,
                                                                Callback on_update,
                                                                SnapshotPtr* current) {
   auto watcher = std::make_shared<Watcher>();
   watcher->callback = std::move(on_update);
   std::lock_guard lock(mu_);
+  // A new stream starts from the newest config, not from the last debounced one; the classes
+  // already watched catch up when the debounce fires.
+  RefreshLocked();
   Entry& entry = entries_[proxy];
-  if (!entry.snapshot) entry.snapshot = CompileLocked(proxy);
+  if (!entry.snapshot || entry.snapshot->version != std::to_string(config_->revision())) {
+    entry.snapshot = CompileLocked(proxy);
+  }
   entry.watchers.push_back(watcher);
   *current = entry.snapshot;
   stats_.classes = entries_.size();
@@ -112,12 +126,10 @@ void SnapshotCache::Rebuild() {
   std::vector<std::pair<SnapshotPtr, std::vector<std::shared_ptr<Watcher>>>> notify;
   {
     std::lock_guard lock(mu_);
-    model::ConfigSnapshotPtr config = index_->Current();
-    if (config->revision() == config_->revision()) return;
-    config_ = config;
-    registry_ = std::make_shared<registry::Registry>(registry::Registry::Build(*config_, {}));
-    ++stats_.rebuilds;
+    RefreshLocked();
+    std::string version = std::to_string(config_->revision());
     for (auto& [proxy, entry] : entries_) {
+      if (entry.snapshot && entry.snapshot->version == version) continue;
       entry.snapshot = CompileLocked(proxy);
       notify.emplace_back(entry.snapshot, std::vector<std::shared_ptr<Watcher>>(
                                               entry.watchers.begin(), entry.watchers.end()));

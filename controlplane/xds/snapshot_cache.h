@@ -68,6 +68,8 @@ class SnapshotCache {
     std::list<std::shared_ptr<Watcher>> watchers;
   };
   SnapshotPtr CompileLocked(const compiler::ProxyClass& proxy) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves to the index's newest config (and rebuilds the registry) if it has changed.
+  void RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run();
 
   model::ConfigIndex* index_;

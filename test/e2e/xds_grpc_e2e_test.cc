@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "meshpilot/testing/v1/echo.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "test/support/meshpilot.h"
@@ -234,6 +235,93 @@ TEST_CASE(
   REQUIRE(dump->status == 200);
   CHECK(absl::StrContains(dump->body, "outbound|9000|v2|echo.default.svc.cluster.local"));
   CHECK(mesh.pilot.Client().Get("/debug/config_dump?proxy=nobody")->status == 404);
+}
+
+}  // namespace
+}  // namespace mesh
+
+namespace mesh {
+namespace {
+
+using envoy::service::discovery::v3::AggregatedDiscoveryService;
+using envoy::service::discovery::v3::DiscoveryRequest;
+using envoy::service::discovery::v3::DiscoveryResponse;
+
+TEST_CASE(
+    "A NACKing client stays on its last version, syncz shows the error, others are unaffected") {
+  Backend v1("v1"), v2("v2");
+  Mesh mesh;
+  mesh.Apply(Registration(v1.port, v2.port) + "---\n" + VirtualService(100, 0));
+
+  // A hand-written ADS client that ACKs the first CDS answer and NACKs every later one.
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", mesh.pilot.xds_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = AggregatedDiscoveryService::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->StreamAggregatedResources(&ctx);
+  const std::string cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+  DiscoveryRequest req;
+  req.mutable_node()->set_id("nacker");
+  req.set_type_url(cds);
+  REQUIRE(stream->Write(req));
+  DiscoveryResponse first;
+  REQUIRE(stream->Read(&first));
+  CHECK(first.resources_size() == 3);  // the whole service and two subsets
+  DiscoveryRequest ack;
+  ack.set_type_url(cds);
+  ack.set_version_info(first.version_info());
+  ack.set_response_nonce(first.nonce());
+  REQUIRE(stream->Write(ack));
+
+  // A proxyless gRPC client on the same control plane.
+  testing::Process probe({XDS_PROBE_BIN, kTarget, "until", "v2", "10"},
+                         mesh.dir.path() + "/probe.log", mesh.Env());
+  REQUIRE(testing::WaitFor([&] { return absl::StrContains(probe.Log(), "ready v1"); },
+                           std::chrono::seconds(10)));
+
+  // A change that adds a cluster: the nacker rejects it.
+  mesh.Apply(VirtualService(0, 100) + R"(---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+)");
+  DiscoveryResponse second;
+  REQUIRE(stream->Read(&second));
+  CHECK(second.version_info() != first.version_info());
+  DiscoveryRequest nack;
+  nack.set_type_url(cds);
+  nack.set_version_info(first.version_info());  // still on the last good version
+  nack.set_response_nonce(second.nonce());
+  nack.mutable_error_detail()->set_code(3);
+  nack.mutable_error_detail()->set_message("cluster outbound|9000|v3|echo: rejected by test");
+  REQUIRE(stream->Write(nack));
+
+  // The gRPC client moves to v2 regardless.
+  REQUIRE(testing::WaitFor([&] { return !probe.running(); }, std::chrono::seconds(15)));
+  CHECK(absl::StrContains(probe.Log(), "switched"));
+
+  json nacker, prober;
+  REQUIRE(testing::WaitFor(
+      [&] {
+        json syncz = json::parse(mesh.pilot.Client().Get("/debug/syncz")->body);
+        for (const json& s : syncz) {
+          if (s["id"] == "nacker") nacker = s;
+        }
+        return nacker.is_object() && nacker["types"][cds]["nack"] != "";
+      },
+      std::chrono::seconds(5)));
+  CHECK(nacker["types"][cds]["nack"] == "cluster outbound|9000|v3|echo: rejected by test");
+  CHECK(nacker["types"][cds]["acked"] == first.version_info());
+  CHECK(nacker["types"][cds]["sent"] == second.version_info());
+  auto metrics = mesh.pilot.Client().Get("/metrics");
+  CHECK(absl::StrContains(metrics->body, "meshpilot_xds_nacks_total 1\n"));
+  ctx.TryCancel();
 }
 
 }  // namespace

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "nlohmann/json.hpp"
 #include "envoy/config/cluster/v3/cluster.pb.h"
+#include "nlohmann/json.hpp"
 #include "test/support/config_fixture.h"
 #include "test/support/service_fixture.h"
 
@@ -17,7 +17,8 @@ namespace {
 
 using nlohmann::json;
 
-const std::string kTestdata = std::string(MESH_SOURCE_DIR) + "/test/unit/controlplane/compiler/testdata";
+const std::string kTestdata =
+    std::string(MESH_SOURCE_DIR) + "/test/unit/controlplane/compiler/testdata";
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path);
@@ -98,18 +99,21 @@ TEST_CASE("Routes carry the VirtualService's matches and actions field by field"
   json got = CompileJson(kCanary);
   const json& rc = got[kRouteType]["echo.default.svc.cluster.local:9000"];
   const json& vh = rc["virtual_hosts"][0];
-  CHECK(vh["domains"] == json({"echo.default.svc.cluster.local", "echo.default.svc.cluster.local:9000",
-                               "echo.default.svc", "echo.default.svc:9000", "echo.default", "echo.default:9000",
-                               "echo", "echo:9000"}));
+  CHECK(vh["domains"] ==
+        json({"echo.default.svc.cluster.local", "echo.default.svc.cluster.local:9000",
+              "echo.default.svc", "echo.default.svc:9000", "echo.default", "echo.default:9000",
+              "echo", "echo:9000"}));
   const json& first = vh["routes"][0];
   CHECK(first["name"] == "jason");
   CHECK(first["match"]["prefix"] == "/api");
   // gRPC 1.51 rejects HeaderMatcher.string_match, so the older one-of fields are used.
-  CHECK(first["match"]["headers"][0] == json({{"name", "cookie"},
-                                              {"safe_regex_match", {{"google_re2", json::object()},
-                                                                    {"regex", "^(.*?; ?)?(featureflag=on)(;.*)?$"}}}}));
+  CHECK(first["match"]["headers"][0] ==
+        json({{"name", "cookie"},
+              {"safe_regex_match",
+               {{"google_re2", json::object()}, {"regex", "^(.*?; ?)?(featureflag=on)(;.*)?$"}}}}));
   CHECK(first["match"]["headers"][1] == json({{"name", "end-user"}, {"exact_match", "jason"}}));
-  CHECK(first["match"]["query_parameters"][0] == json({{"name", "debug"}, {"string_match", {{"exact", "1"}}}}));
+  CHECK(first["match"]["query_parameters"][0] ==
+        json({{"name", "debug"}, {"string_match", {{"exact", "1"}}}}));
   CHECK(first["route"]["cluster"] == "outbound|9000|v2|echo.default.svc.cluster.local");
   CHECK(first["route"]["timeout"] == "2s");
   CHECK(first["route"]["retry_policy"]["retry_on"] == "5xx,connect-failure");
@@ -117,7 +121,8 @@ TEST_CASE("Routes carry the VirtualService's matches and actions field by field"
   CHECK(first["route"]["retry_policy"]["per_try_timeout"] == "0.500s");
   const json& weighted = vh["routes"][1]["route"]["weighted_clusters"];
   CHECK(weighted["total_weight"] == 100);
-  CHECK(weighted["clusters"][0] == json({{"name", "outbound|9000|v1|echo.default.svc.cluster.local"}, {"weight", 80}}));
+  CHECK(weighted["clusters"][0] ==
+        json({{"name", "outbound|9000|v1|echo.default.svc.cluster.local"}, {"weight", 80}}));
   CHECK(weighted["clusters"][1]["weight"] == 20);
 }
 
@@ -125,7 +130,8 @@ TEST_CASE("Clusters carry the DestinationRule's policies, subsets overriding the
   json got = CompileJson(kCanary);
   const json& whole = got[kClusterType]["outbound|9000||echo.default.svc.cluster.local"];
   CHECK(whole["type"] == "EDS");
-  CHECK(whole["eds_cluster_config"]["service_name"] == "outbound|9000||echo.default.svc.cluster.local");
+  CHECK(whole["eds_cluster_config"]["service_name"] ==
+        "outbound|9000||echo.default.svc.cluster.local");
   CHECK(whole["lb_policy"] == "LEAST_REQUEST");
   CHECK(whole["connect_timeout"] == "0.250s");
   CHECK(whole["circuit_breakers"]["thresholds"][0]["max_connections"] == 10);
@@ -146,8 +152,10 @@ TEST_CASE("Load assignments filter endpoints by subset labels, each locality wei
   CHECK(v1["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] ==
         json({{"address", "10.0.0.1"}, {"port_value", 7001}}));
   const json& v2 = got[kEndpointType]["outbound|9000|v2|echo.default.svc.cluster.local"];
-  CHECK(v2["endpoints"][0]["locality"] == json({{"region", "us"}, {"zone", "east"}, {"sub_zone", "a"}}));
-  CHECK(got[kEndpointType]["outbound|9000||echo.default.svc.cluster.local"]["endpoints"].size() == 2);
+  CHECK(v2["endpoints"][0]["locality"] ==
+        json({{"region", "us"}, {"zone", "east"}, {"sub_zone", "a"}}));
+  CHECK(got[kEndpointType]["outbound|9000||echo.default.svc.cluster.local"]["endpoints"].size() ==
+        2);
 }
 
 TEST_CASE("Proxyless listeners carry an api_listener that names their route config over ADS") {
@@ -155,16 +163,21 @@ TEST_CASE("Proxyless listeners carry an api_listener that names their route conf
   const json& l = got[kListenerType]["echo.default.svc.cluster.local:9000"];
   const json& hcm = l["api_listener"]["api_listener"];
   CHECK(hcm["@type"] ==
-        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+        "type.googleapis.com/"
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
   CHECK(hcm["rds"]["route_config_name"] == "echo.default.svc.cluster.local:9000");
-  CHECK(hcm["rds"]["config_source"] == json({{"ads", json::object()}, {"resource_api_version", "V3"}}));
+  CHECK(hcm["rds"]["config_source"] ==
+        json({{"ads", json::object()}, {"resource_api_version", "V3"}}));
   CHECK(hcm["http_filters"].back()["typed_config"]["@type"] ==
         "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router");
 }
 
 TEST_CASE("Without a VirtualService a service gets one route to its whole cluster") {
-  json got = CompileJson("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80, name: http}]}\n");
-  const json& routes = got[kRouteType]["web.default.svc.cluster.local:80"]["virtual_hosts"][0]["routes"];
+  json got = CompileJson(
+      "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80, name: "
+      "http}]}\n");
+  const json& routes =
+      got[kRouteType]["web.default.svc.cluster.local:80"]["virtual_hosts"][0]["routes"];
   REQUIRE(routes.size() == 1);
   CHECK(routes[0]["route"]["cluster"] == "outbound|80||web.default.svc.cluster.local");
 }
@@ -196,15 +209,21 @@ spec:
 )";
   auto config = testing::Config(yaml);
   registry::Registry reg = registry::Registry::Build(*config, {});
-  ProxyClass v1 = ClassOf(*config, Role::kProxyless, "voting", {{"app", "voting-app"}, {"version", "1.0"}, {"pod", "a"}});
-  ProxyClass v2 = ClassOf(*config, Role::kProxyless, "voting", {{"app", "voting-app"}, {"version", "2.0"}});
-  CHECK(v1.labels == model::Labels{{"app", "voting-app"}, {"version", "1.0"}});  // "pod" plays no part
+  ProxyClass v1 = ClassOf(*config, Role::kProxyless, "voting",
+                          {{"app", "voting-app"}, {"version", "1.0"}, {"pod", "a"}});
+  ProxyClass v2 =
+      ClassOf(*config, Role::kProxyless, "voting", {{"app", "voting-app"}, {"version", "2.0"}});
+  CHECK(v1.labels ==
+        model::Labels{{"app", "voting-app"}, {"version", "1.0"}});  // "pod" plays no part
   auto route_of = [&](const ProxyClass& p) {
     json j = json::parse(ToJson(Compile(*config, reg, p)));
-    return j[kRouteType]["voting-analytics.voting.svc.cluster.local:8080"]["virtual_hosts"][0]["routes"];
+    return j[kRouteType]["voting-analytics.voting.svc.cluster.local:8080"]["virtual_hosts"][0]
+            ["routes"];
   };
-  CHECK(route_of(v1)[0]["route"]["cluster"] == "outbound|8080|v1-1|voting-analytics.voting.svc.cluster.local");
-  CHECK(route_of(v2)[0]["route"]["cluster"] == "outbound|8080|v2-0|voting-analytics.voting.svc.cluster.local");
+  CHECK(route_of(v1)[0]["route"]["cluster"] ==
+        "outbound|8080|v1-1|voting-analytics.voting.svc.cluster.local");
+  CHECK(route_of(v2)[0]["route"]["cluster"] ==
+        "outbound|8080|v2-0|voting-analytics.voting.svc.cluster.local");
   // A proxy no rule selects gets the default route.
   CHECK(route_of({Role::kProxyless, "voting", {}})[0]["route"]["cluster"] ==
         "outbound|8080||voting-analytics.voting.svc.cluster.local");
@@ -214,21 +233,26 @@ TEST_CASE("Every step of the voting-app tutorial compiles into a consistent set 
   const std::string m = MESH_MANIFESTS_DIR;
   std::vector<std::vector<std::string>> steps = {
       {"kubernetes/step-1-create-voting-app.yaml", "istio/step-1-create-voting-app-gateway.yaml"},
-      {"kubernetes/step-2-update-voting-analytics-to-1.1.yaml", "istio/step-2-update-and-add-routing-for-all-components.yaml"},
-      {"kubernetes/step-3-update-voting-app-with-new-storage.yaml", "istio/step-3-add-routing-for-2.0-components.yaml"},
+      {"kubernetes/step-2-update-voting-analytics-to-1.1.yaml",
+       "istio/step-2-update-and-add-routing-for-all-components.yaml"},
+      {"kubernetes/step-3-update-voting-app-with-new-storage.yaml",
+       "istio/step-3-add-routing-for-2.0-components.yaml"},
   };
   mesh::testing::ServiceFixture fx;
   for (const auto& step : steps) {
     // The tutorial applies everything into the voting namespace, file by file.
-    for (const std::string& f : step) REQUIRE(fx.service->Apply(ReadText(m + "/" + f), api::BodyFormat::kYaml, "voting").ok());
+    for (const std::string& f : step)
+      REQUIRE(fx.service->Apply(ReadText(m + "/" + f), api::BodyFormat::kYaml, "voting").ok());
     model::ConfigSnapshotPtr config = fx.index->Current();
     registry::Registry reg = registry::Registry::Build(*config, {});
     for (const ProxyClass& p : {ProxyClass{Role::kProxyless, "voting", {}},
-                                ClassOf(*config, Role::kProxyless, "voting", {{"app", "voting-app"}, {"version", "2.0"}})}) {
+                                ClassOf(*config, Role::kProxyless, "voting",
+                                        {{"app", "voting-app"}, {"version", "2.0"}})}) {
       Resources res = Compile(*config, reg, p);
       INFO(p.ToString());
       CHECK(CheckConsistency(res).ok());
-      CHECK(res.Of(kClusterType).count("outbound|8080|v1-0|voting-app.voting.svc.cluster.local") == (step == steps[0] ? 0u : 1u));
+      CHECK(res.Of(kClusterType).count("outbound|8080|v1-0|voting-app.voting.svc.cluster.local") ==
+            (step == steps[0] ? 0u : 1u));
     }
   }
 }

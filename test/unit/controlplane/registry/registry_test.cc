@@ -48,7 +48,11 @@ metadata: {name: voting-app, namespace: voting}
 spec: {selector: {app: voting-app}, ports: [{name: http, port: 8080}]}
 )");
   std::vector<Workload> workloads = {
-      {"voting", "127.0.1.1", {{"app", "voting-app"}, {"version", "1.0"}}, "default", {{8080, 18081}}},
+      {"voting",
+       "127.0.1.1",
+       {{"app", "voting-app"}, {"version", "1.0"}},
+       "default",
+       {{8080, 18081}}},
       {"voting", "127.0.1.2", {{"app", "other"}}, "default", {{8080, 18082}}},
   };
   Registry r = Registry::Build(*config, workloads);
