@@ -33,6 +33,7 @@ Usage:
   meshctl delete -f FILE|DIR|- [-f ...] [-n NAMESPACE]
   meshctl get KIND [NAME] [-n NAMESPACE | -A] [-o yaml|json|wide]
   meshctl analyze [-n NAMESPACE | -A]
+  meshctl proxy-status
   meshctl version
 
 Kinds: gateway (gw), virtualservice (vs), destinationrule (dr), serviceentry (se),
@@ -254,6 +255,22 @@ int Analyze(mesh::cli::ApiClient& client, const Options& o) {
   return 0;
 }
 
+int ProxyStatus(mesh::cli::ApiClient& client) {
+  auto answer = client.Send("GET", "/debug/syncz");
+  if (!answer.ok() || answer->status != 200) return Fail(answer);
+  json syncz = json::parse(answer->body, nullptr, false);
+  if (!syncz.is_array()) {
+    std::cerr << "Error: the server answered with something that is not a list of proxies\n";
+    return 1;
+  }
+  if (syncz.empty()) {
+    std::cout << "No proxies connected.\n";
+    return 0;
+  }
+  std::cout << mesh::cli::FormatProxyStatus(syncz);
+  return 0;
+}
+
 int Version(mesh::cli::ApiClient& client) {
   std::cout << "client version: " << MESHPILOT_VERSION << "\n";
   auto answer = client.Send("GET", "/version");
@@ -280,5 +297,6 @@ int main(int argc, char** argv) {
   if (o.command == "get") return Get(client, o);
   if (o.command == "analyze") return Analyze(client, o);
   if (o.command == "version") return Version(client);
+  if (o.command == "proxy-status") return ProxyStatus(client);
   return Usage(absl::StrCat("unknown command \"", o.command, "\""));
 }

@@ -58,7 +58,56 @@ std::string PolicyMode(const json& obj) {
   return "UNSET";
 }
 
+// Left-aligned columns, three spaces apart.
+std::string Columns(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      out += row[i];
+      if (i + 1 < row.size()) out += std::string(widths[i] - row[i].size() + 3, ' ');
+    }
+    out += "\n";
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string FormatProxyStatus(const json& syncz) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "CLASS", "VERSION", "CDS", "LDS", "EDS", "RDS"}};
+  const std::vector<std::string> types = {
+      "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+      "type.googleapis.com/envoy.config.listener.v3.Listener",
+      "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+      "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"};
+  for (const json& p : syncz) {
+    std::vector<std::string> row = {p.value("id", ""), p.value("class", ""),
+                                    p.value("version", "")};
+    for (const std::string& t : types) {
+      if (!p.contains("types") || !p["types"].contains(t)) {
+        row.push_back("NOT SENT");
+        continue;
+      }
+      const json& st = p["types"][t];
+      std::string sent = st.value("sent", ""), acked = st.value("acked", ""),
+                  nack = st.value("nack", "");
+      if (!nack.empty())
+        row.push_back("NACKED");
+      else if (!sent.empty() && sent == acked)
+        row.push_back("SYNCED");
+      else
+        row.push_back("STALE");
+    }
+    rows.push_back(std::move(row));
+  }
+  return Columns(rows);
+}
 
 std::string Age(const std::string& timestamp, absl::Time now) {
   absl::Time t;
@@ -133,20 +182,7 @@ std::string FormatTable(const model::KindInfo& kind, const std::vector<json>& ob
     }
     rows.push_back(std::move(row));
   }
-  std::vector<size_t> widths(header.size(), 0);
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  std::string out;
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 3, ' ');
-    }
-    out += line + "\n";
-  }
-  return out;
+  return Columns(rows);
 }
 
 }  // namespace mesh::cli

@@ -15,6 +15,11 @@ namespace mesh::cli {
 std::string FormatTable(const model::KindInfo& kind, const std::vector<nlohmann::json>& objects,
                         bool all_namespaces, bool wide, absl::Time now);
 
+// `meshctl proxy-status` from GET /debug/syncz: one row per connected proxy with, per xDS type,
+// SYNCED (the last version sent is acked), STALE (sent, not yet acked), NACKED (the proxy rejected
+// it and runs an older one) or NOT SENT.
+std::string FormatProxyStatus(const nlohmann::json& syncz);
+
 // "45s", "12m", "5h", "3d" from an RFC 3339 creationTimestamp; "<unknown>" if unreadable.
 std::string Age(const std::string& timestamp, absl::Time now);
 

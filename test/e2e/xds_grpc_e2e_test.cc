@@ -231,6 +231,12 @@ TEST_CASE(
     CHECK(syncz[0]["types"][type]["acked"] == syncz[0]["version"]);
     CHECK(syncz[0]["types"][type]["nack"] == "");
   }
+  testing::CommandResult status =
+      testing::RunCommand({MESHCTL_BIN, "--server", mesh.pilot.address(), "--token",
+                           mesh.pilot.token(), "proxy-status"});
+  CHECK(status.exit_code == 0);
+  CHECK(absl::StrContains(status.out, "SYNCED   SYNCED   SYNCED   SYNCED"));
+  CHECK(absl::StartsWith(status.out, "NAME "));
   auto dump = mesh.pilot.Client().Get("/debug/config_dump?proxy=probe");
   REQUIRE(dump->status == 200);
   CHECK(absl::StrContains(dump->body, "outbound|9000|v2|echo.default.svc.cluster.local"));

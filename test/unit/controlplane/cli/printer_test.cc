@@ -40,3 +40,20 @@ TEST_CASE("Age uses the largest sensible unit") {
 
 }  // namespace
 }  // namespace mesh::cli
+
+namespace mesh::cli {
+namespace {
+
+TEST_CASE("proxy-status shows SYNCED, STALE, NACKED and NOT SENT per type") {
+  json syncz =
+      json::parse(R"([{"id": "gw-1", "class": "gateway/voting/{}", "version": "7", "types": {
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "7", "acked": "7", "nack": ""},
+    "type.googleapis.com/envoy.config.listener.v3.Listener": {"sent": "7", "acked": "6", "nack": ""},
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": {"sent": "7", "acked": "6", "nack": "bad"}}}])");
+  CHECK(FormatProxyStatus(syncz) ==
+        "NAME   CLASS               VERSION   CDS      LDS     EDS      RDS\n"
+        "gw-1   gateway/voting/{}   7         SYNCED   STALE   NACKED   NOT SENT\n");
+}
+
+}  // namespace
+}  // namespace mesh::cli
