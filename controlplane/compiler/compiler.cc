@@ -3,6 +3,8 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <set>
+#include <tuple>
+#include <unordered_map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -49,35 +51,70 @@ bool VisibleToMesh(const std::vector<std::string>& gateways) {
   return gateways.empty() || std::find(gateways.begin(), gateways.end(), "mesh") != gateways.end();
 }
 
-// The VirtualService that routes `host` for the mesh: the first, by namespace and name, whose
-// hosts cover it (Istio resolves conflicts by age; names keep this deterministic).
-const model::Object* VirtualServiceFor(const model::ConfigSnapshot& config,
-                                       const std::string& host) {
-  for (const model::Object* o : config.Sorted(model::Kind::kVirtualService)) {
-    const auto& vs = std::get<model::VirtualService>(o->spec);
-    if (!VisibleToMesh(vs.gateways)) continue;
-    for (const std::string& h : vs.hosts) {
-      if (model::HostMatches(model::ResolveHost(h, o->meta.namespace_), host)) return o;
+// Lookups the compiler makes per service, prepared once per Compile so that compiling N services
+// stays O(N log N).
+class Lookup {
+ public:
+  Lookup(const model::ConfigSnapshot& config, const registry::Registry& registry) {
+    std::vector<const model::Object*> vss = config.Sorted(model::Kind::kVirtualService);
+    for (size_t i = 0; i < vss.size(); ++i) {
+      const auto& vs = std::get<model::VirtualService>(vss[i]->spec);
+      if (!VisibleToMesh(vs.gateways)) continue;
+      for (const std::string& h : vs.hosts)
+        Add(model::ResolveHost(h, vss[i]->meta.namespace_), i, vss[i], &vs_);
     }
+    std::vector<const model::Object*> drs = config.Sorted(model::Kind::kDestinationRule);
+    for (size_t i = 0; i < drs.size(); ++i) {
+      const auto& dr = std::get<model::DestinationRule>(drs[i]->spec);
+      Add(model::ResolveHost(dr.host, drs[i]->meta.namespace_), i, drs[i], &dr_);
+    }
+    for (const registry::ServicePort& sp : registry.ports()) ports_[sp.host].push_back(sp.port);
   }
-  return nullptr;
-}
 
-// DestinationRules for `host`, most specific first (exact host, then wildcards).
-std::vector<const model::Object*> DestinationRulesFor(const model::ConfigSnapshot& config,
-                                                      const std::string& host) {
-  std::vector<const model::Object*> exact, wild;
-  for (const model::Object* o : config.Sorted(model::Kind::kDestinationRule)) {
-    std::string h =
-        model::ResolveHost(std::get<model::DestinationRule>(o->spec).host, o->meta.namespace_);
-    if (h == host)
-      exact.push_back(o);
-    else if (model::HostMatches(h, host))
-      wild.push_back(o);
+  // The VirtualService that routes `host` for the mesh: the first, by namespace and name, whose
+  // hosts cover it (Istio resolves conflicts by age; names keep this deterministic).
+  const model::Object* VirtualServiceFor(const std::string& host) const {
+    return First(vs_, host, false);
   }
-  exact.insert(exact.end(), wild.begin(), wild.end());
-  return exact;
-}
+  // The DestinationRule for `host`: an exact host first, then the first wildcard that covers it.
+  const model::Object* DestinationRuleFor(const std::string& host) const {
+    return First(dr_, host, true);
+  }
+  const std::vector<uint32_t>& PortsOf(const std::string& host) const {
+    static const std::vector<uint32_t> kNone;
+    auto it = ports_.find(host);
+    return it == ports_.end() ? kNone : it->second;
+  }
+
+ private:
+  struct ByHost {
+    std::unordered_map<std::string, std::pair<size_t, const model::Object*>> exact;  // first only
+    std::vector<std::tuple<std::string, size_t, const model::Object*>> wildcard;
+  };
+  static void Add(const std::string& host, size_t order, const model::Object* o, ByHost* by) {
+    if (absl::StartsWith(host, "*"))
+      by->wildcard.emplace_back(host, order, o);
+    else
+      by->exact.emplace(host, std::make_pair(order, o));  // keeps the first
+  }
+  static const model::Object* First(const ByHost& by, const std::string& host, bool exact_wins) {
+    const model::Object* best = nullptr;
+    size_t best_order = SIZE_MAX;
+    if (auto it = by.exact.find(host); it != by.exact.end()) {
+      if (exact_wins) return it->second.second;
+      std::tie(best_order, best) = it->second;
+    }
+    for (const auto& [pattern, order, o] : by.wildcard) {
+      if (order < best_order && model::HostMatches(pattern, host)) {
+        best_order = order;
+        best = o;
+      }
+    }
+    return best;
+  }
+  ByHost vs_, dr_;
+  std::unordered_map<std::string, std::vector<uint32_t>> ports_;
+};
 
 void SetRegex(const std::string& regex, envoy::type::matcher::v3::RegexMatcher* out) {
   out->mutable_google_re2();
@@ -99,14 +136,10 @@ void AddHeaderMatch(const std::string& name, const StringMatch& m, bool invert,
 
 // The port a destination reaches: the one it names, the only one its service has, or the port
 // being routed when the destination is the routed service itself.
-uint32_t DestinationPort(const registry::Registry& registry, const std::string& host,
-                         const model::Destination& d, uint32_t routed_port,
-                         const std::string& routed_host) {
+uint32_t DestinationPort(const Lookup& lookup, const std::string& host, const model::Destination& d,
+                         uint32_t routed_port, const std::string& routed_host) {
   if (d.port) return d.port->number;
-  std::vector<uint32_t> ports;
-  for (const registry::ServicePort& sp : registry.ports()) {
-    if (sp.host == host) ports.push_back(sp.port);
-  }
+  const std::vector<uint32_t>& ports = lookup.PortsOf(host);
   if (ports.size() == 1) return ports[0];
   if (host == routed_host) return routed_port;
   return ports.empty() ? routed_port : ports[0];
@@ -132,8 +165,8 @@ void AddHeaderOps(const model::HeaderOperations& ops,
 
 // Builds the routes of one VirtualService HTTP route, one per match (or one catch-all).
 void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& vs_obj,
-                  const ProxyClass& proxy, const registry::Registry& registry,
-                  const std::string& host, uint32_t port, route::VirtualHost* vh) {
+                  const ProxyClass& proxy, const Lookup& lookup, const std::string& host,
+                  uint32_t port, route::VirtualHost* vh) {
   std::vector<const model::HTTPMatchRequest*> matches;
   for (const auto& m : r.match) {
     if (m.port && m.port != port) continue;
@@ -208,7 +241,7 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
     route::RouteAction* action = out->mutable_route();
     auto cluster_of = [&](const model::Destination& d) {
       std::string dest_host = model::ResolveHost(d.host, vs_obj.meta.namespace_);
-      return ClusterName(DestinationPort(registry, dest_host, d, port, host), d.subset, dest_host);
+      return ClusterName(DestinationPort(lookup, dest_host, d, port, host), d.subset, dest_host);
     };
     if (r.route.size() == 1) {
       action->set_cluster(cluster_of(r.route[0].destination));
@@ -252,9 +285,8 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
   }
 }
 
-route::RouteConfiguration BuildRouteConfig(const model::ConfigSnapshot& config,
-                                           const registry::Registry& registry,
-                                           const ProxyClass& proxy, const registry::ServicePort& sp,
+route::RouteConfiguration BuildRouteConfig(const Lookup& lookup, const ProxyClass& proxy,
+                                           const registry::ServicePort& sp,
                                            const std::string& name) {
   route::RouteConfiguration rc;
   rc.set_name(name);
@@ -272,10 +304,10 @@ route::RouteConfiguration BuildRouteConfig(const model::ConfigSnapshot& config,
     vh->add_domains(h);
     vh->add_domains(absl::StrCat(h, ":", sp.port));
   }
-  if (const model::Object* vs_obj = VirtualServiceFor(config, sp.host)) {
+  if (const model::Object* vs_obj = lookup.VirtualServiceFor(sp.host)) {
     const auto& vs = std::get<model::VirtualService>(vs_obj->spec);
     for (size_t i = 0; i < vs.http.size(); ++i) {
-      AddHttpRoute(vs.http[i], i, *vs_obj, proxy, registry, sp.host, sp.port, vh);
+      AddHttpRoute(vs.http[i], i, *vs_obj, proxy, lookup, sp.host, sp.port, vh);
     }
   }
   if (vh->routes_size() == 0) {
@@ -468,10 +500,11 @@ Resources Compile(const model::ConfigSnapshot& config, const registry::Registry&
   ResourceMap& routes = out.by_type[kRouteType];
   ResourceMap& clusters = out.by_type[kClusterType];
   ResourceMap& endpoints = out.by_type[kEndpointType];
+  Lookup lookup(config, registry);
   for (const registry::ServicePort& sp : registry.ports()) {
-    std::vector<const model::Object*> drs = DestinationRulesFor(config, sp.host);
+    const model::Object* dr_obj = lookup.DestinationRuleFor(sp.host);
     const model::DestinationRule* dr =
-        drs.empty() ? nullptr : &std::get<model::DestinationRule>(drs[0]->spec);
+        dr_obj ? &std::get<model::DestinationRule>(dr_obj->spec) : nullptr;
     std::string name = ClusterName(sp.port, "", sp.host);
     clusters[name] = Pack(BuildCluster(name, EffectivePolicy(dr, nullptr, sp.port)));
     endpoints[name] = Pack(BuildLoadAssignment(name, sp, {}));
@@ -485,7 +518,7 @@ Resources Compile(const model::ConfigSnapshot& config, const registry::Registry&
     if (proxy.role == Role::kProxyless) {
       std::string listener_name = absl::StrCat(sp.host, ":", sp.port);
       listeners[listener_name] = Pack(BuildApiListener(listener_name));
-      routes[listener_name] = Pack(BuildRouteConfig(config, registry, proxy, sp, listener_name));
+      routes[listener_name] = Pack(BuildRouteConfig(lookup, proxy, sp, listener_name));
     }
   }
   return out;

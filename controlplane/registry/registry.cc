@@ -54,6 +54,24 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
                          const std::vector<Workload>& workloads) {
   Registry r;
   std::vector<const model::Object*> entries = config.Sorted(model::Kind::kWorkloadEntry);
+  // Entries by namespace and by each "key=value" label, so a selector looks only at entries that
+  // carry one of its labels.
+  std::map<std::pair<std::string, std::string>, std::vector<const model::Object*>> by_label;
+  for (const model::Object* o : entries) {
+    for (const auto& [k, v] : std::get<model::WorkloadEntry>(o->spec).labels) {
+      by_label[{o->meta.namespace_, absl::StrCat(k, "=", v)}].push_back(o);
+    }
+  }
+  auto selected = [&](const std::string& ns, const model::Labels& selector) {
+    const std::vector<const model::Object*>* smallest = nullptr;
+    static const std::vector<const model::Object*> kNone;
+    for (const auto& [k, v] : selector) {
+      auto it = by_label.find({ns, absl::StrCat(k, "=", v)});
+      if (it == by_label.end()) return &kNone;
+      if (!smallest || it->second.size() < smallest->size()) smallest = &it->second;
+    }
+    return smallest ? smallest : &kNone;
+  };
 
   for (const model::Object* svc_obj : config.Sorted(model::Kind::kService)) {
     const auto& svc = std::get<model::Service>(svc_obj->spec);
@@ -67,9 +85,9 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
       sp.protocol = ProtocolOf(p.name, p.app_protocol);
       uint32_t target = p.target_port ? p.target_port : p.port;
       if (!svc.selector.empty()) {
-        for (const model::Object* we_obj : entries) {
+        for (const model::Object* we_obj : *selected(ns, svc.selector)) {
           const auto& we = std::get<model::WorkloadEntry>(we_obj->spec);
-          if (we_obj->meta.namespace_ != ns || !LabelsMatch(svc.selector, we.labels)) continue;
+          if (!LabelsMatch(svc.selector, we.labels)) continue;
           sp.endpoints.push_back(FromEntry(
               we, EntryPort(we, p.target_port_name.empty() ? p.name : p.target_port_name, target)));
         }
@@ -100,10 +118,10 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
         uint32_t target = p.target_port ? p.target_port : p.number;
         for (const model::WorkloadEntry& we : se.endpoints)
           sp.endpoints.push_back(FromEntry(we, EntryPort(we, p.name, target)));
-        if (se.workload_selector) {
-          for (const model::Object* we_obj : entries) {
+        if (se.workload_selector && !se.workload_selector->empty()) {
+          for (const model::Object* we_obj : *selected(ns, *se.workload_selector)) {
             const auto& we = std::get<model::WorkloadEntry>(we_obj->spec);
-            if (we_obj->meta.namespace_ == ns && LabelsMatch(*se.workload_selector, we.labels)) {
+            if (LabelsMatch(*se.workload_selector, we.labels)) {
               sp.endpoints.push_back(FromEntry(we, EntryPort(we, p.name, target)));
             }
           }
