@@ -493,35 +493,95 @@ const ResourceMap& Resources::Of(const std::string& type_url) const {
   return it == by_type.end() ? kEmpty : it->second;
 }
 
-Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,
-                  const ProxyClass& proxy) {
-  Resources out;
-  ResourceMap& listeners = out.by_type[kListenerType];
-  ResourceMap& routes = out.by_type[kRouteType];
-  ResourceMap& clusters = out.by_type[kClusterType];
-  ResourceMap& endpoints = out.by_type[kEndpointType];
-  Lookup lookup(config, registry);
-  for (const registry::ServicePort& sp : registry.ports()) {
-    const model::Object* dr_obj = lookup.DestinationRuleFor(sp.host);
-    const model::DestinationRule* dr =
-        dr_obj ? &std::get<model::DestinationRule>(dr_obj->spec) : nullptr;
-    std::string name = ClusterName(sp.port, "", sp.host);
-    clusters[name] = Pack(BuildCluster(name, EffectivePolicy(dr, nullptr, sp.port)));
-    endpoints[name] = Pack(BuildLoadAssignment(name, sp, {}));
-    if (dr) {
-      for (const model::Subset& subset : dr->subsets) {
-        std::string sub_name = ClusterName(sp.port, subset.name, sp.host);
-        clusters[sub_name] = Pack(BuildCluster(sub_name, EffectivePolicy(dr, &subset, sp.port)));
-        endpoints[sub_name] = Pack(BuildLoadAssignment(sub_name, sp, subset.labels));
-      }
-    }
-    if (proxy.role == Role::kProxyless) {
-      std::string listener_name = absl::StrCat(sp.host, ":", sp.port);
-      listeners[listener_name] = Pack(BuildApiListener(listener_name));
-      routes[listener_name] = Pack(BuildRouteConfig(lookup, proxy, sp, listener_name));
+namespace {
+
+// Compiles the resources of one service port, appending (type, name, resource) to `out`.
+void CompileServicePort(
+    const Lookup& lookup, const ProxyClass& proxy, const registry::ServicePort& sp,
+    const model::Object* dr_obj,
+    std::vector<std::pair<
+        const char*, std::pair<std::string, std::shared_ptr<const google::protobuf::Any>>>>* out) {
+  const model::DestinationRule* dr =
+      dr_obj ? &std::get<model::DestinationRule>(dr_obj->spec) : nullptr;
+  auto add = [&](const char* type, std::string name,
+                 std::shared_ptr<const google::protobuf::Any> any) {
+    out->emplace_back(type, std::make_pair(std::move(name), std::move(any)));
+  };
+  std::string name = ClusterName(sp.port, "", sp.host);
+  add(kClusterType, name, Pack(BuildCluster(name, EffectivePolicy(dr, nullptr, sp.port))));
+  add(kEndpointType, name, Pack(BuildLoadAssignment(name, sp, {})));
+  if (dr) {
+    for (const model::Subset& subset : dr->subsets) {
+      std::string sub_name = ClusterName(sp.port, subset.name, sp.host);
+      add(kClusterType, sub_name,
+          Pack(BuildCluster(sub_name, EffectivePolicy(dr, &subset, sp.port))));
+      add(kEndpointType, sub_name, Pack(BuildLoadAssignment(sub_name, sp, subset.labels)));
     }
   }
+  if (proxy.role == Role::kProxyless) {
+    std::string listener_name = absl::StrCat(sp.host, ":", sp.port);
+    add(kListenerType, listener_name, Pack(BuildApiListener(listener_name)));
+    add(kRouteType, listener_name, Pack(BuildRouteConfig(lookup, proxy, sp, listener_name)));
+  }
+}
+
+// Which service ports exist: routes depend on it (a destination without a port takes its
+// service's only port), so a change here invalidates every cached route.
+size_t PortsSignature(const registry::Registry& registry) {
+  size_t h = 0;
+  for (const registry::ServicePort& sp : registry.ports()) {
+    h = h * 1000003 ^ (std::hash<std::string>()(sp.host) + sp.port);
+  }
+  return h;
+}
+
+}  // namespace
+
+Resources Compile(const model::ConfigSnapshotPtr& config, const registry::Registry& registry,
+                  const ProxyClass& proxy, CompileCache* cache) {
+  Resources out;
+  for (const char* type : {kListenerType, kRouteType, kClusterType, kEndpointType})
+    out.by_type[type];
+  Lookup lookup(*config, registry);
+  size_t signature = PortsSignature(registry);
+  bool reusable = cache && cache->held_ && cache->ports_signature_ == signature;
+  std::map<std::pair<std::string, uint32_t>, CompileCache::Entry> next;
+  size_t reused = 0;
+  for (const registry::ServicePort& sp : registry.ports()) {
+    const model::Object* vs = lookup.VirtualServiceFor(sp.host);
+    const model::Object* dr = lookup.DestinationRuleFor(sp.host);
+    CompileCache::Entry entry;
+    if (reusable) {
+      auto it = cache->entries_.find({sp.host, sp.port});
+      if (it != cache->entries_.end() && it->second.vs == vs && it->second.dr == dr &&
+          it->second.endpoints == sp.endpoints) {
+        entry = std::move(it->second);
+        ++reused;
+      }
+    }
+    if (entry.outputs.empty()) {
+      entry.vs = vs;
+      entry.dr = dr;
+      entry.endpoints = sp.endpoints;
+      CompileServicePort(lookup, proxy, sp, dr, &entry.outputs);
+    }
+    for (const auto& [type, named] : entry.outputs) out.by_type[type][named.first] = named.second;
+    if (cache) next.emplace(std::make_pair(sp.host, sp.port), std::move(entry));
+  }
+  if (cache) {
+    cache->entries_ = std::move(next);
+    cache->held_ = config;
+    cache->ports_signature_ = signature;
+    cache->reused_ = reused;
+  }
   return out;
+}
+
+Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,
+                  const ProxyClass& proxy) {
+  // No cache: hand the compile a non-owning pointer; nothing outlives this call.
+  return Compile(model::ConfigSnapshotPtr(model::ConfigSnapshotPtr(), &config), registry, proxy,
+                 nullptr);
 }
 
 absl::Status CheckConsistency(const Resources& resources) {

@@ -50,6 +50,39 @@ struct Resources {
 Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,
                   const ProxyClass& proxy);
 
+// Remembers, per service port, what the last compile produced and from which inputs (the
+// VirtualService and DestinationRule objects, the endpoints, the set of service ports), so that
+// a recompile after a small change rebuilds only the services it touches. Objects are compared
+// by identity: the config index shares unchanged objects between snapshots, and the cache holds
+// the snapshot it last compiled so those objects stay alive. One cache per proxy class; not
+// thread-safe.
+class CompileCache {
+ public:
+  size_t reused() const {
+    return reused_;
+  }  // service ports taken from the cache by the last compile
+
+ private:
+  friend Resources Compile(const model::ConfigSnapshotPtr&, const registry::Registry&,
+                           const ProxyClass&, CompileCache*);
+  struct Entry {
+    const model::Object* vs = nullptr;
+    const model::Object* dr = nullptr;
+    std::vector<registry::Endpoint> endpoints;
+    std::vector<std::pair<const char*,
+                          std::pair<std::string, std::shared_ptr<const google::protobuf::Any>>>>
+        outputs;
+  };
+  model::ConfigSnapshotPtr held_;
+  size_t ports_signature_ = 0;
+  std::map<std::pair<std::string, uint32_t>, Entry> entries_;
+  size_t reused_ = 0;
+};
+
+// The same result as Compile, reusing what `cache` holds for unchanged services.
+Resources Compile(const model::ConfigSnapshotPtr& config, const registry::Registry& registry,
+                  const ProxyClass& proxy, CompileCache* cache);
+
 // Checks that every cluster a route names, and every route config a listener names, exists, and
 // every EDS cluster has a load assignment. Returns FailedPrecondition listing what is missing.
 absl::Status CheckConsistency(const Resources& resources);

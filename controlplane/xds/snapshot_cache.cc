@@ -83,10 +83,10 @@ compiler::ProxyClass SnapshotCache::Classify(compiler::Role role, const std::str
   return compiler::ClassOf(*config_, role, ns, labels);
 }
 
-SnapshotPtr SnapshotCache::CompileLocked(const compiler::ProxyClass& proxy) {
+SnapshotPtr SnapshotCache::CompileLocked(const compiler::ProxyClass& proxy, Entry* entry) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = std::to_string(config_->revision());
-  snap->resources = compiler::Compile(*config_, *registry_, proxy);
+  snap->resources = compiler::Compile(config_, *registry_, proxy, &entry->compile_cache);
   ++stats_.compiles;
   if (absl::Status s = compiler::CheckConsistency(snap->resources); !s.ok()) {
     log::Warn("xds: snapshot for ", proxy.ToString(), " at revision ", snap->version,
@@ -114,7 +114,7 @@ std::unique_ptr<SnapshotCache::Watch> SnapshotCache::Subscribe(const compiler::P
   RefreshLocked();
   Entry& entry = entries_[proxy];
   if (!entry.snapshot || entry.snapshot->version != std::to_string(config_->revision())) {
-    entry.snapshot = CompileLocked(proxy);
+    entry.snapshot = CompileLocked(proxy, &entry);
   }
   entry.watchers.push_back(watcher);
   *current = entry.snapshot;
@@ -130,7 +130,7 @@ void SnapshotCache::Rebuild() {
     std::string version = std::to_string(config_->revision());
     for (auto& [proxy, entry] : entries_) {
       if (entry.snapshot && entry.snapshot->version == version) continue;
-      entry.snapshot = CompileLocked(proxy);
+      entry.snapshot = CompileLocked(proxy, &entry);
       notify.emplace_back(entry.snapshot, std::vector<std::shared_ptr<Watcher>>(
                                               entry.watchers.begin(), entry.watchers.end()));
     }

@@ -65,9 +65,11 @@ class SnapshotCache {
   class WatchImpl;
   struct Entry {
     SnapshotPtr snapshot;
+    compiler::CompileCache compile_cache;
     std::list<std::shared_ptr<Watcher>> watchers;
   };
-  SnapshotPtr CompileLocked(const compiler::ProxyClass& proxy) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  SnapshotPtr CompileLocked(const compiler::ProxyClass& proxy, Entry* entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves to the index's newest config (and rebuilds the registry) if it has changed.
   void RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run();

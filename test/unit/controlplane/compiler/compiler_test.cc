@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "nlohmann/json.hpp"
 #include "test/support/config_fixture.h"
@@ -268,6 +269,57 @@ TEST_CASE("The consistency check names what is missing") {
   res.by_type[kClusterType]["outbound|80||a"] = any;
   absl::Status s = CheckConsistency(res);
   CHECK(s.message() == "cluster outbound|80||a has no load assignment");
+}
+
+}  // namespace
+}  // namespace mesh::compiler
+
+namespace mesh::compiler {
+namespace {
+
+TEST_CASE("An incremental compile equals a full one and rebuilds only the changed service") {
+  mesh::testing::ServiceFixture fx;
+  std::string yaml;
+  for (int i = 0; i < 5; ++i) {
+    yaml += absl::StrCat(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: s", i,
+        "}\nspec: {ports: [{name: http, port: 80}]}\n---\napiVersion: networking.istio.io/v1beta1\n"
+        "kind: VirtualService\nmetadata: {name: s",
+        i, "}\nspec: {hosts: [s", i, "], http: [{route: [{destination: {host: s", i,
+        "}}], timeout: 1s}]}\n");
+  }
+  REQUIRE(fx.service->Apply(yaml, api::BodyFormat::kYaml, "default").ok());
+  ProxyClass proxy{Role::kProxyless, "default", {}};
+  CompileCache cache;
+  auto compile = [&](CompileCache* c) {
+    model::ConfigSnapshotPtr config = fx.index->Current();
+    registry::Registry reg = registry::Registry::Build(*config, {});
+    return ToJson(Compile(config, reg, proxy, c));
+  };
+  std::string first = compile(&cache);
+  CHECK(cache.reused() == 0);
+  CHECK(compile(&cache) == first);
+  CHECK(cache.reused() == 5);
+  REQUIRE(
+      fx.service
+          ->Apply(
+              "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: "
+              "s2}\n"
+              "spec: {hosts: [s2], http: [{route: [{destination: {host: s2}}], timeout: 3s}]}\n",
+              api::BodyFormat::kYaml, "default")
+          .ok());
+  std::string incremental = compile(&cache);
+  CHECK(cache.reused() == 4);
+  CHECK(incremental == compile(nullptr));
+  CHECK(incremental != first);
+  // A new service port invalidates every cached route (their ports may depend on it).
+  REQUIRE(fx.service
+              ->Apply("apiVersion: v1\nkind: Service\nmetadata: {name: s9}\nspec: {ports: [{name: "
+                      "http, port: 80}]}\n",
+                      api::BodyFormat::kYaml, "default")
+              .ok());
+  CHECK(compile(&cache) == compile(nullptr));
+  CHECK(cache.reused() == 0);
 }
 
 }  // namespace
