@@ -25,6 +25,7 @@ class MeshpilotProcess {
 
   int port() const { return port_; }
   int xds_port() const { return xds_port_; }
+  pid_t pid() const { return process_ ? process_->pid() : -1; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   const std::string& token() const { return token_; }
   const std::string& data_dir() const { return data_dir_; }
