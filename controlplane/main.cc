@@ -37,6 +37,8 @@ ABSL_FLAG(absl::Duration, debounce, absl::Milliseconds(100),
           "quiet period after a config change before pushing");
 ABSL_FLAG(absl::Duration, debounce_max, absl::Seconds(1),
           "longest delay of a push after the first change");
+ABSL_FLAG(absl::Duration, workload_grace, absl::Seconds(10),
+          "how long a disconnected sidecar stays an endpoint of its services");
 ABSL_FLAG(std::string, data_dir, "./meshpilot-data", "embedded store, CA keys and admin token");
 ABSL_FLAG(std::string, store, "embedded",
           "config store: embedded (a write-ahead log in --data-dir)");
@@ -157,6 +159,7 @@ int Run() {
   mesh::xds::SnapshotCache::Options cache_options;
   cache_options.debounce = absl::GetFlag(FLAGS_debounce);
   cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
+  cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(&cache);
   std::unique_ptr<grpc::Server> grpc_server;

@@ -3,7 +3,9 @@
 #include <deque>
 #include <map>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "nlohmann/json.hpp"
 
@@ -65,7 +67,8 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
       std::lock_guard lock(mu_);
       finished_ = true;
     }
-    watch_.reset();  // waits for a snapshot callback in progress
+    watch_.reset();         // waits for a snapshot callback in progress
+    registration_.reset();  // the workload leaves the registry after the grace period
     server_->Unregister(this);
     log::Info("xds: stream closed node=", node_id_, " peer=", peer_);
     delete this;
@@ -133,6 +136,11 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
         log::Warn("xds: NACK node=", node_id_, " type=", type, " version=", st.sent_version, ": ",
                   st.nack);
       } else {
+        if (st.acked_version != req.version_info()) {
+          if (auto committed = server_->cache_->CommitTime(req.version_info())) {
+            server_->ObserveCommitToAck(absl::ToDoubleSeconds(absl::Now() - *committed));
+          }
+        }
         st.acked_version = req.version_info();
         st.nack.clear();
         ++server_->acks_;
@@ -168,11 +176,43 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
       }
     }
     proxy_ = server_->cache_->Classify(r, ns, labels);
+    if (r == compiler::Role::kSidecar) RegisterWorkload(meta, ns, labels);
     SnapshotPtr current;
     watch_ = server_->cache_->Subscribe(
         proxy_, [this](SnapshotPtr s) { OnSnapshot(std::move(s)); }, &current);
     snapshot_ = std::move(current);
     log::Info("xds: stream opened node=", node_id_, " class=", proxy_.ToString(), " peer=", peer_);
+  }
+
+  // A sidecar's node metadata makes it an endpoint of the services that select it:
+  // INSTANCE_IPS (the first is used), SERVICE_ACCOUNT, INBOUND_PORTS "8080=18081,9090=19090".
+  void RegisterWorkload(const google::protobuf::Struct& meta, const std::string& ns,
+                        const model::Labels& labels) {
+    registry::Workload w;
+    w.ns = ns;
+    w.labels = labels;
+    w.service_account = StructString(meta, "SERVICE_ACCOUNT");
+    if (w.service_account.empty()) w.service_account = "default";
+    std::vector<std::string> ips =
+        absl::StrSplit(StructString(meta, "INSTANCE_IPS"), ',', absl::SkipEmpty());
+    if (ips.empty()) {
+      log::Warn("xds: sidecar ", node_id_,
+                " sent no INSTANCE_IPS; it is not registered as an endpoint");
+      return;
+    }
+    w.address = ips[0];
+    for (absl::string_view pair :
+         absl::StrSplit(StructString(meta, "INBOUND_PORTS"), ',', absl::SkipEmpty())) {
+      std::vector<absl::string_view> kv = absl::StrSplit(pair, '=');
+      uint32_t service_port, listen_port;
+      if (kv.size() != 2 || !absl::SimpleAtoi(kv[0], &service_port) ||
+          !absl::SimpleAtoi(kv[1], &listen_port)) {
+        log::Warn("xds: sidecar ", node_id_, ": ignoring INBOUND_PORTS entry \"", pair, "\"");
+        continue;
+      }
+      w.inbound_ports[service_port] = listen_port;
+    }
+    registration_ = server_->cache_->RegisterWorkload(node_id_, std::move(w));
   }
 
   // The resources this type's subscription covers in the current snapshot.
@@ -241,6 +281,7 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
   bool proxy_known_ = false;
   compiler::ProxyClass proxy_;
   std::unique_ptr<SnapshotCache::Watch> watch_;
+  std::unique_ptr<SnapshotCache::Registration> registration_;
   SnapshotPtr snapshot_;
   std::map<std::string, SnapshotPtr> held_;
   std::map<std::string, TypeState> types_;
@@ -285,18 +326,39 @@ absl::StatusOr<std::string> AdsServer::ConfigDump(const std::string& id) {
   return absl::NotFoundError(absl::StrCat("no connected proxy has node id \"", id, "\""));
 }
 
+void AdsServer::ObserveCommitToAck(double seconds) {
+  std::lock_guard lock(histogram_mu_);
+  size_t i = 0;
+  while (i < std::size(kBuckets) && seconds > kBuckets[i]) ++i;
+  ++histogram_[i];
+  histogram_sum_ += seconds;
+}
+
 std::string AdsServer::MetricsText() {
   size_t connected;
   {
     std::lock_guard lock(mu_);
     connected = streams_.size();
   }
+  std::string histogram = "# TYPE meshpilot_xds_commit_to_ack_seconds histogram\n";
+  {
+    std::lock_guard lock(histogram_mu_);
+    int64_t cumulative = 0;
+    for (size_t i = 0; i < histogram_.size(); ++i) {
+      cumulative += histogram_[i];
+      std::string le = i < std::size(kBuckets) ? absl::StrCat(kBuckets[i]) : "+Inf";
+      absl::StrAppend(&histogram, "meshpilot_xds_commit_to_ack_seconds_bucket{le=\"", le, "\"} ",
+                      cumulative, "\n");
+    }
+    absl::StrAppend(&histogram, "meshpilot_xds_commit_to_ack_seconds_sum ", histogram_sum_, "\n",
+                    "meshpilot_xds_commit_to_ack_seconds_count ", cumulative, "\n");
+  }
   return absl::StrCat(
       "# TYPE meshpilot_xds_connected_proxies gauge\nmeshpilot_xds_connected_proxies ", connected,
       "\n# TYPE meshpilot_xds_pushes_total counter\nmeshpilot_xds_pushes_total ", pushes_.load(),
       "\n# TYPE meshpilot_xds_acks_total counter\nmeshpilot_xds_acks_total ", acks_.load(),
-      "\n# TYPE meshpilot_xds_nacks_total counter\nmeshpilot_xds_nacks_total ", nacks_.load(),
-      "\n");
+      "\n# TYPE meshpilot_xds_nacks_total counter\nmeshpilot_xds_nacks_total ", nacks_.load(), "\n",
+      histogram);
 }
 
 }  // namespace mesh::xds

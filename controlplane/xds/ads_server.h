@@ -1,6 +1,8 @@
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -48,6 +50,12 @@ class AdsServer
   std::mutex mu_;
   std::set<AdsStream*> streams_;
   std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0};
+  // Seconds from a store commit to a proxy's ACK of the version compiled from it, per type.
+  static constexpr double kBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  void ObserveCommitToAck(double seconds);
+  std::mutex histogram_mu_;
+  std::array<int64_t, std::size(kBuckets) + 1> histogram_{};
+  double histogram_sum_ = 0;
 };
 
 }  // namespace mesh::xds

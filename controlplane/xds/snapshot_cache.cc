@@ -1,5 +1,7 @@
 #include "controlplane/xds/snapshot_cache.h"
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/log.h"
 
 namespace mesh::xds {
@@ -25,6 +27,7 @@ class SnapshotCache::WatchImpl : public SnapshotCache::Watch {
     it->second.watchers.remove(watcher_);
     // A class nobody watches is dropped, so the cache holds only live classes.
     if (it->second.watchers.empty()) cache_->entries_.erase(it);
+    cache_->stats_.classes = cache_->entries_.size();
   }
 
  private:
@@ -33,17 +36,30 @@ class SnapshotCache::WatchImpl : public SnapshotCache::Watch {
   std::shared_ptr<Watcher> watcher_;
 };
 
+class SnapshotCache::RegistrationImpl : public SnapshotCache::Registration {
+ public:
+  RegistrationImpl(SnapshotCache* cache, std::string id) : cache_(cache), id_(std::move(id)) {}
+  ~RegistrationImpl() override { cache_->Unregister(id_); }
+
+ private:
+  SnapshotCache* cache_;
+  std::string id_;
+};
+
 SnapshotCache::SnapshotCache(model::ConfigIndex* index, Options options)
     : index_(index), options_(options), debouncer_(options.debounce, options.debounce_max) {
   {
     std::lock_guard lock(mu_);
     config_ = index_->Current();
-    registry_ = std::make_shared<registry::Registry>(registry::Registry::Build(*config_, {}));
+    RefreshLocked();
   }
-  subscription_ = index_->Subscribe([this](int64_t) {
-    std::lock_guard lock(worker_mu_);
-    debouncer_.Changed(absl::Now());
-    worker_cv_.notify_one();
+  subscription_ = index_->Subscribe([this](int64_t revision) {
+    {
+      std::lock_guard lock(mu_);
+      commit_times_[revision] = absl::Now();
+      while (commit_times_.size() > 1000) commit_times_.erase(commit_times_.begin());
+    }
+    Poke();
   });
   worker_ = std::thread([this] { Run(); });
 }
@@ -58,17 +74,28 @@ SnapshotCache::~SnapshotCache() {
   worker_.join();
 }
 
+void SnapshotCache::Poke() {
+  std::lock_guard lock(worker_mu_);
+  debouncer_.Changed(absl::Now());
+  worker_cv_.notify_one();
+}
+
 void SnapshotCache::Run() {
   std::unique_lock lock(worker_mu_);
+  absl::Time next_expiry = absl::InfiniteFuture();
   while (!stop_) {
-    absl::Time deadline = debouncer_.Deadline();
+    absl::Time deadline = std::min(debouncer_.Deadline(), next_expiry);
     if (deadline == absl::InfiniteFuture()) {
       worker_cv_.wait(lock);
     } else {
       worker_cv_.wait_for(
           lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), deadline - absl::Now())));
     }
-    if (!stop_ && debouncer_.Fire(absl::Now())) {
+    if (stop_) break;
+    lock.unlock();
+    next_expiry = ExpireWorkloads(absl::Now());  // may Poke
+    lock.lock();
+    if (debouncer_.Fire(absl::Now())) {
       lock.unlock();
       Rebuild();
       lock.lock();
@@ -83,24 +110,33 @@ compiler::ProxyClass SnapshotCache::Classify(compiler::Role role, const std::str
   return compiler::ClassOf(*config_, role, ns, labels);
 }
 
+void SnapshotCache::RefreshLocked() {
+  model::ConfigSnapshotPtr config = index_->Current();
+  bool config_changed = config->revision() != config_->revision();
+  if (!config_changed && registry_generation_ == workload_generation_) return;
+  config_ = std::move(config);
+  std::vector<registry::Workload> workloads;
+  for (const auto& [id, w] : workloads_) workloads.push_back(w.workload);
+  registry_ = std::make_shared<registry::Registry>(registry::Registry::Build(*config_, workloads));
+  registry_generation_ = workload_generation_;
+  ++stats_.rebuilds;
+}
+
+std::string SnapshotCache::VersionLocked() const {
+  if (workload_generation_ == 0) return std::to_string(config_->revision());
+  return absl::StrCat(config_->revision(), ".", workload_generation_);
+}
+
 SnapshotPtr SnapshotCache::CompileLocked(const compiler::ProxyClass& proxy, Entry* entry) {
   auto snap = std::make_shared<Snapshot>();
-  snap->version = std::to_string(config_->revision());
+  snap->version = VersionLocked();
   snap->resources = compiler::Compile(config_, *registry_, proxy, &entry->compile_cache);
   ++stats_.compiles;
   if (absl::Status s = compiler::CheckConsistency(snap->resources); !s.ok()) {
-    log::Warn("xds: snapshot for ", proxy.ToString(), " at revision ", snap->version,
+    log::Warn("xds: snapshot for ", proxy.ToString(), " at version ", snap->version,
               " is inconsistent: ", s.message());
   }
   return snap;
-}
-
-void SnapshotCache::RefreshLocked() {
-  model::ConfigSnapshotPtr config = index_->Current();
-  if (config->revision() == config_->revision()) return;
-  config_ = std::move(config);
-  registry_ = std::make_shared<registry::Registry>(registry::Registry::Build(*config_, {}));
-  ++stats_.rebuilds;
 }
 
 std::unique_ptr<SnapshotCache::Watch> SnapshotCache::Subscribe(const compiler::ProxyClass& proxy,
@@ -113,7 +149,7 @@ std::unique_ptr<SnapshotCache::Watch> SnapshotCache::Subscribe(const compiler::P
   // already watched catch up when the debounce fires.
   RefreshLocked();
   Entry& entry = entries_[proxy];
-  if (!entry.snapshot || entry.snapshot->version != std::to_string(config_->revision())) {
+  if (!entry.snapshot || entry.snapshot->version != VersionLocked()) {
     entry.snapshot = CompileLocked(proxy, &entry);
   }
   entry.watchers.push_back(watcher);
@@ -122,12 +158,68 @@ std::unique_ptr<SnapshotCache::Watch> SnapshotCache::Subscribe(const compiler::P
   return std::make_unique<WatchImpl>(this, proxy, watcher);
 }
 
+std::unique_ptr<SnapshotCache::Registration> SnapshotCache::RegisterWorkload(
+    const std::string& id, registry::Workload workload) {
+  {
+    std::lock_guard lock(mu_);
+    RegisteredWorkload& w = workloads_[id];
+    bool changed =
+        w.connections == 0 && w.expires == absl::InfiniteFuture();  // new, not a reconnect
+    changed = changed ||
+              !(w.workload.address == workload.address && w.workload.labels == workload.labels &&
+                w.workload.inbound_ports == workload.inbound_ports && w.workload.ns == workload.ns);
+    w.workload = std::move(workload);
+    ++w.connections;
+    w.expires = absl::InfiniteFuture();
+    if (changed) ++workload_generation_;
+    stats_.workloads = workloads_.size();
+    if (!changed) return std::make_unique<RegistrationImpl>(this, id);
+  }
+  Poke();
+  return std::make_unique<RegistrationImpl>(this, id);
+}
+
+void SnapshotCache::Unregister(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = workloads_.find(id);
+    if (it == workloads_.end() || --it->second.connections > 0) return;
+    it->second.expires = absl::Now() + options_.workload_grace;
+  }
+  std::lock_guard lock(worker_mu_);
+  worker_cv_.notify_one();  // the worker recomputes its next expiry
+}
+
+absl::Time SnapshotCache::ExpireWorkloads(absl::Time now) {
+  absl::Time next = absl::InfiniteFuture();
+  bool expired = false;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = workloads_.begin(); it != workloads_.end();) {
+      if (it->second.connections == 0 && it->second.expires <= now) {
+        log::Info("xds: workload ", it->first, " left the registry after its grace period");
+        it = workloads_.erase(it);
+        expired = true;
+        continue;
+      }
+      if (it->second.connections == 0) next = std::min(next, it->second.expires);
+      ++it;
+    }
+    if (expired) {
+      ++workload_generation_;
+      stats_.workloads = workloads_.size();
+    }
+  }
+  if (expired) Poke();
+  return next;
+}
+
 void SnapshotCache::Rebuild() {
   std::vector<std::pair<SnapshotPtr, std::vector<std::shared_ptr<Watcher>>>> notify;
   {
     std::lock_guard lock(mu_);
     RefreshLocked();
-    std::string version = std::to_string(config_->revision());
+    std::string version = VersionLocked();
     for (auto& [proxy, entry] : entries_) {
       if (entry.snapshot && entry.snapshot->version == version) continue;
       entry.snapshot = CompileLocked(proxy, &entry);
@@ -141,6 +233,15 @@ void SnapshotCache::Rebuild() {
       if (w->active) w->callback(snap);
     }
   }
+}
+
+std::optional<absl::Time> SnapshotCache::CommitTime(const std::string& version) {
+  int64_t revision;
+  if (!absl::SimpleAtoi(version.substr(0, version.find('.')), &revision)) return std::nullopt;
+  std::lock_guard lock(mu_);
+  auto it = commit_times_.find(revision);
+  if (it == commit_times_.end()) return std::nullopt;
+  return it->second;
 }
 
 SnapshotCache::Stats SnapshotCache::GetStats() {

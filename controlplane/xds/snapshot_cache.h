@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -18,19 +19,23 @@ namespace mesh::xds {
 // The compiled resources of one proxy class at one config revision. Immutable and shared by
 // every stream of the class.
 struct Snapshot {
-  std::string version;  // the store revision it was compiled from
+  // The store revision it was compiled from; once sidecars have registered themselves,
+  // "<revision>.<registry generation>", since their comings and goings change endpoints too.
+  std::string version;
   compiler::Resources resources;
 };
 using SnapshotPtr = std::shared_ptr<const Snapshot>;
 
-// Compiles config per proxy class, once per class and revision, and tells the streams of each
-// class when their snapshot changes. Changes are debounced (quiet period, bounded delay) on a
-// worker thread. Thread-safe.
+// Compiles config per proxy class, once per class and version, and tells the streams of each
+// class when their snapshot changes. Config changes and workload registrations are debounced
+// (quiet period, bounded delay) on a worker thread. Thread-safe.
 class SnapshotCache {
  public:
   struct Options {
     absl::Duration debounce = absl::Milliseconds(100);
     absl::Duration debounce_max = absl::Seconds(1);
+    // How long a disconnected sidecar stays an endpoint, so a reconnect does not flap it.
+    absl::Duration workload_grace = absl::Seconds(10);
   };
   // Follows `index` from now on; the index must outlive the cache.
   SnapshotCache(model::ConfigIndex* index, Options options);
@@ -50,28 +55,56 @@ class SnapshotCache {
   std::unique_ptr<Watch> Subscribe(const compiler::ProxyClass& proxy, Callback on_update,
                                    SnapshotPtr* current);
 
-  // Recompiles every watched class now (what the worker does after the debounce).
+  // Adds a connected sidecar's workload to the registry under `id` (Istio's WorkloadEntry
+  // auto-registration). Destroying the handle removes it after the grace period, unless the same
+  // id registers again meanwhile.
+  class Registration {
+   public:
+    virtual ~Registration() = default;
+  };
+  std::unique_ptr<Registration> RegisterWorkload(const std::string& id,
+                                                 registry::Workload workload);
+
+  // When the store revision a snapshot version names was committed (seen by the index), if it
+  // is one of the last thousand.
+  std::optional<absl::Time> CommitTime(const std::string& version);
+
+  // Brings every watched class up to date now (what the worker does after the debounce).
   void Rebuild();
 
   struct Stats {
     int64_t rebuilds = 0;
     int64_t compiles = 0;
     size_t classes = 0;
+    size_t workloads = 0;
   };
   Stats GetStats();
 
  private:
   struct Watcher;
   class WatchImpl;
+  class RegistrationImpl;
   struct Entry {
     SnapshotPtr snapshot;
     compiler::CompileCache compile_cache;
     std::list<std::shared_ptr<Watcher>> watchers;
   };
+  struct RegisteredWorkload {
+    registry::Workload workload;
+    int connections = 0;
+    absl::Time expires = absl::InfiniteFuture();  // set once the last connection is gone
+  };
+
   SnapshotPtr CompileLocked(const compiler::ProxyClass& proxy, Entry* entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves to the index's newest config (and rebuilds the registry) if it has changed.
+  // Moves to the index's newest config, and rebuilds the registry if the config or the
+  // registered workloads changed.
   void RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string VersionLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unregister(const std::string& id);
+  // Drops workloads whose grace has run out; returns the next expiry.
+  absl::Time ExpireWorkloads(absl::Time now);
+  void Poke();  // a change worth a (debounced) rebuild
   void Run();
 
   model::ConfigIndex* index_;
@@ -79,7 +112,11 @@ class SnapshotCache {
   std::mutex mu_;
   model::ConfigSnapshotPtr config_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const registry::Registry> registry_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, RegisteredWorkload> workloads_ ABSL_GUARDED_BY(mu_);
+  int64_t workload_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t registry_generation_ ABSL_GUARDED_BY(mu_) = -1;
   std::map<compiler::ProxyClass, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, absl::Time> commit_times_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
 
   // Debounce worker.

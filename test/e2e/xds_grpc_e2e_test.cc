@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "meshpilot/testing/v1/echo.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -240,6 +241,10 @@ TEST_CASE(
   auto dump = mesh.pilot.Client().Get("/debug/config_dump?proxy=probe");
   REQUIRE(dump->status == 200);
   CHECK(absl::StrContains(dump->body, "outbound|9000|v2|echo.default.svc.cluster.local"));
+  // Every type's ACK of the applied revision is in the commit-to-ACK histogram.
+  std::string metrics = mesh.pilot.Client().Get("/metrics")->body;
+  CHECK(absl::StrContains(metrics, "meshpilot_xds_commit_to_ack_seconds_count 4\n"));
+  CHECK(absl::StrContains(metrics, "meshpilot_xds_connected_proxies 1\n"));
   CHECK(mesh.pilot.Client().Get("/debug/config_dump?proxy=nobody")->status == 404);
 }
 
@@ -328,6 +333,119 @@ spec:
   auto metrics = mesh.pilot.Client().Get("/metrics");
   CHECK(absl::StrContains(metrics->body, "meshpilot_xds_nacks_total 1\n"));
   ctx.TryCancel();
+}
+
+}  // namespace
+}  // namespace mesh
+
+namespace mesh {
+namespace {
+
+using model_labels_t = std::map<std::string, std::string>;
+
+// A raw ADS stream, for the tests that play a proxy by hand.
+struct RawStream {
+  RawStream(int xds_port, const std::string& id, const std::map<std::string, std::string>& meta,
+            const model_labels_t& labels = {}) {
+    channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", xds_port),
+                                  grpc::InsecureChannelCredentials());
+    stub = AggregatedDiscoveryService::NewStub(channel);
+    stream = stub->StreamAggregatedResources(&ctx);
+    node.set_id(id);
+    auto& fields = *node.mutable_metadata()->mutable_fields();
+    for (const auto& [k, v] : meta) fields[k].set_string_value(v);
+    auto& label_fields = *fields["LABELS"].mutable_struct_value()->mutable_fields();
+    for (const auto& [k, v] : labels) label_fields[k].set_string_value(v);
+  }
+  bool Subscribe(const std::string& type, const std::vector<std::string>& names) {
+    DiscoveryRequest req;
+    *req.mutable_node() = node;
+    req.set_type_url(type);
+    for (const auto& n : names) req.add_resource_names(n);
+    return stream->Write(req);
+  }
+  bool Ack(const DiscoveryResponse& res, const std::vector<std::string>& names) {
+    DiscoveryRequest req;
+    req.set_type_url(res.type_url());
+    req.set_version_info(res.version_info());
+    req.set_response_nonce(res.nonce());
+    for (const auto& n : names) req.add_resource_names(n);
+    return stream->Write(req);
+  }
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<AggregatedDiscoveryService::Stub> stub;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<DiscoveryRequest, DiscoveryResponse>> stream;
+  envoy::config::core::v3::Node node;
+};
+
+TEST_CASE(
+    "A connected sidecar becomes an endpoint of the services that select it, and leaves after the "
+    "grace period") {
+  Backend v1("v1");
+  testing::TempDir dir;
+  testing::MeshpilotProcess pilot(
+      MESHPILOT_BIN, dir.path() + "/data",
+      {"--debounce", "20ms", "--debounce-max", "200ms", "--workload-grace", "300ms"});
+  REQUIRE(pilot.Start());
+  REQUIRE(pilot.Client()
+              .Post("/apply?namespace=default",
+                    "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\n"
+                    "spec: {selector: {app: echo}, ports: [{name: grpc, port: 9000}]}\n",
+                    "application/yaml")
+              ->status == 200);
+  const std::string eds = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+  const std::string cluster = "outbound|9000||echo.default.svc.cluster.local";
+  RawStream watcher(pilot.xds_port(), "watcher", {{"NAMESPACE", "default"}});
+  REQUIRE(watcher.Subscribe(eds, {cluster}));
+  DiscoveryResponse res;
+  REQUIRE(watcher.stream->Read(&res));
+  auto endpoint_count = [](const DiscoveryResponse& r) {
+    envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+    if (r.resources_size() != 1 || !r.resources(0).UnpackTo(&cla)) return -1;
+    int n = 0;
+    for (const auto& group : cla.endpoints()) n += group.lb_endpoints_size();
+    return n;
+  };
+  CHECK(endpoint_count(res) == 0);
+  REQUIRE(watcher.Ack(res, {cluster}));
+
+  auto sidecar = std::make_unique<RawStream>(
+      pilot.xds_port(), "echo-v1-sidecar",
+      std::map<std::string, std::string>{{"ROLE", "sidecar"},
+                                         {"NAMESPACE", "default"},
+                                         {"INSTANCE_IPS", "127.0.0.1"},
+                                         {"INBOUND_PORTS", absl::StrCat("9000=", v1.port)}},
+      model_labels_t{{"app", "echo"}, {"version", "v1"}});
+  REQUIRE(sidecar->Subscribe("type.googleapis.com/envoy.config.cluster.v3.Cluster", {}));
+  REQUIRE(watcher.stream->Read(&res));
+  REQUIRE(endpoint_count(res) == 1);
+  envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+  res.resources(0).UnpackTo(&cla);
+  CHECK(cla.endpoints(0).lb_endpoints(0).endpoint().address().socket_address().port_value() ==
+        static_cast<uint32_t>(v1.port));
+  REQUIRE(watcher.Ack(res, {cluster}));
+
+  // gRPC's client reaches the backend through the auto-registered endpoint.
+  std::string bootstrap =
+      json{{"xds_servers",
+            {{{"server_uri", absl::StrCat("127.0.0.1:", pilot.xds_port())},
+              {"channel_creds", {{{"type", "insecure"}}}},
+              {"server_features", {"xds_v3"}}}}},
+           {"node", {{"id", "probe"}, {"metadata", {{"NAMESPACE", "default"}}}}}}
+          .dump();
+  testing::CommandResult r = testing::RunCommand({XDS_PROBE_BIN, kTarget, "count", "20"}, "",
+                                                 {"GRPC_XDS_BOOTSTRAP_CONFIG=" + bootstrap});
+  CHECK(absl::StrContains(r.out, "v1 20\n"));
+
+  auto closed = std::chrono::steady_clock::now();
+  sidecar->ctx.TryCancel();
+  sidecar.reset();
+  REQUIRE(watcher.stream->Read(&res));
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - closed).count();
+  CHECK(endpoint_count(res) == 0);
+  CHECK(waited >= 0.25);  // the grace period, not the disconnect, removed it
+  watcher.ctx.TryCancel();
 }
 
 }  // namespace
