@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "controlplane/compiler/builders.h"
 #include "controlplane/model/names.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
@@ -17,10 +18,11 @@
 #include "envoy/config/route/v3/route.pb.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace mesh::compiler {
-namespace {
+namespace internal {
 
 namespace core = envoy::config::core::v3;
 namespace route = envoy::config::route::v3;
@@ -40,81 +42,20 @@ void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
 }
 
-template <typename T>
-std::shared_ptr<const google::protobuf::Any> Pack(const T& message) {
-  auto any = std::make_shared<google::protobuf::Any>();
-  any->PackFrom(message);
-  return any;
-}
-
 bool VisibleToMesh(const std::vector<std::string>& gateways) {
   return gateways.empty() || std::find(gateways.begin(), gateways.end(), "mesh") != gateways.end();
 }
 
-// Lookups the compiler makes per service, prepared once per Compile so that compiling N services
-// stays O(N log N).
-class Lookup {
- public:
-  Lookup(const model::ConfigSnapshot& config, const registry::Registry& registry) {
-    std::vector<const model::Object*> vss = config.Sorted(model::Kind::kVirtualService);
-    for (size_t i = 0; i < vss.size(); ++i) {
-      const auto& vs = std::get<model::VirtualService>(vss[i]->spec);
-      if (!VisibleToMesh(vs.gateways)) continue;
-      for (const std::string& h : vs.hosts)
-        Add(model::ResolveHost(h, vss[i]->meta.namespace_), i, vss[i], &vs_);
-    }
-    std::vector<const model::Object*> drs = config.Sorted(model::Kind::kDestinationRule);
-    for (size_t i = 0; i < drs.size(); ++i) {
-      const auto& dr = std::get<model::DestinationRule>(drs[i]->spec);
-      Add(model::ResolveHost(dr.host, drs[i]->meta.namespace_), i, drs[i], &dr_);
-    }
-    for (const registry::ServicePort& sp : registry.ports()) ports_[sp.host].push_back(sp.port);
+bool AppliesTo(const std::vector<std::string>& refs, const std::string& ns,
+               const std::string& gateway) {
+  if (gateway.empty()) return VisibleToMesh(refs);
+  for (const std::string& ref : refs) {
+    if (ref == "mesh") continue;
+    std::string full = ref.find('/') == std::string::npos ? absl::StrCat(ns, "/", ref) : ref;
+    if (full == gateway) return true;
   }
-
-  // The VirtualService that routes `host` for the mesh: the first, by namespace and name, whose
-  // hosts cover it (Istio resolves conflicts by age; names keep this deterministic).
-  const model::Object* VirtualServiceFor(const std::string& host) const {
-    return First(vs_, host, false);
-  }
-  // The DestinationRule for `host`: an exact host first, then the first wildcard that covers it.
-  const model::Object* DestinationRuleFor(const std::string& host) const {
-    return First(dr_, host, true);
-  }
-  const std::vector<uint32_t>& PortsOf(const std::string& host) const {
-    static const std::vector<uint32_t> kNone;
-    auto it = ports_.find(host);
-    return it == ports_.end() ? kNone : it->second;
-  }
-
- private:
-  struct ByHost {
-    std::unordered_map<std::string, std::pair<size_t, const model::Object*>> exact;  // first only
-    std::vector<std::tuple<std::string, size_t, const model::Object*>> wildcard;
-  };
-  static void Add(const std::string& host, size_t order, const model::Object* o, ByHost* by) {
-    if (absl::StartsWith(host, "*"))
-      by->wildcard.emplace_back(host, order, o);
-    else
-      by->exact.emplace(host, std::make_pair(order, o));  // keeps the first
-  }
-  static const model::Object* First(const ByHost& by, const std::string& host, bool exact_wins) {
-    const model::Object* best = nullptr;
-    size_t best_order = SIZE_MAX;
-    if (auto it = by.exact.find(host); it != by.exact.end()) {
-      if (exact_wins) return it->second.second;
-      std::tie(best_order, best) = it->second;
-    }
-    for (const auto& [pattern, order, o] : by.wildcard) {
-      if (order < best_order && model::HostMatches(pattern, host)) {
-        best_order = order;
-        best = o;
-      }
-    }
-    return best;
-  }
-  ByHost vs_, dr_;
-  std::unordered_map<std::string, std::vector<uint32_t>> ports_;
-};
+  return false;
+}
 
 void SetRegex(const std::string& regex, envoy::type::matcher::v3::RegexMatcher* out) {
   out->mutable_google_re2();
@@ -166,12 +107,12 @@ void AddHeaderOps(const model::HeaderOperations& ops,
 // Builds the routes of one VirtualService HTTP route, one per match (or one catch-all).
 void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& vs_obj,
                   const ProxyClass& proxy, const Lookup& lookup, const std::string& host,
-                  uint32_t port, route::VirtualHost* vh) {
+                  uint32_t port, const std::string& gateway, route::VirtualHost* vh) {
   std::vector<const model::HTTPMatchRequest*> matches;
   for (const auto& m : r.match) {
     if (m.port && m.port != port) continue;
     if (!registry::LabelsMatch(m.source_labels, proxy.labels)) continue;
-    if (!m.gateways.empty() && !VisibleToMesh(m.gateways)) continue;
+    if (!m.gateways.empty() && !AppliesTo(m.gateways, vs_obj.meta.namespace_, gateway)) continue;
     if (!m.source_namespace.empty() && m.source_namespace != proxy.ns) continue;
     matches.push_back(&m);
   }
@@ -285,13 +226,10 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
   }
 }
 
-route::RouteConfiguration BuildRouteConfig(const Lookup& lookup, const ProxyClass& proxy,
-                                           const registry::ServicePort& sp,
-                                           const std::string& name) {
-  route::RouteConfiguration rc;
-  rc.set_name(name);
-  route::VirtualHost* vh = rc.add_virtual_hosts();
-  vh->set_name(name);
+route::VirtualHost ServiceVirtualHost(const Lookup& lookup, const ProxyClass& proxy,
+                                      const registry::ServicePort& sp, bool bare_hosts) {
+  route::VirtualHost vh;
+  vh.set_name(absl::StrCat(sp.host, ":", sp.port));
   // Clients match on the authority they dialled: the FQDN, and Kubernetes' shorter forms.
   std::vector<std::string> hosts = {sp.host};
   if (absl::EndsWith(sp.host, ".svc.cluster.local")) {
@@ -301,21 +239,31 @@ route::RouteConfiguration BuildRouteConfig(const Lookup& lookup, const ProxyClas
     if (parts[1] == proxy.ns) hosts.push_back(parts[0]);
   }
   for (const std::string& h : hosts) {
-    vh->add_domains(h);
-    vh->add_domains(absl::StrCat(h, ":", sp.port));
+    if (bare_hosts) vh.add_domains(h);
+    vh.add_domains(absl::StrCat(h, ":", sp.port));
   }
   if (const model::Object* vs_obj = lookup.VirtualServiceFor(sp.host)) {
     const auto& vs = std::get<model::VirtualService>(vs_obj->spec);
     for (size_t i = 0; i < vs.http.size(); ++i) {
-      AddHttpRoute(vs.http[i], i, *vs_obj, proxy, lookup, sp.host, sp.port, vh);
+      AddHttpRoute(vs.http[i], i, *vs_obj, proxy, lookup, sp.host, sp.port, "", &vh);
     }
   }
-  if (vh->routes_size() == 0) {
-    route::Route* r = vh->add_routes();
+  if (vh.routes_size() == 0) {
+    route::Route* r = vh.add_routes();
     r->set_name("default");
     r->mutable_match()->set_prefix("/");
     r->mutable_route()->set_cluster(ClusterName(sp.port, "", sp.host));
   }
+  return vh;
+}
+
+route::RouteConfiguration BuildRouteConfig(const Lookup& lookup, const ProxyClass& proxy,
+                                           const registry::ServicePort& sp,
+                                           const std::string& name) {
+  route::RouteConfiguration rc;
+  rc.set_name(name);
+  *rc.add_virtual_hosts() = ServiceVirtualHost(lookup, proxy, sp, true);
+  rc.mutable_virtual_hosts(0)->set_name(name);
   return rc;
 }
 
@@ -453,7 +401,9 @@ listener::Listener BuildApiListener(const std::string& name) {
   return l;
 }
 
-}  // namespace
+}  // namespace internal
+
+using namespace internal;
 
 std::string ProxyClass::ToString() const {
   std::vector<std::string> labels_text;
@@ -480,7 +430,18 @@ ProxyClass ClassOf(const model::ConfigSnapshot& config, Role role, const std::st
       }
     }
   });
-  ProxyClass c{role, ns, {}};
+  if (role == Role::kGateway) {
+    config.ForEach(model::Kind::kGateway, [&](const model::Object& o) {
+      for (const auto& [k, v] : std::get<model::Gateway>(o.spec).selector) keys.insert(k);
+    });
+  }
+  if (role == Role::kSidecar) {
+    config.ForEach(model::Kind::kService, [&](const model::Object& o) {
+      if (o.meta.namespace_ != ns) return;
+      for (const auto& [k, v] : std::get<model::Service>(o.spec).selector) keys.insert(k);
+    });
+  }
+  ProxyClass c{role, ns, {}, {}};
   for (const auto& [k, v] : labels) {
     if (keys.count(k)) c.labels[k] = v;
   }
@@ -568,6 +529,8 @@ Resources Compile(const model::ConfigSnapshotPtr& config, const registry::Regist
     for (const auto& [type, named] : entry.outputs) out.by_type[type][named.first] = named.second;
     if (cache) next.emplace(std::make_pair(sp.host, sp.port), std::move(entry));
   }
+  if (proxy.role == Role::kGateway) CompileGatewayListeners(*config, lookup, proxy, &out);
+  if (proxy.role == Role::kSidecar) CompileSidecarListeners(*config, registry, lookup, proxy, &out);
   if (cache) {
     cache->entries_ = std::move(next);
     cache->held_ = config;
@@ -589,14 +552,41 @@ absl::Status CheckConsistency(const Resources& resources) {
   const ResourceMap& clusters = resources.Of(kClusterType);
   const ResourceMap& routes = resources.Of(kRouteType);
   const ResourceMap& endpoints = resources.Of(kEndpointType);
+  auto check_tcp = [&](const std::string& where,
+                       const envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy& tcp) {
+    std::vector<std::string> named;
+    if (!tcp.cluster().empty()) named.push_back(tcp.cluster());
+    for (const auto& cw : tcp.weighted_clusters().clusters()) named.push_back(cw.name());
+    for (const std::string& c : named) {
+      if (!clusters.count(c)) missing.push_back(absl::StrCat(where, " names cluster ", c));
+    }
+  };
   for (const auto& [name, any] : resources.Of(kListenerType)) {
     listener::Listener l;
     any->UnpackTo(&l);
-    hcm::HttpConnectionManager manager;
-    if (l.has_api_listener() && l.api_listener().api_listener().UnpackTo(&manager) &&
-        manager.has_rds() && !routes.count(manager.rds().route_config_name())) {
-      missing.push_back(absl::StrCat("listener ", name, " names route config ",
-                                     manager.rds().route_config_name()));
+    std::vector<const google::protobuf::Any*> configs;
+    if (l.has_api_listener()) configs.push_back(&l.api_listener().api_listener());
+    for (const auto& chain : l.filter_chains()) {
+      for (const auto& f : chain.filters()) configs.push_back(&f.typed_config());
+    }
+    for (const google::protobuf::Any* config : configs) {
+      hcm::HttpConnectionManager manager;
+      envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy tcp;
+      if (config->UnpackTo(&manager) && manager.has_rds() &&
+          !routes.count(manager.rds().route_config_name())) {
+        missing.push_back(absl::StrCat("listener ", name, " names route config ",
+                                       manager.rds().route_config_name()));
+      }
+      if (config->Is<decltype(tcp)>() && config->UnpackTo(&tcp))
+        check_tcp(absl::StrCat("listener ", name), tcp);
+      for (const auto& vh : manager.route_config().virtual_hosts()) {
+        for (const auto& r : vh.routes()) {
+          if (!r.route().cluster().empty() && !clusters.count(r.route().cluster())) {
+            missing.push_back(
+                absl::StrCat("listener ", name, " names cluster ", r.route().cluster()));
+          }
+        }
+      }
     }
   }
   for (const auto& [name, any] : routes) {

@@ -3,6 +3,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "controlplane/model/config_index.h"
@@ -23,20 +25,33 @@ inline constexpr char kEndpointType[] =
 
 enum class Role { kProxyless, kSidecar, kGateway };
 
+// A sidecar's inbound port: mesh traffic for `service_port` arrives on `listen_port` and goes
+// to the local app on `app_port` (0: the service's targetPort).
+struct InboundPort {
+  uint32_t service_port = 0, listen_port = 0, app_port = 0;
+  bool operator<(const InboundPort& o) const {
+    return std::tie(service_port, listen_port, app_port) <
+           std::tie(o.service_port, o.listen_port, o.app_port);
+  }
+  bool operator==(const InboundPort&) const = default;
+};
+
 // Everything that decides a proxy's resources. Proxies of one class share one compiled result.
 struct ProxyClass {
   Role role = Role::kProxyless;
   std::string ns;
   model::Labels labels;  // only the labels some sourceLabels or selector looks at (see ClassOf)
+  std::vector<InboundPort> inbound;  // sidecars only; sorted
   bool operator<(const ProxyClass& o) const {
-    return std::tie(role, ns, labels) < std::tie(o.role, o.ns, o.labels);
+    return std::tie(role, ns, labels, inbound) < std::tie(o.role, o.ns, o.labels, o.inbound);
   }
   bool operator==(const ProxyClass& o) const = default;
   std::string ToString() const;
 };
 
-// Reduces a proxy's labels to those that some VirtualService sourceLabels mentions, so proxies
-// that differ only in irrelevant labels share a class.
+// Reduces a proxy's labels to those that decide its resources (VirtualService sourceLabels; for
+// gateways, Gateway selectors; for sidecars, the selectors of Services in its namespace), so
+// proxies that differ only in irrelevant labels share a class.
 ProxyClass ClassOf(const model::ConfigSnapshot& config, Role role, const std::string& ns,
                    const model::Labels& labels);
 

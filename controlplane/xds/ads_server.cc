@@ -176,12 +176,41 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
       }
     }
     proxy_ = server_->cache_->Classify(r, ns, labels);
+    if (r == compiler::Role::kSidecar) proxy_.inbound = InboundPorts(meta);
     if (r == compiler::Role::kSidecar) RegisterWorkload(meta, ns, labels);
     SnapshotPtr current;
     watch_ = server_->cache_->Subscribe(
         proxy_, [this](SnapshotPtr s) { OnSnapshot(std::move(s)); }, &current);
     snapshot_ = std::move(current);
     log::Info("xds: stream opened node=", node_id_, " class=", proxy_.ToString(), " peer=", peer_);
+  }
+
+  // INBOUND_PORTS "8080=18081,..." (service port = listen port) and, optionally, APP_PORTS
+  // "18081=9081,..." (listen port = the local app's port; else the service's targetPort).
+  std::vector<compiler::InboundPort> InboundPorts(const google::protobuf::Struct& meta) {
+    auto pairs = [&](const std::string& key) {
+      std::map<uint32_t, uint32_t> out;
+      for (absl::string_view pair :
+           absl::StrSplit(StructString(meta, key), ',', absl::SkipEmpty())) {
+        std::vector<absl::string_view> kv = absl::StrSplit(pair, '=');
+        uint32_t a, b;
+        if (kv.size() == 2 && absl::SimpleAtoi(kv[0], &a) && absl::SimpleAtoi(kv[1], &b) && a &&
+            b && a < 65536 && b < 65536) {
+          out[a] = b;
+        } else {
+          log::Warn("xds: proxy ", node_id_, ": ignoring ", key, " entry \"", pair, "\"");
+        }
+      }
+      return out;
+    };
+    std::map<uint32_t, uint32_t> app = pairs("APP_PORTS");
+    std::vector<compiler::InboundPort> out;
+    for (const auto& [service_port, listen_port] : pairs("INBOUND_PORTS")) {
+      auto it = app.find(listen_port);
+      out.push_back({service_port, listen_port, it == app.end() ? 0u : it->second});
+    }
+    std::sort(out.begin(), out.end());
+    return out;
   }
 
   // A sidecar's node metadata makes it an endpoint of the services that select it:

@@ -324,3 +324,108 @@ TEST_CASE("An incremental compile equals a full one and rebuilds only the change
 
 }  // namespace
 }  // namespace mesh::compiler
+
+namespace mesh::compiler {
+namespace {
+
+// The voting-app tutorial through step 3, applied into "voting" as the tutorial does.
+model::ConfigSnapshotPtr VotingAppStep3(mesh::testing::ServiceFixture& fx) {
+  const std::string m = MESH_MANIFESTS_DIR;
+  for (const char* f :
+       {"kubernetes/step-1-create-voting-app.yaml", "istio/step-1-create-voting-app-gateway.yaml",
+        "kubernetes/step-2-update-voting-analytics-to-1.1.yaml",
+        "istio/step-2-update-and-add-routing-for-all-components.yaml",
+        "kubernetes/step-3-update-voting-app-with-new-storage.yaml",
+        "istio/step-3-add-routing-for-2.0-components.yaml"}) {
+    REQUIRE(fx.service->Apply(ReadText(m + "/" + f), api::BodyFormat::kYaml, "voting").ok());
+  }
+  return fx.index->Current();
+}
+
+json CompileFor(const model::ConfigSnapshotPtr& config, ProxyClass proxy) {
+  registry::Registry reg = registry::Registry::Build(*config, {});
+  Resources res = Compile(*config, reg, proxy);
+  INFO(CheckConsistency(res).message());
+  CHECK(CheckConsistency(res).ok());
+  return json::parse(ToJson(res));
+}
+
+TEST_CASE(
+    "The ingress gateway gets a listener per server port, routed by the VirtualServices bound to "
+    "it") {
+  mesh::testing::ServiceFixture fx;
+  model::ConfigSnapshotPtr config = VotingAppStep3(fx);
+  ProxyClass gw =
+      ClassOf(*config, Role::kGateway, "istio-system", {{"istio", "ingressgateway"}, {"pod", "x"}});
+  CHECK(gw.labels == model::Labels{{"istio", "ingressgateway"}});
+  json got = CompileFor(config, gw);
+  const json& l = got[kListenerType]["0.0.0.0_80"];
+  CHECK(l["address"]["socket_address"] == json({{"address", "0.0.0.0"}, {"port_value", 80}}));
+  CHECK(l["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["route_config_name"] ==
+        "http.80");
+  const json& vh = got[kRouteType]["http.80"]["virtual_hosts"][0];
+  CHECK(vh["domains"] == json({"*"}));
+  CHECK(vh["routes"][0]["match"]["headers"][0]["safe_regex_match"]["regex"] ==
+        "^(.*?; ?)?(featureflag=on)(;.*)?$");
+  CHECK(vh["routes"][0]["route"]["cluster"] ==
+        "outbound|8080|v2-0|voting-app.voting.svc.cluster.local");
+  CHECK(vh["routes"][1]["route"]["cluster"] ==
+        "outbound|8080|v1-0|voting-app.voting.svc.cluster.local");
+  // The gateway gets no sidecar listeners, and a proxy the Gateway does not select gets nothing.
+  CHECK(!got[kListenerType].contains("virtualOutbound"));
+  json other = CompileFor(
+      config, ClassOf(*config, Role::kGateway, "istio-system", {{"istio", "egressgateway"}}));
+  CHECK(other[kListenerType].empty());
+}
+
+TEST_CASE(
+    "Sidecars get outbound listeners routed for their class, TCP by sourceLabels, and inbound to "
+    "the app") {
+  mesh::testing::ServiceFixture fx;
+  model::ConfigSnapshotPtr config = VotingAppStep3(fx);
+  auto sidecar = [&](const std::string& version, uint32_t listen) {
+    ProxyClass p =
+        ClassOf(*config, Role::kSidecar, "voting", {{"app", "voting-app"}, {"version", version}});
+    p.inbound = {{8080, listen, 0}};
+    return CompileFor(config, p);
+  };
+  json v1 = sidecar("1.0", 18081);
+  // The HTTP proxy listener knows every HTTP service, by name with and without its only port.
+  const json& vo = v1[kRouteType]["virtualOutbound"]["virtual_hosts"];
+  bool found = false;
+  for (const json& vh : vo) {
+    if (vh["name"] != "voting-analytics.voting.svc.cluster.local:8080") continue;
+    found = true;
+    CHECK(std::find(vh["domains"].begin(), vh["domains"].end(), "voting-analytics") !=
+          vh["domains"].end());
+    CHECK(std::find(vh["domains"].begin(), vh["domains"].end(), "voting-analytics:8080") !=
+          vh["domains"].end());
+    CHECK(vh["routes"][0]["route"]["cluster"] ==
+          "outbound|8080|v1-1|voting-analytics.voting.svc.cluster.local");
+  }
+  CHECK(found);
+  CHECK(v1[kListenerType]["0.0.0.0_8080"]["filter_chains"][0]["filters"][0]["typed_config"]["rds"]
+          ["route_config_name"] == "8080");
+  // Redis for 1.0, MariaDB for 2.0: the tutorial's storage routes by source labels.
+  const json& redis = v1[kListenerType]["0.0.0.0_6379"]["filter_chains"][0]["filters"][0];
+  CHECK(redis["name"] == "envoy.filters.network.tcp_proxy");
+  CHECK(redis["typed_config"]["cluster"] ==
+        "outbound|6379|v1-0|voting-storage.voting.svc.cluster.local");
+  json v2 = sidecar("2.0", 18082);
+  CHECK(v2[kListenerType]["0.0.0.0_3306"]["filter_chains"][0]["filters"][0]["typed_config"]
+          ["cluster"] == "outbound|3306|v2-0|voting-storage.voting.svc.cluster.local");
+  // Inbound: the service port's traffic arrives on the listen port and goes to the local app.
+  const json& inbound = v1[kListenerType]["inbound|18081"];
+  CHECK(inbound["address"]["socket_address"]["port_value"] == 18081);
+  CHECK(inbound["traffic_direction"] == "INBOUND");
+  const json& hcm = inbound["filter_chains"][0]["filters"][0]["typed_config"];
+  CHECK(hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster"] ==
+        "inbound|18081||");
+  const json& app = v1[kClusterType]["inbound|18081||"];
+  CHECK(app["type"] == "STATIC");
+  CHECK(app["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+           ["socket_address"] == json({{"address", "127.0.0.1"}, {"port_value", 8080}}));
+}
+
+}  // namespace
+}  // namespace mesh::compiler

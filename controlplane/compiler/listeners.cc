@@ -1,0 +1,322 @@
+// Gateway and sidecar listeners, with the route configs they name.
+//
+// Gateway: one listener per Gateway server port ("0.0.0.0_80"); HTTP ports route by the route
+// config "http.80", whose virtual hosts are the hosts of the VirtualServices bound to the gateway
+// intersected with the server's hosts; TCP ports proxy to the VirtualService's tcp route.
+//
+// Sidecar: "virtualOutbound" (the HTTP proxy listener apps send requests to), routing every
+// HTTP service by Host through the route config "virtualOutbound"; one listener per service port
+// ("0.0.0.0_8080"), routing HTTP by the route config "8080" and TCP by the VirtualService's tcp
+// routes; one inbound listener per INBOUND_PORTS entry ("inbound|18081") to the cluster
+// "inbound|18081||", the local app.
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "controlplane/compiler/builders.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+
+namespace mesh::compiler::internal {
+namespace {
+
+namespace core = envoy::config::core::v3;
+namespace route = envoy::config::route::v3;
+namespace listener = envoy::config::listener::v3;
+namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
+using envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+
+bool IsHttp(const std::string& protocol) {
+  return protocol == "HTTP" || protocol == "HTTP2" || protocol == "GRPC" || protocol == "GRPC-WEB";
+}
+
+listener::Listener BaseListener(const std::string& name, uint32_t port,
+                                core::TrafficDirection direction) {
+  listener::Listener l;
+  l.set_name(name);
+  auto* addr = l.mutable_address()->mutable_socket_address();
+  addr->set_address("0.0.0.0");
+  addr->set_port_value(port);
+  l.set_traffic_direction(direction);
+  return l;
+}
+
+hcm::HttpConnectionManager Manager(const std::string& stat_prefix) {
+  hcm::HttpConnectionManager m;
+  m.set_stat_prefix(stat_prefix);
+  hcm::HttpFilter* router = m.add_http_filters();
+  router->set_name("envoy.filters.http.router");
+  router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
+  return m;
+}
+
+void AddRdsChain(const std::string& route_config, listener::Listener* l) {
+  hcm::HttpConnectionManager m = Manager(l->name());
+  m.mutable_rds()->set_route_config_name(route_config);
+  m.mutable_rds()->mutable_config_source()->mutable_ads();
+  m.mutable_rds()->mutable_config_source()->set_resource_api_version(core::V3);
+  listener::Filter* f = l->add_filter_chains()->add_filters();
+  f->set_name("envoy.filters.network.http_connection_manager");
+  f->mutable_typed_config()->PackFrom(m);
+}
+
+void AddTcpChain(const TcpProxy& proxy, listener::Listener* l) {
+  listener::Filter* f = l->add_filter_chains()->add_filters();
+  f->set_name("envoy.filters.network.tcp_proxy");
+  f->mutable_typed_config()->PackFrom(proxy);
+}
+
+// The tcp_proxy for `host:port`: the first tcp route of the host's VirtualService whose match
+// applies (port, sourceLabels, gateways), else the whole service.
+TcpProxy TcpRoute(const Lookup& lookup, const ProxyClass& proxy, const std::string& host,
+                  uint32_t port, const model::Object* vs_obj, const std::string& gateway) {
+  TcpProxy out;
+  out.set_stat_prefix(ClusterName(port, "", host));
+  if (vs_obj) {
+    const auto& vs = std::get<model::VirtualService>(vs_obj->spec);
+    for (const model::TCPRoute& r : vs.tcp) {
+      bool applies = r.match.empty();
+      for (const model::L4MatchAttributes& m : r.match) {
+        if (m.port && m.port != port) continue;
+        if (!registry::LabelsMatch(m.source_labels, proxy.labels)) continue;
+        if (!m.gateways.empty() && !AppliesTo(m.gateways, vs_obj->meta.namespace_, gateway))
+          continue;
+        if (!m.source_namespace.empty() && m.source_namespace != proxy.ns) continue;
+        applies = true;
+        break;
+      }
+      if (!applies || r.route.empty()) continue;
+      auto cluster_of = [&](const model::Destination& d) {
+        std::string dest = model::ResolveHost(d.host, vs_obj->meta.namespace_);
+        return ClusterName(DestinationPort(lookup, dest, d, port, host), d.subset, dest);
+      };
+      if (r.route.size() == 1) {
+        out.set_cluster(cluster_of(r.route[0].destination));
+      } else {
+        for (const model::RouteDestination& d : r.route) {
+          if (d.weight == 0) continue;
+          auto* cw = out.mutable_weighted_clusters()->add_clusters();
+          cw->set_name(cluster_of(d.destination));
+          cw->set_weight(static_cast<uint32_t>(d.weight));
+        }
+      }
+      return out;
+    }
+  }
+  out.set_cluster(ClusterName(port, "", host));
+  return out;
+}
+
+// Whether a Gateway server host ("ns/host", "*/host", "./host" or "host") admits `host` of a
+// VirtualService in `vs_ns`, for a gateway in `gateway_ns`.
+bool ServerAdmits(const std::string& server_host, const std::string& host, const std::string& vs_ns,
+                  const std::string& gateway_ns) {
+  std::string pattern = server_host;
+  if (size_t slash = server_host.find('/'); slash != std::string::npos) {
+    std::string ns = server_host.substr(0, slash);
+    pattern = server_host.substr(slash + 1);
+    if (ns == ".") ns = gateway_ns;
+    if (ns != "*" && ns != vs_ns) return false;
+  }
+  return model::HostMatches(pattern, host) || model::HostMatches(host, pattern);
+}
+
+}  // namespace
+
+void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& lookup,
+                             const ProxyClass& proxy, Resources* out) {
+  struct Bound {
+    std::string gateway;  // "ns/name"
+    const model::Server* server;
+  };
+  std::map<uint32_t, std::vector<Bound>> by_port;
+  for (const model::Object* o : config.Sorted(model::Kind::kGateway)) {
+    const auto& gw = std::get<model::Gateway>(o->spec);
+    if (!registry::LabelsMatch(gw.selector, proxy.labels)) continue;
+    for (const model::Server& s : gw.servers) {
+      by_port[s.port.number].push_back({absl::StrCat(o->meta.namespace_, "/", o->meta.name), &s});
+    }
+  }
+  std::vector<const model::Object*> services = config.Sorted(model::Kind::kVirtualService);
+  for (const auto& [port, bound] : by_port) {
+    const std::string& protocol = bound[0].server->port.protocol;
+    std::string name = absl::StrCat("0.0.0.0_", port);
+    listener::Listener l = BaseListener(name, port, core::INBOUND);
+    if (IsHttp(protocol)) {
+      std::string rc_name = absl::StrCat("http.", port);
+      route::RouteConfiguration rc;
+      rc.set_name(rc_name);
+      std::map<std::string, route::VirtualHost*> vhosts;
+      for (const model::Object* vs_obj : services) {
+        const auto& vs = std::get<model::VirtualService>(vs_obj->spec);
+        for (const Bound& b : bound) {
+          if (!AppliesTo(vs.gateways, vs_obj->meta.namespace_, b.gateway) || vs.gateways.empty())
+            continue;
+          std::string gateway_ns = b.gateway.substr(0, b.gateway.find('/'));
+          for (const std::string& raw : vs.hosts) {
+            std::string host = model::ResolveHost(raw, vs_obj->meta.namespace_);
+            bool admitted = false;
+            for (const std::string& sh : b.server->hosts) {
+              admitted = admitted || ServerAdmits(sh, host, vs_obj->meta.namespace_, gateway_ns);
+            }
+            if (!admitted || vhosts.count(host))
+              continue;  // the first VirtualService for a host wins
+            route::VirtualHost* vh = rc.add_virtual_hosts();
+            vhosts[host] = vh;
+            vh->set_name(absl::StrCat(host, ":", port));
+            if (host == "*") {
+              vh->add_domains("*");
+            } else {
+              vh->add_domains(host);
+              vh->add_domains(absl::StrCat(host, ":", port));
+            }
+            for (size_t i = 0; i < vs.http.size(); ++i) {
+              AddHttpRoute(vs.http[i], i, *vs_obj, proxy, lookup, host, port, b.gateway, vh);
+            }
+          }
+        }
+      }
+      AddRdsChain(rc_name, &l);
+      out->by_type[kRouteType][rc_name] = Pack(rc);
+    } else if (protocol == "TCP" || protocol == "MONGO") {
+      // The first VirtualService bound to this gateway with a tcp route for the port.
+      const model::Object* chosen = nullptr;
+      std::string host, gateway;
+      for (const model::Object* vs_obj : services) {
+        const auto& vs = std::get<model::VirtualService>(vs_obj->spec);
+        for (const Bound& b : bound) {
+          if (!chosen && !vs.tcp.empty() && !vs.gateways.empty() &&
+              AppliesTo(vs.gateways, vs_obj->meta.namespace_, b.gateway)) {
+            chosen = vs_obj;
+            gateway = b.gateway;
+            host = model::ResolveHost(vs.hosts[0], vs_obj->meta.namespace_);
+          }
+        }
+      }
+      if (!chosen) continue;  // nothing routes this port yet
+      TcpProxy tcp = TcpRoute(lookup, proxy, host, port, chosen, gateway);
+      if (tcp.cluster().empty() && tcp.weighted_clusters().clusters().empty()) continue;
+      AddTcpChain(tcp, &l);
+    } else {
+      // HTTPS and TLS servers need certificates: they come with the mesh-identity work.
+      continue;
+    }
+    out->by_type[kListenerType][name] = Pack(l);
+  }
+}
+
+void CompileSidecarListeners(const model::ConfigSnapshot& config,
+                             const registry::Registry& registry, const Lookup& lookup,
+                             const ProxyClass& proxy, Resources* out) {
+  // Outbound: per service port, and the HTTP proxy listener over all HTTP services.
+  route::RouteConfiguration virtual_outbound;
+  virtual_outbound.set_name("virtualOutbound");
+  std::map<uint32_t, route::RouteConfiguration> by_port;
+  std::map<uint32_t, const registry::ServicePort*> tcp_by_port;
+  std::map<std::string, int> http_ports_of_host;
+  for (const registry::ServicePort& sp : registry.ports()) {
+    if (IsHttp(sp.protocol)) ++http_ports_of_host[sp.host];
+  }
+  for (const registry::ServicePort& sp : registry.ports()) {
+    if (IsHttp(sp.protocol)) {
+      route::RouteConfiguration& rc = by_port[sp.port];
+      rc.set_name(std::to_string(sp.port));
+      // On a per-port listener the port is known, so bare names are unambiguous.
+      *rc.add_virtual_hosts() = ServiceVirtualHost(lookup, proxy, sp, true);
+      // Through the HTTP proxy listener a bare name means the service's only HTTP port, or 80.
+      *virtual_outbound.add_virtual_hosts() =
+          ServiceVirtualHost(lookup, proxy, sp, sp.port == 80 || http_ports_of_host[sp.host] == 1);
+    } else if (!tcp_by_port.count(sp.port)) {
+      tcp_by_port[sp.port] = &sp;
+    } else {
+      log::Debug("compiler: TCP port ", sp.port, " of ", sp.host, " is shadowed by ",
+                 tcp_by_port[sp.port]->host, " on the per-port outbound listener");
+    }
+  }
+  listener::Listener vo = BaseListener("virtualOutbound", 15001, core::OUTBOUND);
+  AddRdsChain("virtualOutbound", &vo);
+  out->by_type[kListenerType]["virtualOutbound"] = Pack(vo);
+  out->by_type[kRouteType]["virtualOutbound"] = Pack(virtual_outbound);
+  for (const auto& [port, rc] : by_port) {
+    std::string name = absl::StrCat("0.0.0.0_", port);
+    listener::Listener l = BaseListener(name, port, core::OUTBOUND);
+    AddRdsChain(rc.name(), &l);
+    out->by_type[kListenerType][name] = Pack(l);
+    out->by_type[kRouteType][rc.name()] = Pack(rc);
+  }
+  for (const auto& [port, sp] : tcp_by_port) {
+    if (by_port.count(port)) continue;  // an HTTP service already owns the port
+    std::string name = absl::StrCat("0.0.0.0_", port);
+    listener::Listener l = BaseListener(name, port, core::OUTBOUND);
+    AddTcpChain(TcpRoute(lookup, proxy, sp->host, port, lookup.VirtualServiceFor(sp->host), ""),
+                &l);
+    out->by_type[kListenerType][name] = Pack(l);
+  }
+
+  // Inbound: the proxy's own ports, to the local app.
+  for (const InboundPort& in : proxy.inbound) {
+    std::string protocol = "TCP";
+    uint32_t app_port = in.app_port;
+    config.ForEach(model::Kind::kService, [&](const model::Object& o) {
+      const auto& svc = std::get<model::Service>(o.spec);
+      if (o.meta.namespace_ != proxy.ns || svc.selector.empty() ||
+          !registry::LabelsMatch(svc.selector, proxy.labels))
+        return;
+      for (const auto& p : svc.ports) {
+        if (p.port != in.service_port) continue;
+        if (const registry::ServicePort* sp = registry.Find(
+                absl::StrCat(o.meta.name, ".", o.meta.namespace_, ".svc.cluster.local"), p.port)) {
+          protocol = sp->protocol;
+        }
+        if (!app_port) app_port = p.target_port ? p.target_port : p.port;
+      }
+    });
+    if (!app_port) app_port = in.service_port;
+    std::string cluster_name = absl::StrCat("inbound|", in.listen_port, "||");
+    envoy::config::cluster::v3::Cluster c;
+    c.set_name(cluster_name);
+    c.set_type(envoy::config::cluster::v3::Cluster::STATIC);
+    SetDuration(absl::Seconds(10), c.mutable_connect_timeout());
+    // STATIC: the endpoint travels inside the cluster, as Envoy expects.
+    envoy::config::endpoint::v3::ClusterLoadAssignment& cla = *c.mutable_load_assignment();
+    cla.set_cluster_name(cluster_name);
+    auto* group = cla.add_endpoints();
+    group->mutable_locality();
+    group->mutable_load_balancing_weight()->set_value(1);
+    auto* addr =
+        group->add_lb_endpoints()->mutable_endpoint()->mutable_address()->mutable_socket_address();
+    addr->set_address("127.0.0.1");
+    addr->set_port_value(app_port);
+    out->by_type[kClusterType][cluster_name] = Pack(c);
+
+    std::string name = absl::StrCat("inbound|", in.listen_port);
+    listener::Listener l = BaseListener(name, in.listen_port, core::INBOUND);
+    if (IsHttp(protocol)) {
+      hcm::HttpConnectionManager m = Manager(name);
+      route::RouteConfiguration* rc = m.mutable_route_config();
+      rc->set_name(name);
+      route::VirtualHost* vh = rc->add_virtual_hosts();
+      vh->set_name(name);
+      vh->add_domains("*");
+      route::Route* r = vh->add_routes();
+      r->set_name("default");
+      r->mutable_match()->set_prefix("/");
+      r->mutable_route()->set_cluster(cluster_name);
+      listener::Filter* f = l.add_filter_chains()->add_filters();
+      f->set_name("envoy.filters.network.http_connection_manager");
+      f->mutable_typed_config()->PackFrom(m);
+    } else {
+      TcpProxy tcp;
+      tcp.set_stat_prefix(name);
+      tcp.set_cluster(cluster_name);
+      AddTcpChain(tcp, &l);
+    }
+    out->by_type[kListenerType][name] = Pack(l);
+  }
+}
+
+}  // namespace mesh::compiler::internal
