@@ -13,6 +13,7 @@
 #include "controlplane/compiler/compiler.h"
 #include "controlplane/model/names.h"
 #include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "google/protobuf/duration.pb.h"
 
 namespace mesh::compiler::internal {
@@ -117,6 +118,15 @@ envoy::config::route::v3::VirtualHost ServiceVirtualHost(const Lookup& lookup,
                                                          const ProxyClass& proxy,
                                                          const registry::ServicePort& sp,
                                                          bool bare_hosts);
+
+// An HTTP connection manager with the fault and router filters, routes to be set by the caller.
+envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager Manager(
+    const std::string& stat_prefix);
+
+// The traffic policy for one cluster: the DestinationRule's top level, overridden by the
+// port-level settings for `port`, overridden by the subset's policy (Istio's precedence).
+model::TrafficPolicy EffectivePolicy(const model::DestinationRule* dr, const model::Subset* subset,
+                                     uint32_t port);
 
 // Gateway and sidecar listeners with their route configs (listeners.cc).
 void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& lookup,

@@ -16,9 +16,11 @@
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace mesh::compiler {
@@ -200,6 +202,72 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
       }
       wc->mutable_total_weight()->set_value(100);
     }
+    if (r.fault) {
+      envoy::extensions::filters::http::fault::v3::HTTPFault fault;
+      auto percent = [](double pct, envoy::type::v3::FractionalPercent* out) {
+        out->set_numerator(static_cast<uint32_t>(pct * 10000 + 0.5));
+        out->set_denominator(envoy::type::v3::FractionalPercent::MILLION);
+      };
+      if (r.fault->delay) {
+        SetDuration(r.fault->delay->fixed_delay, fault.mutable_delay()->mutable_fixed_delay());
+        percent(r.fault->delay->percentage, fault.mutable_delay()->mutable_percentage());
+      }
+      if (r.fault->abort) {
+        fault.mutable_abort()->set_http_status(static_cast<uint32_t>(r.fault->abort->http_status));
+        percent(r.fault->abort->percentage, fault.mutable_abort()->mutable_percentage());
+      }
+      (*out->mutable_typed_per_filter_config())["envoy.filters.http.fault"].PackFrom(fault);
+    }
+    if (r.cors_policy) {
+      route::CorsPolicy* cors = action->mutable_cors();
+      for (const StringMatch& o : r.cors_policy->allow_origins) {
+        envoy::type::matcher::v3::StringMatcher* m = cors->add_allow_origin_string_match();
+        if (o.type == StringMatch::Type::kExact)
+          m->set_exact(o.value);
+        else if (o.type == StringMatch::Type::kPrefix)
+          m->set_prefix(o.value);
+        else if (o.type == StringMatch::Type::kRegex)
+          SetRegex(o.value, m->mutable_safe_regex());
+      }
+      cors->set_allow_methods(absl::StrJoin(r.cors_policy->allow_methods, ","));
+      cors->set_allow_headers(absl::StrJoin(r.cors_policy->allow_headers, ","));
+      cors->set_expose_headers(absl::StrJoin(r.cors_policy->expose_headers, ","));
+      if (r.cors_policy->max_age)
+        cors->set_max_age(std::to_string(absl::ToInt64Seconds(*r.cors_policy->max_age)));
+      if (r.cors_policy->allow_credentials)
+        cors->mutable_allow_credentials()->set_value(*r.cors_policy->allow_credentials);
+    }
+    // Consistent hashing is a property of the destination's DestinationRule, but Envoy reads
+    // the hash key from the route.
+    {
+      const model::Destination& d = r.route[0].destination;
+      std::string dest_host = model::ResolveHost(d.host, vs_obj.meta.namespace_);
+      if (const model::Object* dr_obj = lookup.DestinationRuleFor(dest_host)) {
+        const auto& dr = std::get<model::DestinationRule>(dr_obj->spec);
+        const model::Subset* subset = nullptr;
+        for (const auto& s : dr.subsets) {
+          if (s.name == d.subset) subset = &s;
+        }
+        model::TrafficPolicy tp =
+            EffectivePolicy(&dr, subset, DestinationPort(lookup, dest_host, d, port, host));
+        if (tp.load_balancer && tp.load_balancer->consistent_hash) {
+          const auto& ch = *tp.load_balancer->consistent_hash;
+          route::RouteAction::HashPolicy* hp = action->add_hash_policy();
+          if (!ch.http_header_name.empty()) {
+            hp->mutable_header()->set_header_name(ch.http_header_name);
+          } else if (ch.http_cookie) {
+            hp->mutable_cookie()->set_name(ch.http_cookie->name);
+            hp->mutable_cookie()->set_path(ch.http_cookie->path);
+            if (ch.http_cookie->ttl)
+              SetDuration(*ch.http_cookie->ttl, hp->mutable_cookie()->mutable_ttl());
+          } else if (ch.use_source_ip) {
+            hp->mutable_connection_properties()->set_source_ip(true);
+          } else if (!ch.http_query_parameter_name.empty()) {
+            hp->mutable_query_parameter()->set_name(ch.http_query_parameter_name);
+          }
+        }
+      }
+    }
     if (r.rewrite) {
       if (!r.rewrite->uri.empty()) action->set_prefix_rewrite(r.rewrite->uri);
       if (!r.rewrite->authority.empty()) action->set_host_rewrite_literal(r.rewrite->authority);
@@ -290,6 +358,59 @@ model::TrafficPolicy EffectivePolicy(const model::DestinationRule* dr, const mod
   return out;
 }
 
+namespace tls = envoy::extensions::transport_sockets::tls::v3;
+
+tls::SdsSecretConfig AdsSecret(const std::string& name) {
+  tls::SdsSecretConfig sds;
+  sds.set_name(name);
+  sds.mutable_sds_config()->mutable_ads();
+  sds.mutable_sds_config()->set_resource_api_version(core::V3);
+  return sds;
+}
+
+// DestinationRule TLS settings as an UpstreamTlsContext. ISTIO_MUTUAL uses the mesh identity
+// over SDS, with Istio's secret names: "default" (the workload certificate, which stays on the
+// proxy) and "ROOTCA" (the mesh root, sent by meshpilot).
+tls::UpstreamTlsContext UpstreamTls(const model::ClientTLSSettings& t,
+                                    const std::string& cluster_name) {
+  using M = model::ClientTLSSettings::Mode;
+  tls::UpstreamTlsContext ctx;
+  tls::CommonTlsContext* common = ctx.mutable_common_tls_context();
+  ctx.set_sni(t.sni);
+  tls::CertificateValidationContext validation;
+  for (const std::string& san : t.subject_alt_names) {
+    tls::SubjectAltNameMatcher* m = validation.add_match_typed_subject_alt_names();
+    m->set_san_type(absl::StartsWith(san, "spiffe://") ? tls::SubjectAltNameMatcher::URI
+                                                       : tls::SubjectAltNameMatcher::DNS);
+    m->mutable_matcher()->set_exact(san);
+  }
+  if (t.mode == M::kIstioMutual) {
+    *common->add_tls_certificate_sds_secret_configs() = AdsSecret("default");
+    auto* combined = common->mutable_combined_validation_context();
+    *combined->mutable_default_validation_context() = validation;
+    *combined->mutable_validation_context_sds_secret_config() = AdsSecret("ROOTCA");
+    if (t.sni.empty()) ctx.set_sni(cluster_name);
+    return ctx;
+  }
+  if (!t.credential_name.empty()) {
+    *common->add_tls_certificate_sds_secret_configs() = AdsSecret(t.credential_name);
+    auto* combined = common->mutable_combined_validation_context();
+    *combined->mutable_default_validation_context() = validation;
+    *combined->mutable_validation_context_sds_secret_config() =
+        AdsSecret(t.credential_name + "-cacert");
+    return ctx;
+  }
+  if (t.mode == M::kMutual) {
+    tls::TlsCertificate* cert = common->add_tls_certificates();
+    cert->mutable_certificate_chain()->set_filename(t.client_certificate);
+    cert->mutable_private_key()->set_filename(t.private_key);
+  }
+  if (!t.ca_certificates.empty()) validation.mutable_trusted_ca()->set_filename(t.ca_certificates);
+  if (!t.insecure_skip_verify || !t.ca_certificates.empty())
+    *common->mutable_validation_context() = validation;
+  return ctx;
+}
+
 cluster::Cluster BuildCluster(const std::string& name, const model::TrafficPolicy& tp) {
   cluster::Cluster c;
   c.set_name(name);
@@ -333,6 +454,10 @@ cluster::Cluster BuildCluster(const std::string& name, const model::TrafficPolic
       c.mutable_max_requests_per_connection()->set_value(
           static_cast<uint32_t>(*pool.http->max_requests_per_connection));
     }
+  }
+  if (tp.tls && tp.tls->mode != model::ClientTLSSettings::Mode::kDisable) {
+    c.mutable_transport_socket()->set_name("envoy.transport_sockets.tls");
+    c.mutable_transport_socket()->mutable_typed_config()->PackFrom(UpstreamTls(*tp.tls, name));
   }
   if (tp.outlier_detection) {
     const auto& od = *tp.outlier_detection;
@@ -386,15 +511,24 @@ endpoint::ClusterLoadAssignment BuildLoadAssignment(const std::string& name,
   return cla;
 }
 
+hcm::HttpConnectionManager Manager(const std::string& stat_prefix) {
+  hcm::HttpConnectionManager m;
+  m.set_stat_prefix(stat_prefix);
+  // The fault filter acts only on routes that carry a per-route fault config.
+  hcm::HttpFilter* fault = m.add_http_filters();
+  fault->set_name("envoy.filters.http.fault");
+  fault->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::fault::v3::HTTPFault());
+  hcm::HttpFilter* router = m.add_http_filters();
+  router->set_name("envoy.filters.http.router");
+  router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
+  return m;
+}
+
 listener::Listener BuildApiListener(const std::string& name) {
-  hcm::HttpConnectionManager manager;
-  manager.set_stat_prefix(name);
+  hcm::HttpConnectionManager manager = Manager(name);
   manager.mutable_rds()->set_route_config_name(name);
   manager.mutable_rds()->mutable_config_source()->mutable_ads();
   manager.mutable_rds()->mutable_config_source()->set_resource_api_version(core::V3);
-  hcm::HttpFilter* router = manager.add_http_filters();
-  router->set_name("envoy.filters.http.router");
-  router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
   listener::Listener l;
   l.set_name(name);
   l.mutable_api_listener()->mutable_api_listener()->PackFrom(manager);

@@ -17,7 +17,6 @@
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
-#include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 
@@ -43,15 +42,6 @@ listener::Listener BaseListener(const std::string& name, uint32_t port,
   addr->set_port_value(port);
   l.set_traffic_direction(direction);
   return l;
-}
-
-hcm::HttpConnectionManager Manager(const std::string& stat_prefix) {
-  hcm::HttpConnectionManager m;
-  m.set_stat_prefix(stat_prefix);
-  hcm::HttpFilter* router = m.add_http_filters();
-  router->set_name("envoy.filters.http.router");
-  router->mutable_typed_config()->PackFrom(envoy::extensions::filters::http::router::v3::Router());
-  return m;
 }
 
 void AddRdsChain(const std::string& route_config, listener::Listener* l) {

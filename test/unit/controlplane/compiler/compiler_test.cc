@@ -429,3 +429,78 @@ TEST_CASE(
 
 }  // namespace
 }  // namespace mesh::compiler
+
+namespace mesh::compiler {
+namespace {
+
+TEST_CASE("DestinationRule TLS becomes the cluster's transport socket") {
+  json got = CompileJson(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: a}
+spec:
+  host: a
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL, subjectAltNames: ["spiffe://cluster.local/ns/default/sa/a"]}
+  subsets:
+  - name: ext
+    trafficPolicy:
+      tls: {mode: MUTUAL, clientCertificate: /certs/c.pem, privateKey: /certs/k.pem, caCertificates: /certs/ca.pem}
+)");
+  const json& mesh_tls =
+      got[kClusterType]["outbound|80||a.default.svc.cluster.local"]["transport_socket"];
+  CHECK(mesh_tls["name"] == "envoy.transport_sockets.tls");
+  const json& common = mesh_tls["typed_config"]["common_tls_context"];
+  CHECK(common["tls_certificate_sds_secret_configs"][0]["name"] == "default");
+  CHECK(common["combined_validation_context"]["validation_context_sds_secret_config"]["name"] ==
+        "ROOTCA");
+  CHECK(common["combined_validation_context"]["default_validation_context"]
+              ["match_typed_subject_alt_names"][0] ==
+        json({{"san_type", "URI"},
+              {"matcher", {{"exact", "spiffe://cluster.local/ns/default/sa/a"}}}}));
+  const json& files = got[kClusterType]["outbound|80|ext|a.default.svc.cluster.local"]
+                         ["transport_socket"]["typed_config"];
+  CHECK(files["common_tls_context"]["tls_certificates"][0]["certificate_chain"]["filename"] ==
+        "/certs/c.pem");
+  CHECK(files["common_tls_context"]["validation_context"]["trusted_ca"]["filename"] ==
+        "/certs/ca.pem");
+}
+
+TEST_CASE("Fault injection and CORS become per-route configuration") {
+  json got = CompileJson(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: a}
+spec:
+  hosts: [a]
+  http:
+  - route: [{destination: {host: a}}]
+    fault:
+      delay: {fixedDelay: 7s, percentage: {value: 50}}
+      abort: {httpStatus: 503, percentage: {value: 0.1}}
+    corsPolicy: {allowOrigins: [{exact: "https://example.com"}], allowMethods: [GET, POST], maxAge: 24h}
+)");
+  const json& r =
+      got[kRouteType]["a.default.svc.cluster.local:80"]["virtual_hosts"][0]["routes"][0];
+  const json& fault = r["typed_per_filter_config"]["envoy.filters.http.fault"];
+  CHECK(fault["delay"]["fixed_delay"] == "7s");
+  CHECK(fault["delay"]["percentage"] == json({{"numerator", 500000}, {"denominator", "MILLION"}}));
+  CHECK(fault["abort"]["http_status"] == 503);
+  CHECK(fault["abort"]["percentage"]["numerator"] == 1000);
+  CHECK(r["route"]["cors"]["allow_origin_string_match"][0]["exact"] == "https://example.com");
+  CHECK(r["route"]["cors"]["allow_methods"] == "GET,POST");
+  CHECK(r["route"]["cors"]["max_age"] == "86400");
+}
+
+}  // namespace
+}  // namespace mesh::compiler
