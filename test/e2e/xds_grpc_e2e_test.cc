@@ -450,3 +450,72 @@ TEST_CASE(
 
 }  // namespace
 }  // namespace mesh
+
+namespace mesh {
+namespace {
+
+TEST_CASE(
+    "Names subscribed before they exist are answered when they appear, clusters before endpoints, "
+    "listeners before routes, and only changes are pushed") {
+  testing::TempDir dir;
+  testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data",
+                                  {"--debounce", "20ms", "--debounce-max", "200ms"});
+  REQUIRE(pilot.Start());
+  const std::string lds = "type.googleapis.com/envoy.config.listener.v3.Listener";
+  const std::string rds = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+  const std::string cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+  const std::string eds = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+  const std::string name = "late.default.svc.cluster.local:80";
+  const std::string cluster = "outbound|80||late.default.svc.cluster.local";
+  RawStream s(pilot.xds_port(), "early", {{"NAMESPACE", "default"}});
+  std::map<std::string, std::vector<std::string>> names = {
+      {lds, {name}}, {rds, {name}}, {cds, {cluster}}, {eds, {cluster}}};
+  for (const auto& type : {cds, eds, lds, rds}) {
+    REQUIRE(s.Subscribe(type, names[type]));
+    DiscoveryResponse res;
+    REQUIRE(s.stream->Read(&res));
+    CHECK(res.type_url() == type);
+    CHECK(res.resources_size() == 0);  // nothing of that name yet
+    REQUIRE(s.Ack(res, names[type]));
+  }
+  REQUIRE(pilot.Client()
+              .Post("/apply?namespace=default",
+                    "apiVersion: v1\nkind: Service\nmetadata: {name: late}\nspec: {ports: [{name: "
+                    "http, port: 80}]}\n",
+                    "application/yaml")
+              ->status == 200);
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    DiscoveryResponse res;
+    REQUIRE(s.stream->Read(&res));
+    CHECK(res.resources_size() == 1);
+    order.push_back(res.type_url());
+    REQUIRE(s.Ack(res, names[res.type_url()]));
+  }
+  CHECK(order == std::vector<std::string>{cds, eds, lds, rds});
+
+  // A change elsewhere pushes nothing to this stream: its sent versions stay where they were.
+  REQUIRE(pilot.Client()
+              .Post("/apply?namespace=default",
+                    "apiVersion: v1\nkind: Service\nmetadata: {name: other}\nspec: {ports: [{name: "
+                    "http, port: 80}]}\n",
+                    "application/yaml")
+              ->status == 200);
+  json stream_state;
+  REQUIRE(testing::WaitFor(
+      [&] {
+        json syncz = json::parse(pilot.Client().Get("/debug/syncz")->body);
+        stream_state = syncz[0];
+        return stream_state["version"] == "2";  // the stream's class has moved to revision 2
+      },
+      std::chrono::seconds(5)));
+  for (const auto& type : {cds, eds, lds, rds}) {
+    INFO(type);
+    CHECK(stream_state["types"][type]["sent"] == "1");
+    CHECK(stream_state["types"][type]["acked"] == "1");
+  }
+  s.ctx.TryCancel();
+}
+
+}  // namespace
+}  // namespace mesh
