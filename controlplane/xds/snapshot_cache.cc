@@ -56,12 +56,12 @@ SnapshotCache::SnapshotCache(model::ConfigIndex* index, Options options)
   subscription_ = index_->Subscribe([this](int64_t revision) {
     {
       std::lock_guard lock(mu_);
-      commit_times_[revision] = absl::Now();
+      commit_times_[revision] = options_.now();
       while (commit_times_.size() > 1000) commit_times_.erase(commit_times_.begin());
     }
     Poke();
   });
-  worker_ = std::thread([this] { Run(); });
+  if (options_.start_worker) worker_ = std::thread([this] { Run(); });
 }
 
 SnapshotCache::~SnapshotCache() {
@@ -71,12 +71,12 @@ SnapshotCache::~SnapshotCache() {
     stop_ = true;
   }
   worker_cv_.notify_one();
-  worker_.join();
+  if (worker_.joinable()) worker_.join();
 }
 
 void SnapshotCache::Poke() {
   std::lock_guard lock(worker_mu_);
-  debouncer_.Changed(absl::Now());
+  debouncer_.Changed(options_.now());
   worker_cv_.notify_one();
 }
 
@@ -88,14 +88,14 @@ void SnapshotCache::Run() {
     if (deadline == absl::InfiniteFuture()) {
       worker_cv_.wait(lock);
     } else {
-      worker_cv_.wait_for(
-          lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), deadline - absl::Now())));
+      worker_cv_.wait_for(lock, absl::ToChronoNanoseconds(
+                                    std::max(absl::ZeroDuration(), deadline - options_.now())));
     }
     if (stop_) break;
     lock.unlock();
-    next_expiry = ExpireWorkloads(absl::Now());  // may Poke
+    next_expiry = ExpireWorkloads(options_.now());  // may Poke
     lock.lock();
-    if (debouncer_.Fire(absl::Now())) {
+    if (debouncer_.Fire(options_.now())) {
       lock.unlock();
       Rebuild();
       lock.lock();
@@ -184,7 +184,7 @@ void SnapshotCache::Unregister(const std::string& id) {
     std::lock_guard lock(mu_);
     auto it = workloads_.find(id);
     if (it == workloads_.end() || --it->second.connections > 0) return;
-    it->second.expires = absl::Now() + options_.workload_grace;
+    it->second.expires = options_.now() + options_.workload_grace;
   }
   std::lock_guard lock(worker_mu_);
   worker_cv_.notify_one();  // the worker recomputes its next expiry

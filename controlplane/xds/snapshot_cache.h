@@ -36,6 +36,11 @@ class SnapshotCache {
     absl::Duration debounce_max = absl::Seconds(1);
     // How long a disconnected sidecar stays an endpoint, so a reconnect does not flap it.
     absl::Duration workload_grace = absl::Seconds(10);
+    // The clock for debouncing and grace periods; tests pass their own.
+    std::function<absl::Time()> now = [] { return absl::Now(); };
+    // Whether a worker thread runs the debounce; tests that drive Rebuild and ExpireWorkloads
+    // themselves turn it off.
+    bool start_worker = true;
   };
   // Follows `index` from now on; the index must outlive the cache.
   SnapshotCache(model::ConfigIndex* index, Options options);
@@ -71,6 +76,9 @@ class SnapshotCache {
 
   // Brings every watched class up to date now (what the worker does after the debounce).
   void Rebuild();
+  // Drops the workloads whose grace period has ended by `now` (what the worker does when one
+  // ends); returns when the next one ends, or InfiniteFuture.
+  absl::Time ExpireWorkloads(absl::Time now);
 
   struct Stats {
     int64_t rebuilds = 0;
@@ -102,8 +110,6 @@ class SnapshotCache {
   void RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string VersionLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unregister(const std::string& id);
-  // Drops workloads whose grace has run out; returns the next expiry.
-  absl::Time ExpireWorkloads(absl::Time now);
   void Poke();  // a change worth a (debounced) rebuild
   void Run();
 
