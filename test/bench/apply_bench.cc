@@ -20,23 +20,17 @@
 #include "absl/strings/str_cat.h"
 #include "common/yaml_json.h"
 #include "nlohmann/json.hpp"
+#include "test/bench/bench_util.h"
 #include "test/support/meshpilot.h"
 #include "test/support/temp_dir.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using mesh::bench::Arg;
+using mesh::bench::Clock;
+using mesh::bench::Ms;
+using mesh::bench::Percentile;
 
-double Ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * static_cast<double>(v.size())));
-  return v[i];
-}
 
 std::string ServiceDoc(const std::string& name, int port) {
   return absl::StrCat("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: ", name,
@@ -57,13 +51,6 @@ double RawFsyncRate(const std::string& dir, int count) {
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   ::close(fd);
   return count / secs;
-}
-
-int Arg(int argc, char** argv, const char* name, int def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  }
-  return def;
 }
 
 }  // namespace

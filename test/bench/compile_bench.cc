@@ -14,16 +14,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "controlplane/compiler/compiler.h"
+#include "test/bench/bench_util.h"
 #include "test/support/service_fixture.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using mesh::bench::Arg;
+using mesh::bench::Clock;
+using mesh::bench::Ms;
+using mesh::bench::Percentile;
+
 using mesh::compiler::Resources;
 
-double Ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
 
 std::string VirtualService(int i, int v1_weight);
 
@@ -113,18 +115,6 @@ Timing CompileOnce(const mesh::model::ConfigSnapshotPtr& config,
   return t;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-int Arg(int argc, char** argv, const char* name, int def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  }
-  return def;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,9 +154,11 @@ int main(int argc, char** argv) {
       services, services, services, 2 * services, resources);
   std::printf(
       "full compile: median %.1f ms; peer (serialize the output once): %.1f ms; ratio %.1fx\n",
-      Median(full), Median(full_ser), Median(full) / Median(full_ser));
+      mesh::bench::Percentile(full, 50), mesh::bench::Percentile(full_ser, 50),
+      mesh::bench::Percentile(full, 50) / mesh::bench::Percentile(full_ser, 50));
   std::printf(
       "after one VirtualService change (incremental): median %.1f ms; peer: %.1f ms; ratio %.1fx\n",
-      Median(change), Median(change_ser), Median(change) / Median(change_ser));
+      mesh::bench::Percentile(change, 50), mesh::bench::Percentile(change_ser, 50),
+      mesh::bench::Percentile(change, 50) / mesh::bench::Percentile(change_ser, 50));
   return 0;
 }

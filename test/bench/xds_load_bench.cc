@@ -25,12 +25,17 @@
 #include "absl/strings/str_cat.h"
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "test/bench/bench_util.h"
 #include "test/support/meshpilot.h"
 #include "test/support/temp_dir.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using mesh::bench::Arg;
+using mesh::bench::Clock;
+using mesh::bench::Ms;
+using mesh::bench::Percentile;
+
 using envoy::service::discovery::v3::AggregatedDiscoveryService;
 using envoy::service::discovery::v3::DiscoveryRequest;
 using envoy::service::discovery::v3::DiscoveryResponse;
@@ -145,14 +150,6 @@ std::string Config(int classes, int weight) {
   return out;
 }
 
-double Ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p / 100 * static_cast<double>(v.size())))];
-}
 
 // RSS in MiB and CPU seconds (user + system) of a process.
 std::pair<double, double> Usage(pid_t pid) {
@@ -169,13 +166,6 @@ std::pair<double, double> Usage(pid_t pid) {
                              std::istream_iterator<std::string>());
   double cpu = (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
   return {rss, cpu};
-}
-
-int Arg(int argc, char** argv, const char* name, int def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
-  }
-  return def;
 }
 
 struct Result {
