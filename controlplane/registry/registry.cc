@@ -53,7 +53,14 @@ Endpoint FromEntry(const model::WorkloadEntry& we, uint32_t port) {
 Registry Registry::Build(const model::ConfigSnapshot& config,
                          const std::vector<Workload>& workloads) {
   Registry r;
-  std::vector<const model::Object*> entries = config.Sorted(model::Kind::kWorkloadEntry);
+  // Order does not matter here: endpoints and ports are sorted at the end.
+  auto all = [&](model::Kind kind) {
+    std::vector<const model::Object*> out;
+    out.reserve(config.Count(kind));
+    config.ForEach(kind, [&](const model::Object& o) { out.push_back(&o); });
+    return out;
+  };
+  std::vector<const model::Object*> entries = all(model::Kind::kWorkloadEntry);
   // Entries by namespace and by each "key=value" label, so a selector looks only at entries that
   // carry one of its labels.
   std::map<std::pair<std::string, std::string>, std::vector<const model::Object*>> by_label;
@@ -73,7 +80,7 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
     return smallest ? smallest : &kNone;
   };
 
-  for (const model::Object* svc_obj : config.Sorted(model::Kind::kService)) {
+  for (const model::Object* svc_obj : all(model::Kind::kService)) {
     const auto& svc = std::get<model::Service>(svc_obj->spec);
     const std::string& ns = svc_obj->meta.namespace_;
     for (const model::Service::Port& p : svc.ports) {
@@ -104,7 +111,7 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
     }
   }
 
-  for (const model::Object* se_obj : config.Sorted(model::Kind::kServiceEntry)) {
+  for (const model::Object* se_obj : all(model::Kind::kServiceEntry)) {
     const auto& se = std::get<model::ServiceEntry>(se_obj->spec);
     const std::string& ns = se_obj->meta.namespace_;
     for (const std::string& host : se.hosts) {
