@@ -140,7 +140,8 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
   }
   std::stable_sort(r.ports_.begin(), r.ports_.end(),
                    [](const ServicePort& a, const ServicePort& b) {
-                     return std::tie(a.host, a.port) < std::tie(b.host, b.port);
+                     return std::tie(a.host, a.port, a.ns, a.port_name) <
+                            std::tie(b.host, b.port, b.ns, b.port_name);
                    });
   for (size_t i = 0; i < r.ports_.size(); ++i)
     r.index_.emplace(std::make_pair(r.ports_[i].host, r.ports_[i].port), i);
