@@ -167,7 +167,7 @@ int Run() {
     grpc::ServerBuilder builder;
     int xds_port = 0;
     builder.AddListeningPort(xds_addr, grpc::InsecureServerCredentials(), &xds_port);
-    builder.RegisterService(&ads);
+    builder.RegisterCallbackGenericService(&ads);
     // Proxies hold their streams open; keepalives find the dead ones.
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

@@ -1,5 +1,8 @@
 #include "controlplane/xds/ads_server.h"
 
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/slice.h>
+
 #include <deque>
 #include <map>
 
@@ -7,13 +10,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "envoy/service/discovery/v3/discovery.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace mesh::xds {
 namespace {
 
 using envoy::service::discovery::v3::DiscoveryRequest;
-using envoy::service::discovery::v3::DiscoveryResponse;
 
 // Push order for a new snapshot: clusters before their endpoints, listeners before routes.
 const std::vector<std::string> kPushOrder = {compiler::kClusterType, compiler::kEndpointType,
@@ -28,9 +31,34 @@ std::string StructString(const google::protobuf::Struct& s, const std::string& k
   return it != s.fields().end() && it->second.has_string_value() ? it->second.string_value() : "";
 }
 
+constexpr char kAdsMethod[] =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+
+// A DiscoveryResponse's nonce (field 5, length-delimited), to append to a shared serialized
+// response: protobuf allows a message's fields in any order.
+std::string NonceField(const std::string& nonce) {
+  std::string out(1, static_cast<char>((5 << 3) | 2));
+  for (size_t n = nonce.size();; n >>= 7) {
+    if (n < 0x80) {
+      out.push_back(static_cast<char>(n));
+      break;
+    }
+    out.push_back(static_cast<char>((n & 0x7f) | 0x80));
+  }
+  return out + nonce;
+}
+
+// Wraps shared bytes in a slice without copying them; the slice keeps them alive.
+grpc::Slice SharedSlice(std::shared_ptr<const std::string> bytes) {
+  auto* holder = new std::shared_ptr<const std::string>(std::move(bytes));
+  return grpc::Slice(
+      const_cast<char*>((*holder)->data()), (*holder)->size(),
+      [](void* p) { delete static_cast<std::shared_ptr<const std::string>*>(p); }, holder);
+}
+
 }  // namespace
 
-class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResponse> {
+class AdsStream : public grpc::ServerGenericBidiReactor {
  public:
   AdsStream(AdsServer* server, grpc::CallbackServerContext* context) : server_(server) {
     peer_ = context->peer();
@@ -46,7 +74,24 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
       MaybeFinishLocked();
       return;
     }
-    HandleLocked(request_);
+    std::vector<grpc::Slice> slices;
+    DiscoveryRequest request;
+    std::string bytes;
+    if (request_.Dump(&slices).ok()) {
+      for (const grpc::Slice& slice : slices)
+        bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    request_.Clear();
+    if (!request.ParseFromString(bytes)) {
+      log::Warn("xds: a request from ", peer_, " does not parse; closing the stream");
+      reads_done_ = true;
+      if (!finish_called_) {
+        finish_called_ = true;
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "DiscoveryRequest does not parse"));
+      }
+      return;
+    }
+    HandleLocked(request);
     StartRead(&request_);
   }
 
@@ -276,16 +321,19 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
     if (!snapshot_) return;
     TypeState& st = types_[type];
     st.sent = Selected(st, type);
-    DiscoveryResponse response;
-    response.set_version_info(snapshot_->version);
-    response.set_type_url(type);
-    response.set_nonce(std::to_string(++nonce_));
-    for (const auto& [name, any] : st.sent) *response.add_resources() = *any;
+    std::string key;
+    if (st.wildcard)
+      key = "*";
+    else
+      for (const std::string& n : st.names) absl::StrAppend(&key, n, "\n");
+    std::string nonce = std::to_string(++nonce_);
+    grpc::Slice parts[2] = {SharedSlice(snapshot_->Response(type, key, st.sent)),
+                            grpc::Slice(NonceField(nonce))};
     st.sent_version = snapshot_->version;
-    st.sent_nonce = response.nonce();
+    st.sent_nonce = nonce;
     // Keep what was sent alive while it is compared against later snapshots.
     held_[type] = snapshot_;
-    queue_.push_back(std::move(response));
+    queue_.emplace_back(parts, 2);
     ++server_->pushes_;
     WriteNextLocked();
   }
@@ -305,7 +353,7 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
 
   AdsServer* server_;
   std::recursive_mutex mu_;  // reactions may run inline from StartWrite/StartRead
-  DiscoveryRequest request_;
+  grpc::ByteBuffer request_;
   std::string peer_, node_id_;
   bool proxy_known_ = false;
   compiler::ProxyClass proxy_;
@@ -314,7 +362,7 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
   SnapshotPtr snapshot_;
   std::map<std::string, SnapshotPtr> held_;
   std::map<std::string, TypeState> types_;
-  std::deque<DiscoveryResponse> queue_;
+  std::deque<grpc::ByteBuffer> queue_;
   uint64_t nonce_ = 0;
   bool writing_ = false, reads_done_ = false, finish_called_ = false, finished_ = false;
 };
@@ -322,8 +370,9 @@ class AdsStream : public grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResp
 AdsServer::AdsServer(SnapshotCache* cache) : cache_(cache) {}
 AdsServer::~AdsServer() = default;
 
-grpc::ServerBidiReactor<DiscoveryRequest, DiscoveryResponse>* AdsServer::StreamAggregatedResources(
-    grpc::CallbackServerContext* context) {
+grpc::ServerGenericBidiReactor* AdsServer::CreateReactor(
+    grpc::GenericCallbackServerContext* context) {
+  if (context->method() != kAdsMethod) return grpc::CallbackGenericService::CreateReactor(context);
   return new AdsStream(this, context);
 }
 

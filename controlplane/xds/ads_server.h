@@ -1,5 +1,7 @@
 #pragma once
 
+#include <grpcpp/generic/async_generic_service.h>
+
 #include <array>
 #include <atomic>
 #include <iterator>
@@ -10,28 +12,27 @@
 
 #include "absl/status/statusor.h"
 #include "controlplane/xds/snapshot_cache.h"
-#include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 
 namespace mesh::xds {
 
 class AdsStream;
 
 // envoy.service.discovery.v3.AggregatedDiscoveryService, state of the world, on gRPC's callback
-// API (no thread per stream). Each stream is classified by its node metadata (ROLE, NAMESPACE,
-// LABELS, as Istio's), gets its class's shared snapshot, and follows the xDS protocol: per-type
-// versions and nonces, ACK and NACK (a NACKed version is not sent again, and the proxy keeps its
-// last good one), names subscribed before they exist answered once they appear, CDS before EDS
-// and LDS before RDS, and only types whose requested resources changed are pushed.
-class AdsServer
-    : public envoy::service::discovery::v3::AggregatedDiscoveryService::CallbackService {
+// API (no thread per stream). It is served as a generic (byte-level) service so that a response
+// is serialized once per snapshot and subscription and shared, without copying, by every stream
+// of the class; each stream appends only its nonce. Each stream is classified by its node
+// metadata (ROLE, NAMESPACE, LABELS, as Istio's), gets its class's shared snapshot, and follows the
+// xDS protocol: per-type versions and nonces, ACK and NACK (a NACKed version is not sent again, and
+// the proxy keeps its last good one), names subscribed before they exist answered once they appear,
+// CDS before EDS and LDS before RDS, and only types whose requested resources changed are pushed.
+class AdsServer : public grpc::CallbackGenericService {
  public:
   explicit AdsServer(SnapshotCache* cache);
   ~AdsServer() override;
 
-  // AggregatedDiscoveryService
-  grpc::ServerBidiReactor<envoy::service::discovery::v3::DiscoveryRequest,
-                          envoy::service::discovery::v3::DiscoveryResponse>*
-  StreamAggregatedResources(grpc::CallbackServerContext* context) override;
+  // CallbackGenericService: StreamAggregatedResources; every other method is UNIMPLEMENTED.
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* context) override;
 
   // Per connected proxy and type: sent version, acked version, last NACK (GET /debug/syncz).
   std::string SynczJson();

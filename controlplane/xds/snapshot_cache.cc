@@ -3,8 +3,25 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "envoy/service/discovery/v3/discovery.pb.h"
 
 namespace mesh::xds {
+
+std::shared_ptr<const std::string> Snapshot::Response(
+    const std::string& type_url, const std::string& key,
+    const std::map<std::string, const google::protobuf::Any*>& selected) const {
+  std::string memo_key = absl::StrCat(type_url, "\n", key);
+  std::lock_guard lock(responses_mu_);
+  auto& slot = responses_[memo_key];
+  if (!slot) {
+    envoy::service::discovery::v3::DiscoveryResponse response;
+    response.set_version_info(version);
+    response.set_type_url(type_url);
+    for (const auto& [name, any] : selected) *response.add_resources() = *any;
+    slot = std::make_shared<const std::string>(response.SerializeAsString());
+  }
+  return slot;
+}
 
 struct SnapshotCache::Watcher {
   std::mutex mu;  // held while calling back, so unregistering waits for a call in progress

@@ -23,6 +23,17 @@ struct Snapshot {
   // "<revision>.<registry generation>", since their comings and goings change endpoints too.
   std::string version;
   compiler::Resources resources;
+
+  // The serialized DiscoveryResponse for `type_url` carrying `selected` (all but its nonce),
+  // serialized once per snapshot and subscription and shared by every stream that asks; `key`
+  // names the subscription. Thread-safe: the memo is the only mutable part of a snapshot.
+  std::shared_ptr<const std::string> Response(
+      const std::string& type_url, const std::string& key,
+      const std::map<std::string, const google::protobuf::Any*>& selected) const;
+
+ private:
+  mutable std::mutex responses_mu_;
+  mutable std::map<std::string, std::shared_ptr<const std::string>> responses_;
 };
 using SnapshotPtr = std::shared_ptr<const Snapshot>;
 

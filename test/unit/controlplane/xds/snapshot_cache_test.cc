@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/service/discovery/v3/discovery.pb.h"
 #include "test/support/service_fixture.h"
 
 namespace mesh::xds {
@@ -129,6 +130,32 @@ TEST_CASE("Commit times are remembered per revision for the commit-to-ACK histog
   CHECK(f.cache->CommitTime("1.4") == t);
   CHECK(!f.cache->CommitTime("99").has_value());
   CHECK(!f.cache->CommitTime("garbage").has_value());
+}
+
+}  // namespace
+}  // namespace mesh::xds
+
+namespace mesh::xds {
+namespace {
+
+TEST_CASE("A snapshot serializes each subscription's response once and shares it") {
+  Fixture f;
+  f.Apply(kService);
+  SnapshotPtr snap;
+  auto watch = f.cache->Subscribe(
+      {compiler::Role::kProxyless, "default", {}, {}}, [](SnapshotPtr) {}, &snap);
+  std::map<std::string, const google::protobuf::Any*> selected;
+  for (const auto& [name, any] : snap->resources.Of(kClusterType)) selected[name] = any.get();
+  auto first = snap->Response(kClusterType, "*", selected);
+  auto again = snap->Response(kClusterType, "*", selected);
+  CHECK(first == again);  // the same bytes, not a copy
+  CHECK(snap->Response(kClusterType, "web\n", selected) != first);
+  envoy::service::discovery::v3::DiscoveryResponse parsed;
+  REQUIRE(parsed.ParseFromString(*first));
+  CHECK(parsed.version_info() == snap->version);
+  CHECK(parsed.type_url() == kClusterType);
+  CHECK(parsed.resources_size() == static_cast<int>(selected.size()));
+  CHECK(parsed.nonce().empty());  // each stream appends its own
 }
 
 }  // namespace
