@@ -1,0 +1,383 @@
+#include "dataplane/config/route_table.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "re2/re2.h"
+
+namespace mesh::dataplane {
+namespace {
+
+namespace pb = envoy::config::route::v3;
+
+class Errors {
+ public:
+  void Add(std::string path, std::string message) {
+    list_.push_back(absl::StrCat(path, ": ", message));
+  }
+  bool empty() const { return list_.empty(); }
+  std::string Join() const { return absl::StrJoin(list_, "; "); }
+
+ private:
+  std::vector<std::string> list_;
+};
+
+std::shared_ptr<const re2::RE2> Compile(const std::string& pattern, const std::string& path,
+                                        Errors* errors) {
+  auto re = std::make_shared<re2::RE2>(pattern, re2::RE2::Quiet);
+  if (!re->ok()) {
+    errors->Add(path, absl::StrCat("invalid regex \"", pattern, "\": ", re->error()));
+    return nullptr;
+  }
+  return re;
+}
+
+std::vector<HeaderOp> Ops(
+    const google::protobuf::RepeatedPtrField<envoy::config::core::v3::HeaderValueOption>& in) {
+  std::vector<HeaderOp> out;
+  for (const auto& o : in) {
+    bool overwrite =
+        o.has_append() ? !o.append().value()
+                       : o.append_action() ==
+                             envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD;
+    out.push_back({absl::AsciiStrToLower(o.header().key()), o.header().value(), overwrite});
+  }
+  return out;
+}
+
+std::vector<std::string> Names(const google::protobuf::RepeatedPtrField<std::string>& in) {
+  std::vector<std::string> out;
+  for (const auto& n : in) out.push_back(absl::AsciiStrToLower(n));
+  return out;
+}
+
+absl::Duration ToDuration(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+bool StringMatches(HeaderMatcher::Kind kind, absl::string_view value, const std::string& want,
+                   const re2::RE2* regex) {
+  switch (kind) {
+    case HeaderMatcher::Kind::kExact: return value == want;
+    case HeaderMatcher::Kind::kPrefix: return absl::StartsWith(value, want);
+    case HeaderMatcher::Kind::kSuffix: return absl::EndsWith(value, want);
+    case HeaderMatcher::Kind::kRegex:
+      return re2::RE2::FullMatch(re2::StringPiece(value.data(), value.size()), *regex);
+    case HeaderMatcher::Kind::kPresent: return true;
+  }
+  return false;
+}
+
+// A request header's value as Envoy matches it: several occurrences joined with ",".
+bool HeaderValue(const RequestView& request, absl::string_view name, std::string* value) {
+  if (name == ":method") {
+    *value = std::string(request.method);
+    return true;
+  }
+  if (name == ":authority") {
+    *value = std::string(request.authority);
+    return true;
+  }
+  if (name == ":path") {
+    *value = std::string(request.path);
+    return true;
+  }
+  bool found = false;
+  for (const auto& [k, v] : request.headers) {
+    if (k != name) continue;
+    if (found) value->append(",");
+    value->append(v.data(), v.size());
+    found = true;
+  }
+  return found;
+}
+
+}  // namespace
+
+bool Route::Matches(const RequestView& request) const {
+  absl::string_view path_only = request.path.substr(0, request.path.find('?'));
+  switch (path_kind) {
+    case PathKind::kPrefix:
+      if (case_sensitive ? !absl::StartsWith(path_only, path)
+                         : !absl::StartsWithIgnoreCase(path_only, path))
+        return false;
+      break;
+    case PathKind::kExact:
+      if (case_sensitive ? path_only != path : !absl::EqualsIgnoreCase(path_only, path))
+        return false;
+      break;
+    case PathKind::kRegex:
+      if (!re2::RE2::FullMatch(re2::StringPiece(path_only.data(), path_only.size()), *path_regex))
+        return false;
+      break;
+  }
+  for (const HeaderMatcher& h : headers) {
+    std::string value;
+    bool found = HeaderValue(request, h.name, &value);
+    bool matched = found && StringMatches(h.kind, value, h.value, h.regex.get());
+    if (matched == h.invert) return false;
+  }
+  if (!query.empty()) {
+    size_t q = request.path.find('?');
+    absl::string_view qs =
+        q == absl::string_view::npos ? absl::string_view() : request.path.substr(q + 1);
+    for (const QueryMatcher& m : query) {
+      bool matched = false;
+      for (absl::string_view pair : absl::StrSplit(qs, '&', absl::SkipEmpty())) {
+        std::pair<absl::string_view, absl::string_view> kv =
+            absl::StrSplit(pair, absl::MaxSplits('=', 1));
+        if (kv.first != m.name) continue;
+        matched = StringMatches(static_cast<HeaderMatcher::Kind>(m.kind), kv.second, m.value,
+                                m.regex.get());
+        if (matched) break;
+      }
+      if (!matched) return false;
+    }
+  }
+  return true;
+}
+
+const WeightedTarget* Route::Pick(uint64_t draw) const {
+  if (targets.empty()) return nullptr;
+  if (targets.size() == 1 || total_weight == 0) return &targets[0];
+  uint64_t point = draw % total_weight;
+  for (const WeightedTarget& t : targets) {
+    if (point < t.weight) return &t;
+    point -= t.weight;
+  }
+  return &targets.back();
+}
+
+absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
+    const pb::RouteConfiguration& config) {
+  auto table = std::make_shared<RouteTable>();
+  table->name_ = config.name();
+  Errors errors;
+  for (int v = 0; v < config.virtual_hosts_size(); ++v) {
+    const pb::VirtualHost& in = config.virtual_hosts(v);
+    std::string vpath = absl::StrCat("virtual_hosts[", v, "]");
+    VirtualHost vh;
+    vh.name = in.name();
+    if (in.domains_size() == 0) errors.Add(vpath + ".domains", "at least one domain is required");
+    for (const auto& d : in.domains()) vh.domains.push_back(absl::AsciiStrToLower(d));
+    for (int r = 0; r < in.routes_size(); ++r) {
+      const pb::Route& pr = in.routes(r);
+      std::string rpath = absl::StrCat(vpath, ".routes[", r, "]");
+      Route route;
+      route.name = pr.name();
+      const pb::RouteMatch& m = pr.match();
+      switch (m.path_specifier_case()) {
+        case pb::RouteMatch::kPrefix:
+          route.path_kind = Route::PathKind::kPrefix;
+          route.path = m.prefix();
+          break;
+        case pb::RouteMatch::kPath:
+          route.path_kind = Route::PathKind::kExact;
+          route.path = m.path();
+          break;
+        case pb::RouteMatch::kSafeRegex:
+          route.path_kind = Route::PathKind::kRegex;
+          route.path_regex =
+              Compile(m.safe_regex().regex(), rpath + ".match.safe_regex.regex", &errors);
+          break;
+        default:
+          errors.Add(rpath + ".match", "a path specifier (prefix, path or safe_regex) is required");
+      }
+      if (m.has_case_sensitive()) route.case_sensitive = m.case_sensitive().value();
+      for (int h = 0; h < m.headers_size(); ++h) {
+        const pb::HeaderMatcher& ph = m.headers(h);
+        std::string hpath = absl::StrCat(rpath, ".match.headers[", h, "]");
+        HeaderMatcher hm;
+        hm.name = absl::AsciiStrToLower(ph.name());
+        hm.invert = ph.invert_match();
+        switch (ph.header_match_specifier_case()) {
+          case pb::HeaderMatcher::kExactMatch:
+            hm.kind = HeaderMatcher::Kind::kExact;
+            hm.value = ph.exact_match();
+            break;
+          case pb::HeaderMatcher::kPrefixMatch:
+            hm.kind = HeaderMatcher::Kind::kPrefix;
+            hm.value = ph.prefix_match();
+            break;
+          case pb::HeaderMatcher::kSuffixMatch:
+            hm.kind = HeaderMatcher::Kind::kSuffix;
+            hm.value = ph.suffix_match();
+            break;
+          case pb::HeaderMatcher::kSafeRegexMatch:
+            hm.kind = HeaderMatcher::Kind::kRegex;
+            hm.regex =
+                Compile(ph.safe_regex_match().regex(), hpath + ".safe_regex_match.regex", &errors);
+            break;
+          default:
+            hm.kind = HeaderMatcher::Kind::kPresent;
+            break;  // present_match, or nothing: presence
+        }
+        if (hm.name.empty()) errors.Add(hpath + ".name", "is required");
+        route.headers.push_back(std::move(hm));
+      }
+      for (int q = 0; q < m.query_parameters_size(); ++q) {
+        const pb::QueryParameterMatcher& pq = m.query_parameters(q);
+        std::string qpath = absl::StrCat(rpath, ".match.query_parameters[", q, "]");
+        QueryMatcher qm;
+        qm.name = pq.name();
+        if (pq.has_string_match()) {
+          const auto& sm = pq.string_match();
+          switch (sm.match_pattern_case()) {
+            case envoy::type::matcher::v3::StringMatcher::kExact:
+              qm.kind = QueryMatcher::Kind::kExact;
+              qm.value = sm.exact();
+              break;
+            case envoy::type::matcher::v3::StringMatcher::kPrefix:
+              qm.kind = QueryMatcher::Kind::kPrefix;
+              qm.value = sm.prefix();
+              break;
+            case envoy::type::matcher::v3::StringMatcher::kSuffix:
+              qm.kind = QueryMatcher::Kind::kSuffix;
+              qm.value = sm.suffix();
+              break;
+            case envoy::type::matcher::v3::StringMatcher::kSafeRegex:
+              qm.kind = QueryMatcher::Kind::kRegex;
+              qm.regex = Compile(sm.safe_regex().regex(), qpath + ".string_match.safe_regex.regex",
+                                 &errors);
+              break;
+            default: errors.Add(qpath + ".string_match", "a pattern is required");
+          }
+        }
+        route.query.push_back(std::move(qm));
+      }
+
+      route.request_headers_to_add = Ops(pr.request_headers_to_add());
+      route.response_headers_to_add = Ops(pr.response_headers_to_add());
+      route.request_headers_to_remove = Names(pr.request_headers_to_remove());
+      route.response_headers_to_remove = Names(pr.response_headers_to_remove());
+      switch (pr.action_case()) {
+        case pb::Route::kRoute: {
+          const pb::RouteAction& a = pr.route();
+          if (a.cluster_specifier_case() == pb::RouteAction::kCluster) {
+            if (a.cluster().empty()) errors.Add(rpath + ".route.cluster", "must not be empty");
+            route.targets.push_back({a.cluster(), 1, {}, {}, {}, {}});
+            route.total_weight = 1;
+          } else if (a.cluster_specifier_case() == pb::RouteAction::kWeightedClusters) {
+            uint32_t sum = 0;
+            for (const auto& cw : a.weighted_clusters().clusters()) {
+              WeightedTarget t{cw.name(),
+                               cw.weight().value(),
+                               Ops(cw.request_headers_to_add()),
+                               Ops(cw.response_headers_to_add()),
+                               Names(cw.request_headers_to_remove()),
+                               Names(cw.response_headers_to_remove())};
+              sum += t.weight;
+              route.targets.push_back(std::move(t));
+            }
+            uint32_t total = a.weighted_clusters().has_total_weight()
+                                 ? a.weighted_clusters().total_weight().value()
+                                 : 100;
+            if (route.targets.empty())
+              errors.Add(rpath + ".route.weighted_clusters.clusters",
+                         "at least one cluster is required");
+            if (sum != total) {
+              errors.Add(rpath + ".route.weighted_clusters",
+                         absl::StrCat("weights sum to ", sum, ", not total_weight ", total));
+            }
+            route.total_weight = total;
+          } else {
+            errors.Add(rpath + ".route", "cluster or weighted_clusters is required");
+          }
+          route.prefix_rewrite = a.prefix_rewrite();
+          route.host_rewrite = a.host_rewrite_literal();
+          if (a.has_timeout()) route.timeout = ToDuration(a.timeout());
+          break;
+        }
+        case pb::Route::kRedirect: {
+          const pb::RedirectAction& rd = pr.redirect();
+          Redirect redirect;
+          redirect.scheme = rd.https_redirect() ? "https" : rd.scheme_redirect();
+          redirect.host = rd.host_redirect();
+          redirect.port = rd.port_redirect();
+          redirect.path = rd.path_redirect();
+          redirect.prefix_rewrite = rd.prefix_rewrite();
+          static constexpr int kCodes[] = {301, 302, 303, 307, 308};
+          redirect.status = kCodes[std::min<int>(rd.response_code(), 4)];
+          route.redirect = redirect;
+          break;
+        }
+        case pb::Route::kDirectResponse:
+          route.direct_status = static_cast<int>(pr.direct_response().status());
+          if (route.direct_status < 200 || route.direct_status > 599) {
+            errors.Add(rpath + ".direct_response.status", "must be between 200 and 599");
+          }
+          break;
+        default: errors.Add(rpath, "an action (route, redirect or direct_response) is required");
+      }
+      vh.routes.push_back(std::move(route));
+    }
+    table->virtual_hosts_.push_back(std::move(vh));
+  }
+  if (!errors.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("route config ", config.name(), ": ", errors.Join()));
+  }
+  return std::shared_ptr<const RouteTable>(std::move(table));
+}
+
+const VirtualHost* RouteTable::FindVirtualHost(absl::string_view authority) const {
+  std::string host = absl::AsciiStrToLower(authority);
+  std::string without_port = host;
+  if (size_t colon = host.rfind(':');
+      colon != std::string::npos && host.find(']') == std::string::npos) {
+    without_port = host.substr(0, colon);
+  }
+  const VirtualHost* suffix_best = nullptr;
+  const VirtualHost* prefix_best = nullptr;
+  const VirtualHost* star = nullptr;
+  size_t suffix_len = 0, prefix_len = 0;
+  for (const std::string& candidate : {host, without_port}) {
+    for (const VirtualHost& vh : virtual_hosts_) {
+      for (const std::string& d : vh.domains) {
+        if (d == candidate) return &vh;
+      }
+    }
+  }
+  for (const VirtualHost& vh : virtual_hosts_) {
+    for (const std::string& d : vh.domains) {
+      if (d == "*") {
+        if (!star) star = &vh;
+      } else if (absl::StartsWith(d, "*")) {
+        absl::string_view suffix = absl::string_view(d).substr(1);
+        for (const std::string& candidate : {host, without_port}) {
+          if (candidate.size() > suffix.size() && absl::EndsWith(candidate, suffix) &&
+              suffix.size() > suffix_len) {
+            suffix_best = &vh;
+            suffix_len = suffix.size();
+          }
+        }
+      } else if (absl::EndsWith(d, "*")) {
+        absl::string_view prefix = absl::string_view(d).substr(0, d.size() - 1);
+        for (const std::string& candidate : {host, without_port}) {
+          if (candidate.size() > prefix.size() && absl::StartsWith(candidate, prefix) &&
+              prefix.size() > prefix_len) {
+            prefix_best = &vh;
+            prefix_len = prefix.size();
+          }
+        }
+      }
+    }
+  }
+  if (suffix_best) return suffix_best;
+  if (prefix_best) return prefix_best;
+  return star;
+}
+
+const Route* RouteTable::Match(const RequestView& request) const {
+  const VirtualHost* vh = FindVirtualHost(request.authority);
+  if (!vh) return nullptr;
+  for (const Route& r : vh->routes) {
+    if (r.Matches(request)) return &r;
+  }
+  return nullptr;
+}
+
+}  // namespace mesh::dataplane
