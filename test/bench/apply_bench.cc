@@ -31,7 +31,6 @@ using mesh::bench::Clock;
 using mesh::bench::Ms;
 using mesh::bench::Percentile;
 
-
 std::string ServiceDoc(const std::string& name, int port) {
   return absl::StrCat("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: ", name,
                       "\n  labels: {app: ", name,

@@ -26,7 +26,6 @@ using mesh::bench::Percentile;
 
 using mesh::compiler::Resources;
 
-
 std::string VirtualService(int i, int v1_weight);
 
 std::string Service(int i, int v1_weight) {

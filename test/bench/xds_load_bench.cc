@@ -150,7 +150,6 @@ std::string Config(int classes, int weight) {
   return out;
 }
 
-
 // RSS in MiB and CPU seconds (user + system) of a process.
 std::pair<double, double> Usage(pid_t pid) {
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
