@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "dataplane/xds/grpc_transport.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "meshpilot/testing/v1/echo.grpc.pb.h"
@@ -515,6 +517,84 @@ TEST_CASE(
     CHECK(stream_state["types"][type]["acked"] == "1");
   }
   s.ctx.TryCancel();
+}
+
+}  // namespace
+}  // namespace mesh
+
+namespace mesh {
+namespace {
+
+TEST_CASE(
+    "meshproxy's xDS client syncs a gateway's config, skipping a dead control plane first in its "
+    "list") {
+  testing::TempDir dir;
+  testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data", {"--debounce", "20ms"});
+  REQUIRE(pilot.Start());
+  const std::string m = MESH_MANIFESTS_DIR;
+  for (const char* f : {"/kubernetes/step-1-create-voting-app.yaml",
+                        "/istio/step-1-create-voting-app-gateway.yaml"}) {
+    std::ifstream in(m + f);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    REQUIRE(pilot.Client().Post("/apply?namespace=voting", ss.str(), "application/yaml")->status ==
+            200);
+  }
+  envoy::config::core::v3::Node node;
+  node.set_id("ingress-1");
+  auto& fields = *node.mutable_metadata()->mutable_fields();
+  fields["ROLE"].set_string_value("gateway");
+  fields["NAMESPACE"].set_string_value("istio-system");
+  (*fields["LABELS"].mutable_struct_value()->mutable_fields())["istio"].set_string_value(
+      "ingressgateway");
+  std::mutex mu;
+  dataplane::ProxyConfigPtr latest;
+  dataplane::XdsClient client(node, [&](dataplane::ProxyConfigPtr c) {
+    std::lock_guard lock(mu);
+    latest = c;
+  });
+  int dead = testing::FreePort();
+  dataplane::AdsConnection::Options options;
+  options.initial_backoff = absl::Milliseconds(20);
+  dataplane::AdsConnection connection(
+      {absl::StrCat("127.0.0.1:", dead), absl::StrCat("127.0.0.1:", pilot.xds_port())}, &client,
+      options);
+  connection.Start();
+  auto synced = [&] {
+    std::lock_guard lock(mu);
+    return latest && latest->routes.count("http.80") && latest->clusters.size() == 3 &&
+           latest->endpoints.size() == 3;
+  };
+  REQUIRE(testing::WaitFor(synced, std::chrono::seconds(10)));
+  CHECK(connection.connected_to() == absl::StrCat("127.0.0.1:", pilot.xds_port()));
+  {
+    std::lock_guard lock(mu);
+    CHECK(latest->listeners.count("0.0.0.0_80") == 1);
+    const dataplane::Route* r = latest->routes.at("http.80")->Match({"GET", "20.0.0.1", "/", {}});
+    REQUIRE(r != nullptr);
+    CHECK(r->targets[0].cluster == "outbound|8080||voting-app.voting.svc.cluster.local");
+  }
+  // The control plane sees every type acknowledged.
+  REQUIRE(testing::WaitFor(
+      [&] {
+        testing::CommandResult status = testing::RunCommand(
+            {MESHCTL_BIN, "--server", pilot.address(), "--token", pilot.token(), "proxy-status"});
+        return absl::StrContains(status.out, "ingress-1") &&
+               absl::StrContains(status.out, "SYNCED   SYNCED   SYNCED   SYNCED");
+      },
+      std::chrono::seconds(5)));
+  CHECK(client.stats().rejected == 0);
+
+  // meshpilot stops: the proxy keeps its config; meshpilot returns: it resyncs.
+  pilot.Kill();
+  REQUIRE(testing::WaitFor(
+      [&] {
+        return connection.connected_to().empty() ||
+               connection.connected_to().find(std::to_string(dead)) != std::string::npos;
+      },
+      std::chrono::seconds(5)));
+  CHECK(client.current()->routes.count("http.80") == 1);
+  connection.Stop();
 }
 
 }  // namespace

@@ -1,0 +1,271 @@
+#include "dataplane/xds/xds_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+
+namespace mesh::dataplane {
+namespace {
+
+using envoy::service::discovery::v3::DiscoveryRequest;
+using envoy::service::discovery::v3::DiscoveryResponse;
+namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
+using envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+
+constexpr char kListener[] = "type.googleapis.com/envoy.config.listener.v3.Listener";
+constexpr char kRoute[] = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+constexpr char kCluster[] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+constexpr char kEndpoint[] = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+// The HTTP connection managers of a listener: its api_listener's, and each filter chain's.
+std::vector<hcm::HttpConnectionManager> Managers(const envoy::config::listener::v3::Listener& l) {
+  std::vector<hcm::HttpConnectionManager> out;
+  hcm::HttpConnectionManager m;
+  if (l.has_api_listener() && l.api_listener().api_listener().UnpackTo(&m)) out.push_back(m);
+  for (const auto& chain : l.filter_chains()) {
+    for (const auto& f : chain.filters()) {
+      if (f.typed_config().Is<hcm::HttpConnectionManager>() && f.typed_config().UnpackTo(&m))
+        out.push_back(m);
+    }
+  }
+  return out;
+}
+
+std::string CheckListener(const envoy::config::listener::v3::Listener& l) {
+  if (l.name().empty()) return "name is required";
+  if (!l.has_api_listener()) {
+    if (!l.address().has_socket_address() || l.address().socket_address().port_value() == 0) {
+      return "address.socket_address with a port is required";
+    }
+    if (l.filter_chains_size() == 0) return "at least one filter chain is required";
+  }
+  for (int c = 0; c < l.filter_chains_size(); ++c) {
+    const auto& chain = l.filter_chains(c);
+    if (chain.filters_size() == 0)
+      return absl::StrCat("filter_chains[", c, "].filters: at least one filter is required");
+    for (int f = 0; f < chain.filters_size(); ++f) {
+      const google::protobuf::Any& config = chain.filters(f).typed_config();
+      std::string path = absl::StrCat("filter_chains[", c, "].filters[", f, "]");
+      hcm::HttpConnectionManager m;
+      TcpProxy tcp;
+      if (config.Is<hcm::HttpConnectionManager>()) {
+        if (!config.UnpackTo(&m)) return path + ": HttpConnectionManager does not parse";
+        if (!m.has_rds() && !m.has_route_config())
+          return path + ": rds or route_config is required";
+        if (m.has_route_config()) {
+          absl::StatusOr<RouteTablePtr> table = RouteTable::FromProto(m.route_config());
+          if (!table.ok()) return absl::StrCat(path, ".route_config: ", table.status().message());
+        }
+      } else if (config.Is<TcpProxy>()) {
+        if (!config.UnpackTo(&tcp)) return path + ": TcpProxy does not parse";
+        if (tcp.cluster().empty() && tcp.weighted_clusters().clusters_size() == 0) {
+          return path + ": cluster or weighted_clusters is required";
+        }
+      } else {
+        return absl::StrCat(path, ": unsupported filter ", config.type_url());
+      }
+    }
+  }
+  return "";
+}
+
+std::string CheckCluster(const envoy::config::cluster::v3::Cluster& c) {
+  using C = envoy::config::cluster::v3::Cluster;
+  if (c.name().empty()) return "name is required";
+  if (c.type() == C::EDS && !c.has_eds_cluster_config())
+    return "eds_cluster_config is required for EDS";
+  if (c.type() == C::STATIC && c.load_assignment().endpoints_size() == 0)
+    return "load_assignment is required for STATIC";
+  if (c.type() != C::EDS && c.type() != C::STATIC)
+    return absl::StrCat("discovery type ", C::DiscoveryType_Name(c.type()), " is not supported");
+  if (c.lb_policy() != C::ROUND_ROBIN && c.lb_policy() != C::LEAST_REQUEST &&
+      c.lb_policy() != C::RANDOM && c.lb_policy() != C::RING_HASH) {
+    return absl::StrCat("lb_policy ", C::LbPolicy_Name(c.lb_policy()), " is not supported");
+  }
+  return "";
+}
+
+std::string CheckAssignment(const envoy::config::endpoint::v3::ClusterLoadAssignment& a) {
+  if (a.cluster_name().empty()) return "cluster_name is required";
+  for (int g = 0; g < a.endpoints_size(); ++g) {
+    for (int e = 0; e < a.endpoints(g).lb_endpoints_size(); ++e) {
+      const auto& addr = a.endpoints(g).lb_endpoints(e).endpoint().address().socket_address();
+      if (addr.address().empty() || addr.port_value() == 0) {
+        return absl::StrCat("endpoints[", g, "].lb_endpoints[", e,
+                            "]: an address and a port are required");
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+XdsClient::XdsClient(envoy::config::core::v3::Node node, ConfigCallback on_config)
+    : node_(std::move(node)),
+      on_config_(std::move(on_config)),
+      config_(std::make_shared<ProxyConfig>()) {}
+
+void XdsClient::OnConnect(AdsTransport* transport) {
+  std::lock_guard lock(mu_);
+  transport_ = transport;
+  node_sent_ = false;
+  for (auto& [type, st] : types_) st.nonce.clear();  // nonces belong to the old stream
+  // Clusters before endpoints, listeners before routes; the wildcard types first.
+  for (const char* type : {kCluster, kListener}) SendLocked(type, "");
+  for (const char* type : {kEndpoint, kRoute}) {
+    if (types_[type].requested) SendLocked(type, "");
+  }
+}
+
+void XdsClient::OnDisconnect() {
+  std::lock_guard lock(mu_);
+  transport_ = nullptr;
+}
+
+void XdsClient::SendLocked(const std::string& type, const std::string& error) {
+  TypeState& st = types_[type];
+  st.requested = true;
+  if (!transport_) return;
+  DiscoveryRequest req;
+  if (!node_sent_) {
+    *req.mutable_node() = node_;
+    node_sent_ = true;
+  }
+  req.set_type_url(type);
+  req.set_version_info(st.version);
+  req.set_response_nonce(st.nonce);
+  for (const std::string& n : st.names) req.add_resource_names(n);
+  if (!error.empty()) {
+    req.mutable_error_detail()->set_code(3);  // INVALID_ARGUMENT
+    req.mutable_error_detail()->set_message(error);
+  }
+  transport_->Send(req);
+}
+
+absl::Status XdsClient::Apply(const DiscoveryResponse& response, ProxyConfig* next) const {
+  const std::string& type = response.type_url();
+  std::vector<std::string> errors;
+  auto fail = [&](const std::string& kind, const std::string& name, const std::string& why) {
+    errors.push_back(absl::StrCat(kind, " ", name.empty() ? "<unnamed>" : name, ": ", why));
+  };
+  if (type == kListener) next->listeners.clear();
+  if (type == kRoute) next->routes.clear();
+  if (type == kCluster) next->clusters.clear();
+  if (type == kEndpoint) next->endpoints.clear();
+  for (const google::protobuf::Any& any : response.resources()) {
+    if (any.type_url() != type) {
+      errors.push_back(
+          absl::StrCat("a resource of type ", any.type_url(), " in a response for ", type));
+      continue;
+    }
+    if (type == kListener) {
+      envoy::config::listener::v3::Listener l;
+      if (!any.UnpackTo(&l)) {
+        fail("listener", "", "does not parse");
+        continue;
+      }
+      if (std::string why = CheckListener(l); !why.empty())
+        fail("listener", l.name(), why);
+      else
+        next->listeners[l.name()] = std::move(l);
+    } else if (type == kRoute) {
+      envoy::config::route::v3::RouteConfiguration rc;
+      if (!any.UnpackTo(&rc)) {
+        fail("route config", "", "does not parse");
+        continue;
+      }
+      absl::StatusOr<RouteTablePtr> table = RouteTable::FromProto(rc);
+      if (!table.ok())
+        errors.push_back(std::string(table.status().message()));
+      else
+        next->routes[rc.name()] = *table;
+    } else if (type == kCluster) {
+      envoy::config::cluster::v3::Cluster c;
+      if (!any.UnpackTo(&c)) {
+        fail("cluster", "", "does not parse");
+        continue;
+      }
+      if (std::string why = CheckCluster(c); !why.empty())
+        fail("cluster", c.name(), why);
+      else
+        next->clusters[c.name()] = std::move(c);
+    } else if (type == kEndpoint) {
+      envoy::config::endpoint::v3::ClusterLoadAssignment a;
+      if (!any.UnpackTo(&a)) {
+        fail("load assignment", "", "does not parse");
+        continue;
+      }
+      if (std::string why = CheckAssignment(a); !why.empty())
+        fail("load assignment", a.cluster_name(), why);
+      else
+        next->endpoints[a.cluster_name()] = std::move(a);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unsupported type ", type));
+    }
+  }
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "; "));
+  next->versions[type] = response.version_info();
+  return absl::OkStatus();
+}
+
+void XdsClient::UpdateSubscriptionsLocked() {
+  std::set<std::string> routes, endpoints;
+  for (const auto& [name, l] : config_->listeners) {
+    for (const auto& m : Managers(l)) {
+      if (m.has_rds()) routes.insert(m.rds().route_config_name());
+    }
+  }
+  for (const auto& [name, c] : config_->clusters) {
+    if (c.type() != envoy::config::cluster::v3::Cluster::EDS) continue;
+    endpoints.insert(c.eds_cluster_config().service_name().empty()
+                         ? c.name()
+                         : c.eds_cluster_config().service_name());
+  }
+  for (auto [type, names] : {std::pair{kEndpoint, &endpoints}, std::pair{kRoute, &routes}}) {
+    TypeState& st = types_[type];
+    if (st.names == *names && st.requested) continue;
+    if (names->empty() && !st.requested) continue;
+    st.names = *names;
+    SendLocked(type, "");
+  }
+}
+
+void XdsClient::OnResponse(const DiscoveryResponse& response) {
+  ProxyConfigPtr published;
+  {
+    std::lock_guard lock(mu_);
+    TypeState& st = types_[response.type_url()];
+    st.nonce = response.nonce();
+    auto next = std::make_shared<ProxyConfig>(*config_);
+    absl::Status applied = Apply(response, next.get());
+    if (!applied.ok()) {
+      ++stats_.rejected;
+      stats_.last_error = std::string(applied.message());
+      SendLocked(response.type_url(), stats_.last_error);  // NACK: the old version, the reason
+      return;
+    }
+    st.version = response.version_info();
+    config_ = std::move(next);
+    ++stats_.accepted;
+    SendLocked(response.type_url(), "");  // ACK
+    if (response.type_url() == kListener || response.type_url() == kCluster)
+      UpdateSubscriptionsLocked();
+    published = config_;
+  }
+  if (on_config_) on_config_(published);
+}
+
+ProxyConfigPtr XdsClient::current() const {
+  std::lock_guard lock(mu_);
+  return config_;
+}
+
+XdsClient::Stats XdsClient::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+}  // namespace mesh::dataplane
