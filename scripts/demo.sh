@@ -16,7 +16,7 @@ fi
 
 WORK=$(mktemp -d)
 # Port 0: meshpilot binds a free loopback port and logs it in its "ready" line.
-"$BIN/meshpilot" --rest 127.0.0.1:0 --data-dir "$WORK/data" 2> "$WORK/meshpilot.log" &
+"$BIN/meshpilot" --rest 127.0.0.1:0 --xds 127.0.0.1:0 --data-dir "$WORK/data" 2> "$WORK/meshpilot.log" &
 PILOT=$!
 cleanup() { kill "$PILOT" 2>/dev/null || true; wait "$PILOT" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
