@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 
@@ -639,7 +640,10 @@ Resources Compile(const model::ConfigSnapshotPtr& config, const registry::Regist
     out.by_type[type];
   Lookup lookup(*config, registry);
   size_t signature = PortsSignature(registry);
-  bool reusable = cache && cache->held_ && cache->ports_signature_ == signature;
+  bool reusable = cache && cache->held_;
+  // Routes depend on which service ports exist; everything else of a service depends only on
+  // its own inputs.
+  bool routes_reusable = reusable && cache->ports_signature_ == signature;
   std::map<std::pair<std::string, uint32_t>, CompileCache::Entry> next;
   size_t reused = 0;
   for (const registry::ServicePort& sp : registry.ports()) {
@@ -652,6 +656,12 @@ Resources Compile(const model::ConfigSnapshotPtr& config, const registry::Regist
           it->second.endpoints == sp.endpoints) {
         entry = std::move(it->second);
         ++reused;
+        if (!routes_reusable) {
+          for (auto& [type, named] : entry.outputs) {
+            if (std::string_view(type) != kRouteType) continue;
+            named.second = Pack(BuildRouteConfig(lookup, proxy, sp, named.first));
+          }
+        }
       }
     }
     if (entry.outputs.empty()) {

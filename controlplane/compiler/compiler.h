@@ -66,7 +66,8 @@ Resources Compile(const model::ConfigSnapshot& config, const registry::Registry&
                   const ProxyClass& proxy);
 
 // Remembers, per service port, what the last compile produced and from which inputs (the
-// VirtualService and DestinationRule objects, the endpoints, the set of service ports), so that
+// VirtualService and DestinationRule objects, the endpoints; for routes, the set of service
+// ports too), so that
 // a recompile after a small change rebuilds only the services it touches. Objects are compared
 // by identity: the config index shares unchanged objects between snapshots, and the cache holds
 // the snapshot it last compiled so those objects stay alive. One cache per proxy class; not
