@@ -99,7 +99,7 @@ Timing CompileOnce(const mesh::model::ConfigSnapshotPtr& config,
   auto start = Clock::now();
   mesh::registry::Registry reg = mesh::registry::Registry::Build(*config, {});
   Resources res = mesh::compiler::Compile(config, reg,
-                                          {mesh::compiler::Role::kProxyless, "default", {}}, cache);
+                                          {mesh::compiler::Role::kProxyless, "default", {}, {}}, cache);
   t.compile_ms = Ms(Clock::now() - start);
   start = Clock::now();
   size_t bytes = 0;

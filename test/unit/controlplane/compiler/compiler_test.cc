@@ -28,7 +28,7 @@ std::string ReadText(const std::string& path) {
   return ss.str();
 }
 
-json CompileJson(const std::string& yaml, ProxyClass proxy = {Role::kProxyless, "default", {}}) {
+json CompileJson(const std::string& yaml, ProxyClass proxy = {Role::kProxyless, "default", {}, {}}) {
   auto config = testing::Config(yaml);
   registry::Registry reg = registry::Registry::Build(*config, {});
   Resources res = Compile(*config, reg, proxy);
@@ -226,7 +226,7 @@ spec:
   CHECK(route_of(v2)[0]["route"]["cluster"] ==
         "outbound|8080|v2-0|voting-analytics.voting.svc.cluster.local");
   // A proxy no rule selects gets the default route.
-  CHECK(route_of({Role::kProxyless, "voting", {}})[0]["route"]["cluster"] ==
+  CHECK(route_of({Role::kProxyless, "voting", {}, {}})[0]["route"]["cluster"] ==
         "outbound|8080||voting-analytics.voting.svc.cluster.local");
 }
 
@@ -246,7 +246,7 @@ TEST_CASE("Every step of the voting-app tutorial compiles into a consistent set 
       REQUIRE(fx.service->Apply(ReadText(m + "/" + f), api::BodyFormat::kYaml, "voting").ok());
     model::ConfigSnapshotPtr config = fx.index->Current();
     registry::Registry reg = registry::Registry::Build(*config, {});
-    for (const ProxyClass& p : {ProxyClass{Role::kProxyless, "voting", {}},
+    for (const ProxyClass& p : {ProxyClass{Role::kProxyless, "voting", {}, {}},
                                 ClassOf(*config, Role::kProxyless, "voting",
                                         {{"app", "voting-app"}, {"version", "2.0"}})}) {
       Resources res = Compile(*config, reg, p);
@@ -289,7 +289,7 @@ TEST_CASE("An incremental compile equals a full one and rebuilds only the change
         "}}], timeout: 1s}]}\n");
   }
   REQUIRE(fx.service->Apply(yaml, api::BodyFormat::kYaml, "default").ok());
-  ProxyClass proxy{Role::kProxyless, "default", {}};
+  ProxyClass proxy{Role::kProxyless, "default", {}, {}};
   CompileCache cache;
   auto compile = [&](CompileCache* c) {
     model::ConfigSnapshotPtr config = fx.index->Current();
