@@ -1,0 +1,176 @@
+#include "dataplane/upstream/cluster_table.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace mesh::dataplane {
+namespace {
+
+namespace pb = envoy::config::cluster::v3;
+
+absl::Duration ToDuration(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+}  // namespace
+
+uint64_t HashKey(absl::string_view key) {
+  // FNV-1a, 64 bit: stable across processes, so every proxy puts a key at the same point.
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  // Final mix (from SplitMix64) so that similar keys spread over the ring.
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  return h ^ (h >> 31);
+}
+
+const Host* Cluster::Pick(uint64_t random, std::optional<uint64_t> hash, absl::Time now) const {
+  if (hosts.empty()) return nullptr;
+  std::vector<size_t> healthy;
+  healthy.reserve(hosts.size());
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    if (!hosts[i].state->Ejected(now)) healthy.push_back(i);
+  }
+  bool panic = healthy.empty();
+  auto usable = [&](size_t i) { return panic || !hosts[i].state->Ejected(now); };
+  auto nth_usable = [&](uint64_t n) -> const Host* {
+    if (panic) return &hosts[n % hosts.size()];
+    return &hosts[healthy[n % healthy.size()]];
+  };
+  switch (policy) {
+    case Policy::kRoundRobin: return nth_usable(next->fetch_add(1, std::memory_order_relaxed));
+    case Policy::kRandom: return nth_usable(random);
+    case Policy::kLeastRequest: {
+      // Power of two choices, as Envoy's default least-request balancer.
+      const Host* a = nth_usable(random);
+      const Host* b = nth_usable(random >> 32);
+      return b->state->active_requests.load(std::memory_order_relaxed) <
+                     a->state->active_requests.load(std::memory_order_relaxed)
+                 ? b
+                 : a;
+    }
+    case Policy::kRingHash: {
+      if (!hash || ring.empty()) return nth_usable(random);
+      auto it = std::lower_bound(ring.begin(), ring.end(), std::make_pair(*hash, size_t{0}));
+      for (size_t step = 0; step < ring.size(); ++step, ++it) {
+        if (it == ring.end()) it = ring.begin();
+        if (usable(it->second)) return &hosts[it->second];
+      }
+      return nth_usable(random);
+    }
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
+    const ProxyConfig& config, const ClusterTable* previous) {
+  auto table = std::make_shared<ClusterTable>();
+  for (const auto& [name, pc] : config.clusters) {
+    Cluster c;
+    c.name = name;
+    switch (pc.lb_policy()) {
+      case pb::Cluster::ROUND_ROBIN: c.policy = Cluster::Policy::kRoundRobin; break;
+      case pb::Cluster::LEAST_REQUEST: c.policy = Cluster::Policy::kLeastRequest; break;
+      case pb::Cluster::RANDOM: c.policy = Cluster::Policy::kRandom; break;
+      case pb::Cluster::RING_HASH: c.policy = Cluster::Policy::kRingHash; break;
+      default:
+        return absl::InvalidArgumentError(absl::StrCat("cluster ", name, ": lb_policy ",
+                                                       pb::Cluster::LbPolicy_Name(pc.lb_policy()),
+                                                       " is not supported"));
+    }
+    if (pc.has_connect_timeout()) c.connect_timeout = ToDuration(pc.connect_timeout());
+    for (const auto& t : pc.circuit_breakers().thresholds()) {
+      if (t.priority() != 0) continue;  // DEFAULT priority only
+      if (t.has_max_connections()) c.limits.max_connections = t.max_connections().value();
+      if (t.has_max_pending_requests())
+        c.limits.max_pending_requests = t.max_pending_requests().value();
+      if (t.has_max_requests()) c.limits.max_requests = t.max_requests().value();
+      if (t.has_max_retries()) c.limits.max_retries = t.max_retries().value();
+    }
+    if (pc.has_max_requests_per_connection())
+      c.limits.max_requests_per_connection = pc.max_requests_per_connection().value();
+    if (pc.has_outlier_detection()) {
+      const auto& od = pc.outlier_detection();
+      c.outlier.enabled = true;
+      bool enforce_5xx =
+          !od.has_enforcing_consecutive_5xx() || od.enforcing_consecutive_5xx().value() > 0;
+      c.outlier.consecutive_5xx =
+          enforce_5xx ? (od.has_consecutive_5xx() ? od.consecutive_5xx().value() : 5) : 0;
+      if (od.has_consecutive_gateway_failure() &&
+          (!od.has_enforcing_consecutive_gateway_failure() ||
+           od.enforcing_consecutive_gateway_failure().value() > 0)) {
+        c.outlier.consecutive_gateway_errors = od.consecutive_gateway_failure().value();
+      }
+      if (od.has_interval()) c.outlier.interval = ToDuration(od.interval());
+      if (od.has_base_ejection_time())
+        c.outlier.base_ejection_time = ToDuration(od.base_ejection_time());
+      if (od.has_max_ejection_percent())
+        c.outlier.max_ejection_percent = od.max_ejection_percent().value();
+    }
+
+    const envoy::config::endpoint::v3::ClusterLoadAssignment* cla = nullptr;
+    if (pc.type() == pb::Cluster::STATIC) {
+      cla = &pc.load_assignment();
+    } else {
+      std::string service = pc.eds_cluster_config().service_name().empty()
+                                ? name
+                                : pc.eds_cluster_config().service_name();
+      auto it = config.endpoints.find(service);
+      if (it != config.endpoints.end()) cla = &it->second;
+    }
+    const Cluster* before = previous ? previous->Find(name) : nullptr;
+    c.next = before ? before->next : std::make_shared<std::atomic<uint64_t>>(0);
+    if (cla) {
+      for (const auto& group : cla->endpoints()) {
+        for (const auto& lb : group.lb_endpoints()) {
+          const auto& addr = lb.endpoint().address().socket_address();
+          Host h{addr.address(), addr.port_value(),
+                 lb.has_load_balancing_weight() ? lb.load_balancing_weight().value() : 1, nullptr};
+          if (before) {
+            for (const Host& old : before->hosts) {
+              if (old.address == h.address && old.port == h.port) h.state = old.state;
+            }
+          }
+          if (!h.state) h.state = std::make_shared<HostState>();
+          c.hosts.push_back(std::move(h));
+        }
+      }
+    }
+    if (c.policy == Cluster::Policy::kRingHash) {
+      // Each host gets 160 points per unit of weight (ketama's replication), so its points do not
+      // depend on the other hosts and a host leaving moves only its own keys. An explicit
+      // minimum_ring_size raises the points per weight (and then, as in Envoy, a change in the
+      // total weight can move some keys).
+      uint64_t total_weight = 0;
+      for (const Host& h : c.hosts) total_weight += std::max<uint32_t>(h.weight, 1);
+      uint64_t per_weight = 160;
+      if (pc.ring_hash_lb_config().has_minimum_ring_size() && total_weight > 0) {
+        uint64_t min_ring = pc.ring_hash_lb_config().minimum_ring_size().value();
+        per_weight = std::max<uint64_t>(per_weight, (min_ring + total_weight - 1) / total_weight);
+      }
+      for (size_t i = 0; i < c.hosts.size(); ++i) {
+        uint64_t points = per_weight * std::max<uint32_t>(c.hosts[i].weight, 1);
+        for (uint64_t p = 0; p < points; ++p) {
+          c.ring.emplace_back(
+              HashKey(absl::StrCat(c.hosts[i].address, ":", c.hosts[i].port, "_", p)), i);
+        }
+      }
+      std::sort(c.ring.begin(), c.ring.end());
+    }
+    table->clusters_.emplace(name, std::move(c));
+  }
+  return std::shared_ptr<const ClusterTable>(std::move(table));
+}
+
+const Cluster* ClusterTable::Find(const std::string& name) const {
+  auto it = clusters_.find(name);
+  return it == clusters_.end() ? nullptr : &it->second;
+}
+
+}  // namespace mesh::dataplane

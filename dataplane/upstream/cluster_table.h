@@ -1,0 +1,91 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "dataplane/xds/xds_client.h"
+
+// meshproxy's upstream clusters: an immutable, validated view of CDS and EDS (endpoints, load
+// balancer, limits, outlier detection, TLS), rebuilt on every update, plus per-host runtime state
+// (active requests, ejection) that survives updates for hosts that stay.
+namespace mesh::dataplane {
+
+// Runtime state of one upstream host, shared by every table that lists it and by all workers.
+struct HostState {
+  std::atomic<int64_t> active_requests{0};
+  std::atomic<int64_t> ejected_until_ns{0};  // absl::ToUnixNanos; 0 when not ejected
+  std::atomic<uint32_t> consecutive_5xx{0};
+  std::atomic<uint32_t> consecutive_gateway_errors{0};
+  std::atomic<uint32_t> ejections{0};
+
+  bool Ejected(absl::Time now) const {
+    return ejected_until_ns.load(std::memory_order_relaxed) > absl::ToUnixNanos(now);
+  }
+};
+
+struct Host {
+  std::string address;
+  uint32_t port = 0;
+  uint32_t weight = 1;
+  std::shared_ptr<HostState> state;
+};
+
+struct Limits {
+  uint32_t max_connections = 1024, max_pending_requests = 1024, max_requests = 1024,
+           max_retries = 3;
+  uint32_t max_requests_per_connection = 0;  // 0: unlimited
+};
+
+struct OutlierSettings {
+  bool enabled = false;
+  uint32_t consecutive_5xx = 5, consecutive_gateway_errors = 0;  // 0: not counted
+  absl::Duration interval = absl::Seconds(10), base_ejection_time = absl::Seconds(30);
+  uint32_t max_ejection_percent = 10;
+};
+
+struct Cluster {
+  enum class Policy { kRoundRobin, kLeastRequest, kRandom, kRingHash };
+  std::string name;
+  Policy policy = Policy::kRoundRobin;
+  absl::Duration connect_timeout = absl::Seconds(10);
+  Limits limits;
+  OutlierSettings outlier;
+  std::vector<Host> hosts;
+  // Ring hash: sorted (point, host index); built once per update.
+  std::vector<std::pair<uint64_t, size_t>> ring;
+  // Round-robin position, shared across updates of the same cluster.
+  std::shared_ptr<std::atomic<uint64_t>> next;
+
+  // Chooses a host: skips ejected hosts unless all are ejected (Envoy's panic mode); nullptr if
+  // the cluster has no host. `random` is a fresh random number; `hash` the request's hash key
+  // (ring hash only; without one a random host is used).
+  const Host* Pick(uint64_t random, std::optional<uint64_t> hash, absl::Time now) const;
+};
+
+class ClusterTable {
+ public:
+  // Builds from applied xDS config. Hosts (by address and port) and round-robin positions of
+  // clusters that were in `previous` keep their runtime state. InvalidArgument names the
+  // cluster when its config cannot be served.
+  static absl::StatusOr<std::shared_ptr<const ClusterTable>> Build(const ProxyConfig& config,
+                                                                   const ClusterTable* previous);
+  const Cluster* Find(const std::string& name) const;
+  const std::map<std::string, Cluster>& clusters() const { return clusters_; }
+
+ private:
+  std::map<std::string, Cluster> clusters_;
+};
+using ClusterTablePtr = std::shared_ptr<const ClusterTable>;
+
+// A stable 64-bit hash for ring placement and request keys.
+uint64_t HashKey(absl::string_view key);
+
+}  // namespace mesh::dataplane

@@ -1,0 +1,131 @@
+#include "dataplane/upstream/cluster_table.h"
+
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
+namespace mesh::dataplane {
+namespace {
+
+namespace pb = envoy::config::cluster::v3;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);
+
+ProxyConfig Config(pb::Cluster::LbPolicy policy, int hosts) {
+  ProxyConfig config;
+  pb::Cluster c;
+  c.set_name("outbound|80||web");
+  c.set_type(pb::Cluster::EDS);
+  c.mutable_eds_cluster_config()->set_service_name("outbound|80||web");
+  c.set_lb_policy(policy);
+  c.mutable_connect_timeout()->set_nanos(250'000'000);
+  auto* t = c.mutable_circuit_breakers()->add_thresholds();
+  t->mutable_max_connections()->set_value(10);
+  t->mutable_max_pending_requests()->set_value(5);
+  c.mutable_outlier_detection()->mutable_consecutive_5xx()->set_value(3);
+  c.mutable_outlier_detection()->mutable_base_ejection_time()->set_seconds(30);
+  config.clusters[c.name()] = c;
+  envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+  cla.set_cluster_name(c.name());
+  auto* group = cla.add_endpoints();
+  for (int i = 0; i < hosts; ++i) {
+    auto* addr =
+        group->add_lb_endpoints()->mutable_endpoint()->mutable_address()->mutable_socket_address();
+    addr->set_address(absl::StrCat("10.0.0.", i + 1));
+    addr->set_port_value(8080);
+  }
+  config.endpoints[c.name()] = cla;
+  return config;
+}
+
+ClusterTablePtr Build(const ProxyConfig& config, const ClusterTable* previous = nullptr) {
+  auto t = ClusterTable::Build(config, previous);
+  REQUIRE(t.ok());
+  return *t;
+}
+
+TEST_CASE("Clusters carry their endpoints, limits and outlier settings from CDS and EDS") {
+  ClusterTablePtr t = Build(Config(pb::Cluster::ROUND_ROBIN, 3));
+  const Cluster* c = t->Find("outbound|80||web");
+  REQUIRE(c != nullptr);
+  CHECK(c->hosts.size() == 3);
+  CHECK(c->connect_timeout == absl::Milliseconds(250));
+  CHECK(c->limits.max_connections == 10);
+  CHECK(c->limits.max_pending_requests == 5);
+  CHECK(c->outlier.enabled);
+  CHECK(c->outlier.consecutive_5xx == 3);
+  CHECK(c->outlier.base_ejection_time == absl::Seconds(30));
+  ProxyConfig maglev = Config(pb::Cluster::MAGLEV, 1);
+  CHECK(ClusterTable::Build(maglev, nullptr).status().message() ==
+        "cluster outbound|80||web: lb_policy MAGLEV is not supported");
+}
+
+TEST_CASE("Round robin cycles over hosts, skips ejected ones, and uses all when all are ejected") {
+  ClusterTablePtr t = Build(Config(pb::Cluster::ROUND_ROBIN, 3));
+  const Cluster* c = t->Find("outbound|80||web");
+  std::vector<std::string> seen;
+  for (int i = 0; i < 6; ++i) seen.push_back(c->Pick(0, std::nullopt, kNow)->address);
+  CHECK(seen == std::vector<std::string>{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.1", "10.0.0.2",
+                                         "10.0.0.3"});
+  c->hosts[1].state->ejected_until_ns = absl::ToUnixNanos(kNow + absl::Seconds(30));
+  std::set<std::string> while_ejected;
+  for (int i = 0; i < 6; ++i) while_ejected.insert(c->Pick(0, std::nullopt, kNow)->address);
+  CHECK(while_ejected == std::set<std::string>{"10.0.0.1", "10.0.0.3"});
+  // Once the ejection time has passed the host is back.
+  std::set<std::string> later;
+  for (int i = 0; i < 6; ++i)
+    later.insert(c->Pick(0, std::nullopt, kNow + absl::Seconds(31))->address);
+  CHECK(later.size() == 3);
+  for (const Host& h : c->hosts)
+    h.state->ejected_until_ns = absl::ToUnixNanos(kNow + absl::Seconds(30));
+  CHECK(c->Pick(0, std::nullopt, kNow) != nullptr);  // panic: better an ejected host than none
+}
+
+TEST_CASE("Least request prefers the less loaded of two random choices") {
+  ClusterTablePtr t = Build(Config(pb::Cluster::LEAST_REQUEST, 2));
+  const Cluster* c = t->Find("outbound|80||web");
+  c->hosts[0].state->active_requests = 10;
+  // Draws picking host 0 and host 1 as the two choices, in both orders.
+  CHECK(c->Pick(0 | (uint64_t{1} << 32), std::nullopt, kNow)->address == "10.0.0.2");
+  CHECK(c->Pick(1 | (uint64_t{0} << 32), std::nullopt, kNow)->address == "10.0.0.2");
+}
+
+TEST_CASE("Ring hash keeps a key on one host, and removing a host moves only its keys") {
+  ProxyConfig four = Config(pb::Cluster::RING_HASH, 4);
+  ClusterTablePtr t = Build(four);
+  const Cluster* c = t->Find("outbound|80||web");
+  std::map<int, std::string> placed;
+  std::map<std::string, int> load;
+  for (int k = 0; k < 400; ++k) {
+    uint64_t key = HashKey(absl::StrCat("user-", k));
+    placed[k] = c->Pick(k, key, kNow)->address;
+    CHECK(c->Pick(k * 7 + 1, key, kNow)->address == placed[k]);  // the draw does not matter
+    ++load[placed[k]];
+  }
+  for (const auto& [host, n] : load) CHECK(n > 40);  // spread over all four
+  ProxyConfig three = four;
+  auto* eps = three.endpoints["outbound|80||web"].mutable_endpoints(0)->mutable_lb_endpoints();
+  eps->erase(eps->begin() + 3);  // 10.0.0.4 leaves
+  ClusterTablePtr t3 = Build(three, t.get());
+  const Cluster* c3 = t3->Find("outbound|80||web");
+  for (int k = 0; k < 400; ++k) {
+    std::string now_at = c3->Pick(k, HashKey(absl::StrCat("user-", k)), kNow)->address;
+    if (placed[k] != "10.0.0.4") CHECK(now_at == placed[k]);
+  }
+}
+
+TEST_CASE("Host state and round-robin position survive a rebuild for hosts that stay") {
+  ProxyConfig config = Config(pb::Cluster::ROUND_ROBIN, 2);
+  ClusterTablePtr first = Build(config);
+  first->Find("outbound|80||web")->hosts[0].state->active_requests = 3;
+  first->Find("outbound|80||web")->Pick(0, std::nullopt, kNow);
+  ClusterTablePtr second = Build(config, first.get());
+  const Cluster* c = second->Find("outbound|80||web");
+  CHECK(c->hosts[0].state->active_requests == 3);
+  CHECK(c->hosts[0].state == first->Find("outbound|80||web")->hosts[0].state);
+  CHECK(c->Pick(0, std::nullopt, kNow)->address == "10.0.0.2");  // continues where it was
+}
+
+}  // namespace
+}  // namespace mesh::dataplane
