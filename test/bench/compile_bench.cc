@@ -98,8 +98,8 @@ Timing CompileOnce(const mesh::model::ConfigSnapshotPtr& config,
   Timing t;
   auto start = Clock::now();
   mesh::registry::Registry reg = mesh::registry::Registry::Build(*config, {});
-  Resources res = mesh::compiler::Compile(config, reg,
-                                          {mesh::compiler::Role::kProxyless, "default", {}, {}}, cache);
+  Resources res = mesh::compiler::Compile(
+      config, reg, {mesh::compiler::Role::kProxyless, "default", {}, {}}, cache);
   t.compile_ms = Ms(Clock::now() - start);
   start = Clock::now();
   size_t bytes = 0;

@@ -28,7 +28,8 @@ std::string ReadText(const std::string& path) {
   return ss.str();
 }
 
-json CompileJson(const std::string& yaml, ProxyClass proxy = {Role::kProxyless, "default", {}, {}}) {
+json CompileJson(const std::string& yaml,
+                 ProxyClass proxy = {Role::kProxyless, "default", {}, {}}) {
   auto config = testing::Config(yaml);
   registry::Registry reg = registry::Registry::Build(*config, {});
   Resources res = Compile(*config, reg, proxy);
