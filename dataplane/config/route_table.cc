@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "re2/re2.h"
 
 namespace mesh::dataplane {
@@ -56,6 +57,17 @@ std::vector<std::string> Names(const google::protobuf::RepeatedPtrField<std::str
 
 absl::Duration ToDuration(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+// A FractionalPercent as parts per million.
+uint32_t PerMillion(const envoy::type::v3::FractionalPercent& p) {
+  uint64_t n = p.numerator();
+  switch (p.denominator()) {
+    case envoy::type::v3::FractionalPercent::HUNDRED: n *= 10000; break;
+    case envoy::type::v3::FractionalPercent::TEN_THOUSAND: n *= 100; break;
+    default: break;
+  }
+  return static_cast<uint32_t>(std::min<uint64_t>(n, 1'000'000));
 }
 
 bool StringMatches(HeaderMatcher::Kind kind, absl::string_view value, const std::string& want,
@@ -249,6 +261,30 @@ absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
         route.query.push_back(std::move(qm));
       }
 
+      if (auto it = pr.typed_per_filter_config().find("envoy.filters.http.fault");
+          it != pr.typed_per_filter_config().end()) {
+        envoy::extensions::filters::http::fault::v3::HTTPFault pf;
+        if (!it->second.UnpackTo(&pf)) {
+          errors.Add(rpath + ".typed_per_filter_config[envoy.filters.http.fault]",
+                     "is not an HTTPFault");
+        } else {
+          FaultPolicy fault;
+          if (pf.has_delay()) {
+            fault.delay = ToDuration(pf.delay().fixed_delay());
+            fault.delay_per_million = PerMillion(pf.delay().percentage());
+          }
+          if (pf.has_abort()) {
+            fault.abort_status = pf.abort().http_status();
+            fault.abort_per_million = PerMillion(pf.abort().percentage());
+            if (fault.abort_status < 200 || fault.abort_status > 599) {
+              errors.Add(
+                  rpath + ".typed_per_filter_config[envoy.filters.http.fault].abort.http_status",
+                  "must be between 200 and 599");
+            }
+          }
+          route.fault = fault;
+        }
+      }
       route.request_headers_to_add = Ops(pr.request_headers_to_add());
       route.response_headers_to_add = Ops(pr.response_headers_to_add());
       route.request_headers_to_remove = Names(pr.request_headers_to_remove());
@@ -289,6 +325,86 @@ absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
           route.prefix_rewrite = a.prefix_rewrite();
           route.host_rewrite = a.host_rewrite_literal();
           if (a.has_timeout()) route.timeout = ToDuration(a.timeout());
+          if (a.has_retry_policy()) {
+            const pb::RetryPolicy& rp = a.retry_policy();
+            RetryPolicy retry;
+            for (absl::string_view on : absl::StrSplit(rp.retry_on(), ',', absl::SkipEmpty())) {
+              retry.retry_on.emplace_back(absl::StripAsciiWhitespace(on));
+            }
+            if (rp.has_num_retries()) retry.num_retries = rp.num_retries().value();
+            if (rp.has_per_try_timeout()) retry.per_try_timeout = ToDuration(rp.per_try_timeout());
+            retry.retriable_status_codes.assign(rp.retriable_status_codes().begin(),
+                                                rp.retriable_status_codes().end());
+            route.retry = std::move(retry);
+          }
+          for (int h = 0; h < a.hash_policy_size(); ++h) {
+            const auto& hp = a.hash_policy(h);
+            HashPolicy policy;
+            if (hp.has_header()) {
+              policy.kind = HashPolicy::Kind::kHeader;
+              policy.name = absl::AsciiStrToLower(hp.header().header_name());
+            } else if (hp.has_cookie()) {
+              policy.kind = HashPolicy::Kind::kCookie;
+              policy.name = hp.cookie().name();
+              policy.cookie_path = hp.cookie().path();
+              if (hp.cookie().has_ttl()) policy.cookie_ttl = ToDuration(hp.cookie().ttl());
+            } else if (hp.has_connection_properties()) {
+              policy.kind = HashPolicy::Kind::kSourceIp;
+            } else if (hp.has_query_parameter()) {
+              policy.kind = HashPolicy::Kind::kQueryParameter;
+              policy.name = hp.query_parameter().name();
+            } else {
+              errors.Add(absl::StrCat(rpath, ".route.hash_policy[", h, "]"),
+                         "a policy specifier is required");
+              continue;
+            }
+            route.hash_policies.push_back(std::move(policy));
+          }
+          for (const auto& mp : a.request_mirror_policies()) {
+            MirrorPolicy mirror{mp.cluster(), 1'000'000};
+            if (mp.has_runtime_fraction())
+              mirror.per_million = PerMillion(mp.runtime_fraction().default_value());
+            route.mirrors.push_back(std::move(mirror));
+          }
+          if (a.has_cors()) {
+            const pb::CorsPolicy& cp = a.cors();
+            CorsPolicy cors;
+            for (int o = 0; o < cp.allow_origin_string_match_size(); ++o) {
+              const auto& sm = cp.allow_origin_string_match(o);
+              HeaderMatcher m;
+              switch (sm.match_pattern_case()) {
+                case envoy::type::matcher::v3::StringMatcher::kExact:
+                  m.kind = HeaderMatcher::Kind::kExact;
+                  m.value = sm.exact();
+                  break;
+                case envoy::type::matcher::v3::StringMatcher::kPrefix:
+                  m.kind = HeaderMatcher::Kind::kPrefix;
+                  m.value = sm.prefix();
+                  break;
+                case envoy::type::matcher::v3::StringMatcher::kSuffix:
+                  m.kind = HeaderMatcher::Kind::kSuffix;
+                  m.value = sm.suffix();
+                  break;
+                case envoy::type::matcher::v3::StringMatcher::kSafeRegex:
+                  m.kind = HeaderMatcher::Kind::kRegex;
+                  m.regex = Compile(sm.safe_regex().regex(),
+                                    absl::StrCat(rpath, ".route.cors.allow_origin_string_match[", o,
+                                                 "].safe_regex.regex"),
+                                    &errors);
+                  break;
+                default:
+                  errors.Add(absl::StrCat(rpath, ".route.cors.allow_origin_string_match[", o, "]"),
+                             "a pattern is required");
+              }
+              cors.allow_origins.push_back(std::move(m));
+            }
+            cors.allow_methods = cp.allow_methods();
+            cors.allow_headers = cp.allow_headers();
+            cors.expose_headers = cp.expose_headers();
+            cors.max_age = cp.max_age();
+            if (cp.has_allow_credentials()) cors.allow_credentials = cp.allow_credentials().value();
+            route.cors = std::move(cors);
+          }
           break;
         }
         case pb::Route::kRedirect: {

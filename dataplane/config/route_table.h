@@ -67,6 +67,40 @@ struct Redirect {
   int status = 301;
 };
 
+struct RetryPolicy {
+  std::vector<std::string> retry_on;  // "5xx", "gateway-error", "connect-failure", "reset", ...
+  uint32_t num_retries = 1;
+  std::optional<absl::Duration> per_try_timeout;
+  std::vector<uint32_t> retriable_status_codes;
+};
+
+struct HashPolicy {
+  enum class Kind { kHeader, kCookie, kSourceIp, kQueryParameter };
+  Kind kind = Kind::kHeader;
+  std::string name;  // header, cookie or query parameter name
+  std::optional<absl::Duration> cookie_ttl;
+  std::string cookie_path;
+};
+
+struct FaultPolicy {
+  std::optional<absl::Duration> delay;
+  uint32_t delay_per_million = 0;
+  uint32_t abort_status = 0;
+  uint32_t abort_per_million = 0;
+};
+
+struct MirrorPolicy {
+  std::string cluster;
+  uint32_t per_million = 1'000'000;
+};
+
+struct CorsPolicy {
+  std::vector<HeaderMatcher>
+      allow_origins;  // name unused; kind and value (or regex) match the Origin
+  std::string allow_methods, allow_headers, expose_headers, max_age;
+  std::optional<bool> allow_credentials;
+};
+
 struct Route {
   std::string name;
   // Path: exactly one of these.
@@ -85,6 +119,11 @@ struct Route {
 
   std::string prefix_rewrite, host_rewrite;
   std::optional<absl::Duration> timeout;
+  std::optional<RetryPolicy> retry;
+  std::vector<HashPolicy> hash_policies;
+  std::optional<FaultPolicy> fault;
+  std::vector<MirrorPolicy> mirrors;
+  std::optional<CorsPolicy> cors;
   std::vector<HeaderOp> request_headers_to_add, response_headers_to_add;
   std::vector<std::string> request_headers_to_remove, response_headers_to_remove;
 

@@ -173,3 +173,76 @@ TEST_CASE("Simulation: the voting-app tutorial's step 3 routes requests where th
 
 }  // namespace
 }  // namespace mesh::dataplane
+
+namespace mesh::dataplane {
+namespace {
+
+TEST_CASE("Route policies compiled from a VirtualService arrive in the data plane's table") {
+  mesh::testing::ServiceFixture fx;
+  REQUIRE(fx.service
+              ->Apply(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shadow}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: web}
+spec: {host: web, trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: session, ttl: 60s}}}}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http:
+  - route: [{destination: {host: web}}]
+    timeout: 3s
+    retries: {attempts: 2, perTryTimeout: 500ms, retryOn: "5xx, connect-failure"}
+    fault: {delay: {fixedDelay: 1s, percentage: {value: 25}}, abort: {httpStatus: 503, percentage: {value: 10}}}
+    mirror: {host: shadow}
+    mirrorPercentage: {value: 50}
+    corsPolicy: {allowOrigins: [{prefix: "https://"}], allowMethods: [GET], allowCredentials: true}
+)",
+                      api::BodyFormat::kYaml, "default")
+              .ok());
+  model::ConfigSnapshotPtr config = fx.index->Current();
+  registry::Registry reg = registry::Registry::Build(*config, {});
+  compiler::Resources res =
+      compiler::Compile(*config, reg, {compiler::Role::kProxyless, "default", {}, {}});
+  envoy::config::route::v3::RouteConfiguration rc;
+  REQUIRE(res.Of(compiler::kRouteType).at("web.default.svc.cluster.local:80")->UnpackTo(&rc));
+  RouteTablePtr t = Table(rc.DebugString());
+  const Route* r = t->Match(RequestView{"GET", "web", "/", {}});
+  REQUIRE(r != nullptr);
+  CHECK(*r->timeout == absl::Seconds(3));
+  REQUIRE(r->retry.has_value());
+  CHECK(r->retry->retry_on == std::vector<std::string>{"5xx", "connect-failure"});
+  CHECK(r->retry->num_retries == 2);
+  CHECK(*r->retry->per_try_timeout == absl::Milliseconds(500));
+  REQUIRE(r->fault.has_value());
+  CHECK(*r->fault->delay == absl::Seconds(1));
+  CHECK(r->fault->delay_per_million == 250'000);
+  CHECK(r->fault->abort_status == 503);
+  CHECK(r->fault->abort_per_million == 100'000);
+  REQUIRE(r->mirrors.size() == 1);
+  CHECK(r->mirrors[0].cluster == "outbound|80||shadow.default.svc.cluster.local");
+  CHECK(r->mirrors[0].per_million == 500'000);
+  REQUIRE(r->hash_policies.size() == 1);
+  CHECK(r->hash_policies[0].kind == HashPolicy::Kind::kCookie);
+  CHECK(r->hash_policies[0].name == "session");
+  CHECK(*r->hash_policies[0].cookie_ttl == absl::Seconds(60));
+  REQUIRE(r->cors.has_value());
+  CHECK(r->cors->allow_origins[0].kind == HeaderMatcher::Kind::kPrefix);
+  CHECK(r->cors->allow_methods == "GET");
+  CHECK(*r->cors->allow_credentials);
+}
+
+}  // namespace
+}  // namespace mesh::dataplane
