@@ -32,16 +32,19 @@ uint64_t HashKey(absl::string_view key) {
 
 const Host* Cluster::Pick(uint64_t random, std::optional<uint64_t> hash, absl::Time now) const {
   if (hosts.empty()) return nullptr;
-  std::vector<size_t> healthy;
-  healthy.reserve(hosts.size());
-  for (size_t i = 0; i < hosts.size(); ++i) {
-    if (!hosts[i].state->Ejected(now)) healthy.push_back(i);
-  }
-  bool panic = healthy.empty();
+  // On the request path: no allocation, and one pass when no host is ejected.
+  size_t healthy = 0;
+  for (const Host& h : hosts) healthy += h.state->Ejected(now) ? 0 : 1;
+  bool panic = healthy == 0;
   auto usable = [&](size_t i) { return panic || !hosts[i].state->Ejected(now); };
   auto nth_usable = [&](uint64_t n) -> const Host* {
-    if (panic) return &hosts[n % hosts.size()];
-    return &hosts[healthy[n % healthy.size()]];
+    if (panic || healthy == hosts.size()) return &hosts[n % hosts.size()];
+    uint64_t skip = n % healthy;
+    for (const Host& h : hosts) {
+      if (h.state->Ejected(now)) continue;
+      if (skip-- == 0) return &h;
+    }
+    return &hosts[0];  // not reached: `healthy` hosts were counted above
   };
   switch (policy) {
     case Policy::kRoundRobin: return nth_usable(next->fetch_add(1, std::memory_order_relaxed));
