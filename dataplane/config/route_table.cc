@@ -70,17 +70,31 @@ uint32_t PerMillion(const envoy::type::v3::FractionalPercent& p) {
   return static_cast<uint32_t>(std::min<uint64_t>(n, 1'000'000));
 }
 
-bool StringMatches(HeaderMatcher::Kind kind, absl::string_view value, const std::string& want,
-                   const re2::RE2* regex) {
-  switch (kind) {
-    case HeaderMatcher::Kind::kExact: return value == want;
-    case HeaderMatcher::Kind::kPrefix: return absl::StartsWith(value, want);
-    case HeaderMatcher::Kind::kSuffix: return absl::EndsWith(value, want);
-    case HeaderMatcher::Kind::kRegex:
-      return re2::RE2::FullMatch(re2::StringPiece(value.data(), value.size()), *regex);
-    case HeaderMatcher::Kind::kPresent: return true;
+// An Envoy StringMatcher as a pattern; `path` names it in errors.
+StringPattern FromStringMatcher(const envoy::type::matcher::v3::StringMatcher& sm,
+                                const std::string& path, Errors* errors) {
+  using SM = envoy::type::matcher::v3::StringMatcher;
+  StringPattern p;
+  switch (sm.match_pattern_case()) {
+    case SM::kExact:
+      p.kind = StringPattern::Kind::kExact;
+      p.value = sm.exact();
+      break;
+    case SM::kPrefix:
+      p.kind = StringPattern::Kind::kPrefix;
+      p.value = sm.prefix();
+      break;
+    case SM::kSuffix:
+      p.kind = StringPattern::Kind::kSuffix;
+      p.value = sm.suffix();
+      break;
+    case SM::kSafeRegex:
+      p.kind = StringPattern::Kind::kRegex;
+      p.regex = Compile(sm.safe_regex().regex(), path + ".safe_regex.regex", errors);
+      break;
+    default: errors->Add(path, "a pattern is required");
   }
-  return false;
+  return p;
 }
 
 // A request header's value as Envoy matches it: several occurrences joined with ",".
@@ -109,6 +123,18 @@ bool HeaderValue(const RequestView& request, absl::string_view name, std::string
 
 }  // namespace
 
+bool StringPattern::Matches(absl::string_view candidate) const {
+  switch (kind) {
+    case Kind::kExact: return candidate == value;
+    case Kind::kPrefix: return absl::StartsWith(candidate, value);
+    case Kind::kSuffix: return absl::EndsWith(candidate, value);
+    case Kind::kRegex:
+      return re2::RE2::FullMatch(re2::StringPiece(candidate.data(), candidate.size()), *regex);
+    case Kind::kPresent: return true;
+  }
+  return false;
+}
+
 bool Route::Matches(const RequestView& request) const {
   absl::string_view path_only = request.path.substr(0, request.path.find('?'));
   switch (path_kind) {
@@ -129,7 +155,7 @@ bool Route::Matches(const RequestView& request) const {
   for (const HeaderMatcher& h : headers) {
     std::string value;
     bool found = HeaderValue(request, h.name, &value);
-    bool matched = found && StringMatches(h.kind, value, h.value, h.regex.get());
+    bool matched = found && h.Matches(value);
     if (matched == h.invert) return false;
   }
   if (!query.empty()) {
@@ -142,8 +168,7 @@ bool Route::Matches(const RequestView& request) const {
         std::pair<absl::string_view, absl::string_view> kv =
             absl::StrSplit(pair, absl::MaxSplits('=', 1));
         if (kv.first != m.name) continue;
-        matched = StringMatches(static_cast<HeaderMatcher::Kind>(m.kind), kv.second, m.value,
-                                m.regex.get());
+        matched = m.Matches(kv.second);
         if (matched) break;
       }
       if (!matched) return false;
@@ -236,27 +261,10 @@ absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
         QueryMatcher qm;
         qm.name = pq.name();
         if (pq.has_string_match()) {
-          const auto& sm = pq.string_match();
-          switch (sm.match_pattern_case()) {
-            case envoy::type::matcher::v3::StringMatcher::kExact:
-              qm.kind = QueryMatcher::Kind::kExact;
-              qm.value = sm.exact();
-              break;
-            case envoy::type::matcher::v3::StringMatcher::kPrefix:
-              qm.kind = QueryMatcher::Kind::kPrefix;
-              qm.value = sm.prefix();
-              break;
-            case envoy::type::matcher::v3::StringMatcher::kSuffix:
-              qm.kind = QueryMatcher::Kind::kSuffix;
-              qm.value = sm.suffix();
-              break;
-            case envoy::type::matcher::v3::StringMatcher::kSafeRegex:
-              qm.kind = QueryMatcher::Kind::kRegex;
-              qm.regex = Compile(sm.safe_regex().regex(), qpath + ".string_match.safe_regex.regex",
-                                 &errors);
-              break;
-            default: errors.Add(qpath + ".string_match", "a pattern is required");
-          }
+          static_cast<StringPattern&>(qm) =
+              FromStringMatcher(pq.string_match(), qpath + ".string_match", &errors);
+        } else {
+          qm.kind = StringPattern::Kind::kPresent;
         }
         route.query.push_back(std::move(qm));
       }
@@ -370,32 +378,9 @@ absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
             const pb::CorsPolicy& cp = a.cors();
             CorsPolicy cors;
             for (int o = 0; o < cp.allow_origin_string_match_size(); ++o) {
-              const auto& sm = cp.allow_origin_string_match(o);
-              HeaderMatcher m;
-              switch (sm.match_pattern_case()) {
-                case envoy::type::matcher::v3::StringMatcher::kExact:
-                  m.kind = HeaderMatcher::Kind::kExact;
-                  m.value = sm.exact();
-                  break;
-                case envoy::type::matcher::v3::StringMatcher::kPrefix:
-                  m.kind = HeaderMatcher::Kind::kPrefix;
-                  m.value = sm.prefix();
-                  break;
-                case envoy::type::matcher::v3::StringMatcher::kSuffix:
-                  m.kind = HeaderMatcher::Kind::kSuffix;
-                  m.value = sm.suffix();
-                  break;
-                case envoy::type::matcher::v3::StringMatcher::kSafeRegex:
-                  m.kind = HeaderMatcher::Kind::kRegex;
-                  m.regex = Compile(sm.safe_regex().regex(),
-                                    absl::StrCat(rpath, ".route.cors.allow_origin_string_match[", o,
-                                                 "].safe_regex.regex"),
-                                    &errors);
-                  break;
-                default:
-                  errors.Add(absl::StrCat(rpath, ".route.cors.allow_origin_string_match[", o, "]"),
-                             "a pattern is required");
-              }
+              StringPattern m = FromStringMatcher(
+                  cp.allow_origin_string_match(o),
+                  absl::StrCat(rpath, ".route.cors.allow_origin_string_match[", o, "]"), &errors);
               cors.allow_origins.push_back(std::move(m));
             }
             cors.allow_methods = cp.allow_methods();

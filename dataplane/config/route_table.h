@@ -37,21 +37,22 @@ struct HeaderOp {
   bool overwrite = true;  // set; false appends
 };
 
-struct HeaderMatcher {
+// How a header, query parameter or origin value is matched.
+struct StringPattern {
   enum class Kind { kExact, kPrefix, kSuffix, kRegex, kPresent };
-  std::string name;
   Kind kind = Kind::kExact;
   std::string value;
-  std::shared_ptr<const re2::RE2> regex;
+  std::shared_ptr<const re2::RE2> regex;  // kRegex only
+  bool Matches(absl::string_view candidate) const;
+};
+
+struct HeaderMatcher : StringPattern {
+  std::string name;
   bool invert = false;
 };
 
-struct QueryMatcher {
-  enum class Kind { kExact, kPrefix, kSuffix, kRegex, kPresent };
+struct QueryMatcher : StringPattern {
   std::string name;
-  Kind kind = Kind::kPresent;
-  std::string value;
-  std::shared_ptr<const re2::RE2> regex;
 };
 
 struct WeightedTarget {
@@ -95,8 +96,7 @@ struct MirrorPolicy {
 };
 
 struct CorsPolicy {
-  std::vector<HeaderMatcher>
-      allow_origins;  // name unused; kind and value (or regex) match the Origin
+  std::vector<StringPattern> allow_origins;  // matched against the Origin header
   std::string allow_methods, allow_headers, expose_headers, max_age;
   std::optional<bool> allow_credentials;
 };
