@@ -60,6 +60,9 @@ grpc::Slice SharedSlice(std::shared_ptr<const std::string> bytes) {
 
 class AdsStream : public grpc::ServerGenericBidiReactor {
  public:
+  // Resources a subscription covers, by name; they live in a snapshot the stream holds.
+  using Selection = std::map<std::string, const google::protobuf::Any*>;
+
   AdsStream(AdsServer* server, grpc::CallbackServerContext* context) : server_(server) {
     peer_ = context->peer();
     server_->Register(this);
@@ -128,7 +131,9 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     snapshot_ = std::move(snapshot);
     for (const std::string& type : kPushOrder) {
       auto it = types_.find(type);
-      if (it != types_.end() && Changed(it->second, type)) SendLocked(type);
+      if (it == types_.end()) continue;
+      Selection selected = Selected(it->second, type);
+      if (Changed(it->second, selected)) SendLocked(type, std::move(selected));
     }
   }
 
@@ -164,8 +169,10 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     std::set<std::string> names;
     bool wildcard = false;
     std::string sent_version, sent_nonce, acked_version, nack;
+    // The subscription as the snapshot's response memo knows it.
+    std::string key;
     // What the last response carried, to push only on change.
-    std::map<std::string, const google::protobuf::Any*> sent;
+    Selection sent;
   };
 
   void HandleLocked(const DiscoveryRequest& req) {
@@ -199,7 +206,13 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
       st.wildcard = wildcard;
       // A new subscription is answered even if nothing matches yet: an empty answer for names
       // that do not exist; they are sent once they appear.
-      SendLocked(type);
+      st.key.clear();
+      if (st.wildcard) {
+        st.key = "*";
+      } else {
+        for (const std::string& n : st.names) absl::StrAppend(&st.key, n, "\n");
+      }
+      if (snapshot_) SendLocked(type, Selected(st, type));
     }
   }
 
@@ -290,9 +303,8 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   }
 
   // The resources this type's subscription covers in the current snapshot.
-  std::map<std::string, const google::protobuf::Any*> Selected(const TypeState& st,
-                                                               const std::string& type) {
-    std::map<std::string, const google::protobuf::Any*> out;
+  Selection Selected(const TypeState& st, const std::string& type) {
+    Selection out;
     const compiler::ResourceMap& all = snapshot_->resources.Of(type);
     if (st.wildcard) {
       for (const auto& [name, any] : all) out[name] = any.get();
@@ -304,8 +316,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     return out;
   }
 
-  bool Changed(const TypeState& st, const std::string& type) {
-    auto selected = Selected(st, type);
+  bool Changed(const TypeState& st, const Selection& selected) {
     if (selected.size() != st.sent.size()) return true;
     for (const auto& [name, any] : selected) {
       auto it = st.sent.find(name);
@@ -317,17 +328,12 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     return false;
   }
 
-  void SendLocked(const std::string& type) {
+  void SendLocked(const std::string& type, Selection selected) {
     if (!snapshot_) return;
     TypeState& st = types_[type];
-    st.sent = Selected(st, type);
-    std::string key;
-    if (st.wildcard)
-      key = "*";
-    else
-      for (const std::string& n : st.names) absl::StrAppend(&key, n, "\n");
+    st.sent = std::move(selected);
     std::string nonce = std::to_string(++nonce_);
-    grpc::Slice parts[2] = {SharedSlice(snapshot_->Response(type, key, st.sent)),
+    grpc::Slice parts[2] = {SharedSlice(snapshot_->Response(type, st.key, st.sent)),
                             grpc::Slice(NonceField(nonce))};
     st.sent_version = snapshot_->version;
     st.sent_nonce = nonce;
