@@ -41,6 +41,13 @@ std::string Now() {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
 }
 
+json MetaField(const json& stored, const char* key) {
+  if (!stored.is_object() || !stored.contains("metadata") || !stored["metadata"].is_object())
+    return json();
+  const json& meta = stored["metadata"];
+  return meta.contains(key) ? meta[key] : json();
+}
+
 // The stored form: what GET returns, minus resourceVersion (which comes from the store).
 std::string StoredValue(const Object& o, const std::string& uid, const std::string& created,
                         int64_t generation) {
@@ -57,9 +64,23 @@ std::string StoredValue(const Object& o, const std::string& uid, const std::stri
       .dump();
 }
 
-json MetaField(const json& stored, const char* key) {
-  const json& meta = stored["metadata"];
-  return meta.contains(key) ? meta[key] : json();
+// The stored form of `o` replacing `current` (a parsed stored value, or nullptr when there is
+// none): the identity (uid, creationTimestamp) carries over and the generation counts spec
+// changes, as in Kubernetes.
+std::string NextStoredValue(const Object& o, const json* current) {
+  std::string uid = NewUid(), created = Now();
+  int64_t generation = 1;
+  if (current && current->is_object()) {
+    if (MetaField(*current, "uid").is_string()) uid = MetaField(*current, "uid");
+    if (MetaField(*current, "creationTimestamp").is_string()) {
+      created = MetaField(*current, "creationTimestamp");
+    }
+    int64_t old = MetaField(*current, "generation").is_number_integer()
+                      ? MetaField(*current, "generation").get<int64_t>()
+                      : 1;
+    generation = old + (current->value("spec", json()) == o.spec_json ? 0 : 1);
+  }
+  return StoredValue(o, uid, created, generation);
 }
 
 std::string LowerGroupKind(absl::string_view api_version, absl::string_view kind) {
@@ -244,10 +265,9 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const Batch& batch, bool*
                          (*cur)->mod_revision, ", not ", want));
       }
     }
-    std::string uid = NewUid(), created = Now();
-    int64_t generation = 1;
+    json stored;
     if (*cur) {
-      json stored = json::parse((*cur)->value, nullptr, false);
+      stored = json::parse((*cur)->value, nullptr, false);
       if (stored.is_discarded()) stored = json::object();
       json labels = MetaField(stored, "labels"), annotations = MetaField(stored, "annotations");
       bool same_meta =
@@ -259,20 +279,11 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const Batch& batch, bool*
         it.resource_version = (*cur)->mod_revision;
         continue;
       }
-      uid =
-          MetaField(stored, "uid").is_string() ? MetaField(stored, "uid").get<std::string>() : uid;
-      created = MetaField(stored, "creationTimestamp").is_string()
-                    ? MetaField(stored, "creationTimestamp").get<std::string>()
-                    : created;
-      int64_t old_generation = MetaField(stored, "generation").is_number_integer()
-                                   ? MetaField(stored, "generation").get<int64_t>()
-                                   : 1;
-      generation = old_generation + (same_spec ? 0 : 1);
       it.action = "configured";
     } else {
       it.action = "created";
     }
-    ops.push_back(store::Op::Put(Key(o), StoredValue(o, uid, created, generation),
+    ops.push_back(store::Op::Put(Key(o), NextStoredValue(o, *cur ? &stored : nullptr),
                                  *cur ? (*cur)->mod_revision : 0));
     op_items.push_back(batch.object_items[i]);
   }
@@ -391,24 +402,14 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
     absl::StatusOr<std::optional<store::KeyValue>> cur = store_->Get(key);
     if (!cur.ok()) return cur.status();
     std::optional<int64_t> expect;
-    std::string uid = NewUid(), created = Now();
-    int64_t generation = 1;
+    json stored;
     if (!replace) {
       if (*cur)
         return absl::AlreadyExistsError(
             absl::StrCat(Describe(kind, o.meta.namespace_, o.meta.name), " already exists"));
       expect = 0;
     } else if (*cur) {
-      json stored = json::parse((*cur)->value, nullptr, false);
-      if (!stored.is_discarded()) {
-        if (MetaField(stored, "uid").is_string()) uid = MetaField(stored, "uid");
-        if (MetaField(stored, "creationTimestamp").is_string())
-          created = MetaField(stored, "creationTimestamp");
-        int64_t old = MetaField(stored, "generation").is_number_integer()
-                          ? MetaField(stored, "generation").get<int64_t>()
-                          : 1;
-        generation = old + (stored.value("spec", json()) == o.spec_json ? 0 : 1);
-      }
+      stored = json::parse((*cur)->value, nullptr, false);
       expect = (*cur)->mod_revision;
     } else {
       expect = 0;
@@ -426,8 +427,8 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
             want));
       }
     }
-    absl::StatusOr<store::CommitResult> commit =
-        store_->Commit({store::Op::Put(key, StoredValue(o, uid, created, generation), expect)});
+    absl::StatusOr<store::CommitResult> commit = store_->Commit(
+        {store::Op::Put(key, NextStoredValue(o, stored.is_object() ? &stored : nullptr), expect)});
     if (commit.ok()) return StoredToJson(commit->kvs[0], kind, version, commit->revision);
     if (!IsConflict(commit.status())) return commit.status();
     if (!o.meta.resource_version.empty() || attempt >= options_.max_apply_retries) {
