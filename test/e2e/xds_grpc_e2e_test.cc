@@ -22,6 +22,7 @@
 #include "nlohmann/json.hpp"
 #include "test/support/meshpilot.h"
 #include "test/support/temp_dir.h"
+#include "test/support/voting_app.h"
 
 namespace mesh {
 namespace {
@@ -532,13 +533,10 @@ TEST_CASE(
   testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data", {"--debounce", "20ms"});
   REQUIRE(pilot.Start());
   const std::string m = MESH_MANIFESTS_DIR;
-  for (const char* f : {"/kubernetes/step-1-create-voting-app.yaml",
-                        "/istio/step-1-create-voting-app-gateway.yaml"}) {
-    std::ifstream in(m + f);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    REQUIRE(pilot.Client().Post("/apply?namespace=voting", ss.str(), "application/yaml")->status ==
-            200);
+  for (const std::string& f : testing::VotingAppSteps()[0]) {
+    REQUIRE(pilot.Client()
+                .Post("/apply?namespace=voting", testing::ReadText(m + "/" + f), "application/yaml")
+                ->status == 200);
   }
   envoy::config::core::v3::Node node;
   node.set_id("ingress-1");

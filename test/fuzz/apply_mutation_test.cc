@@ -10,6 +10,7 @@
 
 #include "controlplane/api/resource_service.h"
 #include "test/support/service_fixture.h"
+#include "test/support/voting_app.h"
 
 namespace mesh {
 namespace {
@@ -19,10 +20,7 @@ std::vector<std::string> Manifests() {
   for (const char* sub : {"istio", "kubernetes"}) {
     for (const auto& e :
          std::filesystem::directory_iterator(std::string(MESH_MANIFESTS_DIR) + "/" + sub)) {
-      std::ifstream in(e.path());
-      std::stringstream ss;
-      ss << in.rdbuf();
-      out.push_back(ss.str());
+      out.push_back(testing::ReadText(e.path().string()));
     }
   }
   std::sort(out.begin(), out.end());

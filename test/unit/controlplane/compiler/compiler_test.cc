@@ -12,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "test/support/config_fixture.h"
 #include "test/support/service_fixture.h"
+#include "test/support/voting_app.h"
 
 namespace mesh::compiler {
 namespace {
@@ -20,13 +21,6 @@ using nlohmann::json;
 
 const std::string kTestdata =
     std::string(MESH_SOURCE_DIR) + "/test/unit/controlplane/compiler/testdata";
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 json CompileJson(const std::string& yaml,
                  ProxyClass proxy = {Role::kProxyless, "default", {}, {}}) {
@@ -93,7 +87,7 @@ TEST_CASE("The canary table: routes, weights, clusters and endpoints match the g
   if (std::getenv("MESH_UPDATE_GOLDEN")) {
     std::ofstream(golden_path) << got.dump(2) << "\n";
   }
-  json want = json::parse(ReadText(golden_path));
+  json want = json::parse(mesh::testing::ReadText(golden_path));
   CHECK(got == want);
 }
 
@@ -233,19 +227,10 @@ spec:
 
 TEST_CASE("Every step of the voting-app tutorial compiles into a consistent set of resources") {
   const std::string m = MESH_MANIFESTS_DIR;
-  std::vector<std::vector<std::string>> steps = {
-      {"kubernetes/step-1-create-voting-app.yaml", "istio/step-1-create-voting-app-gateway.yaml"},
-      {"kubernetes/step-2-update-voting-analytics-to-1.1.yaml",
-       "istio/step-2-update-and-add-routing-for-all-components.yaml"},
-      {"kubernetes/step-3-update-voting-app-with-new-storage.yaml",
-       "istio/step-3-add-routing-for-2.0-components.yaml"},
-  };
   mesh::testing::ServiceFixture fx;
-  for (const auto& step : steps) {
+  for (size_t step = 1; step <= mesh::testing::VotingAppSteps().size(); ++step) {
     // The tutorial applies everything into the voting namespace, file by file.
-    for (const std::string& f : step)
-      REQUIRE(fx.service->Apply(ReadText(m + "/" + f), api::BodyFormat::kYaml, "voting").ok());
-    model::ConfigSnapshotPtr config = fx.index->Current();
+    model::ConfigSnapshotPtr config = mesh::testing::ApplyVotingAppStep(fx, m, step);
     registry::Registry reg = registry::Registry::Build(*config, {});
     for (const ProxyClass& p : {ProxyClass{Role::kProxyless, "voting", {}, {}},
                                 ClassOf(*config, Role::kProxyless, "voting",
@@ -254,7 +239,7 @@ TEST_CASE("Every step of the voting-app tutorial compiles into a consistent set 
       INFO(p.ToString());
       CHECK(CheckConsistency(res).ok());
       CHECK(res.Of(kClusterType).count("outbound|8080|v1-0|voting-app.voting.svc.cluster.local") ==
-            (step == steps[0] ? 0u : 1u));
+            (step == 1 ? 0u : 1u));
     }
   }
 }
@@ -332,16 +317,7 @@ namespace {
 
 // The voting-app tutorial through step 3, applied into "voting" as the tutorial does.
 model::ConfigSnapshotPtr VotingAppStep3(mesh::testing::ServiceFixture& fx) {
-  const std::string m = MESH_MANIFESTS_DIR;
-  for (const char* f :
-       {"kubernetes/step-1-create-voting-app.yaml", "istio/step-1-create-voting-app-gateway.yaml",
-        "kubernetes/step-2-update-voting-analytics-to-1.1.yaml",
-        "istio/step-2-update-and-add-routing-for-all-components.yaml",
-        "kubernetes/step-3-update-voting-app-with-new-storage.yaml",
-        "istio/step-3-add-routing-for-2.0-components.yaml"}) {
-    REQUIRE(fx.service->Apply(ReadText(m + "/" + f), api::BodyFormat::kYaml, "voting").ok());
-  }
-  return fx.index->Current();
+  return mesh::testing::ApplyVotingApp(fx, MESH_MANIFESTS_DIR);
 }
 
 json CompileFor(const model::ConfigSnapshotPtr& config, ProxyClass proxy) {

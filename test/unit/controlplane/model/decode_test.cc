@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/yaml_json.h"
+#include "test/support/voting_app.h"
 
 namespace mesh::model {
 namespace {
@@ -17,13 +18,6 @@ DecodedDocument DecodeYaml(const std::string& yaml, std::string_view ns = "defau
   REQUIRE(docs.ok());
   REQUIRE(docs->size() == 1);
   return DecodeDocument((*docs)[0], absl::string_view(ns.data(), ns.size()), 1);
-}
-
-std::string ReadFileText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 TEST_CASE("The tutorial's cookie-regex VirtualService decodes into typed routes") {
@@ -142,7 +136,7 @@ TEST_CASE("Every Istio and Kubernetes manifest of the voting-app tutorial decode
   for (const char* sub : {"istio", "kubernetes"}) {
     for (const auto& entry :
          std::filesystem::directory_iterator(std::string(MESH_MANIFESTS_DIR) + "/" + sub)) {
-      auto docs = ParseYamlDocuments(ReadFileText(entry.path().string()));
+      auto docs = ParseYamlDocuments(mesh::testing::ReadText(entry.path().string()));
       REQUIRE(docs.ok());
       for (const json& doc : *docs) {
         DecodedDocument d = DecodeDocument(doc, "voting", 1);

@@ -8,6 +8,7 @@
 #include "envoy/config/route/v3/route.pb.h"
 #include "google/protobuf/text_format.h"
 #include "test/support/service_fixture.h"
+#include "test/support/voting_app.h"
 
 namespace mesh::dataplane {
 namespace {
@@ -124,27 +125,11 @@ TEST_CASE("Weighted targets split by the draw in proportion to their weights") {
   CHECK(counts["v2"] == 200);
 }
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Simulation, as Istio's sidecar simulation tests: the tutorial's manifests compiled by the
 // control plane, then synthetic requests routed through the data plane's tables.
 TEST_CASE("Simulation: the voting-app tutorial's step 3 routes requests where the tutorial says") {
   mesh::testing::ServiceFixture fx;
-  const std::string m = MESH_MANIFESTS_DIR;
-  for (const char* f :
-       {"kubernetes/step-1-create-voting-app.yaml", "istio/step-1-create-voting-app-gateway.yaml",
-        "kubernetes/step-2-update-voting-analytics-to-1.1.yaml",
-        "istio/step-2-update-and-add-routing-for-all-components.yaml",
-        "kubernetes/step-3-update-voting-app-with-new-storage.yaml",
-        "istio/step-3-add-routing-for-2.0-components.yaml"}) {
-    REQUIRE(fx.service->Apply(ReadText(m + "/" + f), api::BodyFormat::kYaml, "voting").ok());
-  }
-  model::ConfigSnapshotPtr config = fx.index->Current();
+  model::ConfigSnapshotPtr config = mesh::testing::ApplyVotingApp(fx, MESH_MANIFESTS_DIR);
   registry::Registry reg = registry::Registry::Build(*config, {});
   auto table = [&](compiler::Role role, const model::Labels& labels, const std::string& name) {
     compiler::Resources res =
