@@ -65,6 +65,16 @@ void SetRegex(const std::string& regex, envoy::type::matcher::v3::RegexMatcher* 
   out->set_regex(regex);
 }
 
+// A non-presence StringMatch as an Envoy StringMatcher.
+void SetStringMatcher(const StringMatch& m, envoy::type::matcher::v3::StringMatcher* out) {
+  switch (m.type) {
+    case StringMatch::Type::kExact: out->set_exact(m.value); break;
+    case StringMatch::Type::kPrefix: out->set_prefix(m.value); break;
+    case StringMatch::Type::kRegex: SetRegex(m.value, out->mutable_safe_regex()); break;
+    case StringMatch::Type::kPresent: break;  // callers express presence themselves
+  }
+}
+
 void AddHeaderMatch(const std::string& name, const StringMatch& m, bool invert,
                     route::RouteMatch* match) {
   route::HeaderMatcher* h = match->add_headers();
@@ -148,14 +158,10 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
       for (const auto& [name, sm] : m->query_params) {
         route::QueryParameterMatcher* q = match->add_query_parameters();
         q->set_name(name);
-        switch (sm.type) {
-          case StringMatch::Type::kExact: q->mutable_string_match()->set_exact(sm.value); break;
-          case StringMatch::Type::kPrefix: q->mutable_string_match()->set_prefix(sm.value); break;
-          case StringMatch::Type::kRegex:
-            SetRegex(sm.value, q->mutable_string_match()->mutable_safe_regex());
-            break;
-          case StringMatch::Type::kPresent: q->set_present_match(true); break;
-        }
+        if (sm.type == StringMatch::Type::kPresent)
+          q->set_present_match(true);
+        else
+          SetStringMatcher(sm, q->mutable_string_match());
       }
     }
     AddHeaderOps(r.headers.request, out->mutable_request_headers_to_add(),
@@ -222,13 +228,7 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
     if (r.cors_policy) {
       route::CorsPolicy* cors = action->mutable_cors();
       for (const StringMatch& o : r.cors_policy->allow_origins) {
-        envoy::type::matcher::v3::StringMatcher* m = cors->add_allow_origin_string_match();
-        if (o.type == StringMatch::Type::kExact)
-          m->set_exact(o.value);
-        else if (o.type == StringMatch::Type::kPrefix)
-          m->set_prefix(o.value);
-        else if (o.type == StringMatch::Type::kRegex)
-          SetRegex(o.value, m->mutable_safe_regex());
+        SetStringMatcher(o, cors->add_allow_origin_string_match());
       }
       cors->set_allow_methods(absl::StrJoin(r.cors_policy->allow_methods, ","));
       cors->set_allow_headers(absl::StrJoin(r.cors_policy->allow_headers, ","));
