@@ -1,5 +1,7 @@
 #include "dataplane/config/route_table.h"
 
+#include <optional>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -97,28 +99,31 @@ StringPattern FromStringMatcher(const envoy::type::matcher::v3::StringMatcher& s
   return p;
 }
 
-// A request header's value as Envoy matches it: several occurrences joined with ",".
-bool HeaderValue(const RequestView& request, absl::string_view name, std::string* value) {
-  if (name == ":method") {
-    *value = std::string(request.method);
-    return true;
-  }
-  if (name == ":authority") {
-    *value = std::string(request.authority);
-    return true;
-  }
-  if (name == ":path") {
-    *value = std::string(request.path);
-    return true;
-  }
-  bool found = false;
+// A request header's value as Envoy matches it: several occurrences joined with ",". On the
+// request path: the value is a view into the request, and only a repeated header is copied (into
+// `joined`). Returns nullopt when the header is absent.
+std::optional<absl::string_view> HeaderValue(const RequestView& request, absl::string_view name,
+                                             std::string* joined) {
+  if (name == ":method") return request.method;
+  if (name == ":authority") return request.authority;
+  if (name == ":path") return request.path;
+  std::optional<absl::string_view> first;
+  bool repeated = false;
   for (const auto& [k, v] : request.headers) {
     if (k != name) continue;
-    if (found) value->append(",");
-    value->append(v.data(), v.size());
-    found = true;
+    if (!first) {
+      first = v;
+      continue;
+    }
+    if (!repeated) {
+      joined->assign(first->data(), first->size());
+      repeated = true;
+    }
+    joined->append(",");
+    joined->append(v.data(), v.size());
   }
-  return found;
+  if (repeated) return absl::string_view(*joined);
+  return first;
 }
 
 }  // namespace
@@ -153,9 +158,9 @@ bool Route::Matches(const RequestView& request) const {
       break;
   }
   for (const HeaderMatcher& h : headers) {
-    std::string value;
-    bool found = HeaderValue(request, h.name, &value);
-    bool matched = found && h.Matches(value);
+    std::string joined;
+    std::optional<absl::string_view> value = HeaderValue(request, h.name, &joined);
+    bool matched = value && h.Matches(*value);
     if (matched == h.invert) return false;
   }
   if (!query.empty()) {
