@@ -9,13 +9,13 @@
 #include <fstream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "controlplane/api/resource_service.h"
 #include "controlplane/api/rest_server.h"
@@ -229,18 +229,6 @@ int main(int argc, char** argv) {
       "meshpilot: service-mesh control plane.\n  meshpilot [--rest 127.0.0.1:15080] [--data-dir "
       "DIR]\n"
       "Flag names take '-' or '_' alike (--data-dir, --data_dir).");
-  // DESIGN.md spells flags with dashes; absl registers them with underscores.
-  std::vector<std::string> args(argv, argv + argc);
-  std::vector<char*> normalized;
-  for (std::string& a : args) {
-    if (absl::StartsWith(a, "--")) {
-      size_t end = std::min(a.find('='), a.size());
-      for (size_t i = 2; i < end; ++i) {
-        if (a[i] == '-') a[i] = '_';
-      }
-    }
-    normalized.push_back(a.data());
-  }
-  absl::ParseCommandLine(static_cast<int>(normalized.size()), normalized.data());
+  mesh::flags::ParseCommandLine(argc, argv);
   return Run();
 }

@@ -238,7 +238,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     if (r == compiler::Role::kSidecar) RegisterWorkload(meta, ns, labels);
     SnapshotPtr current;
     watch_ = server_->cache_->Subscribe(
-        proxy_, [this](SnapshotPtr s) { OnSnapshot(std::move(s)); }, &current);
+        proxy_, [this](SnapshotPtr s) { OnSnapshot(std::move(s)); }, &current, labels);
     snapshot_ = std::move(current);
     log::Info("xds: stream opened node=", node_id_, " class=", proxy_.ToString(), " peer=", peer_);
   }

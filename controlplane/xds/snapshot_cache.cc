@@ -27,19 +27,21 @@ struct SnapshotCache::Watcher {
   std::mutex mu;  // held while calling back, so unregistering waits for a call in progress
   Callback callback;
   bool active = true;
+  compiler::ProxyClass proxy;  // the class it watches now; guarded by the cache's mu_
+  model::Labels labels;        // the proxy's full labels, to classify it again
 };
 
 class SnapshotCache::WatchImpl : public SnapshotCache::Watch {
  public:
-  WatchImpl(SnapshotCache* cache, compiler::ProxyClass proxy, std::shared_ptr<Watcher> watcher)
-      : cache_(cache), proxy_(std::move(proxy)), watcher_(std::move(watcher)) {}
+  WatchImpl(SnapshotCache* cache, std::shared_ptr<Watcher> watcher)
+      : cache_(cache), watcher_(std::move(watcher)) {}
   ~WatchImpl() override {
     {
       std::lock_guard lock(watcher_->mu);
       watcher_->active = false;
     }
     std::lock_guard lock(cache_->mu_);
-    auto it = cache_->entries_.find(proxy_);
+    auto it = cache_->entries_.find(watcher_->proxy);
     if (it == cache_->entries_.end()) return;
     it->second.watchers.remove(watcher_);
     // A class nobody watches is dropped, so the cache holds only live classes.
@@ -49,7 +51,6 @@ class SnapshotCache::WatchImpl : public SnapshotCache::Watch {
 
  private:
   SnapshotCache* cache_;
-  compiler::ProxyClass proxy_;
   std::shared_ptr<Watcher> watcher_;
 };
 
@@ -158,9 +159,12 @@ SnapshotPtr SnapshotCache::CompileLocked(const compiler::ProxyClass& proxy, Entr
 
 std::unique_ptr<SnapshotCache::Watch> SnapshotCache::Subscribe(const compiler::ProxyClass& proxy,
                                                                Callback on_update,
-                                                               SnapshotPtr* current) {
+                                                               SnapshotPtr* current,
+                                                               const model::Labels& labels) {
   auto watcher = std::make_shared<Watcher>();
   watcher->callback = std::move(on_update);
+  watcher->proxy = proxy;
+  watcher->labels = labels.empty() ? proxy.labels : labels;
   std::lock_guard lock(mu_);
   // A new stream starts from the newest config, not from the last debounced one; the classes
   // already watched catch up when the debounce fires.
@@ -172,7 +176,7 @@ std::unique_ptr<SnapshotCache::Watch> SnapshotCache::Subscribe(const compiler::P
   entry.watchers.push_back(watcher);
   *current = entry.snapshot;
   stats_.classes = entries_.size();
-  return std::make_unique<WatchImpl>(this, proxy, watcher);
+  return std::make_unique<WatchImpl>(this, watcher);
 }
 
 std::unique_ptr<SnapshotCache::Registration> SnapshotCache::RegisterWorkload(
@@ -236,6 +240,7 @@ void SnapshotCache::Rebuild() {
   {
     std::lock_guard lock(mu_);
     RefreshLocked();
+    for (auto& [snap, watcher] : ReclassifyLocked()) notify.push_back({snap, {watcher}});
     std::string version = VersionLocked();
     for (auto& [proxy, entry] : entries_) {
       if (entry.snapshot && entry.snapshot->version == version) continue;
@@ -250,6 +255,38 @@ void SnapshotCache::Rebuild() {
       if (w->active) w->callback(snap);
     }
   }
+}
+
+std::vector<std::pair<SnapshotPtr, std::shared_ptr<SnapshotCache::Watcher>>>
+SnapshotCache::ReclassifyLocked() {
+  std::vector<std::pair<SnapshotPtr, std::shared_ptr<Watcher>>> moved;
+  if (classified_revision_ == config_->revision()) return moved;
+  classified_revision_ = config_->revision();
+  std::vector<std::shared_ptr<Watcher>> to_move;
+  for (auto& [proxy, entry] : entries_) {
+    for (const auto& w : entry.watchers) {
+      compiler::ProxyClass now = compiler::ClassOf(*config_, proxy.role, proxy.ns, w->labels);
+      now.inbound = proxy.inbound;
+      if (!(now == proxy)) to_move.push_back(w);
+    }
+  }
+  std::string version = VersionLocked();
+  for (const auto& w : to_move) {
+    auto old = entries_.find(w->proxy);
+    old->second.watchers.remove(w);
+    if (old->second.watchers.empty()) entries_.erase(old);
+    compiler::ProxyClass next = compiler::ClassOf(*config_, w->proxy.role, w->proxy.ns, w->labels);
+    next.inbound = w->proxy.inbound;
+    log::Info("xds: a ", w->proxy.ToString(), " proxy is now ", next.ToString());
+    w->proxy = next;
+    Entry& entry = entries_[next];
+    if (!entry.snapshot || entry.snapshot->version != version)
+      entry.snapshot = CompileLocked(next, &entry);
+    entry.watchers.push_back(w);
+    moved.emplace_back(entry.snapshot, w);
+  }
+  stats_.classes = entries_.size();
+  return moved;
 }
 
 std::optional<absl::Time> SnapshotCache::CommitTime(const std::string& version) {

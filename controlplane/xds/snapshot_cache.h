@@ -63,13 +63,16 @@ class SnapshotCache {
   // Registers interest in a class: returns its current snapshot (compiling it if needed) and
   // calls `on_update` with every later one. `on_update` runs on the cache's worker with no cache
   // lock held but under the watch's own, so destroying the handle waits for a call in progress.
+  // `labels` are the proxy's full labels: when a config change makes other labels matter (a new
+  // Gateway selector, a new sourceLabels match), the watch moves to the proxy's new class and
+  // `on_update` receives that class's snapshot.
   class Watch {
    public:
     virtual ~Watch() = default;
   };
   using Callback = std::function<void(SnapshotPtr)>;
   std::unique_ptr<Watch> Subscribe(const compiler::ProxyClass& proxy, Callback on_update,
-                                   SnapshotPtr* current);
+                                   SnapshotPtr* current, const model::Labels& labels = {});
 
   // Adds a connected sidecar's workload to the registry under `id` (Istio's WorkloadEntry
   // auto-registration). Destroying the handle removes it after the grace period, unless the same
@@ -114,6 +117,10 @@ class SnapshotCache {
     absl::Time expires = absl::InfiniteFuture();  // set once the last connection is gone
   };
 
+  // Moves the watchers whose class the current config changes; returns them with the snapshot
+  // of their new class.
+  std::vector<std::pair<SnapshotPtr, std::shared_ptr<Watcher>>> ReclassifyLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   SnapshotPtr CompileLocked(const compiler::ProxyClass& proxy, Entry* entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves to the index's newest config, and rebuilds the registry if the config or the
@@ -132,6 +139,7 @@ class SnapshotCache {
   std::map<std::string, RegisteredWorkload> workloads_ ABSL_GUARDED_BY(mu_);
   int64_t workload_generation_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t registry_generation_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t classified_revision_ ABSL_GUARDED_BY(mu_) = -1;  // the config watchers were classified by
   std::map<compiler::ProxyClass, Entry> entries_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, absl::Time> commit_times_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);

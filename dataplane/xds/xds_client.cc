@@ -2,9 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "dataplane/config/listener_config.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
-#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 
 namespace mesh::dataplane {
 namespace {
@@ -12,7 +12,6 @@ namespace {
 using envoy::service::discovery::v3::DiscoveryRequest;
 using envoy::service::discovery::v3::DiscoveryResponse;
 namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
-using envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 
 constexpr char kListener[] = "type.googleapis.com/envoy.config.listener.v3.Listener";
 constexpr char kRoute[] = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
@@ -33,42 +32,23 @@ std::vector<hcm::HttpConnectionManager> Managers(const envoy::config::listener::
   return out;
 }
 
+// A listener meshproxy can serve; api_listeners (proxyless gRPC) only need a usable manager.
 std::string CheckListener(const envoy::config::listener::v3::Listener& l) {
   if (l.name().empty()) return "name is required";
-  if (!l.has_api_listener()) {
-    if (!l.address().has_socket_address() || l.address().socket_address().port_value() == 0) {
-      return "address.socket_address with a port is required";
-    }
-    if (l.filter_chains_size() == 0) return "at least one filter chain is required";
+  if (l.has_api_listener()) {
+    hcm::HttpConnectionManager m;
+    if (!l.api_listener().api_listener().UnpackTo(&m))
+      return "api_listener: HttpConnectionManager does not parse";
+    if (!m.has_rds() && !m.has_route_config())
+      return "api_listener: rds or route_config is required";
+    return "";
   }
-  for (int c = 0; c < l.filter_chains_size(); ++c) {
-    const auto& chain = l.filter_chains(c);
-    if (chain.filters_size() == 0)
-      return absl::StrCat("filter_chains[", c, "].filters: at least one filter is required");
-    for (int f = 0; f < chain.filters_size(); ++f) {
-      const google::protobuf::Any& config = chain.filters(f).typed_config();
-      std::string path = absl::StrCat("filter_chains[", c, "].filters[", f, "]");
-      hcm::HttpConnectionManager m;
-      TcpProxy tcp;
-      if (config.Is<hcm::HttpConnectionManager>()) {
-        if (!config.UnpackTo(&m)) return path + ": HttpConnectionManager does not parse";
-        if (!m.has_rds() && !m.has_route_config())
-          return path + ": rds or route_config is required";
-        if (m.has_route_config()) {
-          absl::StatusOr<RouteTablePtr> table = RouteTable::FromProto(m.route_config());
-          if (!table.ok()) return absl::StrCat(path, ".route_config: ", table.status().message());
-        }
-      } else if (config.Is<TcpProxy>()) {
-        if (!config.UnpackTo(&tcp)) return path + ": TcpProxy does not parse";
-        if (tcp.cluster().empty() && tcp.weighted_clusters().clusters_size() == 0) {
-          return path + ": cluster or weighted_clusters is required";
-        }
-      } else {
-        return absl::StrCat(path, ": unsupported filter ", config.type_url());
-      }
-    }
-  }
-  return "";
+  absl::StatusOr<ListenerConfigPtr> config = ListenerConfig::FromProto(l);
+  if (config.ok()) return "";
+  // FromProto's message starts with "listener NAME: ", which the caller adds itself.
+  std::string why(config.status().message());
+  std::string prefix = absl::StrCat("listener ", l.name(), ": ");
+  return why.rfind(prefix, 0) == 0 ? why.substr(prefix.size()) : why;
 }
 
 std::string CheckCluster(const envoy::config::cluster::v3::Cluster& c) {
@@ -152,7 +132,10 @@ absl::Status XdsClient::Apply(const DiscoveryResponse& response, ProxyConfig* ne
     errors.push_back(absl::StrCat(kind, " ", name.empty() ? "<unnamed>" : name, ": ", why));
   };
   if (type == kListener) next->listeners.clear();
-  if (type == kRoute) next->routes.clear();
+  if (type == kRoute) {
+    next->routes.clear();
+    next->route_configs.clear();
+  }
   if (type == kCluster) next->clusters.clear();
   if (type == kEndpoint) next->endpoints.clear();
   for (const google::protobuf::Any& any : response.resources()) {
@@ -180,8 +163,10 @@ absl::Status XdsClient::Apply(const DiscoveryResponse& response, ProxyConfig* ne
       absl::StatusOr<RouteTablePtr> table = RouteTable::FromProto(rc);
       if (!table.ok())
         errors.push_back(std::string(table.status().message()));
-      else
+      else {
         next->routes[rc.name()] = *table;
+        next->route_configs[rc.name()] = std::move(rc);
+      }
     } else if (type == kCluster) {
       envoy::config::cluster::v3::Cluster c;
       if (!any.UnpackTo(&c)) {
@@ -234,7 +219,6 @@ void XdsClient::UpdateSubscriptionsLocked() {
 }
 
 void XdsClient::OnResponse(const DiscoveryResponse& response) {
-  ProxyConfigPtr published;
   {
     std::lock_guard lock(mu_);
     TypeState& st = types_[response.type_url()];
@@ -247,15 +231,20 @@ void XdsClient::OnResponse(const DiscoveryResponse& response) {
       SendLocked(response.type_url(), stats_.last_error);  // NACK: the old version, the reason
       return;
     }
+    if (on_config_) applied = on_config_(next);
+    if (!applied.ok()) {
+      ++stats_.rejected;
+      stats_.last_error = std::string(applied.message());
+      SendLocked(response.type_url(), stats_.last_error);
+      return;
+    }
     st.version = response.version_info();
     config_ = std::move(next);
     ++stats_.accepted;
     SendLocked(response.type_url(), "");  // ACK
     if (response.type_url() == kListener || response.type_url() == kCluster)
       UpdateSubscriptionsLocked();
-    published = config_;
   }
-  if (on_config_) on_config_(published);
 }
 
 ProxyConfigPtr XdsClient::current() const {

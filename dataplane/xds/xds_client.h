@@ -14,6 +14,7 @@
 #include "envoy/config/core/v3/base.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/config/route/v3/route.pb.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
 
 namespace mesh::dataplane {
@@ -23,6 +24,7 @@ namespace mesh::dataplane {
 struct ProxyConfig {
   std::map<std::string, envoy::config::listener::v3::Listener> listeners;
   std::map<std::string, RouteTablePtr> routes;
+  std::map<std::string, envoy::config::route::v3::RouteConfiguration> route_configs;  // as sent
   std::map<std::string, envoy::config::cluster::v3::Cluster> clusters;
   std::map<std::string, envoy::config::endpoint::v3::ClusterLoadAssignment> endpoints;
   std::map<std::string, std::string> versions;  // type URL -> accepted version
@@ -43,7 +45,10 @@ class AdsTransport {
 // last good config. Thread-safe; callbacks run on the caller's thread.
 class XdsClient {
  public:
-  using ConfigCallback = std::function<void(ProxyConfigPtr)>;
+  // Called with each validated config before it is acknowledged; an error refuses it (the
+  // response is NACKed with that message and the previous config stays). Runs under the
+  // client's lock, on the thread that delivered the response.
+  using ConfigCallback = std::function<absl::Status(ProxyConfigPtr)>;
   XdsClient(envoy::config::core::v3::Node node, ConfigCallback on_config);
 
   // A new stream is up: subscribe to everything again, with the versions already held.

@@ -550,6 +550,7 @@ TEST_CASE(
   dataplane::XdsClient client(node, [&](dataplane::ProxyConfigPtr c) {
     std::lock_guard lock(mu);
     latest = c;
+    return absl::OkStatus();
   });
   int dead = testing::FreePort();
   dataplane::AdsConnection::Options options;

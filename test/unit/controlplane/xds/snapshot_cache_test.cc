@@ -158,5 +158,27 @@ TEST_CASE("A snapshot serializes each subscription's response once and shares it
   CHECK(parsed.nonce().empty());  // each stream appends its own
 }
 
+TEST_CASE("A gateway that connected before its Gateway existed moves to its new class") {
+  Fixture f;
+  f.Apply(kService);
+  model::Labels labels = {{"istio", "ingressgateway"}, {"pod", "gw-1"}};
+  compiler::ProxyClass proxy = f.cache->Classify(compiler::Role::kGateway, "default", labels);
+  CHECK(proxy.labels.empty());  // no selector looks at its labels yet
+  SnapshotPtr current;
+  std::vector<SnapshotPtr> seen;
+  auto watch = f.cache->Subscribe(
+      proxy, [&](SnapshotPtr s) { seen.push_back(s); }, &current, labels);
+  CHECK(current->resources.Of(compiler::kListenerType).empty());
+
+  f.Apply(
+      "apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata: {name: gw}\n"
+      "spec: {selector: {istio: ingressgateway}, servers: [{port: {number: 80, name: http, "
+      "protocol: HTTP}, hosts: ['*']}]}\n");
+  f.cache->Rebuild();
+  REQUIRE(!seen.empty());
+  CHECK(seen.back()->resources.Of(compiler::kListenerType).count("0.0.0.0_80") == 1);
+  CHECK(f.cache->GetStats().classes == 1);  // the old class, unwatched, is gone
+}
+
 }  // namespace
 }  // namespace mesh::xds

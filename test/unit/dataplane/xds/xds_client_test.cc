@@ -64,7 +64,10 @@ TEST_CASE("The client subscribes, follows route names from listeners, ACKs what 
   int published = 0;
   envoy::config::core::v3::Node node;
   node.set_id("gw-1");
-  XdsClient client(node, [&](ProxyConfigPtr) { ++published; });
+  XdsClient client(node, [&](ProxyConfigPtr) {
+    ++published;
+    return absl::OkStatus();
+  });
   client.OnConnect(&t);
   REQUIRE(t.sent.size() == 2);
   CHECK(t.sent[0].type_url() == kCluster);
@@ -141,8 +144,32 @@ TEST_CASE("Listeners without a port, and unsupported filters, are rejected") {
   r.mutable_resources(0)->PackFrom(l);
   client.OnResponse(r);
   CHECK(t.sent.back().error_detail().message() ==
-        "listener 0.0.0.0_80: address.socket_address with a port is required");
+        "listener 0.0.0.0_80: address.socket_address: an address and a port are required");
   CHECK(client.current()->listeners.empty());
+
+  l.mutable_address()->mutable_socket_address()->set_port_value(80);
+  l.mutable_filter_chains(0)->mutable_filters(0)->mutable_typed_config()->set_type_url(
+      "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy");
+  r.mutable_resources(0)->PackFrom(l);
+  r.set_nonce("n2");
+  client.OnResponse(r);
+  CHECK(t.sent.back().error_detail().message() ==
+        "listener 0.0.0.0_80: filter_chains[0].filters[0]: unsupported filter "
+        "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy");
+  CHECK(client.current()->listeners.empty());
+}
+
+TEST_CASE("A config the proxy cannot serve is NACKed with the proxy's reason and not adopted") {
+  FakeTransport t;
+  XdsClient client({}, [](ProxyConfigPtr) {
+    return absl::InvalidArgumentError("listener 0.0.0.0_80: cannot bind");
+  });
+  client.OnConnect(&t);
+  client.OnResponse(Listeners("1", "http.80", "n1"));
+  CHECK(t.sent.back().error_detail().message() == "listener 0.0.0.0_80: cannot bind");
+  CHECK(t.sent.back().version_info().empty());
+  CHECK(client.current()->listeners.empty());
+  CHECK(client.stats().rejected == 1);
 }
 
 }  // namespace

@@ -1,0 +1,105 @@
+#include "dataplane/config/listener_config.h"
+
+#include "absl/strings/str_cat.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+
+namespace mesh::dataplane {
+namespace {
+
+namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
+using envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+
+absl::Status Invalid(const std::string& listener, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("listener ", listener, ": ", why));
+}
+
+}  // namespace
+
+const TcpTarget* ListenerConfig::PickTcp(uint64_t draw) const {
+  if (tcp_targets.empty()) return nullptr;
+  if (tcp_targets.size() == 1 || tcp_total_weight == 0) return &tcp_targets[0];
+  uint64_t point = draw % tcp_total_weight;
+  for (const TcpTarget& t : tcp_targets) {
+    if (point < t.weight) return &t;
+    point -= t.weight;
+  }
+  return &tcp_targets.back();
+}
+
+absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
+    const envoy::config::listener::v3::Listener& l) {
+  auto out = std::make_shared<ListenerConfig>();
+  out->name = l.name();
+  if (!l.address().has_socket_address() || l.address().socket_address().port_value() == 0 ||
+      l.address().socket_address().port_value() > 65535) {
+    return Invalid(l.name(), "address.socket_address: an address and a port are required");
+  }
+  out->address = l.address().socket_address().address();
+  out->port = l.address().socket_address().port_value();
+  switch (l.traffic_direction()) {
+    case envoy::config::core::v3::INBOUND: out->direction = Direction::kInbound; break;
+    case envoy::config::core::v3::OUTBOUND: out->direction = Direction::kOutbound; break;
+    default: break;
+  }
+  if (l.filter_chains_size() != 1) {
+    return Invalid(l.name(), "filter_chains: exactly one filter chain is supported");
+  }
+  const auto& chain = l.filter_chains(0);
+  if (chain.filters_size() != 1) {
+    return Invalid(l.name(), "filter_chains[0].filters: exactly one network filter is supported");
+  }
+  const google::protobuf::Any& typed = chain.filters(0).typed_config();
+  if (typed.Is<hcm::HttpConnectionManager>()) {
+    hcm::HttpConnectionManager m;
+    if (!typed.UnpackTo(&m))
+      return Invalid(l.name(), "filter_chains[0].filters[0]: does not parse");
+    out->kind = Kind::kHttp;
+    out->stat_prefix = m.stat_prefix();
+    if (m.has_rds()) {
+      out->rds_name = m.rds().route_config_name();
+      if (out->rds_name.empty())
+        return Invalid(l.name(), "filter_chains[0].filters[0].rds.route_config_name: required");
+    } else if (m.has_route_config()) {
+      absl::StatusOr<RouteTablePtr> table = RouteTable::FromProto(m.route_config());
+      if (!table.ok()) {
+        return Invalid(l.name(), absl::StrCat("filter_chains[0].filters[0].route_config: ",
+                                              table.status().message()));
+      }
+      out->inline_routes = *table;
+    } else {
+      return Invalid(l.name(), "filter_chains[0].filters[0]: rds or route_config is required");
+    }
+  } else if (typed.Is<TcpProxy>()) {
+    TcpProxy t;
+    if (!typed.UnpackTo(&t))
+      return Invalid(l.name(), "filter_chains[0].filters[0]: does not parse");
+    out->kind = Kind::kTcp;
+    out->stat_prefix = t.stat_prefix();
+    if (!t.cluster().empty()) {
+      out->tcp_targets.push_back({t.cluster(), 1});
+    } else {
+      for (const auto& c : t.weighted_clusters().clusters()) {
+        if (c.name().empty())
+          return Invalid(l.name(),
+                         "filter_chains[0].filters[0].weighted_clusters: a name is required");
+        out->tcp_targets.push_back({c.name(), c.weight()});
+        out->tcp_total_weight += c.weight();
+      }
+      if (out->tcp_targets.empty())
+        return Invalid(l.name(),
+                       "filter_chains[0].filters[0]: cluster or weighted_clusters is required");
+    }
+    if (t.has_idle_timeout() && (t.idle_timeout().seconds() || t.idle_timeout().nanos())) {
+      out->tcp_idle_timeout =
+          absl::Seconds(t.idle_timeout().seconds()) + absl::Nanoseconds(t.idle_timeout().nanos());
+    }
+  } else {
+    return Invalid(l.name(), absl::StrCat("filter_chains[0].filters[0]: unsupported filter ",
+                                          typed.type_url()));
+  }
+  return ListenerConfigPtr(std::move(out));
+}
+
+}  // namespace mesh::dataplane

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dataplane/config/route_table.h"
+
+namespace envoy::config::listener::v3 {
+class Listener;
+}
+
+// What meshproxy serves on one listener, distilled from an Envoy Listener: an HTTP connection
+// manager (routes from RDS or inline) or a TCP proxy (one cluster, or weighted clusters).
+namespace mesh::dataplane {
+
+struct TcpTarget {
+  std::string cluster;
+  uint32_t weight = 1;
+};
+
+struct ListenerConfig {
+  enum class Kind { kHttp, kTcp };
+  enum class Direction { kUnspecified, kInbound, kOutbound };
+  std::string name;
+  Kind kind = Kind::kHttp;
+  Direction direction = Direction::kUnspecified;
+  std::string address;  // as configured; "0.0.0.0" means "the proxy's own address"
+  uint32_t port = 0;
+  std::string stat_prefix;
+
+  // kHttp: the RDS route config name, or an inline table (then `rds_name` is empty).
+  std::string rds_name;
+  RouteTablePtr inline_routes;
+
+  // kTcp: where connections go; the idle timeout (none when absent).
+  std::vector<TcpTarget> tcp_targets;
+  uint32_t tcp_total_weight = 0;
+  std::optional<absl::Duration> tcp_idle_timeout;
+
+  // The TCP target for a number drawn uniformly; nullptr when there is none.
+  const TcpTarget* PickTcp(uint64_t draw) const;
+
+  // Converts a listener with a socket address and one filter chain whose only network filter is
+  // an http_connection_manager or a tcp_proxy. InvalidArgument names the field otherwise.
+  static absl::StatusOr<std::shared_ptr<const ListenerConfig>> FromProto(
+      const envoy::config::listener::v3::Listener& listener);
+};
+using ListenerConfigPtr = std::shared_ptr<const ListenerConfig>;
+
+}  // namespace mesh::dataplane

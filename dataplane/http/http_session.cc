@@ -1,0 +1,582 @@
+#include "dataplane/http/http_session.h"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "dataplane/router/router.h"
+#include "dataplane/upstream/policies.h"
+
+namespace mesh::dataplane {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::awaitable;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using Stream = beast::tcp_stream;
+
+constexpr size_t kChunk = 16 * 1024;
+
+std::chrono::nanoseconds ToChrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
+
+absl::string_view View(beast::string_view s) {
+  return {s.data(), s.size()};
+}
+
+// Hop-by-hop headers: they describe one connection and are never forwarded.
+bool HopByHop(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::upgrade:
+    case http::field::proxy_authorization:
+    case http::field::expect: return true;
+    default: return false;
+  }
+}
+
+template <bool isRequest, class Fields>
+void StripHopByHop(http::header<isRequest, Fields>& h) {
+  // Headers the Connection header names are hop-by-hop too.
+  std::vector<std::string> named;
+  for (auto token : http::token_list(h[http::field::connection])) {
+    named.emplace_back(token.data(), token.size());
+  }
+  for (const std::string& n : named) {
+    if (!absl::EqualsIgnoreCase(n, "close") && !absl::EqualsIgnoreCase(n, "keep-alive")) h.erase(n);
+  }
+  for (auto it = h.begin(); it != h.end();) {
+    it = HopByHop(it->name()) ? h.erase(it) : std::next(it);
+  }
+}
+
+template <bool isRequest, class Fields>
+void ApplyOps(http::header<isRequest, Fields>& h, const std::vector<std::string>& remove,
+              const std::vector<HeaderOp>& add) {
+  for (const std::string& name : remove) h.erase(name);
+  for (const HeaderOp& op : add) {
+    if (op.overwrite) {
+      h.set(op.name, op.value);
+    } else {
+      h.insert(op.name, op.value);
+    }
+  }
+}
+
+// Lower-cased header names, stored once per request so RequestView can point into them.
+class RequestViewBuilder {
+ public:
+  RequestView Build(const http::request<http::buffer_body>& req, absl::string_view authority,
+                    absl::string_view path) {
+    size_t total = 0;
+    for (const auto& f : req) total += f.name_string().size();
+    names_.clear();
+    names_.reserve(total);
+    std::vector<size_t> ends;
+    for (const auto& f : req) {
+      for (char c : f.name_string()) names_.push_back(absl::ascii_tolower(c));
+      ends.push_back(names_.size());
+    }
+    RequestView view;
+    view.method = View(req.method_string());
+    view.authority = authority;
+    view.path = path;
+    size_t start = 0, i = 0;
+    for (const auto& f : req) {
+      view.headers.emplace_back(absl::string_view(names_).substr(start, ends[i] - start),
+                                View(f.value()));
+      start = ends[i++];
+    }
+    return view;
+  }
+
+ private:
+  std::string names_;
+};
+
+// What an upstream attempt left behind.
+struct Attempt {
+  AttemptResult result;
+  std::unique_ptr<Stream> upstream;  // the connection, while its response is unread
+  std::unique_ptr<http::response_parser<http::buffer_body>> response;
+  bool request_sent = false;  // a streamed request body went out: it cannot be sent again
+  std::string pool_key;       // "address:port" of the host
+};
+
+class HttpConnection {
+ public:
+  HttpConnection(Worker& worker, tcp::socket socket, ListenerRuntimePtr listener,
+                 ListenerConfigPtr config, const HttpOptions& options)
+      : worker_(worker),
+        down_(std::move(socket)),
+        listener_(std::move(listener)),
+        accepted_config_(std::move(config)),
+        options_(options) {
+    error_code ec;
+    tcp::endpoint peer = down_.socket().remote_endpoint(ec);
+    if (!ec) peer_ip_ = peer.address().to_string();
+  }
+
+  awaitable<void> Run() {
+    WorkerStats& stats = worker_.stats();
+    ++stats.downstream_active;
+    ++stats.downstream_total;
+    Worker::SessionHandle handle = worker_.Register({listener_.get(), [this] {
+                                                       if (idle_) Close();
+                                                     }});
+    while (co_await ServeOne()) {
+    }
+    worker_.Unregister(handle);
+    Close();
+    --worker_.stats().downstream_active;
+  }
+
+ private:
+  void Close() {
+    error_code ignored;
+    down_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    down_.socket().close(ignored);
+  }
+
+  // Serves one request; false when the connection is done.
+  awaitable<bool> ServeOne() {
+    error_code ec;
+    // Between requests the connection may idle; once a byte arrives the whole header must follow
+    // within the header timeout (a slowloris client is cut off).
+    idle_ = true;
+    if (buffer_.size() == 0) {
+      if (listener_->draining) co_return false;
+      down_.expires_after(ToChrono(options_.idle_timeout));
+      size_t n = co_await down_.async_read_some(buffer_.prepare(4096),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return false;
+      buffer_.commit(n);
+    }
+    idle_ = false;
+
+    http::request_parser<http::buffer_body> parser;
+    parser.header_limit(static_cast<uint32_t>(options_.max_header_bytes));
+    parser.body_limit(std::numeric_limits<uint64_t>::max());  // streamed, never held whole
+    down_.expires_after(ToChrono(options_.header_timeout));
+    co_await http::async_read_header(down_, buffer_, parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      ++worker_.stats().downstream_rejected;
+      if (ec == http::error::header_limit) {
+        co_await Reply(431, "request header fields too large\n", false);
+      } else if (ec == beast::error::timeout) {
+        // The stream closed the connection at the header timeout: nothing more to send.
+      } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+                 ec != http::error::partial_message && ec != asio::error::connection_reset) {
+        co_await Reply(400, absl::StrCat("bad request: ", ec.message(), "\n"), false);
+      }
+      co_return false;
+    }
+    down_.expires_after(ToChrono(options_.stream_idle_timeout));
+    http::request<http::buffer_body>& req = parser.get();
+    if (req.count(http::field::content_length) && req.count(http::field::transfer_encoding)) {
+      ++worker_.stats().downstream_rejected;
+      co_await Reply(400, "bad request: both Content-Length and Transfer-Encoding\n", false);
+      co_return false;
+    }
+    co_return co_await RouteRequest(parser);
+  }
+
+  // Answers a request locally. A closing answer also ends the connection.
+  awaitable<bool> Reply(int status, std::string body, bool keep_alive,
+                        const std::vector<std::pair<std::string, std::string>>& headers = {},
+                        unsigned version = 11) {
+    http::response<http::string_body> res{static_cast<http::status>(status), version};
+    res.set(http::field::server, "meshproxy");
+    res.set(http::field::content_type, "text/plain");
+    for (const auto& [k, v] : headers) res.set(k, v);
+    res.keep_alive(keep_alive && !listener_->draining);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    error_code ec;
+    down_.expires_after(ToChrono(options_.stream_idle_timeout));
+    co_await http::async_write(down_, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec && res.keep_alive();
+  }
+
+  // Reads and discards what is left of a request body, so the connection can serve the next
+  // request after a local answer.
+  awaitable<bool> DiscardBody(http::request_parser<http::buffer_body>& parser) {
+    char chunk[kChunk];
+    error_code ec;
+    while (!parser.is_done()) {
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof chunk;
+      co_await http::async_read(down_, buffer_, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) co_return false;
+    }
+    co_return true;
+  }
+
+  awaitable<bool> RouteRequest(http::request_parser<http::buffer_body>& parser) {
+    http::request<http::buffer_body>& req = parser.get();
+    const bool keep_alive = parser.keep_alive();
+    const SnapshotPtr snapshot = worker_.snapshot();  // this request's config, to its end
+    const ListenerConfig* listener =
+        snapshot ? snapshot->Listener(accepted_config_->name) : nullptr;
+    if (!listener) listener = accepted_config_.get();
+    const RouteTable* routes = listener->inline_routes
+                                   ? listener->inline_routes.get()
+                                   : (snapshot ? snapshot->RoutesFor(*listener) : nullptr);
+
+    absl::string_view authority, path;
+    if (!SplitTarget(View(req.target()), &authority, &path)) {
+      ++worker_.stats().downstream_rejected;
+      co_await Reply(400, "bad request: unsupported request target\n", false);
+      co_return false;
+    }
+    std::string path_copy(path);  // the target may be rewritten below; keep the original
+    std::string authority_copy;
+    if (authority.empty()) {
+      authority = View(req[http::field::host]);
+    } else {
+      // An HTTP proxy request: the target names the service; origin form goes upstream.
+      authority_copy = std::string(authority);
+      authority = authority_copy;
+      req.set(http::field::host, authority_copy);
+      req.target(path_copy);
+    }
+    if (authority.empty() && req.version() >= 11) {
+      ++worker_.stats().downstream_rejected;
+      co_await Reply(400, "bad request: missing Host\n", false);
+      co_return false;
+    }
+    RequestViewBuilder builder;
+    RequestView view = builder.Build(req, authority, path_copy);
+    const uint64_t draw = worker_.Random();
+    Decision d = routes ? Decide(*routes, view, draw) : Decision{};
+    const std::string route_name = d.route ? d.route->name : "";
+
+    if (d.kind != Decision::Kind::kForward) {
+      int status = 404;
+      std::string body =
+          routes ? absl::StrCat("no route for ", authority, path_copy, "\n")
+                 : absl::StrCat("listener ", listener->name, " has no route configuration yet\n");
+      std::vector<std::pair<std::string, std::string>> headers;
+      if (d.kind == Decision::Kind::kRedirect) {
+        status = d.status;
+        body.clear();
+        headers.emplace_back("location", d.location);
+      } else if (d.kind == Decision::Kind::kDirect) {
+        status = d.status;
+        body.clear();
+      } else if (!routes) {
+        status = 503;
+      }
+      worker_.stats().CountRequest(listener->name, route_name, "", status);
+      if (!co_await DiscardBody(parser)) co_return false;
+      co_return co_await Reply(status, std::move(body), keep_alive, headers, req.version());
+    }
+
+    const Route& route = *d.route;
+    const WeightedTarget& target = *d.target;
+    std::optional<uint64_t> hash = RequestHash(route, view, peer_ip_);
+
+    // The request as it goes upstream.
+    StripHopByHop(req.base());
+    if (route.prefix_rewrite.size()) req.target(RewritePath(route, path_copy));
+    if (!route.host_rewrite.empty()) req.set(http::field::host, route.host_rewrite);
+    ApplyOps(req.base(), route.request_headers_to_remove, route.request_headers_to_add);
+    ApplyOps(req.base(), target.request_headers_to_remove, target.request_headers_to_add);
+    if (options_.append_forwarded_for && !peer_ip_.empty()) {
+      auto xff = req.find("x-forwarded-for");
+      if (xff == req.end()) {
+        req.set("x-forwarded-for", peer_ip_);
+      } else {
+        req.set("x-forwarded-for", absl::StrCat(View(xff->value()), ", ", peer_ip_));
+      }
+    }
+    if (req.find("x-forwarded-proto") == req.end()) req.set("x-forwarded-proto", "http");
+    req.keep_alive(true);  // upstream connections are pooled whatever the client does
+
+    const Cluster* cluster = snapshot ? snapshot->clusters->Find(target.cluster) : nullptr;
+    if (!cluster || cluster->hosts.empty()) {
+      ++worker_.stats().no_healthy_upstream[target.cluster];
+      worker_.stats().CountRequest(listener->name, route_name, target.cluster, 503);
+      if (!co_await DiscardBody(parser)) co_return false;
+      // (Locals, not temporaries: GCC 12 miscompiles array temporaries in co_await operands.)
+      std::string body = cluster ? std::string("no healthy upstream\n")
+                                 : absl::StrCat("cluster not found: ", target.cluster, "\n");
+      std::vector<std::pair<std::string, std::string>> headers = {
+          {"x-meshproxy-reason", cluster ? "no_healthy_upstream" : "cluster_not_found"}};
+      co_return co_await Reply(503, std::move(body), keep_alive, headers, req.version());
+    }
+
+    const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
+    const int max_attempts =
+        1 + (route.retry && !has_body ? static_cast<int>(route.retry->num_retries) : 0);
+    const absl::Time start = absl::Now();
+    const absl::Time deadline = route.timeout ? start + *route.timeout : absl::InfiniteFuture();
+    const Host* previous = nullptr;
+    Attempt attempt;
+    for (int n = 1;; ++n) {
+      const Host* host = PickHost(*cluster, hash, previous);
+      absl::Time attempt_deadline = deadline;
+      if (route.retry && route.retry->per_try_timeout)
+        attempt_deadline = std::min(deadline, absl::Now() + *route.retry->per_try_timeout);
+      attempt = co_await Exchange(parser, *cluster, *host, attempt_deadline);
+      RecordForOutlierDetection(*cluster, *host, attempt.result, absl::Now());
+      if (attempt.result.kind == AttemptResult::Kind::kConnectFailure)
+        ++worker_.stats().upstream_connect_failures[cluster->name];
+      bool retry = n < max_attempts && !attempt.request_sent && absl::Now() < deadline &&
+                   Retriable(*route.retry, attempt.result);
+      if (!retry) break;
+      if (attempt.upstream) {
+        error_code ignored;
+        attempt.upstream->socket().close(ignored);
+      }
+      previous = host;
+      asio::steady_timer backoff(down_.get_executor());
+      backoff.expires_after(ToChrono(RetryBackoff(n, worker_.Random())));
+      error_code ignored;
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+    worker_.stats().upstream_latency[cluster->name].Record(absl::Now() - start);
+
+    if (attempt.result.kind != AttemptResult::Kind::kResponse) {
+      int status = 503;
+      std::string body =
+          "upstream connect error or disconnect/reset before headers. reset reason: connection "
+          "failure\n";
+      if (attempt.result.kind == AttemptResult::Kind::kTimeout) {
+        status = 504;
+        body = "upstream request timeout\n";
+        ++worker_.stats().upstream_timeouts[cluster->name];
+      } else if (attempt.result.kind == AttemptResult::Kind::kReset) {
+        body = "upstream connect error or disconnect/reset before headers. reset reason: reset\n";
+      }
+      worker_.stats().CountRequest(listener->name, route_name, cluster->name, status);
+      // The client's body may be half read; this connection cannot be trusted for another request.
+      bool reusable = parser.is_done() || (!attempt.request_sent && co_await DiscardBody(parser));
+      co_return co_await Reply(status, std::move(body), keep_alive && reusable, {}, req.version());
+    }
+    worker_.stats().CountRequest(listener->name, route_name, cluster->name,
+                                 attempt.response->get().result_int());
+    co_return co_await RelayResponse(parser, attempt, route, target, keep_alive);
+  }
+
+  const Host* PickHost(const Cluster& cluster, std::optional<uint64_t> hash, const Host* avoid) {
+    absl::Time now = absl::Now();
+    const Host* host = cluster.Pick(worker_.Random(), hash, now);
+    // A retry goes elsewhere when it can.
+    for (int i = 0; avoid && host == avoid && cluster.hosts.size() > 1 && i < 3; ++i)
+      host = cluster.Pick(worker_.Random(), std::nullopt, now);
+    return host;
+  }
+
+  // Sends the request to `host` and reads the response header. A pooled connection the server
+  // closed before answering is replaced by a new one once, when nothing was streamed yet.
+  awaitable<Attempt> Exchange(http::request_parser<http::buffer_body>& parser,
+                              const Cluster& cluster, const Host& host, absl::Time deadline) {
+    Attempt out;
+    out.pool_key = absl::StrCat(host.address, ":", host.port);
+    const std::string& key = out.pool_key;
+    host.state->active_requests.fetch_add(1, std::memory_order_relaxed);
+    struct Done {
+      const Host& h;
+      ~Done() { h.state->active_requests.fetch_sub(1, std::memory_order_relaxed); }
+    } done{host};
+    for (int tries = 0; tries < 2; ++tries) {
+      std::unique_ptr<Stream> up = worker_.pool().Take(key, absl::Now());
+      const bool reused = up != nullptr;
+      error_code ec;
+      if (!up) {
+        up = std::make_unique<Stream>(down_.get_executor());
+        asio::ip::address ip = asio::ip::make_address(host.address, ec);
+        if (ec) {
+          log::Warn("meshproxy: cluster ", cluster.name, ": endpoint ", host.address,
+                    " is not an IP address");
+          out.result.kind = AttemptResult::Kind::kConnectFailure;
+          co_return out;
+        }
+        absl::Duration connect = std::min(cluster.connect_timeout, deadline - absl::Now());
+        up->expires_after(ToChrono(std::max(connect, absl::Milliseconds(1))));
+        co_await up->async_connect(tcp::endpoint(ip, host.port),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          out.result.kind = ec == beast::error::timeout && absl::Now() >= deadline
+                                ? AttemptResult::Kind::kTimeout
+                                : AttemptResult::Kind::kConnectFailure;
+          co_return out;
+        }
+        up->socket().set_option(tcp::no_delay(true), ec);
+      }
+      up->expires_after(ToChrono(std::min(options_.stream_idle_timeout, deadline - absl::Now())));
+      ec = co_await SendRequest(parser, *up, &out.request_sent);
+      auto response = std::make_unique<http::response_parser<http::buffer_body>>();
+      response->body_limit(std::numeric_limits<uint64_t>::max());
+      if (parser.get().method() == http::verb::head) response->skip(true);
+      if (!ec) {
+        up->expires_after(ToChrono(std::min(options_.stream_idle_timeout, deadline - absl::Now())));
+        co_await http::async_read_header(*up, upstream_buffer_, *response,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!ec) {
+        out.result.kind = AttemptResult::Kind::kResponse;
+        out.result.status = response->get().result_int();
+        auto grpc = response->get().find("grpc-status");
+        if (grpc != response->get().end()) out.result.grpc_status = View(grpc->value());
+        out.upstream = std::move(up);
+        out.response = std::move(response);
+        co_return out;
+      }
+      upstream_buffer_.clear();
+      error_code ignored;
+      up->socket().close(ignored);
+      if (ec == beast::error::timeout) {
+        out.result.kind = AttemptResult::Kind::kTimeout;
+        co_return out;
+      }
+      out.result.kind = AttemptResult::Kind::kReset;
+      if (!reused || out.request_sent) co_return out;  // a new connection failed: report it
+    }
+    co_return out;
+  }
+
+  // Writes the request header and, streaming, its body. `body_sent` turns true once body bytes
+  // went out (the request can then not be replayed).
+  awaitable<error_code> SendRequest(http::request_parser<http::buffer_body>& parser, Stream& up,
+                                    bool* body_sent) {
+    http::request<http::buffer_body>& req = parser.get();
+    http::request_serializer<http::buffer_body> serializer{req};
+    error_code ec;
+    if (parser.is_done()) {
+      req.body().data = nullptr;
+      req.body().size = 0;
+      req.body().more = false;
+      co_await http::async_write(up, serializer, asio::redirect_error(asio::use_awaitable, ec));
+      co_return ec;
+    }
+    co_await http::async_write_header(up, serializer,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return ec;
+    char chunk[kChunk];
+    *body_sent = true;
+    while (!parser.is_done()) {
+      req.body().data = chunk;
+      req.body().size = sizeof chunk;
+      co_await http::async_read(down_, buffer_, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) co_return ec;
+      req.body().size = sizeof chunk - req.body().size;
+      req.body().data = chunk;
+      req.body().more = !parser.is_done();
+      co_await http::async_write(up, serializer, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) co_return ec;
+    }
+    co_return ec;
+  }
+
+  awaitable<bool> RelayResponse(http::request_parser<http::buffer_body>& request_parser,
+                                Attempt& attempt, const dataplane::Route& route,
+                                const WeightedTarget& target, bool keep_alive) {
+    http::response_parser<http::buffer_body>& parser = *attempt.response;
+    http::response<http::buffer_body>& res = parser.get();
+    const bool upstream_keep_alive = parser.keep_alive();
+    StripHopByHop(res.base());
+    ApplyOps(res.base(), route.response_headers_to_remove, route.response_headers_to_add);
+    ApplyOps(res.base(), target.response_headers_to_remove, target.response_headers_to_add);
+    // A body that ends with the upstream connection cannot keep the client's connection: give
+    // it chunked framing when the client speaks HTTP/1.1, else close after it.
+    const bool eof_delimited = !parser.is_done() && !parser.chunked() && !parser.content_length();
+    bool down_keep_alive = keep_alive && !listener_->draining;
+    if (eof_delimited) {
+      if (request_parser.get().version() >= 11) {
+        res.chunked(true);
+      } else {
+        down_keep_alive = false;
+      }
+    }
+    // A client that sent a body we did not read (the upstream answered early) cannot be reused.
+    if (!request_parser.is_done()) down_keep_alive = false;
+    res.keep_alive(down_keep_alive);
+    res.version(request_parser.get().version());
+
+    http::response_serializer<http::buffer_body> serializer{res};
+    error_code ec;
+    Stream& up = *attempt.upstream;
+    down_.expires_after(ToChrono(options_.stream_idle_timeout));
+    if (parser.is_done()) {
+      res.body().data = nullptr;
+      res.body().size = 0;
+      res.body().more = false;
+      co_await http::async_write(down_, serializer, asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      co_await http::async_write_header(down_, serializer,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+      char chunk[kChunk];
+      while (!ec && !parser.is_done()) {
+        res.body().data = chunk;
+        res.body().size = sizeof chunk;
+        up.expires_after(ToChrono(options_.stream_idle_timeout));
+        co_await http::async_read(up, upstream_buffer_, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == http::error::need_buffer) ec = {};
+        if (eof_delimited && (ec == http::error::end_of_stream || ec == asio::error::eof)) ec = {};
+        if (ec) break;
+        res.body().size = sizeof chunk - res.body().size;
+        res.body().data = chunk;
+        res.body().more = !parser.is_done();
+        down_.expires_after(ToChrono(options_.stream_idle_timeout));
+        co_await http::async_write(down_, serializer,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == http::error::need_buffer) ec = {};
+      }
+    }
+    if (!ec && parser.is_done() && upstream_keep_alive && upstream_buffer_.size() == 0) {
+      worker_.pool().Give(attempt.pool_key, std::move(attempt.upstream), absl::Now());
+    } else {
+      upstream_buffer_.clear();
+      error_code ignored;
+      up.socket().close(ignored);
+    }
+    co_return !ec && down_keep_alive;
+  }
+
+  Worker& worker_;
+  Stream down_;
+  beast::flat_buffer buffer_;           // bytes read from the client, not yet parsed
+  beast::flat_buffer upstream_buffer_;  // bytes read from the current upstream connection
+  ListenerRuntimePtr listener_;
+  ListenerConfigPtr accepted_config_;
+  const HttpOptions& options_;
+  std::string peer_ip_;
+  bool idle_ = true;
+};
+
+}  // namespace
+
+awaitable<void> ServeHttp(Worker& worker, tcp::socket socket, ListenerRuntimePtr listener,
+                          ListenerConfigPtr config, const HttpOptions& options) {
+  error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  HttpConnection connection(worker, std::move(socket), std::move(listener), std::move(config),
+                            options);
+  co_await connection.Run();
+}
+
+}  // namespace mesh::dataplane

@@ -1,0 +1,162 @@
+#include "dataplane/router/router.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "dataplane/upstream/cluster_table.h"
+
+namespace mesh::dataplane {
+
+Decision Decide(const RouteTable& table, const RequestView& request, uint64_t draw) {
+  Decision d;
+  d.route = table.Match(request);
+  if (!d.route) return d;
+  if (d.route->redirect) {
+    d.kind = Decision::Kind::kRedirect;
+    d.status = d.route->redirect->status;
+    d.location = RedirectLocation(*d.route->redirect, *d.route, request.authority, request.path);
+    return d;
+  }
+  if (d.route->direct_status) {
+    d.kind = Decision::Kind::kDirect;
+    d.status = d.route->direct_status;
+    return d;
+  }
+  d.target = d.route->Pick(draw);
+  if (!d.target) return Decision{};  // a route with no action cannot be built; treat as no route
+  d.kind = Decision::Kind::kForward;
+  return d;
+}
+
+namespace {
+
+// `path` with `replacement` in place of its first `matched` characters.
+std::string Replace(absl::string_view path, size_t matched, absl::string_view replacement) {
+  return absl::StrCat(replacement, path.substr(std::min(matched, path.size())));
+}
+
+std::string Rewrite(const Route& route, absl::string_view path, const std::string& rewrite) {
+  size_t q = path.find('?');
+  absl::string_view only = path.substr(0, q);
+  absl::string_view query = q == absl::string_view::npos ? "" : path.substr(q);
+  if (route.path_kind == Route::PathKind::kPrefix)
+    return absl::StrCat(Replace(only, route.path.size(), rewrite), query);
+  // An exact or regex match rewrites the whole path, as Istio's uri.exact/regex with rewrite.uri.
+  return absl::StrCat(rewrite, query);
+}
+
+}  // namespace
+
+std::string RewritePath(const Route& route, absl::string_view path) {
+  if (route.prefix_rewrite.empty()) return std::string(path);
+  return Rewrite(route, path, route.prefix_rewrite);
+}
+
+std::string RedirectLocation(const Redirect& redirect, const Route& route,
+                             absl::string_view authority, absl::string_view path) {
+  std::string scheme = redirect.scheme.empty() ? "http" : redirect.scheme;
+  std::string host(authority);
+  if (!redirect.host.empty()) {
+    // A new host keeps the request's port unless the redirect names one.
+    size_t colon = host.rfind(':');
+    std::string port = colon == std::string::npos ? "" : host.substr(colon);
+    host = redirect.host + port;
+  }
+  if (redirect.port) {
+    size_t colon = host.rfind(':');
+    host =
+        absl::StrCat(colon == std::string::npos ? host : host.substr(0, colon), ":", redirect.port);
+  }
+  std::string new_path;
+  if (!redirect.path.empty()) {
+    size_t q = path.find('?');
+    new_path = redirect.path + std::string(q == absl::string_view::npos ? "" : path.substr(q));
+  } else if (!redirect.prefix_rewrite.empty()) {
+    new_path = Rewrite(route, path, redirect.prefix_rewrite);
+  } else {
+    new_path = std::string(path);
+  }
+  return absl::StrCat(scheme, "://", host, new_path);
+}
+
+bool SplitTarget(absl::string_view target, absl::string_view* authority, absl::string_view* path) {
+  if (absl::StartsWith(target, "/")) {
+    *authority = {};
+    *path = target;
+    return true;
+  }
+  size_t scheme_end = target.find("://");
+  if (scheme_end == absl::string_view::npos) return false;
+  absl::string_view scheme = target.substr(0, scheme_end);
+  if (!absl::EqualsIgnoreCase(scheme, "http") && !absl::EqualsIgnoreCase(scheme, "https"))
+    return false;
+  absl::string_view rest = target.substr(scheme_end + 3);
+  size_t slash = rest.find_first_of("/?");
+  *authority = rest.substr(0, slash);
+  if (authority->empty()) return false;
+  *path = slash == absl::string_view::npos ? absl::string_view("/") : rest.substr(slash);
+  return true;
+}
+
+}  // namespace mesh::dataplane
+
+namespace mesh::dataplane {
+namespace {
+
+std::optional<absl::string_view> Header(const RequestView& request, absl::string_view name) {
+  for (const auto& [k, v] : request.headers) {
+    if (k == name) return v;
+  }
+  return std::nullopt;
+}
+
+std::optional<absl::string_view> Cookie(const RequestView& request, absl::string_view name) {
+  for (const auto& [k, v] : request.headers) {
+    if (k != "cookie") continue;
+    for (absl::string_view pair : absl::StrSplit(v, ';')) {
+      pair = absl::StripAsciiWhitespace(pair);
+      std::pair<absl::string_view, absl::string_view> kv =
+          absl::StrSplit(pair, absl::MaxSplits('=', 1));
+      if (kv.first == name) return kv.second;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<absl::string_view> QueryParameter(const RequestView& request,
+                                                absl::string_view name) {
+  size_t q = request.path.find('?');
+  if (q == absl::string_view::npos) return std::nullopt;
+  for (absl::string_view pair : absl::StrSplit(request.path.substr(q + 1), '&')) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    if (kv.first == name) return kv.second;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<uint64_t> RequestHash(const Route& route, const RequestView& request,
+                                    absl::string_view source_ip) {
+  std::optional<uint64_t> out;
+  for (const HashPolicy& policy : route.hash_policies) {
+    std::optional<absl::string_view> key;
+    switch (policy.kind) {
+      case HashPolicy::Kind::kHeader: key = Header(request, policy.name); break;
+      case HashPolicy::Kind::kCookie: key = Cookie(request, policy.name); break;
+      case HashPolicy::Kind::kSourceIp:
+        if (!source_ip.empty()) key = source_ip;
+        break;
+      case HashPolicy::Kind::kQueryParameter: key = QueryParameter(request, policy.name); break;
+    }
+    if (!key) continue;
+    uint64_t h = HashKey(*key);
+    // Envoy folds several policies' hashes together: rotate the previous one, then xor.
+    out = out ? (((*out << 1) | (*out >> 63)) ^ h) : h;
+  }
+  return out;
+}
+
+}  // namespace mesh::dataplane

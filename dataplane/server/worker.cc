@@ -1,0 +1,56 @@
+#include "dataplane/server/worker.h"
+
+#include <boost/asio/post.hpp>
+
+namespace mesh::dataplane {
+
+Worker::Worker(int index, ConnectionPool::Options pool_options)
+    : index_(index),
+      guard_(boost::asio::make_work_guard(io_)),
+      pool_(pool_options),
+      rng_(std::random_device{}()) {}
+
+Worker::~Worker() {
+  Stop();
+}
+
+void Worker::Start() {
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+void Worker::Stop() {
+  guard_.reset();
+  io_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Publish(SnapshotPtr snapshot) {
+  boost::asio::post(io_, [this, s = std::move(snapshot)]() mutable { snapshot_ = std::move(s); });
+}
+
+std::future<WorkerStats> Worker::CollectStats() {
+  auto promise = std::make_shared<std::promise<WorkerStats>>();
+  std::future<WorkerStats> out = promise->get_future();
+  boost::asio::post(io_, [this, promise] { promise->set_value(stats_); });
+  return out;
+}
+
+void Worker::CloseDraining(const ListenerRuntimePtr& listener) {
+  boost::asio::post(io_, [this, listener] {
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      auto next = std::next(it);  // closing may unregister the session synchronously
+      if (it->listener == listener.get()) it->close_if_idle();
+      it = next;
+    }
+  });
+}
+
+Worker::SessionHandle Worker::Register(Session session) {
+  return sessions_.insert(sessions_.end(), std::move(session));
+}
+
+void Worker::Unregister(SessionHandle handle) {
+  sessions_.erase(handle);
+}
+
+}  // namespace mesh::dataplane

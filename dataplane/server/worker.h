@@ -1,0 +1,83 @@
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <future>
+#include <list>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "dataplane/admin/stats.h"
+#include "dataplane/server/snapshot.h"
+#include "dataplane/upstream/connection_pool.h"
+
+namespace mesh::dataplane {
+
+// One bound listener's shared state: sessions read it to learn that their listener is draining
+// (removed, or its filter chain changed), and then close after the request in flight.
+struct ListenerRuntime {
+  std::string name;
+  std::atomic<bool> draining{false};
+};
+using ListenerRuntimePtr = std::shared_ptr<ListenerRuntime>;
+
+// One event loop on one thread. Connections are accepted onto a worker and live there until they
+// close; everything a request touches on the worker (snapshot, connection pool, stats, random
+// numbers) belongs to it alone, so the request path takes no lock.
+class Worker {
+ public:
+  explicit Worker(int index, ConnectionPool::Options pool_options = {});
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  boost::asio::io_context& io() { return io_; }
+  int index() const { return index_; }
+  void Start();
+  // Stops the loop, abandoning open connections, and joins the thread. Idempotent.
+  void Stop();
+
+  // Any thread: new requests on this worker use `snapshot` from now on; requests in flight keep
+  // the one they started with.
+  void Publish(SnapshotPtr snapshot);
+  // Any thread: a copy of this worker's stats, taken on its thread.
+  std::future<WorkerStats> CollectStats();
+  // Any thread: closes this worker's connections of `listener` that wait for a request, and its
+  // TCP connections. Busy HTTP connections close after their response.
+  void CloseDraining(const ListenerRuntimePtr& listener);
+
+  // --- Worker thread only.
+  const SnapshotPtr& snapshot() const { return snapshot_; }
+  ConnectionPool& pool() { return pool_; }
+  WorkerStats& stats() { return stats_; }
+  uint64_t Random() { return rng_(); }
+
+  // Open connections register so that draining can reach them. `close_if_idle` closes the
+  // connection if it is between requests (or is a TCP connection).
+  struct Session {
+    const ListenerRuntime* listener;
+    std::function<void()> close_if_idle;
+  };
+  using SessionHandle = std::list<Session>::iterator;
+  SessionHandle Register(Session session);
+  void Unregister(SessionHandle handle);
+
+ private:
+  const int index_;
+  boost::asio::io_context io_{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
+  std::thread thread_;
+  SnapshotPtr snapshot_;
+  ConnectionPool pool_;
+  WorkerStats stats_;
+  std::mt19937_64 rng_;
+  std::list<Session> sessions_;
+};
+
+}  // namespace mesh::dataplane

@@ -1,0 +1,270 @@
+// mesh-demo-app: the small HTTP workload the examples and tests run behind meshproxy sidecars.
+//
+//   --mode pong              answers /, /ping and /version with its name and version; /echo
+//                            shows the request as received; /call/HOST:PORT/PATH calls another
+//                            service through the sidecar (--proxy) and returns its answer.
+//   --mode voting-app        the voting app's front end: renders the results line the tutorial's
+//                            curl loops grep for, from voting-analytics; POST / casts a vote.
+//   --mode voting-analytics  counts votes and renders them: "Cats: 2 | Dogs: 4" in 1.0, and
+//                            "Cats: 2/6 (33%) | Dogs: 4/6 (67%)" from 1.1 on.
+#include <fcntl.h>
+#include <httplib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/flags.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:9081", "where the app serves (IP:PORT)");
+ABSL_FLAG(std::string, name, "mesh-demo-app", "service name it reports");
+ABSL_FLAG(std::string, version, "1.0", "version it reports");
+ABSL_FLAG(std::string, mode, "pong", "pong, voting-app or voting-analytics");
+ABSL_FLAG(std::string, proxy, "127.0.0.1:15001", "its sidecar's outbound listener (IP:PORT)");
+ABSL_FLAG(std::string, votes_file, "",
+          "voting-analytics: keep the counts in this file (shared by the instances that name it, "
+          "as they would share a storage backend); default: in memory");
+ABSL_FLAG(std::string, analytics, "voting-analytics:8080",
+          "voting-app: the analytics service, as a Host through the sidecar");
+
+namespace {
+
+httplib::Server* g_server = nullptr;
+
+bool SplitHostPort(const std::string& s, std::string* host, int* port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = s.substr(0, colon);
+  return absl::SimpleAtoi(s.substr(colon + 1), port) && *port > 0 && *port < 65536;
+}
+
+// Calls `service` ("host:port") at `path` through the sidecar, with the service as Host.
+httplib::Result CallThroughSidecar(const std::string& method, const std::string& service,
+                                   const std::string& path, const std::string& body = "",
+                                   const httplib::Headers& extra = {}) {
+  std::string host;
+  int port = 0;
+  SplitHostPort(absl::GetFlag(FLAGS_proxy), &host, &port);
+  httplib::Client client(host, port);
+  client.set_connection_timeout(2);
+  client.set_read_timeout(10);
+  httplib::Headers headers = extra;
+  headers.emplace("Host", service);
+  if (method == "POST") {
+    return client.Post(path.c_str(), headers, body, "application/x-www-form-urlencoded");
+  }
+  return client.Get(path.c_str(), headers);
+}
+
+void Stamp(httplib::Response& res) {
+  res.set_header("x-app-name", absl::GetFlag(FLAGS_name));
+  res.set_header("x-app-version", absl::GetFlag(FLAGS_version));
+}
+
+void ServePong(httplib::Server& server) {
+  const std::string who =
+      absl::StrCat(absl::GetFlag(FLAGS_name), " ", absl::GetFlag(FLAGS_version));
+  server.Get("/", [who](const httplib::Request&, httplib::Response& res) {
+    res.set_content(who + "\n", "text/plain");
+  });
+  server.Get("/ping", [who](const httplib::Request&, httplib::Response& res) {
+    res.set_content("pong from " + who + "\n", "text/plain");
+  });
+  server.Get("/version", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(absl::GetFlag(FLAGS_version) + "\n", "text/plain");
+  });
+  auto echo = [who](const httplib::Request& req, httplib::Response& res) {
+    std::string out = absl::StrCat("app: ", who, "\nmethod: ", req.method, "\npath: ", req.target,
+                                   "\nbody-bytes: ", req.body.size(), "\n");
+    for (const auto& [k, v] : req.headers) absl::StrAppend(&out, "header: ", k, ": ", v, "\n");
+    res.set_content(out, "text/plain");
+  };
+  server.Get(R"(/echo.*)", echo);
+  server.Post(R"(/echo.*)", echo);
+  // /call/HOST:PORT/PATH: the request another service would make, through the sidecar.
+  server.Get(R"(/call/([^/]+)(/.*)?)", [](const httplib::Request& req, httplib::Response& res) {
+    std::string service = req.matches[1];
+    std::string path = req.matches[2].length() ? std::string(req.matches[2]) : "/";
+    httplib::Headers extra;
+    for (const char* h : {"end-user", "cookie"}) {
+      if (req.has_header(h)) extra.emplace(h, req.get_header_value(h));
+    }
+    httplib::Result r = CallThroughSidecar("GET", service, path, "", extra);
+    if (!r) {
+      res.status = 502;
+      res.set_content(
+          absl::StrCat("call to ", service, " failed: ", httplib::to_string(r.error()), "\n"),
+          "text/plain");
+      return;
+    }
+    res.status = r->status;
+    res.set_content(r->body, "text/plain");
+  });
+}
+
+// Vote counts: in memory, or in a file that several analytics instances share (as they would
+// share a storage backend), read and written under flock.
+class VoteStore {
+ public:
+  explicit VoteStore(std::string path) : path_(std::move(path)) {}
+
+  bool Add(const std::string& choice) {
+    if (choice != "Cats" && choice != "Dogs") return false;
+    Update([&](std::map<std::string, int64_t>& votes) { ++votes[choice]; });
+    return true;
+  }
+  std::map<std::string, int64_t> Read() {
+    std::map<std::string, int64_t> out;
+    Update([&](std::map<std::string, int64_t>& votes) { out = votes; });
+    return out;
+  }
+
+ private:
+  template <class F>
+  void Update(F f) {
+    std::lock_guard lock(mu_);
+    if (path_.empty()) {
+      f(memory_);
+      return;
+    }
+    int fd = ::open(path_.c_str(), O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return;
+    ::flock(fd, LOCK_EX);
+    std::string text(256, '\0');
+    ssize_t n = ::pread(fd, text.data(), text.size(), 0);
+    text.resize(n > 0 ? n : 0);
+    std::map<std::string, int64_t> votes = {{"Cats", 0}, {"Dogs", 0}};
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> kv = absl::StrSplit(line, ' ');
+      int64_t v;
+      if (kv.size() == 2 && absl::SimpleAtoi(kv[1], &v)) votes[kv[0]] = v;
+    }
+    f(votes);
+    std::string out = absl::StrCat("Cats ", votes["Cats"], "\nDogs ", votes["Dogs"], "\n");
+    if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, out.data(), out.size(), 0) < 0) {
+      std::fprintf(stderr, "mesh-demo-app: cannot write %s\n", path_.c_str());
+    }
+    ::flock(fd, LOCK_UN);
+    ::close(fd);
+  }
+
+  const std::string path_;
+  std::mutex mu_;
+  std::map<std::string, int64_t> memory_ = {{"Cats", 0}, {"Dogs", 0}};
+};
+
+// voting-analytics: votes, and the results line in the form of its version.
+void ServeAnalytics(httplib::Server& server) {
+  static VoteStore store(absl::GetFlag(FLAGS_votes_file));
+  server.Post("/vote", [](const httplib::Request& req, httplib::Response& res) {
+    if (!store.Add(req.get_param_value("vote"))) {
+      res.status = 400;
+      res.set_content("vote must be Cats or Dogs\n", "text/plain");
+      return;
+    }
+    res.set_content("ok\n", "text/plain");
+  });
+  server.Get("/results", [](const httplib::Request&, httplib::Response& res) {
+    std::map<std::string, int64_t> votes = store.Read();
+    int64_t cats = votes["Cats"], dogs = votes["Dogs"], total = cats + dogs;
+    std::string line;
+    if (absl::GetFlag(FLAGS_version) == "1.0") {
+      line = absl::StrCat("Cats: ", cats, " | Dogs: ", dogs);
+    } else {
+      auto pct = [&](int64_t n) { return total ? (n * 100 + total / 2) / total : 0; };
+      line = absl::StrCat("Cats: ", cats, "/", total, " (", pct(cats), "%) | Dogs: ", dogs, "/",
+                          total, " (", pct(dogs), "%)");
+    }
+    res.set_content(line, "text/plain");
+  });
+}
+
+// voting-app: the page, its results line from analytics, and votes passed on to analytics.
+void ServeVotingApp(httplib::Server& server) {
+  auto page = [](const httplib::Request& req, httplib::Response& res) {
+    httplib::Headers extra;
+    if (req.has_header("cookie")) extra.emplace("cookie", req.get_header_value("cookie"));
+    httplib::Result r =
+        CallThroughSidecar("GET", absl::GetFlag(FLAGS_analytics), "/results", "", extra);
+    std::string results = r && r->status == 200 ? r->body : "results unavailable";
+    std::string analytics = r ? absl::StrCat(r->get_header_value("x-app-name"), " ",
+                                             r->get_header_value("x-app-version"))
+                              : "none";
+    res.set_content(
+        absl::StrCat("<html>\n<head><title>Azure Voting App</title></head>\n<body>\n",
+                     "<div id=\"version\">", absl::GetFlag(FLAGS_name), " ",
+                     absl::GetFlag(FLAGS_version), "</div>\n",
+                     "<form method=\"POST\"><button name=\"vote\" value=\"Cats\">Cats</button>"
+                     "<button name=\"vote\" value=\"Dogs\">Dogs</button></form>\n",
+                     "<div id=\"results\"> ", results, " </div>\n", "<div id=\"analytics\">",
+                     analytics, "</div>\n</body>\n</html>\n"),
+        "text/html");
+  };
+  server.Get("/", page);
+  server.Post("/", [page](const httplib::Request& req, httplib::Response& res) {
+    std::string choice = req.get_param_value("vote");
+    httplib::Result r = CallThroughSidecar("POST", absl::GetFlag(FLAGS_analytics), "/vote",
+                                           absl::StrCat("vote=", choice));
+    if (!r || r->status != 200) {
+      res.status = r ? r->status : 502;
+      res.set_content(r ? r->body : "analytics unreachable\n", "text/plain");
+      return;
+    }
+    page(req, res);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("mesh-demo-app: the examples' HTTP workload (see --mode).");
+  mesh::flags::ParseCommandLine(argc, argv);
+  std::string host;
+  int port = 0;
+  if (!SplitHostPort(absl::GetFlag(FLAGS_listen), &host, &port)) {
+    std::fprintf(stderr, "mesh-demo-app: --listen %s: want IP:PORT\n",
+                 absl::GetFlag(FLAGS_listen).c_str());
+    return 2;
+  }
+  httplib::Server server;
+  server.set_tcp_nodelay(true);
+  server.set_post_routing_handler(
+      [](const httplib::Request&, httplib::Response& res) { Stamp(res); });
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode == "pong") {
+    ServePong(server);
+  } else if (mode == "voting-app") {
+    ServeVotingApp(server);
+    ServePong(server);
+  } else if (mode == "voting-analytics") {
+    ServeAnalytics(server);
+    ServePong(server);
+  } else {
+    std::fprintf(stderr, "mesh-demo-app: --mode %s: want pong, voting-app or voting-analytics\n",
+                 mode.c_str());
+    return 2;
+  }
+  g_server = &server;
+  std::signal(SIGTERM, [](int) { g_server->stop(); });
+  std::signal(SIGINT, [](int) { g_server->stop(); });
+  if (!server.bind_to_port(host.c_str(), port)) {
+    std::fprintf(stderr, "mesh-demo-app: cannot listen on %s\n",
+                 absl::GetFlag(FLAGS_listen).c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "mesh-demo-app: ready name=%s version=%s mode=%s listen=%s\n",
+               absl::GetFlag(FLAGS_name).c_str(), absl::GetFlag(FLAGS_version).c_str(),
+               mode.c_str(), absl::GetFlag(FLAGS_listen).c_str());
+  server.listen_after_bind();
+  return 0;
+}

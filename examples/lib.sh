@@ -1,0 +1,99 @@
+# Shared by the examples' run scripts: start meshpilot, meshproxy gateways and sidecars, and
+# mesh-demo-app workloads on loopback, each with a log in a temporary directory, and stop
+# exactly those processes on exit. Source it; it needs ROOT (the repository) to be set.
+set -euo pipefail
+
+BUILD="$ROOT/${BUILD_DIR:-build}"
+MESHPILOT="$BUILD/controlplane/meshpilot"
+MESHCTL="$BUILD/controlplane/meshctl"
+MESHPROXY="$BUILD/dataplane/meshproxy"
+DEMO_APP="$BUILD/examples/mesh-demo-app"
+WORK=$(mktemp -d)
+PIDS=()
+
+mesh_cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${KEEP_LOGS:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap mesh_cleanup EXIT
+
+# start NAME CMD...: runs CMD in the background, stderr and stdout to $WORK/NAME.log.
+start() {
+  local name=$1
+  shift
+  "$@" > "$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+
+# wait_for_log NAME SED_EXPR: prints the first match of SED_EXPR (a s/.../\1/p) in NAME's log.
+wait_for_log() {
+  local out=""
+  for _ in $(seq 200); do
+    out=$(sed -n "$2" "$WORK/$1.log" | head -1)
+    [ -n "$out" ] && { echo "$out"; return 0; }
+    sleep 0.05
+  done
+  echo "examples: $1 did not start; its log:" >&2
+  cat "$WORK/$1.log" >&2
+  return 1
+}
+
+# free_port: a loopback port nothing listens on (random, then probed).
+free_port() {
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+# wait_ready ADMIN_PORT: until the proxy's /ready answers 200.
+wait_ready() {
+  for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$1/ready" > /dev/null && return 0
+    sleep 0.05
+  done
+  echo "examples: the proxy with admin port $1 never became ready" >&2
+  return 1
+}
+
+start_meshpilot() {
+  start meshpilot "$MESHPILOT" --rest 127.0.0.1:0 --xds 127.0.0.1:0 --data-dir "$WORK/meshpilot-data" \
+    --debounce 20ms
+  REST_PORT=$(wait_for_log meshpilot 's/.*meshpilot: ready .* rest=127\.0\.0\.1:\([0-9]*\).*/\1/p')
+  XDS_PORT=$(wait_for_log meshpilot 's/.*ADS listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p')
+  export MESHPILOT_ADDR="127.0.0.1:$REST_PORT" MESHPILOT_DATA_DIR="$WORK/meshpilot-data"
+}
+
+meshctl() { "$MESHCTL" "$@"; }
+
+# start_gateway NAME: an ingress gateway labelled istio=ingressgateway; its port 80 is served on
+# 127.0.0.1:$GATEWAY_PORT.
+start_gateway() {
+  GATEWAY_PORT=$(free_port)
+  local admin
+  admin=$(free_port)
+  start "$1" "$MESHPROXY" --xds "127.0.0.1:$XDS_PORT" --role gateway --id "$1" \
+    --namespace istio-system --labels istio=ingressgateway --port-map "80=$GATEWAY_PORT" \
+    --admin "127.0.0.1:$admin" --concurrency 1
+  GATEWAY_ADMIN=$admin
+}
+
+# start_workload NAME NAMESPACE LABELS IP SERVICE_PORT APP_ARGS...: mesh-demo-app on a free port
+# behind a sidecar labelled LABELS (k=v,k=v) whose address is IP (its "pod IP"); the app reaches
+# other services through the sidecar's outbound listener IP:15001.
+start_workload() {
+  local name=$1 ns=$2 labels=$3 ip=$4 service_port=$5
+  shift 5
+  local app inbound admin
+  app=$(free_port)
+  inbound=$(free_port)
+  admin=$(free_port)
+  start "$name-app" "$DEMO_APP" --listen "127.0.0.1:$app" --proxy "$ip:15001" "$@"
+  start "$name" "$MESHPROXY" --xds "127.0.0.1:$XDS_PORT" --role sidecar --id "$name" \
+    --namespace "$ns" --labels "$labels" --address "$ip" --outbound "$ip:15001" \
+    --inbound "$service_port=$inbound:$app" --admin "127.0.0.1:$admin" --concurrency 1
+  wait_ready "$admin"
+}

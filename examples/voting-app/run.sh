@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The AKS voting-app tutorial on one machine: meshpilot, an ingress gateway, and each component
+# as mesh-demo-app behind its own meshproxy sidecar (its own loopback IP, as a pod has its own
+# IP), all on free loopback ports. Applies the tutorial's manifests as they are, step by step,
+# and after each step prints what the tutorial's curl loop prints. Stops everything on exit.
+#   examples/voting-app/run.sh            (after scripts/build.sh)
+# Storage: the two analytics generations count votes in two separate stores, as 1.0/1.1 share
+# Redis and 2.0 uses MySQL in the tutorial (files here; real Redis and MariaDB over the mesh's
+# TCP routes come with the traffic-policy work).
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/examples/lib.sh"
+MANIFESTS=${MESH_MANIFESTS_DIR:-"$ROOT/../shared/manifests/aks-voting-app"}
+HERE="$ROOT/examples/voting-app"
+
+say() { printf '\n=== %s\n\n' "$*"; }
+apply() {
+  local shown=${1#"$MANIFESTS"/}
+  echo "\$ meshctl apply -f ${shown#"$ROOT"/} --namespace voting"
+  meshctl apply -n voting -f "$1"
+}
+# The tutorial's loop: for i in {1..5}; do curl -si $INGRESS_IP | grep results; done
+results_loop() {
+  echo "\$ for i in {1..5}; do curl -si \$INGRESS_IP $* | grep results; done"
+  for _ in 1 2 3 4 5; do curl -si "$@" "http://127.0.0.1:$GATEWAY_PORT/" | grep results || true; done
+}
+vote() { curl -sf -o /dev/null "${@:2}" -d "vote=$1" "http://127.0.0.1:$GATEWAY_PORT/"; }
+# Waits until the gateway answers with the given results form (config is eventually consistent).
+await() {
+  for _ in $(seq 100); do
+    curl -s "${@:2}" "http://127.0.0.1:$GATEWAY_PORT/" | grep -q "$1" && return 0
+    sleep 0.05
+  done
+  echo "voting-app: the mesh never served '$1'" >&2
+  return 1
+}
+
+# Waits until ten answers in a row have the given results form.
+await_all() {
+  local streak=0
+  for _ in $(seq 200); do
+    if curl -s "${@:2}" "http://127.0.0.1:$GATEWAY_PORT/" | grep -q "$1"; then
+      streak=$((streak + 1))
+      [ $streak -ge 10 ] && return 0
+    else
+      streak=0
+      sleep 0.05
+    fi
+  done
+  echo "voting-app: the mesh never settled on '$1'" >&2
+  return 1
+}
+
+start_meshpilot
+start_gateway ingressgateway
+say "Step 1: deploy the voting app (1.0) and its gateway"
+apply "$MANIFESTS/kubernetes/step-1-create-voting-app.yaml"
+apply "$MANIFESTS/istio/step-1-create-voting-app-gateway.yaml"
+STORE_1="$WORK/storage-1.0.votes"
+STORE_2="$WORK/storage-2.0.votes"
+start_workload voting-app-1-0 voting app=voting-app,version=1.0 127.0.1.1 8080 \
+  --mode voting-app --name voting-app --version 1.0 --analytics voting-analytics:8080
+start_workload voting-analytics-1-0 voting app=voting-analytics,version=1.0 127.0.1.2 8080 \
+  --mode voting-analytics --name voting-analytics --version 1.0 --votes-file "$STORE_1"
+wait_ready "$GATEWAY_ADMIN"
+await "Cats: 0 | Dogs: 0"
+for v in Cats Cats Dogs Dogs Dogs Dogs; do vote $v; done
+echo "(cast 2 votes for Cats and 4 for Dogs through the gateway)"
+results_loop
+
+say "Step 2: analytics 1.1 joins; the Service alone balances between 1.0 and 1.1"
+apply "$MANIFESTS/kubernetes/step-2-update-voting-analytics-to-1.1.yaml"
+start_workload voting-analytics-1-1 voting app=voting-analytics,version=1.1 127.0.1.3 8080 \
+  --mode voting-analytics --name voting-analytics --version 1.1 --votes-file "$STORE_1"
+await "Cats: 2/6 (33%)"
+results_loop
+say "Step 2: routing for every component pins analytics to 1.1 (and asks for mutual TLS)"
+apply "$MANIFESTS/istio/step-2-update-and-add-routing-for-all-components.yaml"
+await_all "Cats: 2/6 (33%)"
+results_loop
+
+say "Step 3: the 2.0 components, with their own storage; the featureflag cookie picks 2.0"
+apply "$MANIFESTS/kubernetes/step-3-update-voting-app-with-new-storage.yaml"
+start_workload voting-app-2-0 voting app=voting-app,version=2.0 127.0.1.4 8080 \
+  --mode voting-app --name voting-app --version 2.0 --analytics voting-analytics:8080
+start_workload voting-analytics-2-0 voting app=voting-analytics,version=2.0 127.0.1.5 8080 \
+  --mode voting-analytics --name voting-analytics --version 2.0 --votes-file "$STORE_2"
+apply "$MANIFESTS/istio/step-3-add-routing-for-2.0-components.yaml"
+await "Cats: 0/0" -b featureflag=on
+for v in Cats Cats Cats Dogs; do vote $v -b featureflag=on; done
+echo "(cast 3 votes for Cats and 1 for Dogs with the feature flag on: they land in 2.0's storage)"
+results_loop
+results_loop -b featureflag=on
+
+say "Finalize: everyone gets 2.0"
+apply "$HERE/finalize.yaml"
+await_all "Cats: 3/4"
+results_loop
+results_loop -b featureflag=on
+echo
+echo "voting-app: done; stopping every process it started."
