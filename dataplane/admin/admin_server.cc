@@ -1,6 +1,5 @@
 #include "dataplane/admin/admin_server.h"
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>

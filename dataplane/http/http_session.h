@@ -1,6 +1,5 @@
 #pragma once
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstddef>

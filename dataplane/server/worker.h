@@ -1,6 +1,5 @@
 #pragma once
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
