@@ -194,6 +194,12 @@ class HttpConnection {
       co_await Reply(400, "bad request: both Content-Length and Transfer-Encoding\n", false);
       co_return false;
     }
+    if (req.count(http::field::transfer_encoding) && !parser.chunked()) {
+      // RFC 9112 6.3: without chunked as the final coding the body's length is unknowable.
+      ++worker_.stats().downstream_rejected;
+      co_await Reply(400, "bad request: Transfer-Encoding without chunked\n", false);
+      co_return false;
+    }
     co_return co_await RouteRequest(parser);
   }
 
@@ -310,6 +316,12 @@ class HttpConnection {
     }
     if (req.find("x-forwarded-proto") == req.end()) req.set("x-forwarded-proto", "http");
     req.keep_alive(true);  // upstream connections are pooled whatever the client does
+    // A POST, PUT or PATCH without a body says so: some servers would otherwise read to EOF.
+    if (parser.is_done() && !req.count(http::field::content_length) &&
+        (req.method() == http::verb::post || req.method() == http::verb::put ||
+         req.method() == http::verb::patch)) {
+      req.content_length(0);
+    }
 
     const Cluster* cluster = snapshot ? snapshot->clusters->Find(target.cluster) : nullptr;
     if (!cluster || cluster->hosts.empty()) {
@@ -430,8 +442,14 @@ class HttpConnection {
       if (parser.get().method() == http::verb::head) response->skip(true);
       if (!ec) {
         up->expires_after(ToChrono(std::min(options_.stream_idle_timeout, deadline - absl::Now())));
+        auto watching = WatchForClientClose(*up);
         co_await http::async_read_header(*up, upstream_buffer_, *response,
                                          asio::redirect_error(asio::use_awaitable, ec));
+        StopWatching(watching);
+        if (client_gone_) {
+          out.result.kind = AttemptResult::Kind::kReset;
+          co_return out;
+        }
       }
       if (!ec) {
         out.result.kind = AttemptResult::Kind::kResponse;
@@ -453,6 +471,29 @@ class HttpConnection {
       if (!reused || out.request_sent) co_return out;  // a new connection failed: report it
     }
     co_return out;
+  }
+
+  // While the request waits for its response, a client that hangs up cancels it: the upstream
+  // connection is closed, so the server stops working for nobody (Envoy resets the stream).
+  std::shared_ptr<bool> WatchForClientClose(Stream& up) {
+    auto watching = std::make_shared<bool>(true);
+    down_.socket().async_wait(tcp::socket::wait_read, [this, watching, &up](error_code ec) {
+      if (ec || !*watching) return;  // checked first: after StopWatching `this` may be gone
+      char byte;
+      ssize_t n = ::recv(down_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        client_gone_ = true;
+        error_code ignored;
+        up.socket().close(ignored);
+      }
+      // n > 0: a pipelined request; it waits its turn.
+    });
+    return watching;
+  }
+  void StopWatching(const std::shared_ptr<bool>& watching) {
+    *watching = false;
+    error_code ignored;
+    down_.socket().cancel(ignored);
   }
 
   // Writes the request header and, streaming, its body. `body_sent` turns true once body bytes
@@ -566,6 +607,7 @@ class HttpConnection {
   const HttpOptions& options_;
   std::string peer_ip_;
   bool idle_ = true;
+  bool client_gone_ = false;  // the client hung up while its request waited for a response
 };
 
 }  // namespace

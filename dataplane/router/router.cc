@@ -57,12 +57,7 @@ std::string RedirectLocation(const Redirect& redirect, const Route& route,
                              absl::string_view authority, absl::string_view path) {
   std::string scheme = redirect.scheme.empty() ? "http" : redirect.scheme;
   std::string host(authority);
-  if (!redirect.host.empty()) {
-    // A new host keeps the request's port unless the redirect names one.
-    size_t colon = host.rfind(':');
-    std::string port = colon == std::string::npos ? "" : host.substr(colon);
-    host = redirect.host + port;
-  }
+  if (!redirect.host.empty()) host = redirect.host;  // the whole authority, as Envoy does
   if (redirect.port) {
     size_t colon = host.rfind(':');
     host =

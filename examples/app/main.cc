@@ -90,6 +90,15 @@ void ServePong(httplib::Server& server) {
     res.set_content(out, "text/plain");
   };
   server.Get(R"(/echo.*)", echo);
+  // /bytes/N: N bytes of body (large responses through the mesh).
+  server.Get(R"(/bytes/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
+    size_t n = 0;
+    if (!absl::SimpleAtoi(std::string(req.matches[1]), &n) || n > (256u << 20)) {
+      res.status = 400;
+      return;
+    }
+    res.set_content(std::string(n, 'x'), "application/octet-stream");
+  });
   server.Post(R"(/echo.*)", echo);
   // /call/HOST:PORT/PATH: the request another service would make, through the sidecar.
   server.Get(R"(/call/([^/]+)(/.*)?)", [](const httplib::Request& req, httplib::Response& res) {

@@ -14,9 +14,13 @@ MeshpilotProcess::MeshpilotProcess(std::string binary, std::string data_dir,
       extra_flags_(std::move(extra_flags)) {}
 
 bool MeshpilotProcess::Start() {
-  if (process_ && process_->running()) process_->Stop(SIGKILL);
   port_ = FreePort();
   xds_port_ = FreePort();
+  return Restart();
+}
+
+bool MeshpilotProcess::Restart() {
+  if (process_ && process_->running()) process_->Stop(SIGKILL);
   std::vector<std::string> argv = {binary_,
                                    "--rest",
                                    "127.0.0.1:" + std::to_string(port_),

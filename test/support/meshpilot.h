@@ -19,6 +19,8 @@ class MeshpilotProcess {
   // Starts it and waits until /healthz answers and the token file exists. Returns false (with
   // the log available) if it did not come up within a few seconds.
   bool Start();
+  // Starts it again on the same ports and data dir (after Kill or Terminate).
+  bool Restart();
   // SIGKILL, as a crash would.
   void Kill() { process_->Stop(SIGKILL); }
   int Terminate() { return process_->Stop(SIGTERM); }

@@ -1,0 +1,146 @@
+#include "test/support/mesh.h"
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "absl/strings/str_cat.h"
+
+namespace mesh::testing {
+
+std::string Reply::Header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? "" : it->second;
+}
+
+Reply HttpGet(int port, const std::string& path, const httplib::Headers& headers,
+              const std::string& host) {
+  httplib::Client c(host, port);
+  c.set_connection_timeout(2, 0);
+  c.set_read_timeout(10, 0);
+  auto res = c.Get(path.c_str(), headers);
+  Reply r;
+  if (!res) return r;
+  r.status = res->status;
+  r.body = res->body;
+  r.headers = res->headers;
+  return r;
+}
+
+Mesh::Mesh(std::vector<std::string> meshpilot_flags) {
+  pilot_ = std::make_unique<MeshpilotProcess>(MESHPILOT_BIN, dir_ / "meshpilot",
+                                              std::move(meshpilot_flags));
+  if (!pilot_->Start()) throw std::runtime_error("meshpilot did not start:\n" + pilot_->Log());
+  // Sidecars get addresses 127.A.B.N, A and B random, so that meshes of tests running at the
+  // same time never share an address (their per-port outbound listeners use service ports).
+  std::random_device rd;
+  ip_prefix_ = absl::StrCat("127.", 10 + rd() % 240, ".", rd() % 250, ".");
+}
+
+Mesh::~Mesh() {
+  proxies_.clear();
+  processes_.clear();  // each Process kills its child
+}
+
+std::string Mesh::NextIp() {
+  return absl::StrCat(ip_prefix_, next_ip_++);
+}
+
+void Mesh::Apply(const std::string& yaml, const std::string& ns) {
+  httplib::Client c = pilot_->Client();
+  auto res = c.Post(("/apply?namespace=" + ns).c_str(), yaml, "application/yaml");
+  if (!res || res->status != 200) {
+    throw std::runtime_error("apply refused: " + (res ? res->body : std::string("no answer")));
+  }
+}
+
+void Mesh::ApplyFile(const std::string& path, const std::string& ns) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  Apply(text.str(), ns);
+}
+
+std::string Mesh::Proxy::Admin(const std::string& path) const {
+  return HttpGet(admin_port, path).body;
+}
+
+bool Mesh::Proxy::Ready() const {
+  return HttpGet(admin_port, "/ready").status == 200;
+}
+
+Mesh::Proxy& Mesh::RawProxy(const std::string& name, std::vector<std::string> flags) {
+  auto p = std::make_unique<Proxy>();
+  p->name = name;
+  p->admin_port = FreePort();
+  std::vector<std::string> argv = {MESHPROXY_BIN,
+                                   "--xds",
+                                   absl::StrCat("127.0.0.1:", pilot_->xds_port()),
+                                   "--admin",
+                                   absl::StrCat("127.0.0.1:", p->admin_port),
+                                   "--id",
+                                   name,
+                                   "--concurrency",
+                                   "2"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  processes_.push_back(std::make_unique<Process>(argv, dir_ / (name + ".log")));
+  p->process = processes_.back().get();
+  proxies_.push_back(std::move(p));
+  return *proxies_.back();
+}
+
+Mesh::Proxy& Mesh::Gateway(const std::string& name, std::vector<std::string> extra_flags) {
+  int port = FreePort();
+  std::vector<std::string> flags = {"--role",      "gateway",
+                                    "--namespace", "istio-system",
+                                    "--labels",    "istio=ingressgateway",
+                                    "--port-map",  absl::StrCat("80=", port)};
+  flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
+  Proxy& p = RawProxy(name, flags);
+  p.port = port;
+  p.ip = "127.0.0.1";
+  return p;
+}
+
+Mesh::Proxy& Mesh::Workload(const std::string& name, const std::string& ns,
+                            const std::string& labels, int service_port,
+                            std::vector<std::string> app_flags) {
+  std::string ip = NextIp();
+  int app_port = FreePort();
+  int inbound_port = FreePort();
+  std::string outbound = absl::StrCat(ip, ":15001");
+  std::vector<std::string> app = {MESH_DEMO_APP_BIN, "--listen",
+                                  absl::StrCat("127.0.0.1:", app_port), "--proxy", outbound};
+  app.insert(app.end(), app_flags.begin(), app_flags.end());
+  processes_.push_back(std::make_unique<Process>(app, dir_ / (name + "-app.log")));
+  Process* app_process = processes_.back().get();
+  Proxy& p = RawProxy(name, {"--role", "sidecar", "--namespace", ns, "--labels", labels,
+                             "--address", ip, "--outbound", outbound, "--inbound",
+                             absl::StrCat(service_port, "=", inbound_port, ":", app_port)});
+  p.ip = ip;
+  p.port = app_port;
+  p.outbound = outbound;
+  p.app = app_process;
+  return p;
+}
+
+bool Mesh::WaitReady(std::chrono::milliseconds timeout) {
+  return WaitFor(
+      [&] {
+        for (const auto& p : proxies_) {
+          if (!p->Ready()) return false;
+          if (p->app && HttpGet(p->port, "/ping").status != 200) return false;
+        }
+        return true;
+      },
+      timeout);
+}
+
+std::string Mesh::Logs() const {
+  std::string out = "--- meshpilot\n" + pilot_->Log();
+  for (const auto& p : processes_) absl::StrAppend(&out, "--- process\n", p->Log());
+  return out;
+}
+
+}  // namespace mesh::testing

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <httplib.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "test/support/meshpilot.h"
+#include "test/support/process.h"
+#include "test/support/temp_dir.h"
+
+// A whole mesh on loopback for end-to-end tests: meshpilot, meshproxy gateways and sidecars,
+// and mesh-demo-app workloads, each a real process on free ports with its log in one temporary
+// directory. Every process is stopped when the Mesh is destroyed.
+namespace mesh::testing {
+
+struct Reply {
+  int status = 0;  // 0 when the request failed (connection refused, reset, timeout)
+  std::string body;
+  httplib::Headers headers;
+  std::string Header(const std::string& name) const;
+};
+
+// One HTTP/1.1 GET to 127.0.0.1:port, on a new connection.
+Reply HttpGet(int port, const std::string& path, const httplib::Headers& headers = {},
+              const std::string& host = "127.0.0.1");
+
+class Mesh {
+ public:
+  // `meshpilot_flags` are added to meshpilot's command line.
+  explicit Mesh(std::vector<std::string> meshpilot_flags = {"--debounce", "10ms"});
+  ~Mesh();
+
+  MeshpilotProcess& pilot() { return *pilot_; }
+  const TempDir& dir() const { return dir_; }
+
+  // Applies YAML (one or many documents) in `ns`; throws with meshpilot's answer if refused.
+  void Apply(const std::string& yaml, const std::string& ns = "default");
+  void ApplyFile(const std::string& path, const std::string& ns = "default");
+
+  struct Proxy {
+    std::string name, ip;
+    int admin_port = 0;
+    int port = 0;          // a gateway's port 80, mapped; a sidecar's app port
+    std::string outbound;  // a sidecar's outbound listener, ip:port
+    Process* process = nullptr;
+    Process* app = nullptr;
+    std::string Admin(const std::string& path) const;
+    bool Ready() const;
+  };
+  // An ingress gateway (istio=ingressgateway) serving its port 80 on 127.0.0.1:port.
+  Proxy& Gateway(const std::string& name = "ingressgateway",
+                 std::vector<std::string> extra_flags = {});
+  // mesh-demo-app with `app_flags`, behind a sidecar labelled `labels` (k=v,...) on its own
+  // loopback IP, accepting mesh traffic for `service_port`.
+  Proxy& Workload(const std::string& name, const std::string& ns, const std::string& labels,
+                  int service_port, std::vector<std::string> app_flags);
+  // A meshproxy with exactly these flags (plus --xds and --admin); for the tests that need one
+  // off the usual shapes.
+  Proxy& RawProxy(const std::string& name, std::vector<std::string> flags);
+
+  // Waits until every proxy so far reports ready.
+  bool WaitReady(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  std::string Logs() const;  // every process's log, for failure messages
+
+ private:
+  std::string NextIp();
+  TempDir dir_;
+  std::unique_ptr<MeshpilotProcess> pilot_;
+  std::vector<std::unique_ptr<Process>> processes_;
+  std::vector<std::unique_ptr<Proxy>> proxies_;
+  std::string ip_prefix_;
+  int next_ip_ = 1;
+};
+
+}  // namespace mesh::testing
