@@ -4,10 +4,10 @@
 set -euo pipefail
 
 BUILD="$ROOT/${BUILD_DIR:-build}"
-MESHPILOT="$BUILD/controlplane/meshpilot"
-MESHCTL="$BUILD/controlplane/meshctl"
-MESHPROXY="$BUILD/dataplane/meshproxy"
-DEMO_APP="$BUILD/examples/mesh-demo-app"
+MESHPILOT=${MESHPILOT:-"$BUILD/controlplane/meshpilot"}
+MESHCTL=${MESHCTL:-"$BUILD/controlplane/meshctl"}
+MESHPROXY=${MESHPROXY:-"$BUILD/dataplane/meshproxy"}
+DEMO_APP=${DEMO_APP:-"$BUILD/examples/mesh-demo-app"}
 WORK=$(mktemp -d)
 PIDS=()
 
@@ -43,7 +43,7 @@ wait_for_log() {
 free_port() {
   local p
   for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))  # below the ephemeral range, where clients take ports
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   return 1

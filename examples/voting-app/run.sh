@@ -96,5 +96,13 @@ apply "$HERE/finalize.yaml"
 await_all "Cats: 3/4"
 results_loop
 results_loop -b featureflag=on
+say "A broken manifest is refused whole, naming the field; traffic is not disturbed"
+printf 'apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: voting-app}\nspec:\n  hosts: ["*"]\n  gateways: [voting-app-gateway]\n  http:\n  - route:\n    - {destination: {host: voting-app, subset: v2-0}, weight: 80}\n    - {destination: {host: voting-app, subset: v1-0}, weight: 30}\n' > "$WORK/broken.yaml"
+echo "\$ meshctl apply -f broken.yaml --namespace voting"
+meshctl apply -n voting -f "$WORK/broken.yaml" || true
+results_loop
+
+say "What the gateway saw"
+curl -s "http://127.0.0.1:$GATEWAY_ADMIN/stats/prometheus" | grep '^meshproxy_requests_total' | sed 's/^/  /'
 echo
 echo "voting-app: done; stopping every process it started."
