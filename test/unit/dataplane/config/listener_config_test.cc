@@ -1,0 +1,88 @@
+#include "dataplane/config/listener_config.h"
+
+#include <catch2/catch.hpp>
+
+#include "absl/strings/match.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+#include "google/protobuf/text_format.h"
+
+namespace mesh::dataplane {
+namespace {
+
+namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
+using envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+
+template <class M>
+M Parse(const std::string& text) {
+  M m;
+  REQUIRE(google::protobuf::TextFormat::ParseFromString(text, &m));
+  return m;
+}
+
+envoy::config::listener::v3::Listener With(const google::protobuf::Message& filter,
+                                           uint32_t port = 80) {
+  envoy::config::listener::v3::Listener l;
+  l.set_name("0.0.0.0_80");
+  l.mutable_address()->mutable_socket_address()->set_address("0.0.0.0");
+  l.mutable_address()->mutable_socket_address()->set_port_value(port);
+  l.set_traffic_direction(envoy::config::core::v3::OUTBOUND);
+  l.add_filter_chains()->add_filters()->mutable_typed_config()->PackFrom(filter);
+  return l;
+}
+
+TEST_CASE("An HTTP listener names its RDS route config, or carries its routes inline") {
+  auto rds = ListenerConfig::FromProto(With(Parse<hcm::HttpConnectionManager>(
+      R"(stat_prefix: "s" rds { route_config_name: "http.80" })")));
+  REQUIRE(rds.ok());
+  CHECK((*rds)->kind == ListenerConfig::Kind::kHttp);
+  CHECK((*rds)->rds_name == "http.80");
+  CHECK((*rds)->port == 80);
+  CHECK((*rds)->direction == ListenerConfig::Direction::kOutbound);
+
+  auto inline_routes = ListenerConfig::FromProto(With(Parse<hcm::HttpConnectionManager>(R"(
+      route_config { name: "in" virtual_hosts { name: "a" domains: "*"
+        routes { match { prefix: "/" } route { cluster: "inbound|18081||" } } } })")));
+  REQUIRE(inline_routes.ok());
+  REQUIRE((*inline_routes)->inline_routes);
+  CHECK((*inline_routes)->inline_routes->name() == "in");
+}
+
+TEST_CASE("A TCP listener picks among weighted clusters, and keeps its idle timeout") {
+  auto tcp = ListenerConfig::FromProto(With(Parse<TcpProxy>(R"(
+      stat_prefix: "t" weighted_clusters { clusters { name: "redis" weight: 75 }
+                                           clusters { name: "mysql" weight: 25 } }
+      idle_timeout { seconds: 30 })")));
+  REQUIRE(tcp.ok());
+  const ListenerConfig& l = **tcp;
+  CHECK(l.kind == ListenerConfig::Kind::kTcp);
+  CHECK(l.PickTcp(0)->cluster == "redis");
+  CHECK(l.PickTcp(74)->cluster == "redis");
+  CHECK(l.PickTcp(75)->cluster == "mysql");
+  CHECK(l.tcp_idle_timeout == absl::Seconds(30));
+}
+
+TEST_CASE("Listeners the proxy cannot serve are refused with the field path") {
+  auto no_port =
+      ListenerConfig::FromProto(With(Parse<TcpProxy>(R"(stat_prefix: "t" cluster: "c")"), 0));
+  CHECK(no_port.status().message() ==
+        "listener 0.0.0.0_80: address.socket_address: an address and a port are required");
+  auto no_cluster = ListenerConfig::FromProto(With(Parse<TcpProxy>(R"(stat_prefix: "t")")));
+  CHECK(no_cluster.status().message() ==
+        "listener 0.0.0.0_80: filter_chains[0].filters[0]: cluster or weighted_clusters is "
+        "required");
+  auto bad_regex = ListenerConfig::FromProto(With(Parse<hcm::HttpConnectionManager>(R"(
+      route_config { name: "in" virtual_hosts { name: "a" domains: "*"
+        routes { match { safe_regex { regex: "[" } } route { cluster: "c" } } } })")));
+  CHECK(absl::StartsWith(bad_regex.status().message(),
+                         "listener 0.0.0.0_80: filter_chains[0].filters[0].route_config: route "
+                         "config in: virtual_hosts[0].routes[0].match.safe_regex.regex"));
+  envoy::config::listener::v3::Listener two = With(Parse<TcpProxy>(R"(cluster: "c")"));
+  *two.add_filter_chains() = two.filter_chains(0);
+  CHECK(ListenerConfig::FromProto(two).status().message() ==
+        "listener 0.0.0.0_80: filter_chains: exactly one filter chain is supported");
+}
+
+}  // namespace
+}  // namespace mesh::dataplane
