@@ -500,36 +500,50 @@ class HttpConnection {
   // went out (the request can then not be replayed).
   awaitable<error_code> SendRequest(http::request_parser<http::buffer_body>& parser, Stream& up,
                                     bool* body_sent) {
-    http::request<http::buffer_body>& req = parser.get();
-    http::request_serializer<http::buffer_body> serializer{req};
-    error_code ec;
-    if (parser.is_done()) {
-      req.body().data = nullptr;
-      req.body().size = 0;
-      req.body().more = false;
-      co_await http::async_write(up, serializer, asio::redirect_error(asio::use_awaitable, ec));
-      co_return ec;
-    }
-    co_await http::async_write_header(up, serializer,
-                                      asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return ec;
+    http::request_serializer<http::buffer_body> serializer{parser.get()};
+    *body_sent = !parser.is_done();
+    co_return co_await Relay(down_, buffer_, parser, up, serializer, false);
+  }
+
+  // Sends a message whose header `parser` has read from `in` to `out`, streaming its body through
+  // a fixed buffer: the header leaves with the first body bytes (one write for a small message),
+  // and no body is ever held whole. `eof_ends_body`: the body is delimited by `in` closing.
+  template <bool isRequest>
+  awaitable<error_code> Relay(Stream& in, beast::flat_buffer& in_buffer,
+                              http::parser<isRequest, http::buffer_body>& parser, Stream& out,
+                              http::serializer<isRequest, http::buffer_body>& serializer,
+                              bool eof_ends_body) {
+    auto& body = parser.get().body();
     char chunk[kChunk];
-    *body_sent = true;
-    while (!parser.is_done()) {
-      req.body().data = chunk;
-      req.body().size = sizeof chunk;
-      co_await http::async_read(down_, buffer_, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+    error_code ec;
+    const auto idle = ToChrono(options_.stream_idle_timeout);
+    for (;;) {
+      bool ended = parser.is_done();
+      if (!ended) {
+        body.data = chunk;
+        body.size = sizeof chunk;
+        in.expires_after(idle);
+        co_await http::async_read(in, in_buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == http::error::need_buffer) ec = {};
+        if (eof_ends_body && (ec == http::error::end_of_stream || ec == asio::error::eof)) {
+          ec = {};
+          ended = true;
+        }
+        if (ec) co_return ec;
+        body.size = sizeof chunk - body.size;
+        body.data = body.size ? chunk : nullptr;
+        ended = ended || parser.is_done();
+      } else {
+        body.data = nullptr;
+        body.size = 0;
+      }
+      body.more = !ended;
+      out.expires_after(idle);
+      co_await http::async_write(out, serializer, asio::redirect_error(asio::use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
-      if (ec) co_return ec;
-      req.body().size = sizeof chunk - req.body().size;
-      req.body().data = chunk;
-      req.body().more = !parser.is_done();
-      co_await http::async_write(up, serializer, asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec) co_return ec;
+      if (ec || ended) co_return ec;
     }
-    co_return ec;
   }
 
   awaitable<bool> RelayResponse(http::request_parser<http::buffer_body>& request_parser,
@@ -558,36 +572,8 @@ class HttpConnection {
     res.version(request_parser.get().version());
 
     http::response_serializer<http::buffer_body> serializer{res};
-    error_code ec;
     Stream& up = *attempt.upstream;
-    down_.expires_after(ToChrono(options_.stream_idle_timeout));
-    if (parser.is_done()) {
-      res.body().data = nullptr;
-      res.body().size = 0;
-      res.body().more = false;
-      co_await http::async_write(down_, serializer, asio::redirect_error(asio::use_awaitable, ec));
-    } else {
-      co_await http::async_write_header(down_, serializer,
-                                        asio::redirect_error(asio::use_awaitable, ec));
-      char chunk[kChunk];
-      while (!ec && !parser.is_done()) {
-        res.body().data = chunk;
-        res.body().size = sizeof chunk;
-        up.expires_after(ToChrono(options_.stream_idle_timeout));
-        co_await http::async_read(up, upstream_buffer_, parser,
-                                  asio::redirect_error(asio::use_awaitable, ec));
-        if (ec == http::error::need_buffer) ec = {};
-        if (eof_delimited && (ec == http::error::end_of_stream || ec == asio::error::eof)) ec = {};
-        if (ec) break;
-        res.body().size = sizeof chunk - res.body().size;
-        res.body().data = chunk;
-        res.body().more = !parser.is_done();
-        down_.expires_after(ToChrono(options_.stream_idle_timeout));
-        co_await http::async_write(down_, serializer,
-                                   asio::redirect_error(asio::use_awaitable, ec));
-        if (ec == http::error::need_buffer) ec = {};
-      }
-    }
+    error_code ec = co_await Relay(up, upstream_buffer_, parser, down_, serializer, eof_delimited);
     if (!ec && parser.is_done() && upstream_keep_alive && upstream_buffer_.size() == 0) {
       worker_.pool().Give(attempt.pool_key, std::move(attempt.upstream), absl::Now());
     } else {

@@ -25,7 +25,10 @@ std::unique_ptr<ConnectionPool::Stream> ConnectionPool::Take(const std::string& 
   while (!list.empty()) {
     Idle idle = std::move(list.back());  // the most recently used: the likeliest to be alive
     list.pop_back();
-    if (now - idle.since < options_.max_idle_time && StillOpen(*idle.stream)) {
+    // A connection idle for only a moment is not probed: servers close idle connections after
+    // seconds, and the probe costs a system call per request.
+    bool fresh = now - idle.since < absl::Milliseconds(250);
+    if (now - idle.since < options_.max_idle_time && (fresh || StillOpen(*idle.stream))) {
       return std::move(idle.stream);
     }
     boost::system::error_code ignored;

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# meshproxy in the shared dataplane harness (../shared/bench/dataplane): the same wrk runs
+# through a meshproxy gateway as through nginx and haproxy, and straight to the backend.
+# meshpilot runs outside the measured process tree; meshproxy gets one worker, as the nginx
+# and haproxy cases do.
+#   test/bench/dataplane_bench.sh                 plain routing
+#   POLICIES=1 test/bench/dataplane_bench.sh      with a retry policy and outlier detection
+# Extra settings (ROUNDS, DURATION, RESULTS_CSV, ...) pass through to bench.sh.
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/examples/lib.sh"
+HARNESS=${HARNESS:-"$ROOT/../shared/bench/dataplane/bench.sh"}
+[ -x "$HARNESS" ] || [ -f "$HARNESS" ] || { echo "no harness at $HARNESS" >&2; exit 1; }
+export BACKEND_PORT=${BACKEND_PORT:-$(free_port)} PROXY_PORT=${PROXY_PORT:-$(free_port)}
+export NGINX_PORT=${NGINX_PORT:-$(free_port)} HAPROXY_PORT=${HAPROXY_PORT:-$(free_port)}
+
+start_meshpilot
+cat > "$WORK/bench.yaml" <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: backend}
+spec:
+  selector: {app: backend}
+  ports: [{name: http, port: 80, targetPort: $BACKEND_PORT}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: WorkloadEntry
+metadata: {name: backend-1}
+spec: {address: 127.0.0.1, labels: {app: backend}, ports: {http: $BACKEND_PORT}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata: {name: bench}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+YAML
+if [ -n "${POLICIES:-}" ]; then
+  cat >> "$WORK/bench.yaml" <<'YAML'
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: backend}
+spec:
+  host: backend
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: bench}
+spec:
+  hosts: ["*"]
+  gateways: [bench]
+  http:
+  - route: [{destination: {host: backend, port: {number: 80}}}]
+    retries: {attempts: 2, perTryTimeout: 2s, retryOn: "5xx,connect-failure,reset"}
+YAML
+else
+  cat >> "$WORK/bench.yaml" <<'YAML'
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: bench}
+spec:
+  hosts: ["*"]
+  gateways: [bench]
+  http:
+  - route: [{destination: {host: backend, port: {number: 80}}}]
+YAML
+fi
+meshctl apply -f "$WORK/bench.yaml" >&2
+export PROXY_NAME=${PROXY_NAME:-meshproxy}
+export PROXY_CMD="exec $MESHPROXY --xds 127.0.0.1:$XDS_PORT --role gateway --id bench-gateway \
+--labels istio=ingressgateway --port-map 80=\$PROXY_PORT --admin 127.0.0.1:$(free_port) \
+--concurrency 1 --log-level warn"
+bash "$HARNESS"
