@@ -451,6 +451,10 @@ cluster::Cluster BuildCluster(const std::string& name, const model::TrafficPolic
       t->mutable_max_requests()->set_value(static_cast<uint32_t>(*pool.http->http2_max_requests));
     if (pool.http && pool.http->max_retries)
       t->mutable_max_retries()->set_value(static_cast<uint32_t>(*pool.http->max_retries));
+    if (pool.http && pool.http->idle_timeout) {
+      SetDuration(*pool.http->idle_timeout,
+                  c.mutable_common_http_protocol_options()->mutable_idle_timeout());
+    }
     if (pool.http && pool.http->max_requests_per_connection) {
       c.mutable_max_requests_per_connection()->set_value(
           static_cast<uint32_t>(*pool.http->max_requests_per_connection));

@@ -32,6 +32,7 @@ void WorkerStats::Merge(const WorkerStats& o) {
   for (const auto& [k, v] : o.upstream_connect_failures) upstream_connect_failures[k] += v;
   for (const auto& [k, v] : o.upstream_timeouts) upstream_timeouts[k] += v;
   for (const auto& [k, v] : o.no_healthy_upstream) no_healthy_upstream[k] += v;
+  for (const auto& [k, v] : o.overflows) overflows[k] += v;
   downstream_active += o.downstream_active;
   downstream_total += o.downstream_total;
   downstream_rejected += o.downstream_rejected;
@@ -93,6 +94,10 @@ std::string RenderPrometheus(const WorkerStats& s, const ProxyCounters& p) {
             s.upstream_timeouts);
   ByCluster(&out, "meshproxy_no_healthy_upstream_total",
             "Requests answered 503 because the cluster had no endpoint.", s.no_healthy_upstream);
+  ByCluster(&out, "meshproxy_upstream_overflows_total",
+            "Requests and retries refused by a circuit breaker (connections, pending requests, "
+            "requests, retries).",
+            s.overflows);
   Gauge(&out, "meshproxy_downstream_connections_active", "Client connections now open.");
   absl::StrAppend(&out, "meshproxy_downstream_connections_active ", s.downstream_active, "\n");
   Counter(&out, "meshproxy_downstream_connections_total", "Client connections accepted.");

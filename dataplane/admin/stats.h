@@ -35,7 +35,8 @@ struct WorkerStats {
   std::map<std::string, Histogram> upstream_latency;                             // by cluster
   std::map<std::string, uint64_t> upstream_connect_failures, upstream_timeouts;  // by cluster
   std::map<std::string, uint64_t> no_healthy_upstream;                           // by cluster
-  int64_t downstream_active = 0;  // connections now open on this worker (HTTP and TCP)
+  std::map<std::string, uint64_t> overflows;  // by cluster: refused by a circuit breaker
+  int64_t downstream_active = 0;              // connections now open on this worker (HTTP and TCP)
   uint64_t downstream_total = 0;
   uint64_t downstream_rejected = 0;  // malformed or oversized requests, header timeouts
   uint64_t tcp_bytes_sent = 0, tcp_bytes_received = 0;

@@ -1,7 +1,10 @@
 #include "dataplane/http/http_session.h"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -112,10 +115,11 @@ class RequestViewBuilder {
 // What an upstream attempt left behind.
 struct Attempt {
   AttemptResult result;
-  std::unique_ptr<Stream> upstream;  // the connection, while its response is unread
+  UpstreamConnectionPtr upstream;  // the connection, while its response is unread
   std::unique_ptr<http::response_parser<http::buffer_body>> response;
   bool request_sent = false;  // a streamed request body went out: it cannot be sent again
   std::string pool_key;       // "address:port" of the host
+  std::string overflow;       // the circuit-breaker limit that refused it, if one did
 };
 
 class HttpConnection {
@@ -323,6 +327,53 @@ class HttpConnection {
       req.content_length(0);
     }
 
+    // The fault filter runs before the router: a delay, then an abort.
+    if (route.fault) {
+      const FaultPolicy& fault = *route.fault;
+      if (fault.delay && Chance(fault.delay_per_million)) {
+        asio::steady_timer delay(down_.get_executor());
+        delay.expires_after(ToChrono(*fault.delay));
+        error_code ignored;
+        co_await delay.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      }
+      if (fault.abort_status && Chance(fault.abort_per_million)) {
+        worker_.stats().CountRequest(listener->name, route_name, "", fault.abort_status);
+        if (!co_await DiscardBody(parser)) co_return false;
+        std::string body = "fault filter abort\n";
+        co_return co_await Reply(static_cast<int>(fault.abort_status), std::move(body), keep_alive,
+                                 {}, req.version());
+      }
+    }
+    // CORS: a preflight from an allowed origin is answered here; other requests from it get the
+    // allow headers on their response.
+    std::vector<std::pair<std::string, std::string>> cors_headers;
+    if (route.cors && req.count(http::field::origin)) {
+      std::string origin(View(req[http::field::origin]));
+      const CorsPolicy& cors = *route.cors;
+      bool allowed = false;
+      for (const StringPattern& p : cors.allow_origins) allowed = allowed || p.Matches(origin);
+      if (allowed) {
+        cors_headers.emplace_back("access-control-allow-origin", origin);
+        if (cors.allow_credentials.value_or(false))
+          cors_headers.emplace_back("access-control-allow-credentials", "true");
+        bool preflight = req.method() == http::verb::options &&
+                         req.count(http::field::access_control_request_method);
+        if (preflight) {
+          auto add = [&](const char* name, const std::string& value) {
+            if (!value.empty()) cors_headers.emplace_back(name, value);
+          };
+          add("access-control-allow-methods", cors.allow_methods);
+          add("access-control-allow-headers", cors.allow_headers);
+          add("access-control-max-age", cors.max_age);
+          worker_.stats().CountRequest(listener->name, route_name, "", 200);
+          if (!co_await DiscardBody(parser)) co_return false;
+          co_return co_await Reply(200, "", keep_alive, cors_headers, req.version());
+        }
+        if (!cors.expose_headers.empty())
+          cors_headers.emplace_back("access-control-expose-headers", cors.expose_headers);
+      }
+    }
+
     const Cluster* cluster = snapshot ? snapshot->clusters->Find(target.cluster) : nullptr;
     if (!cluster || cluster->hosts.empty()) {
       ++worker_.stats().no_healthy_upstream[target.cluster];
@@ -335,6 +386,21 @@ class HttpConnection {
           {"x-meshproxy-reason", cluster ? "no_healthy_upstream" : "cluster_not_found"}};
       co_return co_await Reply(503, std::move(body), keep_alive, headers, req.version());
     }
+    // Mirrors get a copy of a request without a body, and nobody waits for their answer.
+    for (const MirrorPolicy& m : route.mirrors) {
+      if (parser.is_done() && Chance(m.per_million)) Mirror(snapshot, m.cluster, req);
+    }
+
+    ClusterState& limits_state = *cluster->state;
+    if (limits_state.requests.load(std::memory_order_relaxed) >= cluster->limits.max_requests) {
+      co_return co_await Overflow(parser, *listener, route_name, *cluster, "max_requests",
+                                  keep_alive);
+    }
+    limits_state.requests.fetch_add(1, std::memory_order_relaxed);
+    struct InFlight {
+      ClusterState& s;
+      ~InFlight() { s.requests.fetch_sub(1, std::memory_order_relaxed); }
+    } in_flight{limits_state};
 
     const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
     const int max_attempts =
@@ -343,27 +409,39 @@ class HttpConnection {
     const absl::Time deadline = route.timeout ? start + *route.timeout : absl::InfiniteFuture();
     const Host* previous = nullptr;
     Attempt attempt;
+    bool retrying = false;
     for (int n = 1;; ++n) {
       const Host* host = PickHost(*cluster, hash, previous);
       absl::Time attempt_deadline = deadline;
       if (route.retry && route.retry->per_try_timeout)
         attempt_deadline = std::min(deadline, absl::Now() + *route.retry->per_try_timeout);
       attempt = co_await Exchange(parser, *cluster, *host, attempt_deadline);
+      if (retrying) limits_state.retries.fetch_sub(1, std::memory_order_relaxed);
+      retrying = false;
+      if (!attempt.overflow.empty()) break;
       RecordForOutlierDetection(*cluster, *host, attempt.result, absl::Now());
       if (attempt.result.kind == AttemptResult::Kind::kConnectFailure)
         ++worker_.stats().upstream_connect_failures[cluster->name];
       bool retry = n < max_attempts && !attempt.request_sent && absl::Now() < deadline &&
                    Retriable(*route.retry, attempt.result);
       if (!retry) break;
-      if (attempt.upstream) {
-        error_code ignored;
-        attempt.upstream->socket().close(ignored);
+      if (limits_state.retries.load(std::memory_order_relaxed) >= cluster->limits.max_retries) {
+        ++worker_.stats().overflows[cluster->name];
+        limits_state.overflows.fetch_add(1, std::memory_order_relaxed);
+        break;  // the retry budget is spent: this answer stands
       }
+      limits_state.retries.fetch_add(1, std::memory_order_relaxed);
+      retrying = true;
+      attempt.upstream.reset();
       previous = host;
       asio::steady_timer backoff(down_.get_executor());
       backoff.expires_after(ToChrono(RetryBackoff(n, worker_.Random())));
       error_code ignored;
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+    if (!attempt.overflow.empty()) {
+      co_return co_await Overflow(parser, *listener, route_name, *cluster, attempt.overflow,
+                                  keep_alive);
     }
     worker_.stats().upstream_latency[cluster->name].Record(absl::Now() - start);
 
@@ -386,7 +464,64 @@ class HttpConnection {
     }
     worker_.stats().CountRequest(listener->name, route_name, cluster->name,
                                  attempt.response->get().result_int());
-    co_return co_await RelayResponse(parser, attempt, route, target, keep_alive);
+    co_return co_await RelayResponse(parser, attempt, *cluster, route, target, cors_headers,
+                                     keep_alive);
+  }
+
+  bool Chance(uint32_t per_million) {
+    return per_million >= 1'000'000 || worker_.Random() % 1'000'000 < per_million;
+  }
+
+  // A circuit breaker refused the request: a fast 503 saying which limit, as Envoy answers.
+  awaitable<bool> Overflow(http::request_parser<http::buffer_body>& parser,
+                           const ListenerConfig& listener, const std::string& route_name,
+                           const Cluster& cluster, const std::string& limit, bool keep_alive) {
+    ++worker_.stats().overflows[cluster.name];
+    cluster.state->overflows.fetch_add(1, std::memory_order_relaxed);
+    worker_.stats().CountRequest(listener.name, route_name, cluster.name, 503);
+    if (!co_await DiscardBody(parser)) co_return false;
+    std::string body =
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow\n";
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"x-envoy-overloaded", "true"}, {"x-meshproxy-reason", "overflow_" + limit}};
+    co_return co_await Reply(503, std::move(body), keep_alive, headers, parser.get().version());
+  }
+
+  // Sends a copy of `req` (header only) to a host of `cluster`, with "-shadow" added to its host
+  // as Envoy does; the answer is read and dropped. Best effort: failures are only logged.
+  void Mirror(SnapshotPtr snapshot, const std::string& cluster,
+              const http::request<http::buffer_body>& req) {
+    http::request<http::empty_body> copy;
+    copy.base() = req.base();
+    copy.set(http::field::host, absl::StrCat(View(req[http::field::host]), "-shadow"));
+    copy.content_length(boost::none);
+    copy.keep_alive(false);
+    asio::co_spawn(down_.get_executor(),
+                   SendMirror(std::move(snapshot), cluster, std::move(copy), worker_.Random()),
+                   asio::detached);
+  }
+
+  static awaitable<void> SendMirror(SnapshotPtr snapshot, std::string cluster_name,
+                                    http::request<http::empty_body> req, uint64_t random) {
+    const Cluster* cluster = snapshot->clusters->Find(cluster_name);
+    const Host* host = cluster ? cluster->Pick(random, std::nullopt, absl::Now()) : nullptr;
+    if (!host) co_return;
+    error_code ec;
+    asio::ip::address ip = asio::ip::make_address(host->address, ec);
+    if (ec) co_return;
+    Stream up(co_await asio::this_coro::executor);
+    up.expires_after(std::chrono::seconds(5));
+    co_await up.async_connect(tcp::endpoint(ip, host->port),
+                              asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) co_await http::async_write(up, req, asio::redirect_error(asio::use_awaitable, ec));
+    beast::flat_buffer buffer;
+    http::response_parser<http::empty_body> response;
+    response.skip(true);  // headers only; the body is dropped with the connection
+    if (!ec)
+      co_await http::async_read_header(up, buffer, response,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) log::Debug("meshproxy: mirror to ", cluster_name, " failed: ", ec.message());
+    up.socket().close(ec);
   }
 
   const Host* PickHost(const Cluster& cluster, std::optional<uint64_t> hash, const Host* avoid) {
@@ -411,11 +546,39 @@ class HttpConnection {
       ~Done() { h.state->active_requests.fetch_sub(1, std::memory_order_relaxed); }
     } done{host};
     for (int tries = 0; tries < 2; ++tries) {
-      std::unique_ptr<Stream> up = worker_.pool().Take(key, absl::Now());
-      const bool reused = up != nullptr;
+      UpstreamConnectionPtr connection = worker_.pool().Take(key, absl::Now());
+      const bool reused = connection != nullptr;
       error_code ec;
-      if (!up) {
-        up = std::make_unique<Stream>(down_.get_executor());
+      if (!connection) {
+        // A new connection must fit under max_connections; otherwise the request waits for one
+        // (up to max_pending_requests wait) or is refused.
+        ClusterState& state = *cluster.state;
+        if (state.connections.load(std::memory_order_relaxed) >= cluster.limits.max_connections) {
+          if (state.pending.load(std::memory_order_relaxed) >=
+              cluster.limits.max_pending_requests) {
+            out.overflow = "max_pending_requests";
+            co_return out;
+          }
+          state.pending.fetch_add(1, std::memory_order_relaxed);
+          absl::Time give_up = std::min(deadline, absl::Now() + cluster.connect_timeout);
+          asio::steady_timer wait(down_.get_executor());
+          while (!connection &&
+                 state.connections.load(std::memory_order_relaxed) >=
+                     cluster.limits.max_connections &&
+                 absl::Now() < give_up) {
+            wait.expires_after(std::chrono::milliseconds(1));
+            co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            connection = worker_.pool().Take(key, absl::Now());
+          }
+          state.pending.fetch_sub(1, std::memory_order_relaxed);
+          if (!connection && absl::Now() >= give_up) {
+            out.overflow = "max_connections";
+            co_return out;
+          }
+        }
+      }
+      if (!connection) {
+        connection = std::make_unique<UpstreamConnection>(down_.get_executor(), cluster.state);
         asio::ip::address ip = asio::ip::make_address(host.address, ec);
         if (ec) {
           log::Warn("meshproxy: cluster ", cluster.name, ": endpoint ", host.address,
@@ -424,17 +587,19 @@ class HttpConnection {
           co_return out;
         }
         absl::Duration connect = std::min(cluster.connect_timeout, deadline - absl::Now());
-        up->expires_after(ToChrono(std::max(connect, absl::Milliseconds(1))));
-        co_await up->async_connect(tcp::endpoint(ip, host.port),
-                                   asio::redirect_error(asio::use_awaitable, ec));
+        connection->stream.expires_after(ToChrono(std::max(connect, absl::Milliseconds(1))));
+        co_await connection->stream.async_connect(tcp::endpoint(ip, host.port),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
           out.result.kind = ec == beast::error::timeout && absl::Now() >= deadline
                                 ? AttemptResult::Kind::kTimeout
                                 : AttemptResult::Kind::kConnectFailure;
           co_return out;
         }
-        up->socket().set_option(tcp::no_delay(true), ec);
+        connection->stream.socket().set_option(tcp::no_delay(true), ec);
       }
+      ++connection->requests;
+      Stream* up = &connection->stream;
       up->expires_after(ToChrono(std::min(options_.stream_idle_timeout, deadline - absl::Now())));
       ec = co_await SendRequest(parser, *up, &out.request_sent);
       auto response = std::make_unique<http::response_parser<http::buffer_body>>();
@@ -456,7 +621,7 @@ class HttpConnection {
         out.result.status = response->get().result_int();
         auto grpc = response->get().find("grpc-status");
         if (grpc != response->get().end()) out.result.grpc_status = View(grpc->value());
-        out.upstream = std::move(up);
+        out.upstream = std::move(connection);
         out.response = std::move(response);
         co_return out;
       }
@@ -546,15 +711,17 @@ class HttpConnection {
     }
   }
 
-  awaitable<bool> RelayResponse(http::request_parser<http::buffer_body>& request_parser,
-                                Attempt& attempt, const dataplane::Route& route,
-                                const WeightedTarget& target, bool keep_alive) {
+  awaitable<bool> RelayResponse(
+      http::request_parser<http::buffer_body>& request_parser, Attempt& attempt,
+      const Cluster& cluster, const dataplane::Route& route, const WeightedTarget& target,
+      const std::vector<std::pair<std::string, std::string>>& extra_headers, bool keep_alive) {
     http::response_parser<http::buffer_body>& parser = *attempt.response;
     http::response<http::buffer_body>& res = parser.get();
     const bool upstream_keep_alive = parser.keep_alive();
     StripHopByHop(res.base());
     ApplyOps(res.base(), route.response_headers_to_remove, route.response_headers_to_add);
     ApplyOps(res.base(), target.response_headers_to_remove, target.response_headers_to_add);
+    for (const auto& [name, value] : extra_headers) res.set(name, value);
     // A body that ends with the upstream connection cannot keep the client's connection: give
     // it chunked framing when the client speaks HTTP/1.1, else close after it.
     const bool eof_delimited = !parser.is_done() && !parser.chunked() && !parser.content_length();
@@ -572,10 +739,13 @@ class HttpConnection {
     res.version(request_parser.get().version());
 
     http::response_serializer<http::buffer_body> serializer{res};
-    Stream& up = *attempt.upstream;
+    Stream& up = attempt.upstream->stream;
     error_code ec = co_await Relay(up, upstream_buffer_, parser, down_, serializer, eof_delimited);
-    if (!ec && parser.is_done() && upstream_keep_alive && upstream_buffer_.size() == 0) {
-      worker_.pool().Give(attempt.pool_key, std::move(attempt.upstream), absl::Now());
+    const uint32_t per_connection = cluster.limits.max_requests_per_connection;
+    if (!ec && parser.is_done() && upstream_keep_alive && upstream_buffer_.size() == 0 &&
+        (per_connection == 0 || attempt.upstream->requests < per_connection)) {
+      worker_.pool().Give(attempt.pool_key, std::move(attempt.upstream), absl::Now(),
+                          cluster.limits.idle_timeout);
     } else {
       upstream_buffer_.clear();
       error_code ignored;

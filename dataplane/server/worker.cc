@@ -15,7 +15,17 @@ Worker::~Worker() {
 }
 
 void Worker::Start() {
+  SweepPoolLater();
   thread_ = std::thread([this] { io_.run(); });
+}
+
+void Worker::SweepPoolLater() {
+  sweep_timer_.expires_after(std::chrono::milliseconds(250));
+  sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    pool_.Sweep(absl::Now());
+    SweepPoolLater();
+  });
 }
 
 void Worker::Stop() {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <future>
 #include <list>
@@ -68,6 +69,8 @@ class Worker {
   void Unregister(SessionHandle handle);
 
  private:
+  void SweepPoolLater();
+
   const int index_;
   boost::asio::io_context io_{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
@@ -77,6 +80,7 @@ class Worker {
   WorkerStats stats_;
   std::mt19937_64 rng_;
   std::list<Session> sessions_;
+  boost::asio::steady_timer sweep_timer_{io_};  // closes idle upstream connections past timeout
 };
 
 }  // namespace mesh::dataplane

@@ -96,6 +96,9 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
       if (t.has_max_requests()) c.limits.max_requests = t.max_requests().value();
       if (t.has_max_retries()) c.limits.max_retries = t.max_retries().value();
     }
+    if (pc.common_http_protocol_options().has_idle_timeout()) {
+      c.limits.idle_timeout = ToDuration(pc.common_http_protocol_options().idle_timeout());
+    }
     if (pc.has_max_requests_per_connection())
       c.limits.max_requests_per_connection = pc.max_requests_per_connection().value();
     if (pc.has_outlier_detection()) {
@@ -129,6 +132,7 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
     }
     const Cluster* before = previous ? previous->Find(name) : nullptr;
     c.next = before ? before->next : std::make_shared<std::atomic<uint64_t>>(0);
+    c.state = before ? before->state : std::make_shared<ClusterState>();
     if (cla) {
       for (const auto& group : cla->endpoints()) {
         for (const auto& lb : group.lb_endpoints()) {

@@ -31,6 +31,16 @@ struct HostState {
   }
 };
 
+// Runtime state of one cluster, shared by all workers and kept across config updates: what its
+// circuit breakers count.
+struct ClusterState {
+  std::atomic<int64_t> connections{0};  // upstream connections open, idle ones included
+  std::atomic<int64_t> pending{0};      // requests waiting for a connection
+  std::atomic<int64_t> requests{0};     // requests in flight
+  std::atomic<int64_t> retries{0};      // retries in flight
+  std::atomic<uint64_t> overflows{0};   // requests refused by a limit
+};
+
 struct Host {
   std::string address;
   uint32_t port = 0;
@@ -41,7 +51,8 @@ struct Host {
 struct Limits {
   uint32_t max_connections = 1024, max_pending_requests = 1024, max_requests = 1024,
            max_retries = 3;
-  uint32_t max_requests_per_connection = 0;  // 0: unlimited
+  uint32_t max_requests_per_connection = 0;    // 0: unlimited
+  std::optional<absl::Duration> idle_timeout;  // of an upstream connection; default: the pool's
 };
 
 struct OutlierSettings {
@@ -63,6 +74,8 @@ struct Cluster {
   std::vector<std::pair<uint64_t, size_t>> ring;
   // Round-robin position, shared across updates of the same cluster.
   std::shared_ptr<std::atomic<uint64_t>> next;
+  // Circuit-breaker counters, shared across updates of the same cluster.
+  std::shared_ptr<ClusterState> state;
 
   // Chooses a host: skips ejected hosts unless all are ejected (Envoy's panic mode); nullptr if
   // the cluster has no host. `random` is a fresh random number; `hash` the request's hash key

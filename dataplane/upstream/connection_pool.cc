@@ -2,12 +2,14 @@
 
 #include <sys/socket.h>
 
+#include "dataplane/upstream/cluster_table.h"
+
 namespace mesh::dataplane {
 namespace {
 
 // Whether an idle connection is still usable: nothing to read (a read would be EOF, a reset, or
 // stray bytes a server should not send on an idle connection).
-bool StillOpen(ConnectionPool::Stream& stream) {
+bool StillOpen(UpstreamConnection::Stream& stream) {
   auto& socket = stream.socket();
   if (!socket.is_open()) return false;
   char byte;
@@ -15,10 +17,24 @@ bool StillOpen(ConnectionPool::Stream& stream) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+void Close(UpstreamConnection& c) {
+  boost::system::error_code ignored;
+  c.stream.socket().close(ignored);
+}
+
 }  // namespace
 
-std::unique_ptr<ConnectionPool::Stream> ConnectionPool::Take(const std::string& key,
-                                                             absl::Time now) {
+UpstreamConnection::UpstreamConnection(const Stream::executor_type& executor,
+                                       std::shared_ptr<ClusterState> cluster_state)
+    : stream(executor), cluster(std::move(cluster_state)) {
+  cluster->connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+UpstreamConnection::~UpstreamConnection() {
+  cluster->connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+UpstreamConnectionPtr ConnectionPool::Take(const std::string& key, absl::Time now) {
   auto it = idle_.find(key);
   if (it == idle_.end()) return nullptr;
   std::vector<Idle>& list = it->second;
@@ -28,26 +44,43 @@ std::unique_ptr<ConnectionPool::Stream> ConnectionPool::Take(const std::string& 
     // A connection idle for only a moment is not probed: servers close idle connections after
     // seconds, and the probe costs a system call per request.
     bool fresh = now - idle.since < absl::Milliseconds(250);
-    if (now - idle.since < options_.max_idle_time && (fresh || StillOpen(*idle.stream))) {
-      return std::move(idle.stream);
+    if (now < idle.expires && (fresh || StillOpen(idle.connection->stream))) {
+      return std::move(idle.connection);
     }
-    boost::system::error_code ignored;
-    idle.stream->socket().close(ignored);
+    Close(*idle.connection);
   }
   idle_.erase(it);
   return nullptr;
 }
 
-void ConnectionPool::Give(const std::string& key, std::unique_ptr<Stream> stream, absl::Time now) {
+void ConnectionPool::Give(const std::string& key, UpstreamConnectionPtr connection, absl::Time now,
+                          std::optional<absl::Duration> idle_timeout) {
   std::vector<Idle>& list = idle_[key];
-  if (list.size() >= options_.max_idle_per_host) {
-    // Drop the oldest: it is the likeliest to be closed by the server soon.
-    boost::system::error_code ignored;
-    list.front().stream->socket().close(ignored);
+  // Expired ones go first, then the oldest when the host has enough.
+  while (!list.empty() &&
+         (list.front().expires <= now || list.size() >= options_.max_idle_per_host)) {
+    Close(*list.front().connection);
     list.erase(list.begin());
   }
-  stream->expires_never();
-  list.push_back({std::move(stream), now});
+  connection->stream.expires_never();
+  absl::Duration max_idle =
+      std::min(idle_timeout.value_or(options_.max_idle_time), options_.max_idle_time);
+  list.push_back({std::move(connection), now, now + max_idle});
+}
+
+void ConnectionPool::Sweep(absl::Time now) {
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    std::vector<Idle>& list = it->second;
+    for (auto i = list.begin(); i != list.end();) {
+      if (i->expires <= now) {
+        Close(*i->connection);
+        i = list.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    it = list.empty() ? idle_.erase(it) : std::next(it);
+  }
 }
 
 size_t ConnectionPool::idle_count() const {
