@@ -546,6 +546,7 @@ class HttpConnection {
       ~Done() { h.state->active_requests.fetch_sub(1, std::memory_order_relaxed); }
     } done{host};
     for (int tries = 0; tries < 2; ++tries) {
+      upstream_buffer_.clear();  // what is left belongs to an abandoned attempt's connection
       UpstreamConnectionPtr connection = worker_.pool().Take(key, absl::Now());
       const bool reused = connection != nullptr;
       error_code ec;

@@ -50,9 +50,14 @@ const Host* Cluster::Pick(uint64_t random, std::optional<uint64_t> hash, absl::T
     case Policy::kRoundRobin: return nth_usable(next->fetch_add(1, std::memory_order_relaxed));
     case Policy::kRandom: return nth_usable(random);
     case Policy::kLeastRequest: {
-      // Power of two choices, as Envoy's default least-request balancer.
-      const Host* a = nth_usable(random);
-      const Host* b = nth_usable(random >> 32);
+      // Power of two choices, as Envoy's default least-request balancer, over two distinct
+      // hosts when there are two: the busier one never wins by being drawn twice.
+      uint64_t n = panic || healthy == hosts.size() ? hosts.size() : healthy;
+      if (n == 1) return nth_usable(0);
+      uint64_t i = random % n, j = (random >> 32) % (n - 1);
+      if (j >= i) ++j;
+      const Host* a = nth_usable(i);
+      const Host* b = nth_usable(j);
       return b->state->active_requests.load(std::memory_order_relaxed) <
                      a->state->active_requests.load(std::memory_order_relaxed)
                  ? b

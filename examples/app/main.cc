@@ -5,6 +5,8 @@
 //                            service through the sidecar (--proxy) and returns its answer.
 //   --mode voting-app        the voting app's front end: renders the results line the tutorial's
 //                            curl loops grep for, from voting-analytics; POST / casts a vote.
+//   Any mode: --fail-status N answers every request with N, --delay D (or ?delay_ms=N) waits
+//   before answering, and /seen counts the requests served.
 //   --mode voting-analytics  counts votes and renders them: "Cats: 2 | Dogs: 4" in 1.0, and
 //                            "Cats: 2/6 (33%) | Dogs: 4/6 (67%)" from 1.1 on.
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/flags.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:9081", "where the app serves (IP:PORT)");
@@ -34,6 +37,9 @@ ABSL_FLAG(std::string, proxy, "127.0.0.1:15001", "its sidecar's outbound listene
 ABSL_FLAG(std::string, votes_file, "",
           "voting-analytics: keep the counts in this file (shared by the instances that name it, "
           "as they would share a storage backend); default: in memory");
+ABSL_FLAG(int, fail_status, 0,
+          "answer every request but /seen with this status (a broken instance, for tests)");
+ABSL_FLAG(absl::Duration, delay, absl::ZeroDuration(), "wait this long before every answer");
 ABSL_FLAG(std::string, analytics, "voting-analytics:8080",
           "voting-app: the analytics service, as a Host through the sidecar");
 
@@ -249,6 +255,30 @@ int main(int argc, char** argv) {
   server.set_tcp_nodelay(true);
   server.set_post_routing_handler(
       [](const httplib::Request&, httplib::Response& res) { Stamp(res); });
+  // Every request but /seen is counted; /seen answers the count (mirroring and balancing tests).
+  static std::atomic<int64_t> seen{0};
+  server.Get("/seen", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::to_string(seen.load()) + "\n", "text/plain");
+  });
+  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/seen") return httplib::Server::HandlerResponse::Unhandled;
+    ++seen;
+    absl::Duration delay = absl::GetFlag(FLAGS_delay);
+    if (req.has_param("delay_ms")) {
+      int64_t ms = 0;
+      if (absl::SimpleAtoi(req.get_param_value("delay_ms"), &ms)) delay = absl::Milliseconds(ms);
+    }
+    if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
+    if (int status = absl::GetFlag(FLAGS_fail_status); status > 0) {
+      res.status = status;
+      res.set_content(absl::StrCat(absl::GetFlag(FLAGS_name), " ", absl::GetFlag(FLAGS_version),
+                                   " failing with ", status, "\n"),
+                      "text/plain");
+      Stamp(res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "pong") {
     ServePong(server);

@@ -125,6 +125,17 @@ Mesh::Proxy& Mesh::Workload(const std::string& name, const std::string& ns,
   return p;
 }
 
+int Mesh::App(const std::string& name, std::vector<std::string> app_flags) {
+  int port = FreePort();
+  std::vector<std::string> argv = {MESH_DEMO_APP_BIN, "--listen", absl::StrCat("127.0.0.1:", port),
+                                   "--name", name};
+  argv.insert(argv.end(), app_flags.begin(), app_flags.end());
+  processes_.push_back(std::make_unique<Process>(argv, dir_ / (name + "-app.log")));
+  if (!WaitFor([&] { return HttpGet(port, "/seen").status == 200; }, std::chrono::seconds(10)))
+    throw std::runtime_error("mesh-demo-app " + name + " did not start");
+  return port;
+}
+
 bool Mesh::WaitReady(std::chrono::milliseconds timeout) {
   return WaitFor(
       [&] {

@@ -57,6 +57,8 @@ class Mesh {
   // loopback IP, accepting mesh traffic for `service_port`.
   Proxy& Workload(const std::string& name, const std::string& ns, const std::string& labels,
                   int service_port, std::vector<std::string> app_flags);
+  // mesh-demo-app alone on 127.0.0.1:<returned port> (reach it through a WorkloadEntry).
+  int App(const std::string& name, std::vector<std::string> app_flags);
   // A meshproxy with exactly these flags (plus --xds and --admin); for the tests that need one
   // off the usual shapes.
   Proxy& RawProxy(const std::string& name, std::vector<std::string> flags);
