@@ -4,6 +4,7 @@
 set -euo pipefail
 
 BUILD="$ROOT/${BUILD_DIR:-build}"
+PATH="$PATH:/usr/sbin"  # mariadbd
 MESHPILOT=${MESHPILOT:-"$BUILD/controlplane/meshpilot"}
 MESHCTL=${MESHCTL:-"$BUILD/controlplane/meshctl"}
 MESHPROXY=${MESHPROXY:-"$BUILD/dataplane/meshproxy"}
@@ -81,19 +82,51 @@ start_gateway() {
   GATEWAY_ADMIN=$admin
 }
 
+# start_sidecar NAME NAMESPACE LABELS IP SERVICE_PORT APP_PORT: a meshproxy sidecar labelled LABELS
+# (k=v,k=v) whose address is IP (its "pod IP"), accepting mesh traffic for SERVICE_PORT and
+# passing it to 127.0.0.1:APP_PORT; its outbound listener is IP:15001.
+start_sidecar() {
+  local name=$1 ns=$2 labels=$3 ip=$4 service_port=$5 app_port=$6
+  local inbound admin
+  inbound=$(free_port)
+  admin=$(free_port)
+  start "$name" "$MESHPROXY" --xds "127.0.0.1:$XDS_PORT" --role sidecar --id "$name" \
+    --namespace "$ns" --labels "$labels" --address "$ip" --outbound "$ip:15001" \
+    --inbound "$service_port=$inbound:$app_port" --admin "127.0.0.1:$admin" --concurrency 1
+  wait_ready "$admin"
+}
+
 # start_workload NAME NAMESPACE LABELS IP SERVICE_PORT APP_ARGS...: mesh-demo-app on a free port
-# behind a sidecar labelled LABELS (k=v,k=v) whose address is IP (its "pod IP"); the app reaches
-# other services through the sidecar's outbound listener IP:15001.
+# behind its sidecar (start_sidecar); the app reaches other services through IP:15001.
 start_workload() {
   local name=$1 ns=$2 labels=$3 ip=$4 service_port=$5
   shift 5
-  local app inbound admin
+  local app
   app=$(free_port)
-  inbound=$(free_port)
-  admin=$(free_port)
   start "$name-app" "$DEMO_APP" --listen "127.0.0.1:$app" --proxy "$ip:15001" "$@"
-  start "$name" "$MESHPROXY" --xds "127.0.0.1:$XDS_PORT" --role sidecar --id "$name" \
-    --namespace "$ns" --labels "$labels" --address "$ip" --outbound "$ip:15001" \
-    --inbound "$service_port=$inbound:$app" --admin "127.0.0.1:$admin" --concurrency 1
-  wait_ready "$admin"
+  start_sidecar "$name" "$ns" "$labels" "$ip" "$service_port" "$app"
+}
+
+# start_redis NAME: a redis-server of its own on a free loopback port ($LAST_PORT), no persistence.
+start_redis() {
+  LAST_PORT=$(free_port)
+  mkdir -p "$WORK/$1"
+  start "$1" redis-server --port "$LAST_PORT" --bind 127.0.0.1 --dir "$WORK/$1" --save "" \
+    --appendonly no
+  wait_for_log "$1" 's/.*\(Ready to accept connections\).*/\1/p' > /dev/null
+}
+
+# start_mariadb NAME: a MariaDB server of its own (data in $WORK/NAME) on a free loopback port
+# ($LAST_PORT); root without a password, as a throwaway demo database.
+start_mariadb() {
+  LAST_PORT=$(free_port)
+  local dir="$WORK/$1"
+  mkdir -p "$dir"
+  mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
+    --auth-root-authentication-method=normal --skip-test-db > "$dir/install.log" 2>&1 ||
+    { cat "$dir/install.log" >&2; return 1; }
+  start "$1" mariadbd --no-defaults --datadir="$dir/data" --user="$(id -un)" --port="$LAST_PORT" \
+    --bind-address=127.0.0.1 --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+    --skip-log-bin --innodb-buffer-pool-size=16M
+  wait_for_log "$1" 's/.*\(ready for connections\).*/\1/p' > /dev/null
 }

@@ -91,7 +91,10 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
         return Invalid(l.name(),
                        "filter_chains[0].filters[0]: cluster or weighted_clusters is required");
     }
-    if (t.has_idle_timeout() && (t.idle_timeout().seconds() || t.idle_timeout().nanos())) {
+    // Envoy's default: an hour without a byte either way closes the connection; 0 disables it.
+    if (!t.has_idle_timeout()) {
+      out->tcp_idle_timeout = absl::Hours(1);
+    } else if (t.idle_timeout().seconds() || t.idle_timeout().nanos()) {
       out->tcp_idle_timeout =
           absl::Seconds(t.idle_timeout().seconds()) + absl::Nanoseconds(t.idle_timeout().nanos());
     }

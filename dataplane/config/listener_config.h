@@ -36,7 +36,8 @@ struct ListenerConfig {
   std::string rds_name;
   RouteTablePtr inline_routes;
 
-  // kTcp: where connections go; the idle timeout (none when absent).
+  // kTcp: where connections go; the idle timeout (Envoy's default of 1 h when the config has
+  // none; none when it says 0).
   std::vector<TcpTarget> tcp_targets;
   uint32_t tcp_total_weight = 0;
   std::optional<absl::Duration> tcp_idle_timeout;

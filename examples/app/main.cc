@@ -9,10 +9,9 @@
 //   before answering, and /seen counts the requests served.
 //   --mode voting-analytics  counts votes and renders them: "Cats: 2 | Dogs: 4" in 1.0, and
 //                            "Cats: 2/6 (33%) | Dogs: 4/6 (67%)" from 1.1 on.
-#include <fcntl.h>
+#include <hiredis.h>
 #include <httplib.h>
-#include <sys/file.h>
-#include <unistd.h>
+#include <mysql.h>
 
 #include <atomic>
 #include <csignal>
@@ -23,6 +22,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -34,9 +34,11 @@ ABSL_FLAG(std::string, name, "mesh-demo-app", "service name it reports");
 ABSL_FLAG(std::string, version, "1.0", "version it reports");
 ABSL_FLAG(std::string, mode, "pong", "pong, voting-app or voting-analytics");
 ABSL_FLAG(std::string, proxy, "127.0.0.1:15001", "its sidecar's outbound listener (IP:PORT)");
-ABSL_FLAG(std::string, votes_file, "",
-          "voting-analytics: keep the counts in this file (shared by the instances that name it, "
-          "as they would share a storage backend); default: in memory");
+ABSL_FLAG(std::string, storage, "memory",
+          "where votes are kept: memory, redis or mysql (the latter two through the sidecar, at "
+          "its IP and --storage-port)");
+ABSL_FLAG(int, storage_port, 0,
+          "the storage service's port (default 6379 for redis, 3306 for mysql)");
 ABSL_FLAG(int, fail_status, 0,
           "answer every request but /seen with this status (a broken instance, for tests)");
 ABSL_FLAG(absl::Duration, delay, absl::ZeroDuration(), "wait this long before every answer");
@@ -127,71 +129,181 @@ void ServePong(httplib::Server& server) {
   });
 }
 
-// Vote counts: in memory, or in a file that several analytics instances share (as they would
-// share a storage backend), read and written under flock.
+// Vote counts: in memory, or in the voting app's storage reached through the sidecar's
+// per-port outbound TCP listener (its IP, the storage service's port): Redis for 1.0, MySQL
+// (MariaDB) for 2.0, as in the tutorial. A connection per operation, so a storage or mesh restart
+// costs one failed request at most.
 class VoteStore {
  public:
-  explicit VoteStore(std::string path) : path_(std::move(path)) {}
+  virtual ~VoteStore() = default;
+  virtual absl::Status Add(const std::string& choice) = 0;
+  virtual absl::StatusOr<std::map<std::string, int64_t>> Read() = 0;
+};
 
-  bool Add(const std::string& choice) {
-    if (choice != "Cats" && choice != "Dogs") return false;
-    Update([&](std::map<std::string, int64_t>& votes) { ++votes[choice]; });
-    return true;
+class MemoryVotes : public VoteStore {
+ public:
+  absl::Status Add(const std::string& choice) override {
+    std::lock_guard lock(mu_);
+    ++votes_[choice];
+    return absl::OkStatus();
   }
-  std::map<std::string, int64_t> Read() {
-    std::map<std::string, int64_t> out;
-    Update([&](std::map<std::string, int64_t>& votes) { out = votes; });
+  absl::StatusOr<std::map<std::string, int64_t>> Read() override {
+    std::lock_guard lock(mu_);
+    return votes_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int64_t> votes_ = {{"Cats", 0}, {"Dogs", 0}};
+};
+
+class RedisVotes : public VoteStore {
+ public:
+  RedisVotes(std::string host, int port) : host_(std::move(host)), port_(port) {}
+  absl::Status Add(const std::string& choice) override {
+    return Run([&](redisContext* c) -> absl::Status {
+      auto* reply = static_cast<redisReply*>(redisCommand(c, "INCR votes:%s", choice.c_str()));
+      absl::Status s = reply && reply->type == REDIS_REPLY_INTEGER
+                           ? absl::OkStatus()
+                           : absl::UnavailableError("redis INCR failed");
+      if (reply) freeReplyObject(reply);
+      return s;
+    });
+  }
+  absl::StatusOr<std::map<std::string, int64_t>> Read() override {
+    std::map<std::string, int64_t> out = {{"Cats", 0}, {"Dogs", 0}};
+    absl::Status s = Run([&](redisContext* c) -> absl::Status {
+      auto* reply = static_cast<redisReply*>(redisCommand(c, "MGET votes:Cats votes:Dogs"));
+      if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        if (reply) freeReplyObject(reply);
+        return absl::UnavailableError("redis MGET failed");
+      }
+      int64_t n = 0;
+      if (reply->element[0]->type == REDIS_REPLY_STRING &&
+          absl::SimpleAtoi(reply->element[0]->str, &n))
+        out["Cats"] = n;
+      if (reply->element[1]->type == REDIS_REPLY_STRING &&
+          absl::SimpleAtoi(reply->element[1]->str, &n))
+        out["Dogs"] = n;
+      freeReplyObject(reply);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
     return out;
   }
 
  private:
   template <class F>
-  void Update(F f) {
-    std::lock_guard lock(mu_);
-    if (path_.empty()) {
-      f(memory_);
-      return;
+  absl::Status Run(F f) {
+    timeval timeout{2, 0};
+    redisContext* c = redisConnectWithTimeout(host_.c_str(), port_, timeout);
+    if (!c || c->err) {
+      absl::Status s = absl::UnavailableError(
+          absl::StrCat("redis at ", host_, ":", port_, ": ", c ? c->errstr : "no memory"));
+      if (c) redisFree(c);
+      return s;
     }
-    int fd = ::open(path_.c_str(), O_RDWR | O_CREAT, 0644);
-    if (fd < 0) return;
-    ::flock(fd, LOCK_EX);
-    std::string text(256, '\0');
-    ssize_t n = ::pread(fd, text.data(), text.size(), 0);
-    text.resize(n > 0 ? n : 0);
-    std::map<std::string, int64_t> votes = {{"Cats", 0}, {"Dogs", 0}};
-    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-      std::vector<std::string> kv = absl::StrSplit(line, ' ');
-      int64_t v;
-      if (kv.size() == 2 && absl::SimpleAtoi(kv[1], &v)) votes[kv[0]] = v;
-    }
-    f(votes);
-    std::string out = absl::StrCat("Cats ", votes["Cats"], "\nDogs ", votes["Dogs"], "\n");
-    if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, out.data(), out.size(), 0) < 0) {
-      std::fprintf(stderr, "mesh-demo-app: cannot write %s\n", path_.c_str());
-    }
-    ::flock(fd, LOCK_UN);
-    ::close(fd);
+    redisSetTimeout(c, timeout);
+    absl::Status s = f(c);
+    redisFree(c);
+    return s;
   }
-
-  const std::string path_;
-  std::mutex mu_;
-  std::map<std::string, int64_t> memory_ = {{"Cats", 0}, {"Dogs", 0}};
+  const std::string host_;
+  const int port_;
 };
 
-// voting-analytics: votes, and the results line in the form of its version.
-void ServeAnalytics(httplib::Server& server) {
-  static VoteStore store(absl::GetFlag(FLAGS_votes_file));
-  server.Post("/vote", [](const httplib::Request& req, httplib::Response& res) {
-    if (!store.Add(req.get_param_value("vote"))) {
-      res.status = 400;
-      res.set_content("vote must be Cats or Dogs\n", "text/plain");
-      return;
+class MysqlVotes : public VoteStore {
+ public:
+  MysqlVotes(std::string host, int port) : host_(std::move(host)), port_(port) {}
+  absl::Status Add(const std::string& choice) override {
+    return Run({"INSERT INTO azurevote.votes (choice, count) VALUES ('" + choice +
+                "', 1) ON DUPLICATE KEY UPDATE count = count + 1"},
+               nullptr);
+  }
+  absl::StatusOr<std::map<std::string, int64_t>> Read() override {
+    std::map<std::string, int64_t> out = {{"Cats", 0}, {"Dogs", 0}};
+    absl::Status s = Run({"SELECT choice, count FROM azurevote.votes"}, &out);
+    if (!s.ok()) return s;
+    return out;
+  }
+
+ private:
+  absl::Status Run(const std::vector<std::string>& statements,
+                   std::map<std::string, int64_t>* rows) {
+    MYSQL* db = mysql_init(nullptr);
+    unsigned int timeout = 2;
+    mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &timeout);
+    absl::Status s;
+    if (!mysql_real_connect(db, host_.c_str(), "root", "", nullptr, port_, nullptr, 0)) {
+      s = absl::UnavailableError(
+          absl::StrCat("mysql at ", host_, ":", port_, ": ", mysql_error(db)));
     }
-    res.set_content("ok\n", "text/plain");
+    std::vector<std::string> all = {
+        "CREATE DATABASE IF NOT EXISTS azurevote",
+        "CREATE TABLE IF NOT EXISTS azurevote.votes (choice VARCHAR(16) PRIMARY KEY, "
+        "count BIGINT NOT NULL)"};
+    all.insert(all.end(), statements.begin(), statements.end());
+    for (size_t i = 0; s.ok() && i < all.size(); ++i) {
+      if (mysql_query(db, all[i].c_str()) != 0) {
+        s = absl::UnavailableError(absl::StrCat("mysql: ", mysql_error(db)));
+        break;
+      }
+      MYSQL_RES* result = mysql_store_result(db);
+      if (!result) continue;
+      MYSQL_ROW row;
+      while (rows && (row = mysql_fetch_row(result))) {
+        int64_t n = 0;
+        if (row[0] && row[1] && absl::SimpleAtoi(row[1], &n)) (*rows)[row[0]] = n;
+      }
+      mysql_free_result(result);
+    }
+    mysql_close(db);
+    return s;
+  }
+  const std::string host_;
+  const int port_;
+};
+
+// The store --storage names: memory, redis or mysql, at the sidecar's IP and --storage-port.
+std::unique_ptr<VoteStore> MakeVoteStore() {
+  const std::string kind = absl::GetFlag(FLAGS_storage);
+  std::string host;
+  int proxy_port = 0;
+  SplitHostPort(absl::GetFlag(FLAGS_proxy), &host, &proxy_port);
+  int port = absl::GetFlag(FLAGS_storage_port);
+  if (kind == "redis") return std::make_unique<RedisVotes>(host, port ? port : 6379);
+  if (kind == "mysql") return std::make_unique<MysqlVotes>(host, port ? port : 3306);
+  return std::make_unique<MemoryVotes>();
+}
+
+VoteStore& Votes() {
+  static std::unique_ptr<VoteStore> store = MakeVoteStore();
+  return *store;
+}
+
+bool ValidChoice(const std::string& choice) {
+  return choice == "Cats" || choice == "Dogs";
+}
+
+// voting-analytics: votes (when the front end has no storage of its own), and the results line
+// in the form of its version.
+void ServeAnalytics(httplib::Server& server) {
+  server.Post("/vote", [](const httplib::Request& req, httplib::Response& res) {
+    std::string choice = req.get_param_value("vote");
+    absl::Status s = ValidChoice(choice) ? Votes().Add(choice)
+                                         : absl::InvalidArgumentError("vote must be Cats or Dogs");
+    res.status = s.ok() ? 200 : absl::IsInvalidArgument(s) ? 400 : 503;
+    res.set_content(s.ok() ? "ok\n" : std::string(s.message()) + "\n", "text/plain");
   });
   server.Get("/results", [](const httplib::Request&, httplib::Response& res) {
-    std::map<std::string, int64_t> votes = store.Read();
-    int64_t cats = votes["Cats"], dogs = votes["Dogs"], total = cats + dogs;
+    absl::StatusOr<std::map<std::string, int64_t>> votes = Votes().Read();
+    if (!votes.ok()) {
+      res.status = 503;
+      res.set_content(std::string(votes.status().message()), "text/plain");
+      return;
+    }
+    int64_t cats = (*votes)["Cats"], dogs = (*votes)["Dogs"], total = cats + dogs;
     std::string line;
     if (absl::GetFlag(FLAGS_version) == "1.0") {
       line = absl::StrCat("Cats: ", cats, " | Dogs: ", dogs);
@@ -228,12 +340,26 @@ void ServeVotingApp(httplib::Server& server) {
   server.Get("/", page);
   server.Post("/", [page](const httplib::Request& req, httplib::Response& res) {
     std::string choice = req.get_param_value("vote");
-    httplib::Result r = CallThroughSidecar("POST", absl::GetFlag(FLAGS_analytics), "/vote",
-                                           absl::StrCat("vote=", choice));
-    if (!r || r->status != 200) {
-      res.status = r ? r->status : 502;
-      res.set_content(r ? r->body : "analytics unreachable\n", "text/plain");
+    if (!ValidChoice(choice)) {
+      res.status = 400;
+      res.set_content("vote must be Cats or Dogs\n", "text/plain");
       return;
+    }
+    if (absl::GetFlag(FLAGS_storage) != "memory") {
+      // As in the tutorial, the front end writes the vote to its storage itself.
+      if (absl::Status s = Votes().Add(choice); !s.ok()) {
+        res.status = 503;
+        res.set_content(std::string(s.message()) + "\n", "text/plain");
+        return;
+      }
+    } else {
+      httplib::Result r = CallThroughSidecar("POST", absl::GetFlag(FLAGS_analytics), "/vote",
+                                             absl::StrCat("vote=", choice));
+      if (!r || r->status != 200) {
+        res.status = r ? r->status : 502;
+        res.set_content(r ? r->body : "analytics unreachable\n", "text/plain");
+        return;
+      }
     }
     page(req, res);
   });

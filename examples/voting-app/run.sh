@@ -4,9 +4,9 @@
 # IP), all on free loopback ports. Applies the tutorial's manifests as they are, step by step,
 # and after each step prints what the tutorial's curl loop prints. Stops everything on exit.
 #   examples/voting-app/run.sh            (after scripts/build.sh)
-# Storage: the two analytics generations count votes in two separate stores, as 1.0/1.1 share
-# Redis and 2.0 uses MySQL in the tutorial (files here; real Redis and MariaDB over the mesh's
-# TCP routes come with the traffic-policy work).
+# Storage is real, as in the tutorial: voting-storage 1.0 is a Redis server and 2.0 a MariaDB
+# server (reached as MySQL on 3306), each behind its own sidecar; the apps reach them through
+# their sidecars' TCP routes, chosen by sourceLabels.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/examples/lib.sh"
 MANIFESTS=${MESH_MANIFESTS_DIR:-"$ROOT/../shared/manifests/aks-voting-app"}
@@ -55,12 +55,14 @@ start_gateway ingressgateway
 say "Step 1: deploy the voting app (1.0) and its gateway"
 apply "$MANIFESTS/kubernetes/step-1-create-voting-app.yaml"
 apply "$MANIFESTS/istio/step-1-create-voting-app-gateway.yaml"
-STORE_1="$WORK/storage-1.0.votes"
-STORE_2="$WORK/storage-2.0.votes"
+start_redis redis
+REDIS_PORT=$LAST_PORT
+start_sidecar voting-storage-1-0 voting app=voting-storage,version=1.0 127.0.1.6 6379 "$LAST_PORT"
 start_workload voting-app-1-0 voting app=voting-app,version=1.0 127.0.1.1 8080 \
-  --mode voting-app --name voting-app --version 1.0 --analytics voting-analytics:8080
+  --mode voting-app --name voting-app --version 1.0 --analytics voting-analytics:8080 \
+  --storage redis
 start_workload voting-analytics-1-0 voting app=voting-analytics,version=1.0 127.0.1.2 8080 \
-  --mode voting-analytics --name voting-analytics --version 1.0 --votes-file "$STORE_1"
+  --mode voting-analytics --name voting-analytics --version 1.0 --storage redis
 wait_ready "$GATEWAY_ADMIN"
 await "Cats: 0 | Dogs: 0"
 for v in Cats Cats Dogs Dogs Dogs Dogs; do vote $v; done
@@ -70,7 +72,7 @@ results_loop
 say "Step 2: analytics 1.1 joins; the Service alone balances between 1.0 and 1.1"
 apply "$MANIFESTS/kubernetes/step-2-update-voting-analytics-to-1.1.yaml"
 start_workload voting-analytics-1-1 voting app=voting-analytics,version=1.1 127.0.1.3 8080 \
-  --mode voting-analytics --name voting-analytics --version 1.1 --votes-file "$STORE_1"
+  --mode voting-analytics --name voting-analytics --version 1.1 --storage redis
 await "Cats: 2/6 (33%)"
 results_loop
 say "Step 2: routing for every component pins analytics to 1.1 (and asks for mutual TLS)"
@@ -80,16 +82,26 @@ results_loop
 
 say "Step 3: the 2.0 components, with their own storage; the featureflag cookie picks 2.0"
 apply "$MANIFESTS/kubernetes/step-3-update-voting-app-with-new-storage.yaml"
+start_mariadb mariadb
+MARIADB_PORT=$LAST_PORT
+start_sidecar voting-storage-2-0 voting app=voting-storage,version=2.0 127.0.1.7 3306 "$LAST_PORT"
 start_workload voting-app-2-0 voting app=voting-app,version=2.0 127.0.1.4 8080 \
-  --mode voting-app --name voting-app --version 2.0 --analytics voting-analytics:8080
+  --mode voting-app --name voting-app --version 2.0 --analytics voting-analytics:8080 \
+  --storage mysql
 start_workload voting-analytics-2-0 voting app=voting-analytics,version=2.0 127.0.1.5 8080 \
-  --mode voting-analytics --name voting-analytics --version 2.0 --votes-file "$STORE_2"
+  --mode voting-analytics --name voting-analytics --version 2.0 --storage mysql
 apply "$MANIFESTS/istio/step-3-add-routing-for-2.0-components.yaml"
 await "Cats: 0/0" -b featureflag=on
 for v in Cats Cats Cats Dogs; do vote $v -b featureflag=on; done
 echo "(cast 3 votes for Cats and 1 for Dogs with the feature flag on: they land in 2.0's storage)"
 results_loop
 results_loop -b featureflag=on
+
+say "The two storage backends, asked directly"
+echo "\$ redis-cli mget votes:Cats votes:Dogs      # voting-storage 1.0"
+redis-cli -h 127.0.0.1 -p "$REDIS_PORT" mget votes:Cats votes:Dogs
+echo "\$ mariadb -e 'select * from azurevote.votes'   # voting-storage 2.0"
+mariadb --no-defaults -h 127.0.0.1 -P "$MARIADB_PORT" -u root -e 'select * from azurevote.votes'
 
 say "Finalize: everyone gets 2.0"
 apply "$HERE/finalize.yaml"

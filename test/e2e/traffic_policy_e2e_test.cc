@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "test/support/mesh.h"
+#include "test/support/voting_app.h"
 
 namespace mesh::testing {
 namespace {
@@ -327,6 +328,52 @@ TEST_CASE("CORS: a preflight from an allowed origin is answered, others pass unt
   Reply other = m.Get("/", {{"Origin", "https://evil.example"}});
   CHECK(other.body == "web a\n");
   CHECK(other.Header("access-control-allow-origin").empty());
+}
+
+TEST_CASE("TCP routes by sourceLabels: voting-app 1.0 reaches Redis, and 2.0 reaches MariaDB") {
+  Mesh mesh;
+  const std::string dir = MESH_MANIFESTS_DIR;
+  for (size_t step = 1; step <= 3; ++step) {
+    for (const std::string& file : VotingAppSteps()[step - 1])
+      mesh.ApplyFile(dir + "/" + file, "voting");
+  }
+  Mesh::Proxy& gw = mesh.Gateway();
+  int redis = mesh.Redis();
+  int mariadb = mesh.MariaDb();
+  mesh.Sidecar("voting-storage-1-0", "voting", "app=voting-storage,version=1.0", 6379, redis);
+  mesh.Sidecar("voting-storage-2-0", "voting", "app=voting-storage,version=2.0", 3306, mariadb);
+  auto workload = [&](const std::string& app, const std::string& version,
+                      const std::string& storage) {
+    mesh.Workload(app + "-" + version, "voting", "app=" + app + ",version=" + version, 8080,
+                  {"--mode", app, "--name", app, "--version", version, "--storage", storage});
+  };
+  workload("voting-app", "1.0", "redis");
+  workload("voting-app", "2.0", "mysql");
+  workload("voting-analytics", "1.1", "redis");
+  workload("voting-analytics", "2.0", "mysql");
+  REQUIRE(mesh.WaitReady());
+  auto vote = [&](const std::string& choice, const httplib::Headers& h) {
+    httplib::Client c("127.0.0.1", gw.port);
+    auto res = c.Post("/", h, "vote=" + choice, "application/x-www-form-urlencoded");
+    return res ? res->status : 0;
+  };
+  const httplib::Headers flag = {{"Cookie", "featureflag=on"}};
+  INFO(mesh.Logs().substr(0, 6000));
+  REQUIRE(WaitFor([&] { return vote("Cats", {}) == 200 && vote("Dogs", flag) == 200; }, 15s));
+  for (int i = 0; i < 3; ++i) CHECK(vote("Dogs", {}) == 200);
+  for (int i = 0; i < 2; ++i) CHECK(vote("Cats", flag) == 200);
+
+  // Each version's votes are in its own backend, asked directly.
+  CommandResult in_redis = RunCommand({"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(redis),
+                                       "mget", "votes:Cats", "votes:Dogs"});
+  CHECK(in_redis.out == "1\n3\n");
+  CommandResult in_mariadb = RunCommand(
+      {"mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", std::to_string(mariadb), "-u", "root",
+       "-N", "-e", "select choice, count from azurevote.votes order by choice"});
+  CHECK(in_mariadb.out == "Cats\t2\nDogs\t1\n");
+  // And each version's page shows its own backend's counts.
+  CHECK(absl::StrContains(HttpGet(gw.port, "/").body, "Cats: 1/4 (25%) | Dogs: 3/4 (75%)"));
+  CHECK(absl::StrContains(HttpGet(gw.port, "/", flag).body, "Cats: 2/3 (67%) | Dogs: 1/3 (33%)"));
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
 #include "test/support/mesh.h"
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace mesh::testing {
@@ -103,26 +106,76 @@ Mesh::Proxy& Mesh::Gateway(const std::string& name, std::vector<std::string> ext
   return p;
 }
 
-Mesh::Proxy& Mesh::Workload(const std::string& name, const std::string& ns,
-                            const std::string& labels, int service_port,
-                            std::vector<std::string> app_flags) {
+Mesh::Proxy& Mesh::Sidecar(const std::string& name, const std::string& ns,
+                           const std::string& labels, int service_port, int app_port) {
   std::string ip = NextIp();
-  int app_port = FreePort();
   int inbound_port = FreePort();
   std::string outbound = absl::StrCat(ip, ":15001");
-  std::vector<std::string> app = {MESH_DEMO_APP_BIN, "--listen",
-                                  absl::StrCat("127.0.0.1:", app_port), "--proxy", outbound};
-  app.insert(app.end(), app_flags.begin(), app_flags.end());
-  processes_.push_back(std::make_unique<Process>(app, dir_ / (name + "-app.log")));
-  Process* app_process = processes_.back().get();
   Proxy& p = RawProxy(name, {"--role", "sidecar", "--namespace", ns, "--labels", labels,
                              "--address", ip, "--outbound", outbound, "--inbound",
                              absl::StrCat(service_port, "=", inbound_port, ":", app_port)});
   p.ip = ip;
   p.port = app_port;
   p.outbound = outbound;
+  return p;
+}
+
+Mesh::Proxy& Mesh::Workload(const std::string& name, const std::string& ns,
+                            const std::string& labels, int service_port,
+                            std::vector<std::string> app_flags) {
+  // The sidecar's address is decided first: the app sends its outbound traffic there.
+  std::string ip = absl::StrCat(ip_prefix_, next_ip_);
+  int app_port = FreePort();
+  std::vector<std::string> app = {MESH_DEMO_APP_BIN, "--listen",
+                                  absl::StrCat("127.0.0.1:", app_port), "--proxy",
+                                  absl::StrCat(ip, ":15001")};
+  app.insert(app.end(), app_flags.begin(), app_flags.end());
+  processes_.push_back(std::make_unique<Process>(app, dir_ / (name + "-app.log")));
+  Process* app_process = processes_.back().get();
+  Proxy& p = Sidecar(name, ns, labels, service_port, app_port);
   p.app = app_process;
   return p;
+}
+
+int Mesh::Redis() {
+  int port = FreePort();
+  std::string dir = dir_ / absl::StrCat("redis-", port);
+  std::filesystem::create_directories(dir);
+  processes_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{"redis-server", "--port", std::to_string(port), "--bind",
+                               "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"},
+      dir + ".log"));
+  Process* p = processes_.back().get();
+  if (!WaitFor([&] { return absl::StrContains(p->Log(), "Ready to accept connections"); },
+               std::chrono::seconds(10)))
+    throw std::runtime_error("redis-server did not start:\n" + p->Log());
+  return port;
+}
+
+int Mesh::MariaDb() {
+  int port = FreePort();
+  std::string dir = dir_ / absl::StrCat("mariadb-", port);
+  std::filesystem::create_directories(dir);
+  std::string user = RunCommand({"id", "-un"}).out;
+  user = std::string(absl::StripAsciiWhitespace(user));
+  CommandResult install =
+      RunCommand({"mariadb-install-db", "--no-defaults", "--datadir=" + dir + "/data",
+                  "--user=" + user, "--auth-root-authentication-method=normal", "--skip-test-db"});
+  if (install.exit_code != 0) throw std::runtime_error("mariadb-install-db: " + install.out);
+  const char* daemon =
+      std::filesystem::exists("/usr/sbin/mariadbd") ? "/usr/sbin/mariadbd" : "mariadbd";
+  processes_.push_back(std::make_unique<Process>(
+      std::vector<std::string>{daemon, "--no-defaults", "--datadir=" + dir + "/data",
+                               "--user=" + user, absl::StrCat("--port=", port),
+                               "--bind-address=127.0.0.1", "--socket=" + dir + "/mysqld.sock",
+                               "--pid-file=" + dir + "/mysqld.pid", "--skip-log-bin",
+                               "--innodb-buffer-pool-size=16M"},
+      dir + ".log"));
+  Process* p = processes_.back().get();
+  if (!WaitFor([&] { return absl::StrContains(p->Log(), "ready for connections"); },
+               std::chrono::seconds(30)))
+    throw std::runtime_error("mariadbd did not start:\n" + p->Log());
+  return port;
 }
 
 int Mesh::App(const std::string& name, std::vector<std::string> app_flags) {

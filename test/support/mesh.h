@@ -57,6 +57,14 @@ class Mesh {
   // loopback IP, accepting mesh traffic for `service_port`.
   Proxy& Workload(const std::string& name, const std::string& ns, const std::string& labels,
                   int service_port, std::vector<std::string> app_flags);
+  // A sidecar alone, for a workload that is not mesh-demo-app (a database): mesh traffic for
+  // `service_port` goes to 127.0.0.1:app_port.
+  Proxy& Sidecar(const std::string& name, const std::string& ns, const std::string& labels,
+                 int service_port, int app_port);
+  // A redis-server and a MariaDB server of their own, on free ports with data in the mesh's
+  // directory; they return the port. Throw if the server does not come up.
+  int Redis();
+  int MariaDb();
   // mesh-demo-app alone on 127.0.0.1:<returned port> (reach it through a WorkloadEntry).
   int App(const std::string& name, std::vector<std::string> app_flags);
   // A meshproxy with exactly these flags (plus --xds and --admin); for the tests that need one

@@ -25,7 +25,7 @@ std::vector<char*> Argv(std::vector<std::string>& args) {
   return out;
 }
 
-// The current environment plus `extra`, for execve.
+// The current environment plus `extra`, for execvpe.
 std::vector<std::string> Environment(const std::vector<std::string>& extra) {
   std::vector<std::string> out;
   for (char** e = environ; *e; ++e) out.emplace_back(*e);
@@ -49,7 +49,7 @@ Process::Process(std::vector<std::string> argv, std::string log_path, std::vecto
     ::dup2(devnull, 0);
     std::vector<char*> args = Argv(argv);
     std::vector<char*> envp = Argv(environment);
-    ::execve(args[0], args.data(), envp.data());
+    ::execvpe(args[0], args.data(), envp.data());  // a bare name is looked up in PATH
     _exit(127);
   }
   ::close(fd);
@@ -96,7 +96,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
     std::vector<std::string> copy = argv;
     std::vector<char*> args = Argv(copy);
     std::vector<char*> envp = Argv(environment);
-    ::execve(args[0], args.data(), envp.data());
+    ::execvpe(args[0], args.data(), envp.data());  // a bare name is looked up in PATH
     _exit(127);
   }
   ::close(in_pipe[0]);

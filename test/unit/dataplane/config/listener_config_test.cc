@@ -61,6 +61,14 @@ TEST_CASE("A TCP listener picks among weighted clusters, and keeps its idle time
   CHECK(l.PickTcp(74)->cluster == "redis");
   CHECK(l.PickTcp(75)->cluster == "mysql");
   CHECK(l.tcp_idle_timeout == absl::Seconds(30));
+
+  auto by_default = ListenerConfig::FromProto(With(Parse<TcpProxy>(R"(cluster: "c")")));
+  REQUIRE(by_default.ok());
+  CHECK((*by_default)->tcp_idle_timeout == absl::Hours(1));
+  auto disabled = ListenerConfig::FromProto(
+      With(Parse<TcpProxy>(R"(cluster: "c" idle_timeout { seconds: 0 })")));
+  REQUIRE(disabled.ok());
+  CHECK(!(*disabled)->tcp_idle_timeout.has_value());
 }
 
 TEST_CASE("Listeners the proxy cannot serve are refused with the field path") {
