@@ -302,7 +302,9 @@ class HttpConnection {
 
     const Route& route = *d.route;
     const WeightedTarget& target = *d.target;
-    std::optional<uint64_t> hash = RequestHash(route, view, peer_ip_);
+    std::string set_cookie;
+    std::optional<uint64_t> hash =
+        RequestHash(route, view, peer_ip_, worker_.Random(), &set_cookie);
 
     // The request as it goes upstream.
     StripHopByHop(req.base());
@@ -346,31 +348,33 @@ class HttpConnection {
     }
     // CORS: a preflight from an allowed origin is answered here; other requests from it get the
     // allow headers on their response.
-    std::vector<std::pair<std::string, std::string>> cors_headers;
+    // Headers added to the response besides the route's: CORS, a generated hash cookie.
+    std::vector<std::pair<std::string, std::string>> extra_response_headers;
+    if (!set_cookie.empty()) extra_response_headers.emplace_back("set-cookie", set_cookie);
     if (route.cors && req.count(http::field::origin)) {
       std::string origin(View(req[http::field::origin]));
       const CorsPolicy& cors = *route.cors;
       bool allowed = false;
       for (const StringPattern& p : cors.allow_origins) allowed = allowed || p.Matches(origin);
       if (allowed) {
-        cors_headers.emplace_back("access-control-allow-origin", origin);
+        extra_response_headers.emplace_back("access-control-allow-origin", origin);
         if (cors.allow_credentials.value_or(false))
-          cors_headers.emplace_back("access-control-allow-credentials", "true");
+          extra_response_headers.emplace_back("access-control-allow-credentials", "true");
         bool preflight = req.method() == http::verb::options &&
                          req.count(http::field::access_control_request_method);
         if (preflight) {
           auto add = [&](const char* name, const std::string& value) {
-            if (!value.empty()) cors_headers.emplace_back(name, value);
+            if (!value.empty()) extra_response_headers.emplace_back(name, value);
           };
           add("access-control-allow-methods", cors.allow_methods);
           add("access-control-allow-headers", cors.allow_headers);
           add("access-control-max-age", cors.max_age);
           worker_.stats().CountRequest(listener->name, route_name, "", 200);
           if (!co_await DiscardBody(parser)) co_return false;
-          co_return co_await Reply(200, "", keep_alive, cors_headers, req.version());
+          co_return co_await Reply(200, "", keep_alive, extra_response_headers, req.version());
         }
         if (!cors.expose_headers.empty())
-          cors_headers.emplace_back("access-control-expose-headers", cors.expose_headers);
+          extra_response_headers.emplace_back("access-control-expose-headers", cors.expose_headers);
       }
     }
 
@@ -464,8 +468,8 @@ class HttpConnection {
     }
     worker_.stats().CountRequest(listener->name, route_name, cluster->name,
                                  attempt.response->get().result_int());
-    co_return co_await RelayResponse(parser, attempt, *cluster, route, target, cors_headers,
-                                     keep_alive);
+    co_return co_await RelayResponse(parser, attempt, *cluster, route, target,
+                                     extra_response_headers, keep_alive);
   }
 
   bool Chance(uint32_t per_million) {
@@ -722,7 +726,13 @@ class HttpConnection {
     StripHopByHop(res.base());
     ApplyOps(res.base(), route.response_headers_to_remove, route.response_headers_to_add);
     ApplyOps(res.base(), target.response_headers_to_remove, target.response_headers_to_add);
-    for (const auto& [name, value] : extra_headers) res.set(name, value);
+    for (const auto& [name, value] : extra_headers) {
+      if (name == "set-cookie") {
+        res.insert(name, value);  // the upstream's own cookies stay
+      } else {
+        res.set(name, value);
+      }
+    }
     // A body that ends with the upstream connection cannot keep the client's connection: give
     // it chunked framing when the client speaks HTTP/1.1, else close after it.
     const bool eof_delimited = !parser.is_done() && !parser.chunked() && !parser.content_length();

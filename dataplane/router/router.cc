@@ -134,13 +134,24 @@ std::optional<absl::string_view> QueryParameter(const RequestView& request,
 }  // namespace
 
 std::optional<uint64_t> RequestHash(const Route& route, const RequestView& request,
-                                    absl::string_view source_ip) {
+                                    absl::string_view source_ip, uint64_t random,
+                                    std::string* set_cookie) {
   std::optional<uint64_t> out;
+  std::string generated;
   for (const HashPolicy& policy : route.hash_policies) {
     std::optional<absl::string_view> key;
     switch (policy.kind) {
       case HashPolicy::Kind::kHeader: key = Header(request, policy.name); break;
-      case HashPolicy::Kind::kCookie: key = Cookie(request, policy.name); break;
+      case HashPolicy::Kind::kCookie:
+        key = Cookie(request, policy.name);
+        if (!key && policy.cookie_ttl && set_cookie) {
+          generated = absl::StrCat(absl::Hex(random, absl::kZeroPad16));
+          key = generated;
+          *set_cookie = absl::StrCat(
+              policy.name, "=", generated, "; Max-Age=", absl::ToInt64Seconds(*policy.cookie_ttl),
+              policy.cookie_path.empty() ? "" : "; Path=", policy.cookie_path, "; HttpOnly");
+        }
+        break;
       case HashPolicy::Kind::kSourceIp:
         if (!source_ip.empty()) key = source_ip;
         break;

@@ -48,8 +48,11 @@ namespace mesh::dataplane {
 
 // The ring-hash key of a request under the route's hash policies (header, cookie, source IP,
 // query parameter), as Envoy combines them; nullopt when no policy applies, and then the cluster
-// picks a host at random.
+// picks a host at random. A cookie policy with a TTL whose cookie the request lacks makes one up
+// (from `random`), as Envoy does: its value keys this request, and `set_cookie` receives the
+// Set-Cookie value that makes the client send it from now on.
 std::optional<uint64_t> RequestHash(const Route& route, const RequestView& request,
-                                    absl::string_view source_ip);
+                                    absl::string_view source_ip, uint64_t random = 0,
+                                    std::string* set_cookie = nullptr);
 
 }  // namespace mesh::dataplane

@@ -7,8 +7,11 @@
 //                            curl loops grep for, from voting-analytics; POST / casts a vote.
 //   Any mode: --fail-status N answers every request with N, --delay D (or ?delay_ms=N) waits
 //   before answering, and /seen counts the requests served.
+//   --mode tcp-echo          a TCP server: reads to the client's half-close, answers
+//                            "NAME VERSION: <what it read>", closes.
 //   --mode voting-analytics  counts votes and renders them: "Cats: 2 | Dogs: 4" in 1.0, and
 //                            "Cats: 2/6 (33%) | Dogs: 4/6 (67%)" from 1.1 on.
+#include <arpa/inet.h>
 #include <hiredis.h>
 #include <httplib.h>
 #include <mysql.h>
@@ -19,6 +22,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
@@ -365,6 +369,41 @@ void ServeVotingApp(httplib::Server& server) {
   });
 }
 
+// tcp-echo: reads a connection to its end (the client's half-close), then answers
+// "NAME VERSION: <everything read>" and closes. A proxy that loses the half-close leaves the
+// client waiting; one that loses bytes shows in the answer.
+int ServeTcpEcho(const std::string& host, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 64) != 0) {
+    std::fprintf(stderr, "mesh-demo-app: cannot listen on %s:%d\n", host.c_str(), port);
+    return 1;
+  }
+  std::fprintf(stderr, "mesh-demo-app: ready name=%s version=%s mode=tcp-echo listen=%s:%d\n",
+               absl::GetFlag(FLAGS_name).c_str(), absl::GetFlag(FLAGS_version).c_str(),
+               host.c_str(), port);
+  const std::string prefix =
+      absl::StrCat(absl::GetFlag(FLAGS_name), " ", absl::GetFlag(FLAGS_version), ": ");
+  for (;;) {
+    int c = ::accept(fd, nullptr, nullptr);
+    if (c < 0) continue;
+    std::thread([c, prefix] {
+      std::string data;
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) data.append(buf, n);
+      std::string answer = prefix + data;
+      ::send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
+      ::close(c);
+    }).detach();
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -414,8 +453,11 @@ int main(int argc, char** argv) {
   } else if (mode == "voting-analytics") {
     ServeAnalytics(server);
     ServePong(server);
+  } else if (mode == "tcp-echo") {
+    return ServeTcpEcho(host, port);
   } else {
-    std::fprintf(stderr, "mesh-demo-app: --mode %s: want pong, voting-app or voting-analytics\n",
+    std::fprintf(stderr,
+                 "mesh-demo-app: --mode %s: want pong, voting-app, voting-analytics or tcp-echo\n",
                  mode.c_str());
     return 2;
   }

@@ -1,5 +1,9 @@
 // Traffic policies end to end: VirtualService and DestinationRule settings compiled by meshpilot
 // and applied by a meshproxy gateway to real mesh-demo-app backends.
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -230,6 +234,24 @@ spec:
   std::map<std::string, int> users;
   for (int i = 0; i < 30; ++i) ++users[m.Get("/", {{"x-user", absl::StrCat("user-", i)}}).body];
   CHECK(users.size() >= 2);  // different keys spread over the endpoints
+
+  // httpCookie with a TTL: the first answer sets the cookie, which then keeps the client put.
+  m.Apply(R"(
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpCookie: {name: sticky, ttl: 60s}}}
+)",
+          [&] { return !m.Get("/").Header("Set-Cookie").empty(); });
+  std::string cookie = m.Get("/").Header("Set-Cookie");
+  CHECK(absl::StartsWith(cookie, "sticky="));
+  std::string value = cookie.substr(0, cookie.find(';'));
+  std::map<std::string, int> sticky;
+  for (int i = 0; i < 50; ++i) ++sticky[m.Get("/", {{"Cookie", value}}).body];
+  CHECK(sticky.size() == 1);
 }
 
 TEST_CASE("Least request prefers the idle endpoint") {
@@ -374,6 +396,100 @@ TEST_CASE("TCP routes by sourceLabels: voting-app 1.0 reaches Redis, and 2.0 rea
   // And each version's page shows its own backend's counts.
   CHECK(absl::StrContains(HttpGet(gw.port, "/").body, "Cats: 1/4 (25%) | Dogs: 3/4 (75%)"));
   CHECK(absl::StrContains(HttpGet(gw.port, "/", flag).body, "Cats: 2/3 (67%) | Dogs: 1/3 (33%)"));
+}
+
+// Sends `data` on a new connection to ip:port, half-closes, and reads the answer to its end.
+std::string TcpRoundTrip(const std::string& ip, int port, const std::string& data) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  timeval timeout{3, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    ::shutdown(fd, SHUT_WR);
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, n);
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST_CASE(
+    "TCP: bytes both ways and the half-close pass a gateway TCP port and a sidecar, by weight") {
+  Mesh mesh;
+  int a = mesh.App("echo-a", {"--mode", "tcp-echo", "--name", "echo", "--version", "a"});
+  int b = mesh.App("echo-b", {"--mode", "tcp-echo", "--name", "echo", "--version", "b"});
+  int gateway_port = FreePort();
+  mesh.Apply(absl::StrCat(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{name: tcp-echo, port: 9000}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: WorkloadEntry
+metadata: {name: echo-a}
+spec: {address: 127.0.0.1, labels: {app: echo, version: a}, ports: {tcp-echo: )",
+                          a, R"(}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: WorkloadEntry
+metadata: {name: echo-b}
+spec: {address: 127.0.0.1, labels: {app: echo, version: b}, ports: {tcp-echo: )",
+                          b, R"(}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  subsets: [{name: a, labels: {version: a}}, {name: b, labels: {version: b}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata: {name: tcp-gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 31400, name: tcp, protocol: TCP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  gateways: [tcp-gw, mesh]
+  tcp:
+  - route:
+    - {destination: {host: echo, subset: a}, weight: 50}
+    - {destination: {host: echo, subset: b}, weight: 50}
+)"));
+  Mesh::Proxy& gw =
+      mesh.Gateway("ingressgateway", {"--port-map", absl::StrCat("31400=", gateway_port)});
+  Mesh::Proxy& client = mesh.Sidecar("client", "default", "app=client", 8080, FreePort());
+  REQUIRE(mesh.WaitReady());
+  const std::string payload(100 * 1024, 'z');  // more than one read's worth
+  REQUIRE(WaitFor([&] { return !TcpRoundTrip("127.0.0.1", gateway_port, "x").empty(); }, 10s));
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 40; ++i) {
+    std::string answer = TcpRoundTrip("127.0.0.1", gateway_port, payload);
+    ++seen[answer.substr(0, answer.find(':'))];
+    CHECK(answer.size() == payload.size() + std::string("echo a: ").size());
+  }
+  INFO(mesh.Logs().substr(0, 3000));
+  CHECK(seen.size() == 2);  // both weighted destinations
+  CHECK(seen["echo a"] + seen["echo b"] == 40);
+  // The same route on the sidecar's per-port outbound listener.
+  REQUIRE(WaitFor([&] { return !TcpRoundTrip(client.ip, 9000, "x").empty(); }, 10s));
+  std::string via_sidecar = TcpRoundTrip(client.ip, 9000, "hello");
+  CHECK((via_sidecar == "echo a: hello" || via_sidecar == "echo b: hello"));
+  (void)gw;
 }
 
 }  // namespace

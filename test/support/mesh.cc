@@ -184,7 +184,9 @@ int Mesh::App(const std::string& name, std::vector<std::string> app_flags) {
                                    "--name", name};
   argv.insert(argv.end(), app_flags.begin(), app_flags.end());
   processes_.push_back(std::make_unique<Process>(argv, dir_ / (name + "-app.log")));
-  if (!WaitFor([&] { return HttpGet(port, "/seen").status == 200; }, std::chrono::seconds(10)))
+  Process* p = processes_.back().get();
+  if (!WaitFor([&] { return absl::StrContains(p->Log(), "mesh-demo-app: ready"); },
+               std::chrono::seconds(10)))
     throw std::runtime_error("mesh-demo-app " + name + " did not start");
   return port;
 }

@@ -114,5 +114,20 @@ TEST_CASE("RequestHash follows the route's hash policies, and is absent when non
   CHECK(RequestHash(r, {"GET", "h", "/", {}}, "10.0.0.1") == HashKey("10.0.0.1"));
 }
 
+TEST_CASE("A cookie hash policy with a TTL makes up the cookie a request lacks") {
+  RouteTablePtr t = Table(R"(name: "r" virtual_hosts { name: "a" domains: "*" routes {
+      match { prefix: "/" } route { cluster: "c" hash_policy { cookie { name: "sticky"
+      ttl { seconds: 60 } path: "/" } } } } })");
+  const Route& r = *t->Match({"GET", "h", "/", {}});
+  std::string set_cookie;
+  std::optional<uint64_t> made = RequestHash(r, {"GET", "h", "/", {}}, "", 0xabc, &set_cookie);
+  CHECK(set_cookie == "sticky=0000000000000abc; Max-Age=60; Path=/; HttpOnly");
+  // The client sends it back: same key, and no new cookie.
+  std::string again;
+  CHECK(RequestHash(r, {"GET", "h", "/", {{"cookie", "sticky=0000000000000abc"}}}, "", 7, &again) ==
+        made);
+  CHECK(again.empty());
+}
+
 }  // namespace
 }  // namespace mesh::dataplane
