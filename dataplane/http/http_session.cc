@@ -426,8 +426,11 @@ class HttpConnection {
       RecordForOutlierDetection(*cluster, *host, attempt.result, absl::Now());
       if (attempt.result.kind == AttemptResult::Kind::kConnectFailure)
         ++worker_.stats().upstream_connect_failures[cluster->name];
-      bool retry = n < max_attempts && !attempt.request_sent && absl::Now() < deadline &&
-                   Retriable(*route.retry, attempt.result);
+      const AttemptResult& result = attempt.result;
+      bool failed = result.kind != AttemptResult::Kind::kResponse || result.status >= 400 ||
+                    !result.grpc_status.empty();
+      bool retry = failed && n < max_attempts && !attempt.request_sent && absl::Now() < deadline &&
+                   Retriable(*route.retry, result);
       if (!retry) break;
       if (limits_state.retries.load(std::memory_order_relaxed) >= cluster->limits.max_retries) {
         ++worker_.stats().overflows[cluster->name];

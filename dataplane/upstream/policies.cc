@@ -61,8 +61,11 @@ bool RecordForOutlierDetection(const Cluster& cluster, const Host& host, const A
   bool is_gateway = local_failure || IsGatewayError(r.status);
   HostState& s = *host.state;
   if (!is_5xx) {
-    s.consecutive_5xx = 0;
-    s.consecutive_gateway_errors = 0;
+    // The common case: nothing to reset, so no write to a line other workers read.
+    if (s.consecutive_5xx.load(std::memory_order_relaxed))
+      s.consecutive_5xx.store(0, std::memory_order_relaxed);
+    if (s.consecutive_gateway_errors.load(std::memory_order_relaxed))
+      s.consecutive_gateway_errors.store(0, std::memory_order_relaxed);
     return false;
   }
   uint32_t c5 = s.consecutive_5xx.fetch_add(1) + 1;

@@ -10,6 +10,13 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/examples/lib.sh"
 HARNESS=${HARNESS:-"$ROOT/../shared/bench/dataplane/bench.sh"}
 [ -x "$HARNESS" ] || [ -f "$HARNESS" ] || { echo "no harness at $HARNESS" >&2; exit 1; }
+# The harness's awk programs use names gawk reserves (e.g. `load`); when gawk is the default awk
+# (mariadb-server pulls it in), give the harness mawk.
+if awk --version 2>/dev/null | grep -q "GNU Awk" && command -v mawk > /dev/null; then
+  mkdir -p "$WORK/bin"
+  ln -s "$(command -v mawk)" "$WORK/bin/awk"
+  export PATH="$WORK/bin:$PATH"
+fi
 export BACKEND_PORT=${BACKEND_PORT:-$(free_port)} PROXY_PORT=${PROXY_PORT:-$(free_port)}
 export NGINX_PORT=${NGINX_PORT:-$(free_port)} HAPROXY_PORT=${HAPROXY_PORT:-$(free_port)}
 

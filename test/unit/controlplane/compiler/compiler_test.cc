@@ -139,6 +139,39 @@ TEST_CASE("Clusters carry the DestinationRule's policies, subsets overriding the
   CHECK(v2["outlier_detection"]["consecutive_5xx"] == 3);  // inherited from the top level
 }
 
+TEST_CASE("Port-level settings override the top level for their port, subsets override both") {
+  json got = CompileJson(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{name: http, port: 8080}, {name: http-admin, port: 9090}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    connectionPool: {http: {idleTimeout: 30s, maxRequestsPerConnection: 10}}
+    portLevelSettings:
+    - port: {number: 9090}
+      loadBalancer: {simple: LEAST_REQUEST}
+  subsets:
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer: {simple: ROUND_ROBIN}
+)");
+  auto cluster = [&](const std::string& name) { return got[kClusterType][name]; };
+  CHECK(cluster("outbound|8080||web.default.svc.cluster.local")["lb_policy"] == "RANDOM");
+  CHECK(cluster("outbound|9090||web.default.svc.cluster.local")["lb_policy"] == "LEAST_REQUEST");
+  CHECK(!cluster("outbound|8080|v2|web.default.svc.cluster.local").contains("lb_policy"));
+  const json& pool = cluster("outbound|8080||web.default.svc.cluster.local");
+  CHECK(pool["common_http_protocol_options"]["idle_timeout"] == "30s");
+  CHECK(pool["max_requests_per_connection"] == 10);
+}
+
 TEST_CASE("Load assignments filter endpoints by subset labels, each locality weighted") {
   json got = CompileJson(kCanary);
   const json& v1 = got[kEndpointType]["outbound|9000|v1|echo.default.svc.cluster.local"];
