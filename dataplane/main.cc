@@ -282,7 +282,10 @@ int Run() {
       for (const auto& l : server.listeners()) {
         if (l.state == "active") ++counters.listeners_active;
       }
-      return {200, "text/plain; version=0.0.4", dp::RenderPrometheus(total, counters)};
+      std::string text = dp::RenderPrometheus(total, counters);
+      if (dp::SnapshotPtr snapshot = server.snapshot())
+        text += dp::RenderClusterGauges(*snapshot->clusters, absl::Now());
+      return {200, "text/plain; version=0.0.4", text};
     }
     if (path == "/") {
       return {200, "text/plain",

@@ -60,6 +60,22 @@ void AddTcpChain(const TcpProxy& proxy, listener::Listener* l) {
   f->mutable_typed_config()->PackFrom(proxy);
 }
 
+// connectionPool.tcp.idleTimeout of `host`'s DestinationRule (subset and port-level settings
+// applied) on the tcp_proxy; Envoy's 1 h default stands when there is none.
+void SetTcpIdleTimeout(const Lookup& lookup, const std::string& host, const std::string& subset,
+                       uint32_t port, TcpProxy* out) {
+  const model::Object* dr_obj = lookup.DestinationRuleFor(host);
+  if (!dr_obj) return;
+  const auto& dr = std::get<model::DestinationRule>(dr_obj->spec);
+  const model::Subset* s = nullptr;
+  for (const auto& candidate : dr.subsets) {
+    if (candidate.name == subset) s = &candidate;
+  }
+  model::TrafficPolicy tp = EffectivePolicy(&dr, s, port);
+  if (tp.connection_pool && tp.connection_pool->tcp && tp.connection_pool->tcp->idle_timeout)
+    SetDuration(*tp.connection_pool->tcp->idle_timeout, out->mutable_idle_timeout());
+}
+
 // The tcp_proxy for `host:port`: the first tcp route of the host's VirtualService whose match
 // applies (port, sourceLabels, gateways), else the whole service.
 TcpProxy TcpRoute(const Lookup& lookup, const ProxyClass& proxy, const std::string& host,
@@ -84,6 +100,11 @@ TcpProxy TcpRoute(const Lookup& lookup, const ProxyClass& proxy, const std::stri
         std::string dest = model::ResolveHost(d.host, vs_obj->meta.namespace_);
         return ClusterName(DestinationPort(lookup, dest, d, port, host), d.subset, dest);
       };
+      // The idle timeout is the (first) destination's DestinationRule connectionPool.tcp.
+      const model::Destination& first = r.route[0].destination;
+      std::string first_host = model::ResolveHost(first.host, vs_obj->meta.namespace_);
+      SetTcpIdleTimeout(lookup, first_host, first.subset,
+                        DestinationPort(lookup, first_host, first, port, host), &out);
       if (r.route.size() == 1) {
         out.set_cluster(cluster_of(r.route[0].destination));
       } else {
@@ -98,6 +119,7 @@ TcpProxy TcpRoute(const Lookup& lookup, const ProxyClass& proxy, const std::stri
     }
   }
   out.set_cluster(ClusterName(port, "", host));
+  SetTcpIdleTimeout(lookup, host, "", port, &out);
   return out;
 }
 

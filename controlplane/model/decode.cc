@@ -468,6 +468,7 @@ ConnectionPoolSettings ReadConnectionPool(ObjectReader& r) {
     tcp.max_connections = count(t, "maxConnections");
     tcp.connect_timeout = t.Duration("connectTimeout", absl::Milliseconds(1));
     tcp.max_connection_duration = t.Duration("maxConnectionDuration", absl::Milliseconds(1));
+    tcp.idle_timeout = t.Duration("idleTimeout", absl::Milliseconds(1));
     t.Object("tcpKeepalive", [&](ObjectReader& k) {
       count(k, "probes");
       k.Duration("time");

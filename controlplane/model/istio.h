@@ -201,6 +201,7 @@ struct ConnectionPoolSettings {
     std::optional<int32_t> max_connections;
     std::optional<absl::Duration> connect_timeout;
     std::optional<absl::Duration> max_connection_duration;
+    std::optional<absl::Duration> idle_timeout;  // TCP connections without traffic; default 1 h
     bool operator==(const Tcp&) const = default;
   };
   struct Http {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "dataplane/upstream/cluster_table.h"
 
 namespace mesh::dataplane {
 
@@ -117,6 +118,39 @@ std::string RenderPrometheus(const WorkerStats& s, const ProxyCounters& p) {
   Gauge(&out, "meshproxy_listeners", "Listeners by state.");
   absl::StrAppend(&out, "meshproxy_listeners{state=\"active\"} ", p.listeners_active,
                   "\nmeshproxy_listeners{state=\"draining\"} ", p.listeners_draining, "\n");
+  return out;
+}
+
+std::string RenderClusterGauges(const ClusterTable& clusters, absl::Time now) {
+  std::string ejections, ejected, connections, pending, requests;
+  for (const auto& [name, c] : clusters.clusters()) {
+    uint64_t total = 0, now_ejected = 0;
+    for (const Host& h : c.hosts) {
+      total += h.state->ejections.load(std::memory_order_relaxed);
+      now_ejected += h.state->Ejected(now) ? 1 : 0;
+    }
+    std::string label = absl::StrCat("{cluster=\"", Label(name), "\"} ");
+    absl::StrAppend(&ejections, "meshproxy_outlier_ejections_total", label, total, "\n");
+    absl::StrAppend(&ejected, "meshproxy_outlier_hosts_ejected", label, now_ejected, "\n");
+    absl::StrAppend(&connections, "meshproxy_upstream_connections_active", label,
+                    c.state->connections.load(std::memory_order_relaxed), "\n");
+    absl::StrAppend(&pending, "meshproxy_upstream_requests_pending", label,
+                    c.state->pending.load(std::memory_order_relaxed), "\n");
+    absl::StrAppend(&requests, "meshproxy_upstream_requests_active", label,
+                    c.state->requests.load(std::memory_order_relaxed), "\n");
+  }
+  std::string out;
+  Counter(&out, "meshproxy_outlier_ejections_total", "Hosts ejected by outlier detection.");
+  out += ejections;
+  Gauge(&out, "meshproxy_outlier_hosts_ejected", "Hosts ejected now.");
+  out += ejected;
+  Gauge(&out, "meshproxy_upstream_connections_active",
+        "Upstream connections open, idle ones included (the max_connections count).");
+  out += connections;
+  Gauge(&out, "meshproxy_upstream_requests_pending", "Requests waiting for a connection.");
+  out += pending;
+  Gauge(&out, "meshproxy_upstream_requests_active", "Requests in flight.");
+  out += requests;
   return out;
 }
 

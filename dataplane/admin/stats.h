@@ -56,4 +56,9 @@ struct ProxyCounters {
 // Prometheus text exposition of the merged stats.
 std::string RenderPrometheus(const WorkerStats& stats, const ProxyCounters& proxy);
 
+class ClusterTable;
+// Per-cluster state shared by the workers: outlier ejections (total, and hosts ejected now) and
+// what the circuit breakers count (open connections, pending requests, requests in flight).
+std::string RenderClusterGauges(const ClusterTable& clusters, absl::Time now);
+
 }  // namespace mesh::dataplane

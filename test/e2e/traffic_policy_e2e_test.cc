@@ -152,6 +152,13 @@ spec:
   for (int i = 0; i < 40; ++i) failures += m.Get("/").status != 200;
   CHECK(failures == 0);
   CHECK(absl::StrContains(m.gateway->Admin("/clusters"), bad_host + "::ejections::1"));
+  std::string stats = m.gateway->Admin("/stats/prometheus");
+  CHECK(absl::StrContains(stats,
+                          "meshproxy_outlier_ejections_total{cluster=\"outbound|8080||web."
+                          "default.svc.cluster.local\"} 1\n"));
+  CHECK(absl::StrContains(stats,
+                          "meshproxy_outlier_hosts_ejected{cluster=\"outbound|8080||web."
+                          "default.svc.cluster.local\"} 1\n"));
   REQUIRE(WaitFor(
       [&] {
         return absl::StrContains(m.gateway->Admin("/clusters"),
@@ -489,7 +496,35 @@ spec:
   REQUIRE(WaitFor([&] { return !TcpRoundTrip(client.ip, 9000, "x").empty(); }, 10s));
   std::string via_sidecar = TcpRoundTrip(client.ip, 9000, "hello");
   CHECK((via_sidecar == "echo a: hello" || via_sidecar == "echo b: hello"));
-  (void)gw;
+
+  // connectionPool.tcp.idleTimeout: a silent connection is closed by the proxy.
+  mesh.Apply(R"(
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 300ms}}}
+  subsets: [{name: a, labels: {version: a}}, {name: b, labels: {version: b}}]
+)");
+  REQUIRE(WaitFor([&] { return absl::StrContains(gw.Admin("/config_dump"), "\"0.300s\""); }, 10s));
+  std::this_thread::sleep_for(100ms);  // the listener's new config reaches the workers
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(gateway_port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  auto start = std::chrono::steady_clock::now();
+  char byte;
+  ssize_t n = ::recv(fd, &byte, 1, 0);
+  auto took = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  CHECK(n == 0);  // closed by the proxy, not timed out by the test
+  CHECK(took >= 250ms);
+  CHECK(took < 3s);
 }
 
 }  // namespace

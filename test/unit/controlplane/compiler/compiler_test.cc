@@ -172,6 +172,28 @@ spec:
   CHECK(pool["max_requests_per_connection"] == 10);
 }
 
+TEST_CASE("connectionPool.tcp.idleTimeout becomes the TCP proxy's idle timeout") {
+  json got = CompileJson(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: storage}
+spec: {selector: {app: storage}, ports: [{name: redis, port: 6379}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: storage}
+spec:
+  host: storage
+  trafficPolicy:
+    connectionPool: {tcp: {idleTimeout: 30s}}
+)",
+                         {Role::kSidecar, "default", {}, {}});
+  const json& tcp =
+      got[kListenerType]["0.0.0.0_6379"]["filter_chains"][0]["filters"][0]["typed_config"];
+  CHECK(tcp["cluster"] == "outbound|6379||storage.default.svc.cluster.local");
+  CHECK(tcp["idle_timeout"] == "30s");
+}
+
 TEST_CASE("Load assignments filter endpoints by subset labels, each locality weighted") {
   json got = CompileJson(kCanary);
   const json& v1 = got[kEndpointType]["outbound|9000|v1|echo.default.svc.cluster.local"];
