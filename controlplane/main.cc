@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "controlplane/api/resource_service.h"
 #include "controlplane/api/rest_server.h"
 #include "controlplane/model/config_index.h"
@@ -118,13 +119,8 @@ int Run() {
   std::string token_path = absl::GetFlag(FLAGS_token_file);
   if (token_path.empty()) token_path = data_dir + "/admin.token";
 
-  // Block the stop signals before any thread starts, so only sigwait below receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts, so only the wait below receives the stop signals.
+  const sigset_t signals = mesh::signals::BlockStopSignals();
 
   mesh::store::WalStore::Options store_options;
   store_options.compact_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_compact_log_bytes));
@@ -213,8 +209,7 @@ int Run() {
   Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound,
        " data_dir=", data_dir, " revision=", (*store)->Revision());
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int sig = mesh::signals::WaitForStopSignal(signals);
   Info("meshpilot: signal ", sig, ", stopping");
   server.Stop();
   if (grpc_server)

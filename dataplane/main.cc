@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "dataplane/admin/admin_server.h"
 #include "dataplane/admin/stats.h"
 #include "dataplane/server/proxy_server.h"
@@ -222,12 +223,7 @@ int Run() {
     id = absl::StrCat(host, ".", getpid());
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t signals = mesh::signals::BlockStopSignals();
 
   dp::ProxyServer::Options options;
   int concurrency = absl::GetFlag(FLAGS_concurrency);
@@ -303,8 +299,7 @@ int Run() {
   Info("meshproxy: ready version=", MESHPILOT_VERSION, " id=", id, " role=", role,
        " admin=", absl::GetFlag(FLAGS_admin).substr(0, absl::GetFlag(FLAGS_admin).rfind(':')), ":",
        *admin_port, " workers=", options.concurrency);
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int sig = mesh::signals::WaitForStopSignal(signals);
   Info("meshproxy: signal ", sig, ", stopping");
   ads.Stop();
   admin.Stop();

@@ -1,6 +1,7 @@
 #include "dataplane/config/listener_config.h"
 
 #include "absl/strings/str_cat.h"
+#include "dataplane/config/weighted.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
@@ -18,14 +19,7 @@ absl::Status Invalid(const std::string& listener, const std::string& why) {
 }  // namespace
 
 const TcpTarget* ListenerConfig::PickTcp(uint64_t draw) const {
-  if (tcp_targets.empty()) return nullptr;
-  if (tcp_targets.size() == 1 || tcp_total_weight == 0) return &tcp_targets[0];
-  uint64_t point = draw % tcp_total_weight;
-  for (const TcpTarget& t : tcp_targets) {
-    if (point < t.weight) return &t;
-    point -= t.weight;
-  }
-  return &tcp_targets.back();
+  return PickWeighted(tcp_targets, tcp_total_weight, draw);
 }
 
 absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "dataplane/config/weighted.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "re2/re2.h"
@@ -183,14 +184,7 @@ bool Route::Matches(const RequestView& request) const {
 }
 
 const WeightedTarget* Route::Pick(uint64_t draw) const {
-  if (targets.empty()) return nullptr;
-  if (targets.size() == 1 || total_weight == 0) return &targets[0];
-  uint64_t point = draw % total_weight;
-  for (const WeightedTarget& t : targets) {
-    if (point < t.weight) return &t;
-    point -= t.weight;
-  }
-  return &targets.back();
+  return PickWeighted(targets, total_weight, draw);
 }
 
 absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(

@@ -21,7 +21,6 @@
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "test/support/mesh.h"
-#include "test/support/voting_app.h"
 
 namespace mesh::testing {
 namespace {
@@ -237,11 +236,7 @@ TEST_CASE("Sidecar outbound: HTTP proxy requests, Host headers and per-port list
 
 TEST_CASE("Voting app: cookie routing picks 2.0, and source labels pick each version's analytics") {
   Mesh mesh;
-  const std::string dir = MESH_MANIFESTS_DIR;
-  for (size_t step = 1; step <= 3; ++step) {
-    for (const std::string& file : VotingAppSteps()[step - 1])
-      mesh.ApplyFile(dir + "/" + file, "voting");
-  }
+  mesh.ApplyVotingApp(3);
   Mesh::Proxy& gw = mesh.Gateway();
   auto workload = [&](const std::string& app, const std::string& version) {
     std::string mode = app;

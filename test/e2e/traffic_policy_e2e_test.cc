@@ -14,7 +14,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "test/support/mesh.h"
-#include "test/support/voting_app.h"
 
 namespace mesh::testing {
 namespace {
@@ -64,6 +63,13 @@ struct PolicyMesh {
   Mesh::Proxy* gateway = nullptr;
   std::map<std::string, int> ports;
 };
+
+// A DestinationRule for web with `traffic_policy` (YAML indented under trafficPolicy).
+std::string WebRule(const std::string& traffic_policy) {
+  return "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {name: web}\n"
+         "spec:\n  host: web\n  trafficPolicy:\n" +
+         traffic_policy;
+}
 
 std::string RouteToWeb(const std::string& extra) {
   return absl::StrCat(
@@ -127,15 +133,9 @@ TEST_CASE("Retries hide an always-failing endpoint: 0 failures over 500 requests
 
 TEST_CASE("Outlier detection ejects a failing endpoint, then readmits it after baseEjectionTime") {
   PolicyMesh m(Backends{{"good", {}}, {"bad", {"--fail-status", "500"}}});
-  m.mesh.Apply(R"(
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: web}
-spec:
-  host: web
-  trafficPolicy:
-    outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 50}
-)");
+  m.mesh.Apply(WebRule(
+      R"(    outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 50}
+)"));
   m.Apply(RouteToWeb("  - route: [{destination: {host: web}}]\n"),
           [&] { return m.Get("/").status != 0; });
   const std::string bad_host = absl::StrCat("127.0.0.1:", m.ports["bad"]);
@@ -174,17 +174,10 @@ spec:
 
 TEST_CASE("A circuit breaker trips at its limit with a fast 503 that says why") {
   PolicyMesh m(Backends{{"slow", {"--delay", "400ms"}}}, {"--concurrency", "1"});
-  m.mesh.Apply(R"(
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: web}
-spec:
-  host: web
-  trafficPolicy:
-    connectionPool:
+  m.mesh.Apply(WebRule(R"(    connectionPool:
       tcp: {maxConnections: 1}
       http: {http1MaxPendingRequests: 1}
-)");
+)"));
   m.Apply(RouteToWeb("  - route: [{destination: {host: web}}]\n"),
           [&] { return m.Get("/").status == 200; });
   std::atomic<int> ok{0}, overflow{0}, other{0};
@@ -222,15 +215,8 @@ spec:
 
 TEST_CASE("Consistent hash keeps a header value on one endpoint across 200 requests") {
   PolicyMesh m(Backends{{"a", {}}, {"b", {}}, {"c", {}}});
-  m.mesh.Apply(R"(
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: web}
-spec:
-  host: web
-  trafficPolicy:
-    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
-)");
+  m.mesh.Apply(WebRule(R"(    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+)"));
   m.Apply(RouteToWeb("  - route: [{destination: {host: web}}]\n"), [&] {
     return absl::StrContains(m.gateway->Admin("/config_dump"), "RING_HASH") &&
            m.Get("/").status == 200;
@@ -263,15 +249,8 @@ spec:
 
 TEST_CASE("Least request prefers the idle endpoint") {
   PolicyMesh m(Backends{{"fast", {}}, {"slow", {"--delay", "200ms"}}});
-  m.mesh.Apply(R"(
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: web}
-spec:
-  host: web
-  trafficPolicy:
-    loadBalancer: {simple: LEAST_REQUEST}
-)");
+  m.mesh.Apply(WebRule(R"(    loadBalancer: {simple: LEAST_REQUEST}
+)"));
   m.Apply(RouteToWeb("  - route: [{destination: {host: web}}]\n"), [&] {
     return absl::StrContains(m.gateway->Admin("/config_dump"), "LEAST_REQUEST") &&
            m.Get("/").status == 200;
@@ -361,11 +340,7 @@ TEST_CASE("CORS: a preflight from an allowed origin is answered, others pass unt
 
 TEST_CASE("TCP routes by sourceLabels: voting-app 1.0 reaches Redis, and 2.0 reaches MariaDB") {
   Mesh mesh;
-  const std::string dir = MESH_MANIFESTS_DIR;
-  for (size_t step = 1; step <= 3; ++step) {
-    for (const std::string& file : VotingAppSteps()[step - 1])
-      mesh.ApplyFile(dir + "/" + file, "voting");
-  }
+  mesh.ApplyVotingApp(3);
   Mesh::Proxy& gw = mesh.Gateway();
   int redis = mesh.Redis();
   int mariadb = mesh.MariaDb();

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "test/support/voting_app.h"
 
 namespace mesh::testing {
 
@@ -63,6 +64,13 @@ void Mesh::ApplyFile(const std::string& path, const std::string& ns) {
   std::stringstream text;
   text << in.rdbuf();
   Apply(text.str(), ns);
+}
+
+void Mesh::ApplyVotingApp(size_t through) {
+  for (size_t step = 1; step <= through; ++step) {
+    for (const std::string& file : VotingAppSteps()[step - 1])
+      ApplyFile(std::string(MESH_MANIFESTS_DIR) + "/" + file, "voting");
+  }
 }
 
 std::string Mesh::Proxy::Admin(const std::string& path) const {

@@ -39,6 +39,8 @@ class Mesh {
   // Applies YAML (one or many documents) in `ns`; throws with meshpilot's answer if refused.
   void Apply(const std::string& yaml, const std::string& ns = "default");
   void ApplyFile(const std::string& path, const std::string& ns = "default");
+  // The voting-app tutorial's manifest files of steps 1..through, in order, in namespace voting.
+  void ApplyVotingApp(size_t through);
 
   struct Proxy {
     std::string name, ip;
