@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
@@ -20,6 +21,9 @@
 #include "common/signals.h"
 #include "controlplane/api/resource_service.h"
 #include "controlplane/api/rest_server.h"
+#include "controlplane/ca/authority.h"
+#include "controlplane/ca/ca_service.h"
+#include "controlplane/ca/tokens.h"
 #include "controlplane/model/config_index.h"
 #include "controlplane/store/record_io.h"
 #include "controlplane/store/wal_store.h"
@@ -45,6 +49,12 @@ ABSL_FLAG(std::string, store, "embedded",
           "config store: embedded (a write-ahead log in --data-dir)");
 ABSL_FLAG(std::string, token_file, "",
           "admin bearer token file (default <data-dir>/admin.token, created 0600)");
+ABSL_FLAG(std::string, ca_cert, "",
+          "the mesh CA's root certificate (default <data-dir>/ca/root-cert.pem, created on first "
+          "start)");
+ABSL_FLAG(std::string, ca_key, "", "the mesh CA's root key (default <data-dir>/ca/root-key.pem)");
+ABSL_FLAG(absl::Duration, cert_ttl, absl::Hours(24),
+          "lifetime of the workload certificates issued");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(int64_t, max_body_bytes, 4 << 20, "largest request body accepted (413 above)");
 ABSL_FLAG(int64_t, max_documents, 5000, "most documents in one request");
@@ -158,12 +168,32 @@ int Run() {
   cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(&cache);
+  mesh::ca::Authority::Options ca_options;
+  ca_options.default_ttl = absl::GetFlag(FLAGS_cert_ttl);
+  ca_options.max_ttl = std::max(ca_options.max_ttl, ca_options.default_ttl);
+  std::string ca_cert = absl::GetFlag(FLAGS_ca_cert), ca_key = absl::GetFlag(FLAGS_ca_key);
+  if (ca_cert.empty() != ca_key.empty()) {
+    Error("meshpilot: give both --ca-cert and --ca-key, or neither");
+    return 2;
+  }
+  if (ca_cert.empty()) {
+    ca_cert = data_dir + "/ca/root-cert.pem";
+    ca_key = data_dir + "/ca/root-key.pem";
+  }
+  auto authority = mesh::ca::Authority::LoadOrCreate(ca_cert, ca_key, ca_options);
+  if (!authority.ok()) {
+    Error("meshpilot: ", authority.status().message());
+    return 1;
+  }
+  mesh::ca::JoinTokens join_tokens(store->get());
+  mesh::ca::CaService ca_service(authority->get(), &join_tokens);
   std::unique_ptr<grpc::Server> grpc_server;
   if (std::string xds_addr = absl::GetFlag(FLAGS_xds); !xds_addr.empty()) {
     grpc::ServerBuilder builder;
     int xds_port = 0;
     builder.AddListeningPort(xds_addr, grpc::InsecureServerCredentials(), &xds_port);
     builder.RegisterCallbackGenericService(&ads);
+    builder.RegisterService(&ca_service);
     // Proxies hold their streams open; keepalives find the dead ones.
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -188,6 +218,36 @@ int Run() {
           return absl::InvalidArgumentError("the proxy parameter is required");
         return ads.ConfigDump(it->second);
       });
+  // POST /tokens {"namespace": NS, "serviceAccount": SA, "ttl": "24h"?}: a join token, shown once.
+  server.AddJsonPostHandler(
+      "/tokens", [&join_tokens](const std::string& body) -> absl::StatusOr<std::string> {
+        nlohmann::json in = nlohmann::json::parse(body, nullptr, false);
+        if (!in.is_object() || !in["namespace"].is_string() || !in["serviceAccount"].is_string())
+          return absl::InvalidArgumentError("want {\"namespace\": NS, \"serviceAccount\": SA}");
+        std::optional<absl::Duration> ttl;
+        if (in.contains("ttl")) {
+          absl::Duration d;
+          if (!in["ttl"].is_string() || !absl::ParseDuration(in["ttl"].get<std::string>(), &d))
+            return absl::InvalidArgumentError("ttl: want a duration such as 24h");
+          ttl = d;
+        }
+        mesh::ca::Identity identity{in["namespace"].get<std::string>(),
+                                    in["serviceAccount"].get<std::string>()};
+        absl::StatusOr<std::string> token = join_tokens.Create(identity, ttl);
+        if (!token.ok()) return token.status();
+        Info("ca: join token created for ", identity.SpiffeId("cluster.local"));
+        return nlohmann::json{{"token", *token},
+                              {"namespace", identity.ns},
+                              {"serviceAccount", identity.service_account}}
+            .dump();
+      });
+  server.AddMetricsSource([&ca_service] {
+    return absl::StrCat(
+        "# TYPE meshpilot_ca_certificates_total counter\nmeshpilot_ca_certificates_total"
+        "{result=\"issued\"} ",
+        ca_service.issued(), "\nmeshpilot_ca_certificates_total{result=\"refused\"} ",
+        ca_service.refused(), "\n");
+  });
   server.AddMetricsSource([&ads] { return ads.MetricsText(); });
   server.AddMetricsSource([wal, idx] {
     mesh::store::WalStore::Stats st = wal->GetStats();

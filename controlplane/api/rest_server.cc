@@ -222,6 +222,15 @@ void RestServer::Routes() {
     });
   }
 
+  for (const auto& [path, handler] : json_post_handlers_) {
+    JsonPostHandler h = handler;
+    s.Post(path, [h](const httplib::Request& req, httplib::Response& res) {
+      absl::StatusOr<std::string> out = h(req.body);
+      if (!out.ok()) return SendError(req, res, out.status());
+      res.set_content(*out + "\n", "application/json");
+    });
+  }
+
   auto apply = [this](const httplib::Request& req, httplib::Response& res, bool remove) {
     ++applies_;
     absl::StatusOr<ApplyResult> result =

@@ -57,6 +57,11 @@ class RestServer {
   void AddJsonHandler(std::string path, JsonHandler handler) {
     json_handlers_.emplace_back(std::move(path), std::move(handler));
   }
+  // Serves POST `path` (behind the token): `handler` gets the body and answers JSON.
+  using JsonPostHandler = std::function<absl::StatusOr<std::string>(const std::string& body)>;
+  void AddJsonPostHandler(std::string path, JsonPostHandler handler) {
+    json_post_handlers_.emplace_back(std::move(path), std::move(handler));
+  }
 
  private:
   void Routes();
@@ -68,6 +73,7 @@ class RestServer {
   std::atomic<bool> stopping_{false};
   std::vector<std::function<std::string()>> metrics_sources_;
   std::vector<std::pair<std::string, JsonHandler>> json_handlers_;
+  std::vector<std::pair<std::string, JsonPostHandler>> json_post_handlers_;
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> unauthorized_{0};
   std::atomic<int64_t> applies_{0};

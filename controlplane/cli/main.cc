@@ -34,6 +34,8 @@ Usage:
   meshctl get KIND [NAME] [-n NAMESPACE | -A] [-o yaml|json|wide]
   meshctl analyze [-n NAMESPACE | -A]
   meshctl proxy-status
+  meshctl token create -n NAMESPACE --service-account SA [--ttl 24h]
+                     a join token for a proxy of that identity (shown once)
   meshctl version
 
 Kinds: gateway (gw), virtualservice (vs), destinationrule (dr), serviceentry (se),
@@ -53,6 +55,7 @@ struct Options {
   std::string ns;
   bool all_namespaces = false;
   std::string output;
+  std::string service_account, ttl;
   std::string server, token, token_file, data_dir;
 };
 
@@ -91,6 +94,10 @@ std::string Parse(int argc, char** argv, Options* o) {
       o->ns = value;
     else if (take("-o") || take("--output"))
       o->output = value;
+    else if (take("--service-account"))
+      o->service_account = value;
+    else if (take("--ttl"))
+      o->ttl = value;
     else if (take("--server") || take("-s"))
       o->server = value;
     else if (take("--token"))
@@ -271,6 +278,23 @@ int ProxyStatus(mesh::cli::ApiClient& client) {
   return 0;
 }
 
+int TokenCreate(mesh::cli::ApiClient& client, const Options& o) {
+  if (o.args.size() != 1 || o.args[0] != "create") return Usage("token takes create");
+  if (o.ns.empty() || o.service_account.empty())
+    return Usage("token create needs -n NAMESPACE and --service-account SA");
+  json body = {{"namespace", o.ns}, {"serviceAccount", o.service_account}};
+  if (!o.ttl.empty()) body["ttl"] = o.ttl;
+  auto answer = client.Send("POST", "/tokens", body.dump(), "application/json");
+  if (!answer.ok() || answer->status != 200) return Fail(answer);
+  json out = json::parse(answer->body, nullptr, false);
+  if (!out.is_object() || !out["token"].is_string()) {
+    std::cerr << "Error: the server answered without a token\n";
+    return 1;
+  }
+  std::cout << out["token"].get<std::string>() << "\n";
+  return 0;
+}
+
 int Version(mesh::cli::ApiClient& client) {
   std::cout << "client version: " << MESHPILOT_VERSION << "\n";
   auto answer = client.Send("GET", "/version");
@@ -298,5 +322,6 @@ int main(int argc, char** argv) {
   if (o.command == "analyze") return Analyze(client, o);
   if (o.command == "version") return Version(client);
   if (o.command == "proxy-status") return ProxyStatus(client);
+  if (o.command == "token") return TokenCreate(client, o);
   return Usage(absl::StrCat("unknown command \"", o.command, "\""));
 }

@@ -1,0 +1,113 @@
+// meshpilot's CA end to end: meshctl makes a join token, a client sends a CSR over gRPC (Istio's
+// certificate service on the xDS port) and gets a SPIFFE certificate back.
+#include <grpcpp/grpcpp.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "istio/v1/auth/ca.grpc.pb.h"
+#include "test/support/meshpilot.h"
+#include "test/support/process.h"
+#include "test/support/temp_dir.h"
+#include "test/support/voting_app.h"
+#include "test/support/x509.h"
+
+namespace mesh::testing {
+namespace {
+
+std::string Meshctl(const MeshpilotProcess& pilot, std::vector<std::string> args) {
+  std::vector<std::string> argv = {MESHCTL_BIN, "--server", pilot.address(), "--token",
+                                   pilot.token()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CommandResult r = RunCommand(argv);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  return std::string(absl::StripTrailingAsciiWhitespace(r.out));
+}
+
+grpc::Status Request(const MeshpilotProcess& pilot, const std::string& token,
+                     const std::string& csr, istio::v1::auth::IstioCertificateResponse* out) {
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", pilot.xds_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  istio::v1::auth::IstioCertificateRequest req;
+  req.set_csr(csr);
+  return stub->CreateCertificate(&ctx, req, out);
+}
+
+TEST_CASE("A join token from meshctl gets a SPIFFE certificate signed by the mesh root") {
+  TempDir dir;
+  MeshpilotProcess pilot(MESHPILOT_BIN, dir / "data");
+  REQUIRE(pilot.Start());
+  std::string token =
+      Meshctl(pilot, {"token", "create", "-n", "voting", "--service-account", "voting-app"});
+  REQUIRE(absl::StartsWith(token, "mpt-"));
+
+  const std::string spiffe = "spiffe://cluster.local/ns/voting/sa/voting-app";
+  std::string key;
+  istio::v1::auth::IstioCertificateResponse response;
+  grpc::Status status = Request(pilot, token, MakeCsr({spiffe}, &key), &response);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  REQUIRE(response.cert_chain_size() == 2);
+  CHECK(UriSans(response.cert_chain(0)) == std::vector<std::string>{spiffe});
+  std::string root = ReadText(dir / "data/ca/root-cert.pem");
+  CHECK(response.cert_chain(1) == root);
+  CHECK(VerifiesAgainst(response.cert_chain(0), root));
+  CHECK(ValiditySeconds(response.cert_chain(0)) == 24 * 3600 + 60);
+
+  // The root survives a restart; the key stays in the data dir only.
+  pilot.Terminate();
+  REQUIRE(pilot.Restart());
+  CHECK(ReadText(dir / "data/ca/root-cert.pem") == root);
+  istio::v1::auth::IstioCertificateResponse again;
+  REQUIRE(Request(pilot, token, MakeCsr({spiffe}, nullptr), &again).ok());
+  CHECK(VerifiesAgainst(again.cert_chain(0), root));
+}
+
+TEST_CASE("Bad tokens and CSRs for another identity are refused and logged") {
+  TempDir dir;
+  MeshpilotProcess pilot(MESHPILOT_BIN, dir / "data");
+  REQUIRE(pilot.Start());
+  std::string token =
+      Meshctl(pilot, {"token", "create", "-n", "voting", "--service-account", "voting-app"});
+  istio::v1::auth::IstioCertificateResponse response;
+  std::string csr = MakeCsr({"spiffe://cluster.local/ns/voting/sa/voting-app"}, nullptr);
+
+  grpc::Status none = Request(pilot, "", csr, &response);
+  CHECK(none.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  grpc::Status wrong = Request(pilot, "mpt-not-a-token", csr, &response);
+  CHECK(wrong.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(wrong.error_message() == "unknown join token");
+  grpc::Status other = Request(
+      pilot, token, MakeCsr({"spiffe://cluster.local/ns/voting/sa/admin"}, nullptr), &response);
+  CHECK(other.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(absl::StrContains(other.error_message(), "sa/admin"));
+  grpc::Status garbage = Request(pilot, token, "not a csr", &response);
+  CHECK(garbage.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+
+  std::string log = pilot.Log();
+  CHECK(absl::StrContains(log, "ca: refused a certificate for ipv4:127.0.0.1:"));
+  CHECK(absl::StrContains(log, ": unknown join token"));
+  CHECK(absl::StrContains(log,
+                          "this caller may only have spiffe://cluster.local/ns/voting/sa/"
+                          "voting-app"));
+  auto metrics = pilot.Client().Get("/metrics");
+  REQUIRE(metrics);
+  CHECK(absl::StrContains(metrics->body, "meshpilot_ca_certificates_total{result=\"refused\"} 4"));
+
+  CommandResult bad_name =
+      RunCommand({MESHCTL_BIN, "--server", pilot.address(), "--token", pilot.token(), "token",
+                  "create", "-n", "Voting", "--service-account", "a"});
+  CHECK(bad_name.exit_code != 0);
+  CHECK(absl::StrContains(bad_name.out, "namespace \"Voting\" is not a DNS label"));
+}
+
+}  // namespace
+}  // namespace mesh::testing
