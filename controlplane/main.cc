@@ -162,12 +162,6 @@ int Run() {
   mesh::api::RestServer server(&service, rest);
   mesh::store::WalStore* wal = store->get();
   mesh::model::ConfigIndex* idx = index->get();
-  mesh::xds::SnapshotCache::Options cache_options;
-  cache_options.debounce = absl::GetFlag(FLAGS_debounce);
-  cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
-  cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
-  mesh::xds::SnapshotCache cache(index->get(), cache_options);
-  mesh::xds::AdsServer ads(&cache);
   mesh::ca::Authority::Options ca_options;
   ca_options.default_ttl = absl::GetFlag(FLAGS_cert_ttl);
   ca_options.max_ttl = std::max(ca_options.max_ttl, ca_options.default_ttl);
@@ -187,6 +181,13 @@ int Run() {
   }
   mesh::ca::JoinTokens join_tokens(store->get());
   mesh::ca::CaService ca_service(authority->get(), &join_tokens);
+  mesh::xds::SnapshotCache::Options cache_options;
+  cache_options.debounce = absl::GetFlag(FLAGS_debounce);
+  cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
+  cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
+  cache_options.root_cert_pem = (*authority)->root_cert_pem();
+  mesh::xds::SnapshotCache cache(index->get(), cache_options);
+  mesh::xds::AdsServer ads(&cache);
   std::unique_ptr<grpc::Server> grpc_server;
   if (std::string xds_addr = absl::GetFlag(FLAGS_xds); !xds_addr.empty()) {
     grpc::ServerBuilder builder;

@@ -147,7 +147,8 @@ std::string ConfigDump(const std::string& id, const dp::ProxyConfig& config,
                       "],\"listeners\":", section(config.listeners),
                       ",\"route_configs\":", section(config.route_configs),
                       ",\"clusters\":", section(config.clusters),
-                      ",\"endpoints\":", section(config.endpoints), "}\n");
+                      ",\"endpoints\":", section(config.endpoints),
+                      ",\"secrets\":", section(config.secrets), "}\n");
 }
 
 // /clusters, in Envoy's text form: one line per host and property.

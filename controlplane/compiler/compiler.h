@@ -22,6 +22,8 @@ inline constexpr char kRouteType[] = "type.googleapis.com/envoy.config.route.v3.
 inline constexpr char kClusterType[] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 inline constexpr char kEndpointType[] =
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+inline constexpr char kSecretType[] =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 enum class Role { kProxyless, kSidecar, kGateway };
 

@@ -20,7 +20,8 @@ using envoy::service::discovery::v3::DiscoveryRequest;
 
 // Push order for a new snapshot: clusters before their endpoints, listeners before routes.
 const std::vector<std::string> kPushOrder = {compiler::kClusterType, compiler::kEndpointType,
-                                             compiler::kListenerType, compiler::kRouteType};
+                                             compiler::kSecretType, compiler::kListenerType,
+                                             compiler::kRouteType};
 
 bool IsWildcardCapable(const std::string& type_url) {
   return type_url == compiler::kListenerType || type_url == compiler::kClusterType;

@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
 
 namespace mesh::xds {
@@ -149,6 +150,15 @@ SnapshotPtr SnapshotCache::CompileLocked(const compiler::ProxyClass& proxy, Entr
   auto snap = std::make_shared<Snapshot>();
   snap->version = VersionLocked();
   snap->resources = compiler::Compile(config_, *registry_, proxy, &entry->compile_cache);
+  if (!options_.root_cert_pem.empty() && proxy.role != compiler::Role::kProxyless) {
+    envoy::extensions::transport_sockets::tls::v3::Secret root;
+    root.set_name("ROOTCA");
+    root.mutable_validation_context()->mutable_trusted_ca()->set_inline_bytes(
+        options_.root_cert_pem);
+    auto any = std::make_shared<google::protobuf::Any>();
+    any->PackFrom(root);
+    snap->resources.by_type[compiler::kSecretType]["ROOTCA"] = std::move(any);
+  }
   ++stats_.compiles;
   if (absl::Status s = compiler::CheckConsistency(snap->resources); !s.ok()) {
     log::Warn("xds: snapshot for ", proxy.ToString(), " at version ", snap->version,

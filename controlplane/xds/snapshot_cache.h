@@ -52,6 +52,10 @@ class SnapshotCache {
     // Whether a worker thread runs the debounce; tests that drive Rebuild and ExpireWorkloads
     // themselves turn it off.
     bool start_worker = true;
+    // The mesh CA's root certificate, served to sidecars and gateways as the SDS secret
+    // "ROOTCA" (Istio's name); none when empty. The workload certificate ("default") is never
+    // served over ADS: each proxy gets its own from the CA.
+    std::string root_cert_pem;
   };
   // Follows `index` from now on; the index must outlive the cache.
   SnapshotCache(model::ConfigIndex* index, Options options);

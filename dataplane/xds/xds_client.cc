@@ -17,6 +17,29 @@ constexpr char kListener[] = "type.googleapis.com/envoy.config.listener.v3.Liste
 constexpr char kRoute[] = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 constexpr char kCluster[] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 constexpr char kEndpoint[] = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+constexpr char kSecret[] = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+namespace tls = envoy::extensions::transport_sockets::tls::v3;
+
+// The SDS secrets a cluster's TLS settings name.
+void SecretNames(const envoy::config::cluster::v3::Cluster& c, std::set<std::string>* out) {
+  tls::UpstreamTlsContext ctx;
+  if (!c.has_transport_socket() || !c.transport_socket().typed_config().UnpackTo(&ctx)) return;
+  const tls::CommonTlsContext& common = ctx.common_tls_context();
+  for (const auto& sds : common.tls_certificate_sds_secret_configs()) out->insert(sds.name());
+  if (common.has_combined_validation_context())
+    out->insert(common.combined_validation_context().validation_context_sds_secret_config().name());
+  if (common.has_validation_context_sds_secret_config())
+    out->insert(common.validation_context_sds_secret_config().name());
+}
+
+std::string CheckSecret(const tls::Secret& s) {
+  if (s.name().empty()) return "name is required";
+  if (s.has_validation_context() && s.validation_context().trusted_ca().inline_bytes().empty())
+    return "validation_context.trusted_ca.inline_bytes: a CA certificate is required";
+  if (!s.has_validation_context() && !s.has_tls_certificate())
+    return "validation_context or tls_certificate is required";
+  return "";
+}
 
 // The HTTP connection managers of a listener: its api_listener's, and each filter chain's.
 std::vector<hcm::HttpConnectionManager> Managers(const envoy::config::listener::v3::Listener& l) {
@@ -95,7 +118,7 @@ void XdsClient::OnConnect(AdsTransport* transport) {
   for (auto& [type, st] : types_) st.nonce.clear();  // nonces belong to the old stream
   // Clusters before endpoints, listeners before routes; the wildcard types first.
   for (const char* type : {kCluster, kListener}) SendLocked(type, "");
-  for (const char* type : {kEndpoint, kRoute}) {
+  for (const char* type : {kEndpoint, kSecret, kRoute}) {
     if (types_[type].requested) SendLocked(type, "");
   }
 }
@@ -138,6 +161,7 @@ absl::Status XdsClient::Apply(const DiscoveryResponse& response, ProxyConfig* ne
   }
   if (type == kCluster) next->clusters.clear();
   if (type == kEndpoint) next->endpoints.clear();
+  if (type == kSecret) next->secrets.clear();
   for (const google::protobuf::Any& any : response.resources()) {
     if (any.type_url() != type) {
       errors.push_back(
@@ -187,6 +211,16 @@ absl::Status XdsClient::Apply(const DiscoveryResponse& response, ProxyConfig* ne
         fail("load assignment", a.cluster_name(), why);
       else
         next->endpoints[a.cluster_name()] = std::move(a);
+    } else if (type == kSecret) {
+      tls::Secret secret;
+      if (!any.UnpackTo(&secret)) {
+        fail("secret", "", "does not parse");
+        continue;
+      }
+      if (std::string why = CheckSecret(secret); !why.empty())
+        fail("secret", secret.name(), why);
+      else
+        next->secrets[secret.name()] = std::move(secret);
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unsupported type ", type));
     }
@@ -197,19 +231,23 @@ absl::Status XdsClient::Apply(const DiscoveryResponse& response, ProxyConfig* ne
 }
 
 void XdsClient::UpdateSubscriptionsLocked() {
-  std::set<std::string> routes, endpoints;
+  std::set<std::string> routes, endpoints, secrets;
   for (const auto& [name, l] : config_->listeners) {
     for (const auto& m : Managers(l)) {
       if (m.has_rds()) routes.insert(m.rds().route_config_name());
     }
   }
   for (const auto& [name, c] : config_->clusters) {
+    SecretNames(c, &secrets);
     if (c.type() != envoy::config::cluster::v3::Cluster::EDS) continue;
     endpoints.insert(c.eds_cluster_config().service_name().empty()
                          ? c.name()
                          : c.eds_cluster_config().service_name());
   }
-  for (auto [type, names] : {std::pair{kEndpoint, &endpoints}, std::pair{kRoute, &routes}}) {
+  secrets.erase("default");  // the workload certificate comes from the CA, not over ADS
+  secrets.erase("");
+  for (auto [type, names] : {std::pair{kEndpoint, &endpoints}, std::pair{kSecret, &secrets},
+                             std::pair{kRoute, &routes}}) {
     TypeState& st = types_[type];
     if (st.names == *names && st.requested) continue;
     if (names->empty() && !st.requested) continue;

@@ -15,6 +15,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
 
 namespace mesh::dataplane {
@@ -27,6 +28,7 @@ struct ProxyConfig {
   std::map<std::string, envoy::config::route::v3::RouteConfiguration> route_configs;  // as sent
   std::map<std::string, envoy::config::cluster::v3::Cluster> clusters;
   std::map<std::string, envoy::config::endpoint::v3::ClusterLoadAssignment> endpoints;
+  std::map<std::string, envoy::extensions::transport_sockets::tls::v3::Secret> secrets;  // SDS
   std::map<std::string, std::string> versions;  // type URL -> accepted version
 };
 using ProxyConfigPtr = std::shared_ptr<const ProxyConfig>;
@@ -40,7 +42,8 @@ class AdsTransport {
 };
 
 // meshproxy's xDS client, state of the world over ADS: subscribes to all listeners and clusters,
-// then to the route configs and load assignments they name; validates every response before
+// then to the route configs, load assignments and SDS secrets (but "default", the workload
+// certificate, which each proxy gets from the CA itself) they name; validates every response before
 // applying it; ACKs what it applied and NACKs the rest with a precise error_detail, keeping its
 // last good config. Thread-safe; callbacks run on the caller's thread.
 class XdsClient {

@@ -5,10 +5,12 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
+#include "test/support/mesh.h"
 #include "test/support/meshpilot.h"
 #include "test/support/process.h"
 #include "test/support/temp_dir.h"
@@ -107,6 +109,37 @@ TEST_CASE("Bad tokens and CSRs for another identity are refused and logged") {
                   "create", "-n", "Voting", "--service-account", "a"});
   CHECK(bad_name.exit_code != 0);
   CHECK(absl::StrContains(bad_name.out, "namespace \"Voting\" is not a DNS label"));
+}
+
+TEST_CASE("Sidecars get the mesh root over ADS as the SDS secret ROOTCA, never a private key") {
+  Mesh mesh;
+  mesh.Apply(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{name: http, port: 8080}]}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+)");
+  Mesh::Proxy& sidecar = mesh.Sidecar("client", "default", "app=client", 9000, FreePort());
+  REQUIRE(mesh.WaitReady());
+  const std::string root = ReadText(mesh.dir() / "meshpilot/ca/root-cert.pem");
+  REQUIRE(!root.empty());
+  std::string dump;
+  REQUIRE(WaitFor(
+      [&] {
+        dump = sidecar.Admin("/config_dump");
+        return absl::StrContains(dump, "\"name\":\"ROOTCA\"");
+      },
+      std::chrono::seconds(10)));
+  CHECK(absl::StrContains(dump, absl::Base64Escape(root)));
+  CHECK(!absl::StrContains(dump, "PRIVATE KEY"));
+  CHECK(!absl::StrContains(dump, absl::Base64Escape("-----BEGIN PRIVATE KEY")));
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 
 #include <stdexcept>
 
+#include "common/x509.h"
+
 namespace mesh::testing {
 namespace {
 
@@ -21,52 +23,16 @@ X509* ReadCert(const std::string& pem) {
 }  // namespace
 
 std::string MakeCsr(const std::vector<std::string>& san_uris, std::string* key_pem) {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509_REQ* req = X509_REQ_new();
-  X509_REQ_set_pubkey(req, key);
-  if (!san_uris.empty()) {
-    std::string value;
-    for (const std::string& uri : san_uris) value += (value.empty() ? "URI:" : ",URI:") + uri;
-    STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
-    sk_X509_EXTENSION_push(
-        exts, X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, value.c_str()));
-    X509_REQ_add_extensions(req, exts);
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-  }
-  X509_REQ_sign(req, key, EVP_sha256());
-  BIO* out = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509_REQ(out, req);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(out, &data);
-  std::string csr(data, n);
-  BIO_free(out);
-  if (key_pem) {
-    BIO* kb = BIO_new(BIO_s_mem());
-    PEM_write_bio_PrivateKey(kb, key, nullptr, nullptr, 0, nullptr, nullptr);
-    n = BIO_get_mem_data(kb, &data);
-    key_pem->assign(data, n);
-    BIO_free(kb);
-  }
-  X509_REQ_free(req);
-  EVP_PKEY_free(key);
-  return csr;
+  absl::StatusOr<x509::KeyAndCsr> made = x509::MakeKeyAndCsr(san_uris);
+  if (!made.ok()) throw std::runtime_error(std::string(made.status().message()));
+  if (key_pem) *key_pem = made->key_pem;
+  return made->csr_pem;
 }
 
 std::vector<std::string> UriSans(const std::string& cert_pem) {
-  X509* cert = ReadCert(cert_pem);
-  std::vector<std::string> out;
-  auto* names =
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
-  for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
-    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
-    if (n->type != GEN_URI) continue;
-    out.emplace_back(
-        reinterpret_cast<const char*>(ASN1_STRING_get0_data(n->d.uniformResourceIdentifier)),
-        ASN1_STRING_length(n->d.uniformResourceIdentifier));
-  }
-  GENERAL_NAMES_free(names);
-  X509_free(cert);
-  return out;
+  absl::StatusOr<x509::CertificateInfo> info = x509::Inspect(cert_pem);
+  if (!info.ok()) throw std::runtime_error("not a PEM certificate");
+  return info->uri_sans;
 }
 
 bool VerifiesAgainst(const std::string& cert_pem, const std::string& root_pem) {

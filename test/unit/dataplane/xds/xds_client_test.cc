@@ -172,5 +172,57 @@ TEST_CASE("A config the proxy cannot serve is NACKed with the proxy's reason and
   CHECK(client.stats().rejected == 1);
 }
 
+TEST_CASE(
+    "Clusters with mesh TLS make the client ask for ROOTCA over SDS, but not the workload key") {
+  FakeTransport t;
+  XdsClient client({}, nullptr);
+  client.OnConnect(&t);
+  namespace tls = envoy::extensions::transport_sockets::tls::v3;
+  envoy::config::cluster::v3::Cluster c;
+  c.set_name("outbound|80||web");
+  c.set_type(envoy::config::cluster::v3::Cluster::EDS);
+  c.mutable_eds_cluster_config()->mutable_eds_config()->mutable_ads();
+  tls::UpstreamTlsContext ctx;
+  ctx.mutable_common_tls_context()->add_tls_certificate_sds_secret_configs()->set_name("default");
+  ctx.mutable_common_tls_context()
+      ->mutable_combined_validation_context()
+      ->mutable_validation_context_sds_secret_config()
+      ->set_name("ROOTCA");
+  c.mutable_transport_socket()->mutable_typed_config()->PackFrom(ctx);
+  DiscoveryResponse r;
+  r.set_type_url(kCluster);
+  r.set_version_info("1");
+  r.set_nonce("n1");
+  r.add_resources()->PackFrom(c);
+  client.OnResponse(r);
+  const std::string kSecret =
+      "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+  const DiscoveryRequest* sds = nullptr;
+  for (const auto& req : t.sent) {
+    if (req.type_url() == kSecret) sds = &req;
+  }
+  REQUIRE(sds);
+  CHECK(std::vector<std::string>(sds->resource_names().begin(), sds->resource_names().end()) ==
+        std::vector<std::string>{"ROOTCA"});
+
+  tls::Secret root;
+  root.set_name("ROOTCA");
+  DiscoveryResponse bad;
+  bad.set_type_url(kSecret);
+  bad.set_version_info("1");
+  bad.set_nonce("n2");
+  root.mutable_validation_context();  // no CA certificate in it
+  bad.add_resources()->PackFrom(root);
+  client.OnResponse(bad);
+  CHECK(t.sent.back().error_detail().message() ==
+        "secret ROOTCA: validation_context.trusted_ca.inline_bytes: a CA certificate is required");
+  root.mutable_validation_context()->mutable_trusted_ca()->set_inline_bytes("-----BEGIN CERT");
+  DiscoveryResponse good = bad;
+  good.set_nonce("n3");
+  good.mutable_resources(0)->PackFrom(root);
+  client.OnResponse(good);
+  CHECK(client.current()->secrets.count("ROOTCA") == 1);
+}
+
 }  // namespace
 }  // namespace mesh::dataplane
