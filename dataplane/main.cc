@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -12,6 +13,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -22,6 +25,7 @@
 #include "dataplane/admin/admin_server.h"
 #include "dataplane/admin/stats.h"
 #include "dataplane/server/proxy_server.h"
+#include "dataplane/tls/workload_certificate.h"
 #include "dataplane/xds/grpc_transport.h"
 #include "dataplane/xds/xds_client.h"
 
@@ -48,6 +52,9 @@ ABSL_FLAG(absl::Duration, drain_time, absl::Seconds(5),
 ABSL_FLAG(absl::Duration, header_timeout, absl::Seconds(10),
           "time a client has to send a whole request header (408 after)");
 ABSL_FLAG(int64_t, max_header_bytes, 60 * 1024, "largest request header accepted (431 above)");
+ABSL_FLAG(std::string, token_file, "",
+          "join token (meshctl token create); with it the proxy gets its workload certificate "
+          "from meshpilot's CA, on the --xds addresses, and renews it");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 
 namespace {
@@ -255,6 +262,22 @@ int Run() {
                        [&](dp::ProxyConfigPtr config) { return server.Apply(std::move(config)); });
   dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, {});
 
+  std::unique_ptr<dp::WorkloadCertificate> certificate;
+  if (std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    std::ifstream in(path);
+    std::string token;
+    std::getline(in, token);
+    token = std::string(absl::StripAsciiWhitespace(token));
+    if (token.empty()) {
+      Error("meshproxy: --token-file ", path, ": no token in it");
+      return 2;
+    }
+    dp::WorkloadCertificate::Options cert_options;
+    cert_options.servers = absl::GetFlag(FLAGS_xds);
+    cert_options.token = token;
+    certificate = std::make_unique<dp::WorkloadCertificate>(cert_options, nullptr);
+  }
+
   dp::AdminServer admin([&](const std::string& method, const std::string& path,
                             const std::string&) -> dp::AdminResponse {
     if (method != "GET") return {405, "text/plain", "only GET\n"};
@@ -266,6 +289,19 @@ int Run() {
       return {200, "application/json", ConfigDump(id, *client.current(), server.listeners())};
     }
     if (path == "/clusters") return {200, "text/plain", Clusters(server.snapshot().get())};
+    if (path == "/certs") {
+      // The workload certificate's identity and lifetime; never the key.
+      if (!certificate) return {404, "text/plain", "no --token-file: no workload certificate\n"};
+      dp::WorkloadCertificate::CredentialsPtr c = certificate->current();
+      std::string out = absl::StrCat(
+          "{\"spiffe_id\":\"", c ? c->spiffe_id : "", "\",\"not_before\":\"",
+          c ? absl::FormatTime(absl::RFC3339_sec, c->not_before, absl::UTCTimeZone()) : "",
+          "\",\"not_after\":\"",
+          c ? absl::FormatTime(absl::RFC3339_sec, c->not_after, absl::UTCTimeZone()) : "",
+          "\",\"renewals\":", certificate->renewals(), ",\"last_error\":\"",
+          absl::CEscape(certificate->last_error()), "\"}\n");
+      return {200, "application/json", out};
+    }
     if (path == "/stats/prometheus" || path == "/stats") {
       dp::WorkerStats total;
       std::vector<std::future<dp::WorkerStats>> parts;
@@ -286,7 +322,7 @@ int Run() {
     }
     if (path == "/") {
       return {200, "text/plain",
-              "meshproxy admin: /ready /config_dump /clusters /stats/prometheus\n"};
+              "meshproxy admin: /ready /config_dump /clusters /certs /stats/prometheus\n"};
     }
     return {404, "text/plain", absl::StrCat("no admin page ", path, "\n")};
   });
@@ -297,11 +333,13 @@ int Run() {
   }
   server.Start();
   ads.Start();
+  if (certificate) certificate->Start();
   Info("meshproxy: ready version=", MESHPILOT_VERSION, " id=", id, " role=", role,
        " admin=", absl::GetFlag(FLAGS_admin).substr(0, absl::GetFlag(FLAGS_admin).rfind(':')), ":",
        *admin_port, " workers=", options.concurrency);
   int sig = mesh::signals::WaitForStopSignal(signals);
   Info("meshproxy: signal ", sig, ", stopping");
+  if (certificate) certificate->Stop();
   ads.Stop();
   admin.Stop();
   server.Stop();

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -140,6 +142,54 @@ spec:
   CHECK(absl::StrContains(dump, absl::Base64Escape(root)));
   CHECK(!absl::StrContains(dump, "PRIVATE KEY"));
   CHECK(!absl::StrContains(dump, absl::Base64Escape("-----BEGIN PRIVATE KEY")));
+}
+
+TEST_CASE("A proxy with a join token gets its certificate and renews it before it expires") {
+  Mesh mesh({"--debounce", "10ms", "--cert-ttl", "3s"});
+  auto token_for = [&](const std::string& sa) {
+    auto res = mesh.pilot().Client().Post(
+        "/tokens", absl::StrCat("{\"namespace\":\"default\",\"serviceAccount\":\"", sa, "\"}"),
+        "application/json");
+    REQUIRE(res);
+    REQUIRE(res->status == 200);
+    std::string token = nlohmann::json::parse(res->body)["token"];
+    std::string path = mesh.dir() / (sa + ".token");
+    std::ofstream(path) << token << "\n";
+    return path;
+  };
+  Mesh::Proxy& good =
+      mesh.RawProxy("web", {"--role", "sidecar", "--namespace", "default", "--labels", "app=web",
+                            "--service-account", "web", "--token-file", token_for("web")});
+  std::string bad_path = mesh.dir() / "bad.token";
+  std::ofstream(bad_path) << "mpt-wrong\n";
+  Mesh::Proxy& bad = mesh.RawProxy(
+      "intruder", {"--role", "sidecar", "--namespace", "default", "--token-file", bad_path});
+  REQUIRE(mesh.WaitReady());
+  nlohmann::json first;
+  REQUIRE(WaitFor(
+      [&] {
+        first = nlohmann::json::parse(good.Admin("/certs"), nullptr, false);
+        return first.is_object() &&
+               first["spiffe_id"] == "spiffe://cluster.local/ns/default/sa/web";
+      },
+      std::chrono::seconds(10)));
+  // Renewed at two thirds of its 3 s: a later notAfter, well before the first one passes.
+  nlohmann::json later;
+  REQUIRE(WaitFor(
+      [&] {
+        later = nlohmann::json::parse(good.Admin("/certs"), nullptr, false);
+        return later.is_object() && later["not_after"] != first["not_after"];
+      },
+      std::chrono::seconds(10)));
+  CHECK(later["renewals"].get<int>() >= 2);
+  CHECK(later["last_error"] == "");
+  CHECK(!absl::StrContains(good.Admin("/certs"), "PRIVATE KEY"));
+
+  // A wrong token: refused, logged on both sides, and the proxy keeps running on its config.
+  REQUIRE(WaitFor([&] { return absl::StrContains(bad.Admin("/certs"), "unknown join token"); },
+                  std::chrono::seconds(10)));
+  CHECK(bad.Ready());
+  CHECK(absl::StrContains(mesh.pilot().Log(), "ca: refused a certificate"));
 }
 
 }  // namespace
