@@ -150,7 +150,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
                                      : std::vector<std::string>(st.names.begin(), st.names.end())}};
     }
     return {{"id", node_id_},
-            {"class", proxy_.ToString()},
+            {"class", watch_ ? watch_->proxy_class().ToString() : proxy_.ToString()},
             {"peer", peer_},
             {"version", snapshot_ ? snapshot_->version : ""},
             {"types", types}};

@@ -36,6 +36,10 @@ class SnapshotCache::WatchImpl : public SnapshotCache::Watch {
  public:
   WatchImpl(SnapshotCache* cache, std::shared_ptr<Watcher> watcher)
       : cache_(cache), watcher_(std::move(watcher)) {}
+  compiler::ProxyClass proxy_class() const override {
+    std::lock_guard lock(cache_->mu_);
+    return watcher_->proxy;
+  }
   ~WatchImpl() override {
     {
       std::lock_guard lock(watcher_->mu);

@@ -73,6 +73,8 @@ class SnapshotCache {
   class Watch {
    public:
     virtual ~Watch() = default;
+    // The class this watch follows now (it moves when config changes the proxy's class).
+    virtual compiler::ProxyClass proxy_class() const = 0;
   };
   using Callback = std::function<void(SnapshotPtr)>;
   std::unique_ptr<Watch> Subscribe(const compiler::ProxyClass& proxy, Callback on_update,

@@ -178,6 +178,7 @@ TEST_CASE("A gateway that connected before its Gateway existed moves to its new 
   REQUIRE(!seen.empty());
   CHECK(seen.back()->resources.Of(compiler::kListenerType).count("0.0.0.0_80") == 1);
   CHECK(f.cache->GetStats().classes == 1);  // the old class, unwatched, is gone
+  CHECK(watch->proxy_class().labels == model::Labels{{"istio", "ingressgateway"}});
 }
 
 }  // namespace
