@@ -140,9 +140,19 @@ class HttpConnection {
     WorkerStats& stats = worker_.stats();
     ++stats.downstream_active;
     ++stats.downstream_total;
-    Worker::SessionHandle handle = worker_.Register({listener_.get(), [this] {
-                                                       if (idle_) Close();
-                                                     }});
+    Worker::SessionHandle handle = worker_.Register(
+        {listener_.get(),
+         [this] {
+           if (idle_) Close();
+         },
+         [this](absl::Time now) {
+           // A body that stopped moving either way for the stream idle timeout ends both sides.
+           if (relay_peer_ && now - last_activity_ > options_.stream_idle_timeout) {
+             error_code ignored;
+             relay_peer_->socket().close(ignored);
+             Close();
+           }
+         }});
     while (co_await ServeOne()) {
     }
     worker_.Unregister(handle);
@@ -191,7 +201,7 @@ class HttpConnection {
       }
       co_return false;
     }
-    down_.expires_after(ToChrono(options_.stream_idle_timeout));
+    down_.expires_never();  // bodies are watched by the worker's tick, not a timer per read
     http::request<http::buffer_body>& req = parser.get();
     if (req.count(http::field::content_length) && req.count(http::field::transfer_encoding)) {
       ++worker_.stats().downstream_rejected;
@@ -608,7 +618,7 @@ class HttpConnection {
       }
       ++connection->requests;
       Stream* up = &connection->stream;
-      up->expires_after(ToChrono(std::min(options_.stream_idle_timeout, deadline - absl::Now())));
+      up->expires_never();  // the response header's wait below carries the deadline
       ec = co_await SendRequest(parser, *up, &out.request_sent);
       auto response = std::make_unique<http::response_parser<http::buffer_body>>();
       response->body_limit(std::numeric_limits<uint64_t>::max());
@@ -689,13 +699,21 @@ class HttpConnection {
     auto& body = parser.get().body();
     char chunk[kChunk];
     error_code ec;
-    const auto idle = ToChrono(options_.stream_idle_timeout);
+    // No timer per operation: the worker's tick closes both sides once nothing moved for the
+    // stream idle timeout.
+    in.expires_never();
+    out.expires_never();
+    relay_peer_ = &in == &down_ ? &out : &in;
+    last_activity_ = absl::Now();
+    struct Done {
+      Stream*& peer;
+      ~Done() { peer = nullptr; }
+    } done{relay_peer_};
     for (;;) {
       bool ended = parser.is_done();
       if (!ended) {
         body.data = chunk;
         body.size = sizeof chunk;
-        in.expires_after(idle);
         co_await http::async_read(in, in_buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
         if (ec == http::error::need_buffer) ec = {};
@@ -704,6 +722,7 @@ class HttpConnection {
           ended = true;
         }
         if (ec) co_return ec;
+        last_activity_ = absl::Now();
         body.size = sizeof chunk - body.size;
         body.data = body.size ? chunk : nullptr;
         ended = ended || parser.is_done();
@@ -712,8 +731,8 @@ class HttpConnection {
         body.size = 0;
       }
       body.more = !ended;
-      out.expires_after(idle);
       co_await http::async_write(out, serializer, asio::redirect_error(asio::use_awaitable, ec));
+      last_activity_ = absl::Now();
       if (ec == http::error::need_buffer) ec = {};
       if (ec || ended) co_return ec;
     }
@@ -777,7 +796,9 @@ class HttpConnection {
   const HttpOptions& options_;
   std::string peer_ip_;
   bool idle_ = true;
-  bool client_gone_ = false;  // the client hung up while its request waited for a response
+  bool client_gone_ = false;      // the client hung up while its request waited for a response
+  Stream* relay_peer_ = nullptr;  // while a body is relayed: the other side's stream
+  absl::Time last_activity_;      // the last time a relayed body moved
 };
 
 }  // namespace

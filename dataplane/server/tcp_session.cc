@@ -66,7 +66,8 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
   ++stats.downstream_active;
   ++stats.downstream_total;
   auto pipe = std::make_shared<Pipe>(std::move(socket));
-  Worker::SessionHandle handle = worker.Register({listener.get(), [pipe] { pipe->CloseBoth(); }});
+  Worker::SessionHandle handle =
+      worker.Register({listener.get(), [pipe] { pipe->CloseBoth(); }, nullptr});
 
   const SnapshotPtr snapshot = worker.snapshot();
   const ListenerConfig* config = snapshot ? snapshot->Listener(accepted->name) : nullptr;

@@ -23,7 +23,13 @@ void Worker::SweepPoolLater() {
   sweep_timer_.expires_after(std::chrono::milliseconds(250));
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    pool_.Sweep(absl::Now());
+    absl::Time now = absl::Now();
+    pool_.Sweep(now);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      auto next = std::next(it);  // a tick may close its session
+      if (it->tick) it->tick(now);
+      it = next;
+    }
     SweepPoolLater();
   });
 }

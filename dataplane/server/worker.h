@@ -59,10 +59,13 @@ class Worker {
   uint64_t Random() { return rng_(); }
 
   // Open connections register so that draining can reach them. `close_if_idle` closes the
-  // connection if it is between requests (or is a TCP connection).
+  // connection if it is between requests (or is a TCP connection). `tick`, when set, is called
+  // about every 250 ms with the time: coarse timeouts (a stalled body) are enforced there rather
+  // than by a timer per socket operation.
   struct Session {
     const ListenerRuntime* listener;
     std::function<void()> close_if_idle;
+    std::function<void(absl::Time)> tick;
   };
   using SessionHandle = std::list<Session>::iterator;
   SessionHandle Register(Session session);
