@@ -24,6 +24,7 @@
 #include "controlplane/ca/authority.h"
 #include "controlplane/ca/ca_service.h"
 #include "controlplane/ca/tokens.h"
+#include "controlplane/compiler/authn.h"
 #include "controlplane/model/config_index.h"
 #include "controlplane/store/record_io.h"
 #include "controlplane/store/wal_store.h"
@@ -241,6 +242,23 @@ int Run() {
                               {"namespace", identity.ns},
                               {"serviceAccount", identity.service_account}}
             .dump();
+      });
+  server.AddJsonHandler(
+      "/debug/tls_check",
+      [&cache](const std::map<std::string, std::string>& params) -> absl::StatusOr<std::string> {
+        auto it = params.find("host");
+        mesh::xds::SnapshotCache::View view = cache.CurrentView();
+        nlohmann::json rows = nlohmann::json::array();
+        for (const auto& r : mesh::compiler::TlsCheck(*view.config, *view.registry,
+                                                      it == params.end() ? "" : it->second)) {
+          rows.push_back({{"host", r.host_port},
+                          {"status", r.status},
+                          {"server", r.server},
+                          {"client", r.client},
+                          {"authn_policy", r.authn_policy},
+                          {"destination_rule", r.destination_rule}});
+        }
+        return rows.dump();
       });
   server.AddMetricsSource([&ca_service] {
     return absl::StrCat(

@@ -278,6 +278,25 @@ int ProxyStatus(mesh::cli::ApiClient& client) {
   return 0;
 }
 
+int TlsCheck(mesh::cli::ApiClient& client, const Options& o) {
+  if (o.args.size() > 1) return Usage("tls-check takes at most one SERVICE");
+  std::string path = "/debug/tls_check";
+  if (!o.args.empty()) path += "?host=" + o.args[0];
+  auto answer = client.Send("GET", path);
+  if (!answer.ok() || answer->status != 200) return Fail(answer);
+  json rows = json::parse(answer->body, nullptr, false);
+  if (!rows.is_array()) {
+    std::cerr << "Error: the server answered with something that is not a list\n";
+    return 1;
+  }
+  if (rows.empty()) {
+    std::cout << "No services match.\n";
+    return 0;
+  }
+  std::cout << mesh::cli::FormatTlsCheck(rows);
+  return 0;
+}
+
 int TokenCreate(mesh::cli::ApiClient& client, const Options& o) {
   if (o.args.size() != 1 || o.args[0] != "create") return Usage("token takes create");
   if (o.ns.empty() || o.service_account.empty())
@@ -323,5 +342,6 @@ int main(int argc, char** argv) {
   if (o.command == "version") return Version(client);
   if (o.command == "proxy-status") return ProxyStatus(client);
   if (o.command == "token") return TokenCreate(client, o);
+  if (o.command == "tls-check") return TlsCheck(client, o);
   return Usage(absl::StrCat("unknown command \"", o.command, "\""));
 }

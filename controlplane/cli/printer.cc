@@ -109,6 +109,17 @@ std::string FormatProxyStatus(const json& syncz) {
   return Columns(rows);
 }
 
+std::string FormatTlsCheck(const json& in) {
+  std::vector<std::vector<std::string>> rows = {
+      {"HOST:PORT", "STATUS", "SERVER", "CLIENT", "AUTHN POLICY", "DESTINATION RULE"}};
+  for (const json& r : in) {
+    rows.push_back({r.value("host", ""), r.value("status", ""), r.value("server", ""),
+                    r.value("client", ""), r.value("authn_policy", ""),
+                    r.value("destination_rule", "")});
+  }
+  return Columns(rows);
+}
+
 std::string Age(const std::string& timestamp, absl::Time now) {
   absl::Time t;
   std::string err;

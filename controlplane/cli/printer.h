@@ -20,6 +20,10 @@ std::string FormatTable(const model::KindInfo& kind, const std::vector<nlohmann:
 // it and runs an older one) or NOT SENT.
 std::string FormatProxyStatus(const nlohmann::json& syncz);
 
+// `meshctl tls-check` from GET /debug/tls_check: HOST:PORT, STATUS, SERVER, CLIENT, AUTHN POLICY
+// and DESTINATION RULE, as istioctl authn tls-check printed them.
+std::string FormatTlsCheck(const nlohmann::json& rows);
+
 // "45s", "12m", "5h", "3d" from an RFC 3339 creationTimestamp; "<unknown>" if unreadable.
 std::string Age(const std::string& timestamp, absl::Time now);
 

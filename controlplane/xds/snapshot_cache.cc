@@ -312,6 +312,12 @@ std::optional<absl::Time> SnapshotCache::CommitTime(const std::string& version) 
   return it->second;
 }
 
+SnapshotCache::View SnapshotCache::CurrentView() {
+  std::lock_guard lock(mu_);
+  RefreshLocked();
+  return {config_, registry_};
+}
+
 SnapshotCache::Stats SnapshotCache::GetStats() {
   std::lock_guard lock(mu_);
   return stats_;

@@ -90,6 +90,14 @@ class SnapshotCache {
   std::unique_ptr<Registration> RegisterWorkload(const std::string& id,
                                                  registry::Workload workload);
 
+  // The newest config and the registry built from it (with the registered workloads), for
+  // questions about the mesh as a whole (tls-check).
+  struct View {
+    model::ConfigSnapshotPtr config;
+    std::shared_ptr<const registry::Registry> registry;
+  };
+  View CurrentView();
+
   // When the store revision a snapshot version names was committed (seen by the index), if it
   // is one of the last thousand.
   std::optional<absl::Time> CommitTime(const std::string& version);

@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "test/support/mesh.h"
@@ -190,6 +191,27 @@ TEST_CASE("A proxy with a join token gets its certificate and renews it before i
                   std::chrono::seconds(10)));
   CHECK(bad.Ready());
   CHECK(absl::StrContains(mesh.pilot().Log(), "ca: refused a certificate"));
+}
+
+TEST_CASE("meshctl tls-check prints the tutorial's table, and a plaintext client is a CONFLICT") {
+  Mesh mesh;
+  mesh.ApplyVotingApp(1);
+  mesh.ApplyFile(std::string(MESH_MANIFESTS_DIR) + "/istio/voting-policy.yaml", "voting");
+  // Step 1 with the STRICT Policy but no ISTIO_MUTUAL DestinationRule yet: clients send plaintext.
+  std::string before = Meshctl(mesh.pilot(), {"tls-check", "voting-analytics"});
+  INFO(before);
+  CHECK(absl::StrContains(before, "HOST:PORT"));
+  CHECK(absl::StrContains(before, "AUTHN POLICY"));
+  std::vector<std::string> row =
+      absl::StrSplit(before.substr(before.find('\n') + 1), ' ', absl::SkipEmpty());
+  CHECK(row == std::vector<std::string>{"voting-analytics.voting.svc.cluster.local:8080",
+                                        "CONFLICT", "mTLS", "HTTP", "default/voting", "-"});
+  mesh.ApplyVotingApp(2);
+  std::string after = Meshctl(mesh.pilot(), {"tls-check", "voting-analytics"});
+  row = absl::StrSplit(after.substr(after.find('\n') + 1), ' ', absl::SkipEmpty());
+  CHECK(row == std::vector<std::string>{"voting-analytics.voting.svc.cluster.local:8080", "OK",
+                                        "mTLS", "mTLS", "default/voting",
+                                        "voting-analytics/voting"});
 }
 
 }  // namespace
