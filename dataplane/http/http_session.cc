@@ -26,7 +26,7 @@ namespace http = beast::http;
 using asio::awaitable;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
-using Stream = beast::tcp_stream;
+using Stream = MeshStream;
 
 constexpr size_t kChunk = 16 * 1024;
 
@@ -528,8 +528,8 @@ class HttpConnection {
     if (ec) co_return;
     Stream up(co_await asio::this_coro::executor);
     up.expires_after(std::chrono::seconds(5));
-    co_await up.async_connect(tcp::endpoint(ip, host->port),
-                              asio::redirect_error(asio::use_awaitable, ec));
+    co_await up.tcp().async_connect(tcp::endpoint(ip, host->port),
+                                    asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) co_await http::async_write(up, req, asio::redirect_error(asio::use_awaitable, ec));
     beast::flat_buffer buffer;
     http::response_parser<http::empty_body> response;
@@ -606,8 +606,8 @@ class HttpConnection {
         }
         absl::Duration connect = std::min(cluster.connect_timeout, deadline - absl::Now());
         connection->stream.expires_after(ToChrono(std::max(connect, absl::Milliseconds(1))));
-        co_await connection->stream.async_connect(tcp::endpoint(ip, host.port),
-                                                  asio::redirect_error(asio::use_awaitable, ec));
+        co_await connection->stream.tcp().async_connect(
+            tcp::endpoint(ip, host.port), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
           out.result.kind = ec == beast::error::timeout && absl::Now() >= deadline
                                 ? AttemptResult::Kind::kTimeout

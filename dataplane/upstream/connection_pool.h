@@ -1,6 +1,5 @@
 #pragma once
 
-#include <boost/beast/core/tcp_stream.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "dataplane/tls/mesh_stream.h"
 
 namespace mesh::dataplane {
 
@@ -18,7 +18,7 @@ struct ClusterState;
 // One upstream connection: its stream, the requests it has carried, and its place in its
 // cluster's connection count (released when the connection is destroyed).
 struct UpstreamConnection {
-  using Stream = boost::beast::tcp_stream;
+  using Stream = MeshStream;
   UpstreamConnection(const Stream::executor_type& executor, std::shared_ptr<ClusterState> cluster);
   ~UpstreamConnection();
   UpstreamConnection(const UpstreamConnection&) = delete;
