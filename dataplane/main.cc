@@ -25,6 +25,7 @@
 #include "dataplane/admin/admin_server.h"
 #include "dataplane/admin/stats.h"
 #include "dataplane/server/proxy_server.h"
+#include "dataplane/tls/tls_contexts.h"
 #include "dataplane/tls/workload_certificate.h"
 #include "dataplane/xds/grpc_transport.h"
 #include "dataplane/xds/xds_client.h"
@@ -238,6 +239,7 @@ int Run() {
   options.concurrency =
       concurrency > 0 ? concurrency : std::max(1u, std::thread::hardware_concurrency());
   options.drain_time = absl::GetFlag(FLAGS_drain_time);
+  options.expect_tls = !absl::GetFlag(FLAGS_token_file).empty();
   options.http.header_timeout = absl::GetFlag(FLAGS_header_timeout);
   options.http.max_header_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_header_bytes));
   // Where each listener binds. Listeners come as 0.0.0.0:PORT, Istio's "this proxy's address".
@@ -258,10 +260,6 @@ int Run() {
     return tcp::endpoint(ip, static_cast<uint16_t>(port));
   };
   dp::ProxyServer server(options);
-  dp::XdsClient client(MakeNode(id, role, labels, address.to_string(), *inbound),
-                       [&](dp::ProxyConfigPtr config) { return server.Apply(std::move(config)); });
-  dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, {});
-
   std::unique_ptr<dp::WorkloadCertificate> certificate;
   if (std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
     std::ifstream in(path);
@@ -275,8 +273,20 @@ int Run() {
     dp::WorkloadCertificate::Options cert_options;
     cert_options.servers = absl::GetFlag(FLAGS_xds);
     cert_options.token = token;
-    certificate = std::make_unique<dp::WorkloadCertificate>(cert_options, nullptr);
+    certificate = std::make_unique<dp::WorkloadCertificate>(
+        cert_options, [&server](dp::WorkloadCertificate::CredentialsPtr c) {
+          absl::StatusOr<dp::TlsContextsPtr> tls = dp::TlsContexts::Make(*c);
+          if (!tls.ok()) {
+            Error("meshproxy: ", tls.status().message());
+            return;
+          }
+          server.SetTls(*tls);
+        });
   }
+
+  dp::XdsClient client(MakeNode(id, role, labels, address.to_string(), *inbound),
+                       [&](dp::ProxyConfigPtr config) { return server.Apply(std::move(config)); });
+  dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, {});
 
   dp::AdminServer admin([&](const std::string& method, const std::string& path,
                             const std::string&) -> dp::AdminResponse {

@@ -70,6 +70,13 @@ start_meshpilot() {
 
 meshctl() { "$MESHCTL" "$@"; }
 
+# token_file NAME NAMESPACE: a join token for a proxy of that namespace (service account
+# "default"), in a file; the proxy gets its mesh identity (mTLS certificate) with it.
+token_file() {
+  "$MESHCTL" token create -n "$2" --service-account default > "$WORK/$1.token"
+  echo "$WORK/$1.token"
+}
+
 # start_gateway NAME: an ingress gateway labelled istio=ingressgateway; its port 80 is served on
 # 127.0.0.1:$GATEWAY_PORT.
 start_gateway() {
@@ -78,7 +85,7 @@ start_gateway() {
   admin=$(free_port)
   start "$1" "$MESHPROXY" --xds "127.0.0.1:$XDS_PORT" --role gateway --id "$1" \
     --namespace istio-system --labels istio=ingressgateway --port-map "80=$GATEWAY_PORT" \
-    --admin "127.0.0.1:$admin" --concurrency 1
+    --admin "127.0.0.1:$admin" --concurrency 1 --token-file "$(token_file "$1" istio-system)"
   GATEWAY_ADMIN=$admin
 }
 
@@ -92,7 +99,8 @@ start_sidecar() {
   admin=$(free_port)
   start "$name" "$MESHPROXY" --xds "127.0.0.1:$XDS_PORT" --role sidecar --id "$name" \
     --namespace "$ns" --labels "$labels" --address "$ip" --outbound "$ip:15001" \
-    --inbound "$service_port=$inbound:$app_port" --admin "127.0.0.1:$admin" --concurrency 1
+    --inbound "$service_port=$inbound:$app_port" --admin "127.0.0.1:$admin" --concurrency 1 \
+    --token-file "$(token_file "$name" "$ns")"
   wait_ready "$admin"
 }
 

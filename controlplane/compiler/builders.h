@@ -14,6 +14,7 @@
 #include "controlplane/model/names.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "google/protobuf/duration.pb.h"
 
 namespace mesh::compiler::internal {
@@ -125,6 +126,9 @@ envoy::extensions::filters::network::http_connection_manager::v3::HttpConnection
 
 // The traffic policy for one cluster: the DestinationRule's top level, overridden by the
 // port-level settings for `port`, overridden by the subset's policy (Istio's precedence).
+// An SDS secret reference fetched over the ADS stream ("default", "ROOTCA", ...).
+envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig AdsSecret(const std::string& name);
+
 model::TrafficPolicy EffectivePolicy(const model::DestinationRule* dr, const model::Subset* subset,
                                      uint32_t port);
 

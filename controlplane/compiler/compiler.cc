@@ -579,6 +579,13 @@ ProxyClass ClassOf(const model::ConfigSnapshot& config, Role role, const std::st
       if (o.meta.namespace_ != ns) return;
       for (const auto& [k, v] : std::get<model::Service>(o.spec).selector) keys.insert(k);
     });
+    config.ForEach(model::Kind::kPeerAuthentication, [&](const model::Object& o) {
+      if (o.meta.namespace_ != ns) return;
+      const auto& selector = std::get<model::PeerAuthentication>(o.spec).selector;
+      if (selector) {
+        for (const auto& [k, v] : *selector) keys.insert(k);
+      }
+    });
   }
   ProxyClass c{role, ns, {}, {}};
   for (const auto& [k, v] : labels) {

@@ -13,12 +13,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "controlplane/compiler/authn.h"
 #include "controlplane/compiler/builders.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh::compiler::internal {
 namespace {
@@ -28,6 +30,19 @@ namespace route = envoy::config::route::v3;
 namespace listener = envoy::config::listener::v3;
 namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
 using envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+
+// The inbound side of the mesh identity: the workload certificate ("default") and a required
+// client certificate checked against the mesh root ("ROOTCA"), both over SDS.
+envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext DownstreamMeshTls() {
+  envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext ctx;
+  auto* common = ctx.mutable_common_tls_context();
+  *common->add_tls_certificate_sds_secret_configs() = AdsSecret("default");
+  auto* combined = common->mutable_combined_validation_context();
+  combined->mutable_default_validation_context();
+  *combined->mutable_validation_context_sds_secret_config() = AdsSecret("ROOTCA");
+  ctx.mutable_require_client_certificate()->set_value(true);
+  return ctx;
+}
 
 bool IsHttp(const std::string& protocol) {
   return protocol == "HTTP" || protocol == "HTTP2" || protocol == "GRPC" || protocol == "GRPC-WEB";
@@ -273,6 +288,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
   for (const InboundPort& in : proxy.inbound) {
     std::string protocol = "TCP";
     uint32_t app_port = in.app_port;
+    std::string service_name;
     config.ForEach(model::Kind::kService, [&](const model::Object& o) {
       const auto& svc = std::get<model::Service>(o.spec);
       if (o.meta.namespace_ != proxy.ns || svc.selector.empty() ||
@@ -285,6 +301,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
           protocol = sp->protocol;
         }
         if (!app_port) app_port = p.target_port ? p.target_port : p.port;
+        if (service_name.empty()) service_name = o.meta.name;
       }
     });
     if (!app_port) app_port = in.service_port;
@@ -326,6 +343,19 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
       tcp.set_stat_prefix(name);
       tcp.set_cluster(cluster_name);
       AddTcpChain(tcp, &l);
+    }
+    // Mutual TLS on the way in, as PeerAuthentication or Policy decide: STRICT terminates TLS
+    // and requires a client certificate; PERMISSIVE adds a TLS chain before the plaintext one
+    // (picked by transport protocol); DISABLE leaves plaintext.
+    model::MtlsMode mode =
+        InboundMtls(config, proxy.ns, proxy.labels, service_name, in.service_port, app_port).mode;
+    if (mode == model::MtlsMode::kStrict || mode == model::MtlsMode::kPermissive) {
+      if (mode == model::MtlsMode::kPermissive) *l.add_filter_chains() = l.filter_chains(0);
+      listener::FilterChain& tls_chain = *l.mutable_filter_chains(0);
+      if (mode == model::MtlsMode::kPermissive)
+        tls_chain.mutable_filter_chain_match()->set_transport_protocol("tls");
+      tls_chain.mutable_transport_socket()->set_name("envoy.transport_sockets.tls");
+      tls_chain.mutable_transport_socket()->mutable_typed_config()->PackFrom(DownstreamMeshTls());
     }
     out->by_type[kListenerType][name] = Pack(l);
   }

@@ -5,12 +5,14 @@
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh::dataplane {
 namespace {
 
 namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
 using envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+using envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 
 absl::Status Invalid(const std::string& listener, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat("listener ", listener, ": ", why));
@@ -37,10 +39,31 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
     case envoy::config::core::v3::OUTBOUND: out->direction = Direction::kOutbound; break;
     default: break;
   }
-  if (l.filter_chains_size() != 1) {
-    return Invalid(l.name(), "filter_chains: exactly one filter chain is supported");
+  int main_chain = 0;
+  if (l.filter_chains_size() == 1) {
+    if (l.filter_chains(0).has_transport_socket()) {
+      if (!l.filter_chains(0).transport_socket().typed_config().Is<DownstreamTlsContext>())
+        return Invalid(l.name(), "filter_chains[0].transport_socket: only TLS is supported");
+      out->tls = Tls::kStrict;
+    }
+  } else if (l.filter_chains_size() == 2) {
+    // PERMISSIVE: a TLS chain for clients that start a handshake, a plaintext one for the rest.
+    int tls_chain = l.filter_chains(0).filter_chain_match().transport_protocol() == "tls" ? 0 : 1;
+    main_chain = 1 - tls_chain;
+    const auto& t = l.filter_chains(tls_chain);
+    if (t.filter_chain_match().transport_protocol() != "tls" ||
+        !t.transport_socket().typed_config().Is<DownstreamTlsContext>() ||
+        l.filter_chains(main_chain).has_transport_socket()) {
+      return Invalid(l.name(),
+                     "filter_chains: two chains must be one TLS chain (transport_protocol \"tls\") "
+                     "and one plaintext chain");
+    }
+    out->tls = Tls::kPermissive;
+  } else {
+    return Invalid(l.name(),
+                   "filter_chains: one chain, or a TLS and a plaintext chain, are supported");
   }
-  const auto& chain = l.filter_chains(0);
+  const auto& chain = l.filter_chains(main_chain);
   if (chain.filters_size() != 1) {
     return Invalid(l.name(), "filter_chains[0].filters: exactly one network filter is supported");
   }

@@ -31,6 +31,10 @@ struct ListenerConfig {
   std::string address;  // as configured; "0.0.0.0" means "the proxy's own address"
   uint32_t port = 0;
   std::string stat_prefix;
+  // Mutual TLS on accepted connections: none, required (STRICT), or either (PERMISSIVE: TLS when
+  // the client starts a TLS handshake, plaintext otherwise).
+  enum class Tls { kNone, kStrict, kPermissive };
+  Tls tls = Tls::kNone;
 
   // kHttp: the RDS route config name, or an inline table (then `rds_name` is empty).
   std::string rds_name;
@@ -46,7 +50,9 @@ struct ListenerConfig {
   const TcpTarget* PickTcp(uint64_t draw) const;
 
   // Converts a listener with a socket address and one filter chain whose only network filter is
-  // an http_connection_manager or a tcp_proxy. InvalidArgument names the field otherwise.
+  // an http_connection_manager or a tcp_proxy, optionally with a TLS transport socket (STRICT), or
+  // two such chains, one matching transport protocol "tls" with a TLS transport socket and one
+  // plaintext (PERMISSIVE). InvalidArgument names the field otherwise.
   static absl::StatusOr<std::shared_ptr<const ListenerConfig>> FromProto(
       const envoy::config::listener::v3::Listener& listener);
 };

@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "dataplane/router/router.h"
+#include "dataplane/tls/tls_contexts.h"
 #include "dataplane/upstream/policies.h"
 
 namespace mesh::dataplane {
@@ -146,6 +148,7 @@ class HttpConnection {
            if (idle_) Close();
          },
          [this](absl::Time now) {
+           if (handshake_deadline_ && now > *handshake_deadline_) Close();
            // A body that stopped moving either way for the stream idle timeout ends both sides.
            if (relay_peer_ && now - last_activity_ > options_.stream_idle_timeout) {
              error_code ignored;
@@ -153,7 +156,8 @@ class HttpConnection {
              Close();
            }
          }});
-    while (co_await ServeOne()) {
+    bool open = accepted_config_->tls == ListenerConfig::Tls::kNone || co_await AcceptTls();
+    while (open && co_await ServeOne()) {
     }
     worker_.Unregister(handle);
     Close();
@@ -165,6 +169,45 @@ class HttpConnection {
     error_code ignored;
     down_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     down_.socket().close(ignored);
+  }
+
+  // On a listener with mutual TLS: a client that starts a TLS handshake must present a mesh
+  // certificate; a plaintext client is served only when the listener is PERMISSIVE. Returns
+  // whether the connection may carry requests. Refusals are logged and counted.
+  awaitable<bool> AcceptTls() {
+    handshake_deadline_ = absl::Now() + options_.header_timeout;  // enforced by the tick
+    error_code ec;
+    co_await down_.socket().async_wait(tcp::socket::wait_read,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+    unsigned char first = 0;
+    if (::recv(down_.socket().native_handle(), &first, 1, MSG_PEEK) != 1) co_return false;
+    if (first != 0x16) {  // not a TLS handshake record
+      handshake_deadline_.reset();
+      if (accepted_config_->tls == ListenerConfig::Tls::kPermissive) co_return true;
+      ++worker_.stats().downstream_rejected;
+      log::Info("meshproxy: ", accepted_config_->name, ": plaintext from ", peer_ip_,
+                " refused (mutual TLS is STRICT)");
+      co_return false;
+    }
+    tls_ = worker_.tls();
+    if (!tls_) {
+      log::Warn("meshproxy: ", accepted_config_->name, ": TLS from ", peer_ip_,
+                " refused: no workload certificate yet");
+      co_return false;
+    }
+    MeshStream::Tls& stream = down_.StartTls(tls_->server);
+    co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    handshake_deadline_.reset();
+    if (ec) {
+      ++worker_.stats().downstream_rejected;
+      log::Info("meshproxy: ", accepted_config_->name, ": TLS from ", peer_ip_,
+                " refused: ", ec.message());
+      co_return false;
+    }
+    peer_spiffe_ = PeerSpiffeId(stream.native_handle());
+    co_return true;
   }
 
   // Serves one request; false when the connection is done.
@@ -330,6 +373,13 @@ class HttpConnection {
         req.set("x-forwarded-for", absl::StrCat(View(xff->value()), ", ", peer_ip_));
       }
     }
+    // Who the client is, as the mTLS handshake proved it (Envoy's XFCC); never a client's claim.
+    if (!peer_spiffe_.empty()) {
+      req.set("x-forwarded-client-cert",
+              absl::StrCat("By=", tls_ ? tls_->spiffe_id : "", ";URI=", peer_spiffe_));
+    } else {
+      req.erase("x-forwarded-client-cert");
+    }
     if (req.find("x-forwarded-proto") == req.end()) req.set("x-forwarded-proto", "http");
     req.keep_alive(true);  // upstream connections are pooled whatever the client does
     // A POST, PUT or PATCH without a body says so: some servers would otherwise read to EOF.
@@ -398,6 +448,14 @@ class HttpConnection {
                                  : absl::StrCat("cluster not found: ", target.cluster, "\n");
       std::vector<std::pair<std::string, std::string>> headers = {
           {"x-meshproxy-reason", cluster ? "no_healthy_upstream" : "cluster_not_found"}};
+      co_return co_await Reply(503, std::move(body), keep_alive, headers, req.version());
+    }
+    if (cluster->tls && cluster->tls->unsupported) {
+      worker_.stats().CountRequest(listener->name, route_name, cluster->name, 503);
+      if (!co_await DiscardBody(parser)) co_return false;
+      std::string body = "upstream TLS settings not supported by meshproxy\n";
+      std::vector<std::pair<std::string, std::string>> headers = {
+          {"x-meshproxy-reason", "upstream_tls_unsupported"}};
       co_return co_await Reply(503, std::move(body), keep_alive, headers, req.version());
     }
     // Mirrors get a copy of a request without a body, and nobody waits for their answer.
@@ -555,7 +613,7 @@ class HttpConnection {
   awaitable<Attempt> Exchange(http::request_parser<http::buffer_body>& parser,
                               const Cluster& cluster, const Host& host, absl::Time deadline) {
     Attempt out;
-    out.pool_key = absl::StrCat(host.address, ":", host.port);
+    out.pool_key = absl::StrCat(cluster.tls ? "tls|" : "", host.address, ":", host.port);
     const std::string& key = out.pool_key;
     host.state->active_requests.fetch_add(1, std::memory_order_relaxed);
     struct Done {
@@ -615,6 +673,14 @@ class HttpConnection {
           co_return out;
         }
         connection->stream.socket().set_option(tcp::no_delay(true), ec);
+        if (cluster.tls) {
+          absl::Status secured = co_await SecureUpstream(*connection, cluster, host, deadline);
+          if (!secured.ok()) {
+            log::Warn("meshproxy: cluster ", cluster.name, ": ", secured.message());
+            out.result.kind = AttemptResult::Kind::kConnectFailure;
+            co_return out;
+          }
+        }
       }
       ++connection->requests;
       Stream* up = &connection->stream;
@@ -677,6 +743,36 @@ class HttpConnection {
     *watching = false;
     error_code ignored;
     down_.socket().cancel(ignored);
+  }
+
+  // ISTIO_MUTUAL: a TLS handshake presenting this proxy's workload certificate, the server's
+  // verified against the mesh root and, when the cluster names identities, its SPIFFE ID checked.
+  awaitable<absl::Status> SecureUpstream(UpstreamConnection& connection, const Cluster& cluster,
+                                         const Host& host, absl::Time deadline) {
+    const TlsContextsPtr tls = worker_.tls();
+    if (!tls) co_return absl::UnavailableError("no workload certificate yet for mutual TLS");
+    connection.tls = tls;
+    MeshStream::Tls& stream = connection.stream.StartTls(tls->client);
+    if (!cluster.tls->sni.empty())
+      SSL_set_tlsext_host_name(stream.native_handle(), cluster.tls->sni.c_str());
+    absl::Duration limit = std::min(cluster.connect_timeout, deadline - absl::Now());
+    connection.stream.expires_after(ToChrono(std::max(limit, absl::Milliseconds(1))));
+    error_code ec;
+    co_await stream.async_handshake(asio::ssl::stream_base::client,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    connection.stream.expires_never();
+    if (ec) {
+      co_return absl::UnavailableError(absl::StrCat("TLS handshake with ", host.address, ":",
+                                                    host.port, " failed: ", ec.message()));
+    }
+    std::string peer = PeerSpiffeId(stream.native_handle());
+    const auto& allowed = cluster.tls->san_uris;
+    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), peer) == allowed.end()) {
+      co_return absl::PermissionDeniedError(absl::StrCat(
+          host.address, ":", host.port, " presented ", peer.empty() ? "no identity" : peer,
+          ", not one of the identities its DestinationRule names"));
+    }
+    co_return absl::OkStatus();
   }
 
   // Writes the request header and, streaming, its body. `body_sent` turns true once body bytes
@@ -788,6 +884,7 @@ class HttpConnection {
   }
 
   Worker& worker_;
+  TlsContextsPtr tls_;  // the identity the client's TLS was accepted with; outlives down_
   Stream down_;
   beast::flat_buffer buffer_;           // bytes read from the client, not yet parsed
   beast::flat_buffer upstream_buffer_;  // bytes read from the current upstream connection
@@ -796,6 +893,8 @@ class HttpConnection {
   const HttpOptions& options_;
   std::string peer_ip_;
   bool idle_ = true;
+  std::optional<absl::Time> handshake_deadline_;  // while waiting for a client's first bytes
+  std::string peer_spiffe_;                       // the client's proven identity, over mTLS
   bool client_gone_ = false;      // the client hung up while its request waited for a response
   Stream* relay_peer_ = nullptr;  // while a body is relayed: the other side's stream
   absl::Time last_activity_;      // the last time a relayed body moved

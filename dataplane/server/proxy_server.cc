@@ -109,7 +109,13 @@ std::vector<ProxyServer::ListenerStatus> ProxyServer::listeners() const {
 
 bool ProxyServer::ready() const {
   std::lock_guard lock(mu_);
-  return ready_;
+  return ready_ && (have_tls_ || !options_.expect_tls);
+}
+
+void ProxyServer::SetTls(TlsContextsPtr tls) {
+  for (auto& w : workers_) w->PublishTls(tls);
+  std::lock_guard lock(mu_);
+  have_tls_ = tls != nullptr;
 }
 
 void ProxyServer::Drain(std::shared_ptr<Active> active) {

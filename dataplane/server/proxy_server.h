@@ -32,6 +32,9 @@ class ProxyServer {
     int concurrency = 1;
     HttpOptions http;
     absl::Duration drain_time = absl::Seconds(5);  // then idle and TCP connections are closed
+    // Whether the proxy has a mesh identity coming (--token-file): it is ready only once it
+    // arrived.
+    bool expect_tls = false;
     // Where a listener binds: from its config (name, direction, port); nullopt skips it.
     std::function<std::optional<boost::asio::ip::tcp::endpoint>(const ListenerConfig&)> bind;
   };
@@ -45,6 +48,9 @@ class ProxyServer {
   // Builds the snapshot for `config` and, when it builds, makes it current (workers first, then
   // listeners). An error means the config cannot be served; nothing changes then. Thread-safe.
   absl::Status Apply(ProxyConfigPtr config);
+
+  // The mesh identity's TLS contexts, for new handshakes on every worker. Thread-safe.
+  void SetTls(TlsContextsPtr tls);
 
   struct ListenerStatus {
     std::string name, address, state;  // state: "active", "warming", "draining" or "failed: ..."
@@ -72,6 +78,7 @@ class ProxyServer {
   std::map<std::string, std::shared_ptr<Active>> active_;  // control thread only
   std::vector<ListenerStatus> status_ ABSL_GUARDED_BY(mu_);
   bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool have_tls_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ = false;
 };
 

@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -18,23 +19,25 @@ using asio::awaitable;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
-// Both sockets of one proxied connection and what the two copy directions share.
+// Both sides of one proxied connection and what the two copy directions share. Either side may
+// be TLS (mutual TLS accepted on the listener, ISTIO_MUTUAL towards the cluster).
 struct Pipe {
   Pipe(tcp::socket down_socket)
       : down(std::move(down_socket)), up(down.get_executor()), finished(down.get_executor()) {}
-  tcp::socket down, up;
+  TlsContextsPtr down_tls, up_tls;  // the contexts the TLS sides were made with; outlive them
+  MeshStream down, up;
   asio::steady_timer finished;  // cancelled when a direction ends
   int running = 2;
   absl::Time last_activity = absl::Now();
 
   void CloseBoth() {
     error_code ignored;
-    down.close(ignored);
-    up.close(ignored);
+    down.socket().close(ignored);
+    up.socket().close(ignored);
   }
 };
 
-awaitable<void> Copy(std::shared_ptr<Pipe> pipe, tcp::socket& from, tcp::socket& to,
+awaitable<void> Copy(std::shared_ptr<Pipe> pipe, MeshStream& from, MeshStream& to,
                      uint64_t& counter) {
   char buffer[16 * 1024];
   error_code ec;
@@ -48,14 +51,62 @@ awaitable<void> Copy(std::shared_ptr<Pipe> pipe, tcp::socket& from, tcp::socket&
     counter += n;
     pipe->last_activity = absl::Now();
   }
-  if (ec == asio::error::eof) {
+  // A TLS peer that closes without close_notify reads as a truncated stream: an end all the same.
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
     error_code ignored;
-    to.shutdown(tcp::socket::shutdown_send, ignored);  // pass the half-close on
+    to.socket().shutdown(tcp::socket::shutdown_send, ignored);  // pass the half-close on
   } else {
     pipe->CloseBoth();  // a reset or an error ends both directions
   }
   --pipe->running;
   pipe->finished.cancel();
+}
+
+// Mutual TLS on the accepted side, as the listener requires (see HttpConnection::AcceptTls).
+awaitable<bool> AcceptTls(Worker& worker, std::shared_ptr<Pipe> shared,
+                          const ListenerConfig& config, absl::Duration timeout) {
+  Pipe& pipe = *shared;
+  error_code ec;
+  asio::steady_timer limit(pipe.down.get_executor());
+  limit.expires_after(absl::ToChronoNanoseconds(timeout));
+  auto expired = std::make_shared<bool>(false);
+  // The handler may run after this coroutine ended: it holds what it touches.
+  limit.async_wait([shared, expired](error_code e) {
+    if (!e) {
+      *expired = true;
+      shared->CloseBoth();
+    }
+  });
+  co_await pipe.down.socket().async_wait(tcp::socket::wait_read,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+  unsigned char first = 0;
+  if (ec || ::recv(pipe.down.socket().native_handle(), &first, 1, MSG_PEEK) != 1) {
+    limit.cancel();
+    co_return false;
+  }
+  if (first != 0x16) {
+    limit.cancel();
+    if (config.tls == ListenerConfig::Tls::kPermissive) co_return true;
+    ++worker.stats().downstream_rejected;
+    log::Info("meshproxy: ", config.name, ": plaintext refused (mutual TLS is STRICT)");
+    co_return false;
+  }
+  pipe.down_tls = worker.tls();
+  if (!pipe.down_tls) {
+    limit.cancel();
+    log::Warn("meshproxy: ", config.name, ": TLS refused: no workload certificate yet");
+    co_return false;
+  }
+  co_await pipe.down.StartTls(pipe.down_tls->server)
+      .async_handshake(asio::ssl::stream_base::server,
+                       asio::redirect_error(asio::use_awaitable, ec));
+  limit.cancel();
+  if (ec || *expired) {
+    ++worker.stats().downstream_rejected;
+    log::Info("meshproxy: ", config.name, ": TLS refused: ", ec.message());
+    co_return false;
+  }
+  co_return true;
 }
 
 }  // namespace
@@ -69,6 +120,13 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
   Worker::SessionHandle handle =
       worker.Register({listener.get(), [pipe] { pipe->CloseBoth(); }, nullptr});
 
+  if (accepted->tls != ListenerConfig::Tls::kNone &&
+      !co_await AcceptTls(worker, pipe, *accepted, absl::Seconds(10))) {
+    pipe->CloseBoth();
+    worker.Unregister(handle);
+    --worker.stats().downstream_active;
+    co_return;
+  }
   const SnapshotPtr snapshot = worker.snapshot();
   const ListenerConfig* config = snapshot ? snapshot->Listener(accepted->name) : nullptr;
   if (!config || config->kind != ListenerConfig::Kind::kTcp) config = accepted.get();
@@ -86,17 +144,32 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
       asio::steady_timer connect_timer(pipe->down.get_executor());
       connect_timer.expires_after(absl::ToChronoNanoseconds(cluster->connect_timeout));
       connect_timer.async_wait([pipe](error_code e) {
-        if (!e) pipe->up.close(e);
+        if (!e) pipe->up.socket().close(e);
       });
-      co_await pipe->up.async_connect(tcp::endpoint(ip, host->port),
-                                      asio::redirect_error(asio::use_awaitable, ec));
+      co_await pipe->up.socket().async_connect(tcp::endpoint(ip, host->port),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec && cluster->tls) {
+        // ISTIO_MUTUAL towards the cluster (other TLS setups are refused: never plaintext).
+        pipe->up_tls = worker.tls();
+        if (!pipe->up_tls || cluster->tls->unsupported) {
+          log::Warn("meshproxy: ", config->name, ": cluster ", cluster->name,
+                    pipe->up_tls ? ": TLS settings not supported" : ": no workload certificate");
+          ec = asio::error::access_denied;
+        } else {
+          co_await pipe->up.StartTls(pipe->up_tls->client)
+              .async_handshake(asio::ssl::stream_base::client,
+                               asio::redirect_error(asio::use_awaitable, ec));
+          if (ec)
+            log::Warn("meshproxy: ", config->name, ": TLS to ", cluster->name, ": ", ec.message());
+        }
+      }
       connect_timer.cancel();
     }
     if (ec) ++stats.upstream_connect_failures[cluster->name];
   }
   if (host && !ec) {
-    pipe->up.set_option(tcp::no_delay(true), ec);
-    pipe->down.set_option(tcp::no_delay(true), ec);
+    pipe->up.socket().set_option(tcp::no_delay(true), ec);
+    pipe->down.socket().set_option(tcp::no_delay(true), ec);
     host->state->active_requests.fetch_add(1, std::memory_order_relaxed);
     auto executor = pipe->down.get_executor();
     asio::co_spawn(executor, Copy(pipe, pipe->down, pipe->up, stats.tcp_bytes_sent),

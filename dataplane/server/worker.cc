@@ -44,6 +44,10 @@ void Worker::Publish(SnapshotPtr snapshot) {
   boost::asio::post(io_, [this, s = std::move(snapshot)]() mutable { snapshot_ = std::move(s); });
 }
 
+void Worker::PublishTls(TlsContextsPtr tls) {
+  boost::asio::post(io_, [this, t = std::move(tls)]() mutable { tls_ = std::move(t); });
+}
+
 std::future<WorkerStats> Worker::CollectStats() {
   auto promise = std::make_shared<std::promise<WorkerStats>>();
   std::future<WorkerStats> out = promise->get_future();

@@ -15,6 +15,7 @@
 
 #include "dataplane/admin/stats.h"
 #include "dataplane/server/snapshot.h"
+#include "dataplane/tls/tls_contexts.h"
 #include "dataplane/upstream/connection_pool.h"
 
 namespace mesh::dataplane {
@@ -46,6 +47,8 @@ class Worker {
   // Any thread: new requests on this worker use `snapshot` from now on; requests in flight keep
   // the one they started with.
   void Publish(SnapshotPtr snapshot);
+  // Any thread: new TLS handshakes on this worker use `tls` (the mesh identity) from now on.
+  void PublishTls(TlsContextsPtr tls);
   // Any thread: a copy of this worker's stats, taken on its thread.
   std::future<WorkerStats> CollectStats();
   // Any thread: closes this worker's connections of `listener` that wait for a request, and its
@@ -54,6 +57,7 @@ class Worker {
 
   // --- Worker thread only.
   const SnapshotPtr& snapshot() const { return snapshot_; }
+  const TlsContextsPtr& tls() const { return tls_; }  // nullptr until a certificate arrived
   ConnectionPool& pool() { return pool_; }
   WorkerStats& stats() { return stats_; }
   uint64_t Random() { return rng_(); }
@@ -79,6 +83,7 @@ class Worker {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::thread thread_;
   SnapshotPtr snapshot_;
+  TlsContextsPtr tls_;
   ConnectionPool pool_;
   WorkerStats stats_;
   std::mt19937_64 rng_;

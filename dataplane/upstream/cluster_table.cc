@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh::dataplane {
 namespace {
@@ -106,6 +107,27 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
     }
     if (pc.has_max_requests_per_connection())
       c.limits.max_requests_per_connection = pc.max_requests_per_connection().value();
+    if (pc.has_transport_socket()) {
+      namespace tls = envoy::extensions::transport_sockets::tls::v3;
+      tls::UpstreamTlsContext ctx;
+      UpstreamTls t;
+      if (!pc.transport_socket().typed_config().UnpackTo(&ctx)) {
+        t.unsupported = true;
+      } else {
+        const tls::CommonTlsContext& common = ctx.common_tls_context();
+        t.sni = ctx.sni();
+        t.istio_mutual = common.tls_certificate_sds_secret_configs_size() == 1 &&
+                         common.tls_certificate_sds_secret_configs(0).name() == "default";
+        t.unsupported = !t.istio_mutual;
+        for (const auto& m : common.combined_validation_context()
+                                 .default_validation_context()
+                                 .match_typed_subject_alt_names()) {
+          if (m.san_type() == tls::SubjectAltNameMatcher::URI && !m.matcher().exact().empty())
+            t.san_uris.push_back(m.matcher().exact());
+        }
+      }
+      c.tls = std::move(t);
+    }
     if (pc.has_outlier_detection()) {
       const auto& od = pc.outlier_detection();
       c.outlier.enabled = true;

@@ -62,6 +62,17 @@ struct OutlierSettings {
   uint32_t max_ejection_percent = 10;
 };
 
+// How a cluster's connections are secured (an UpstreamTlsContext transport socket).
+struct UpstreamTls {
+  // ISTIO_MUTUAL: the workload certificate ("default") and the mesh root ("ROOTCA").
+  bool istio_mutual = false;
+  // Another TLS setup (SIMPLE or MUTUAL with files, credentialName) this proxy cannot make yet:
+  // requests get a 503 rather than travelling in plaintext.
+  bool unsupported = false;
+  std::string sni;
+  std::vector<std::string> san_uris;  // accepted peer identities; any mesh identity when empty
+};
+
 struct Cluster {
   enum class Policy { kRoundRobin, kLeastRequest, kRandom, kRingHash };
   std::string name;
@@ -69,6 +80,7 @@ struct Cluster {
   absl::Duration connect_timeout = absl::Seconds(10);
   Limits limits;
   OutlierSettings outlier;
+  std::optional<UpstreamTls> tls;
   std::vector<Host> hosts;
   // Ring hash: sorted (point, host index); built once per update.
   std::vector<std::pair<uint64_t, size_t>> ring;

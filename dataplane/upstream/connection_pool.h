@@ -24,6 +24,7 @@ struct UpstreamConnection {
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
+  std::shared_ptr<void> tls;  // the TLS contexts a secured stream was made with; outlive it
   Stream stream;
   uint32_t requests = 0;
   const std::shared_ptr<ClusterState> cluster;

@@ -165,7 +165,7 @@ TEST_CASE("A proxy with a join token gets its certificate and renews it before i
   std::ofstream(bad_path) << "mpt-wrong\n";
   Mesh::Proxy& bad = mesh.RawProxy(
       "intruder", {"--role", "sidecar", "--namespace", "default", "--token-file", bad_path});
-  REQUIRE(mesh.WaitReady());
+  REQUIRE(WaitFor([&] { return good.Ready(); }, std::chrono::seconds(10)));
   nlohmann::json first;
   REQUIRE(WaitFor(
       [&] {
@@ -189,7 +189,8 @@ TEST_CASE("A proxy with a join token gets its certificate and renews it before i
   // A wrong token: refused, logged on both sides, and the proxy keeps running on its config.
   REQUIRE(WaitFor([&] { return absl::StrContains(bad.Admin("/certs"), "unknown join token"); },
                   std::chrono::seconds(10)));
-  CHECK(bad.Ready());
+  CHECK(!bad.Ready());  // never ready without its identity, but alive and retrying
+  CHECK(bad.process->running());
   CHECK(absl::StrContains(mesh.pilot().Log(), "ca: refused a certificate"));
 }
 

@@ -101,12 +101,27 @@ Mesh::Proxy& Mesh::RawProxy(const std::string& name, std::vector<std::string> fl
   return *proxies_.back();
 }
 
+std::string Mesh::TokenFile(const std::string& name, const std::string& ns) {
+  httplib::Client c = pilot_->Client();
+  auto res =
+      c.Post("/tokens", absl::StrCat(R"({"namespace":")", ns, R"(","serviceAccount":"default"})"),
+             "application/json");
+  if (!res || res->status != 200)
+    throw std::runtime_error("token refused: " + (res ? res->body : std::string("no answer")));
+  std::string body = res->body;
+  size_t at = body.find("\"token\":\"") + 9;
+  std::string path = dir_ / (name + ".token");
+  std::ofstream(path) << body.substr(at, body.find('"', at) - at) << "\n";
+  return path;
+}
+
 Mesh::Proxy& Mesh::Gateway(const std::string& name, std::vector<std::string> extra_flags) {
   int port = FreePort();
-  std::vector<std::string> flags = {"--role",      "gateway",
-                                    "--namespace", "istio-system",
-                                    "--labels",    "istio=ingressgateway",
-                                    "--port-map",  absl::StrCat("80=", port)};
+  std::vector<std::string> flags = {"--role",       "gateway",
+                                    "--namespace",  "istio-system",
+                                    "--labels",     "istio=ingressgateway",
+                                    "--port-map",   absl::StrCat("80=", port),
+                                    "--token-file", TokenFile(name, "istio-system")};
   flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
   Proxy& p = RawProxy(name, flags);
   p.port = port;
@@ -121,7 +136,8 @@ Mesh::Proxy& Mesh::Sidecar(const std::string& name, const std::string& ns,
   std::string outbound = absl::StrCat(ip, ":15001");
   Proxy& p = RawProxy(name, {"--role", "sidecar", "--namespace", ns, "--labels", labels,
                              "--address", ip, "--outbound", outbound, "--inbound",
-                             absl::StrCat(service_port, "=", inbound_port, ":", app_port)});
+                             absl::StrCat(service_port, "=", inbound_port, ":", app_port),
+                             "--token-file", TokenFile(name, ns)});
   p.ip = ip;
   p.port = app_port;
   p.outbound = outbound;

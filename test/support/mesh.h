@@ -73,6 +73,10 @@ class Mesh {
   // off the usual shapes.
   Proxy& RawProxy(const std::string& name, std::vector<std::string> flags);
 
+  // A join token file for a proxy of namespace `ns` (service account "default"). Gateways and
+  // sidecars get one, so they hold a mesh identity (and are ready only once it arrived).
+  std::string TokenFile(const std::string& name, const std::string& ns);
+
   // Waits until every proxy so far reports ready.
   bool WaitReady(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   std::string Logs() const;  // every process's log, for failure messages

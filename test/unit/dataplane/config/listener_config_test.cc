@@ -89,7 +89,8 @@ TEST_CASE("Listeners the proxy cannot serve are refused with the field path") {
   envoy::config::listener::v3::Listener two = With(Parse<TcpProxy>(R"(cluster: "c")"));
   *two.add_filter_chains() = two.filter_chains(0);
   CHECK(ListenerConfig::FromProto(two).status().message() ==
-        "listener 0.0.0.0_80: filter_chains: exactly one filter chain is supported");
+        "listener 0.0.0.0_80: filter_chains: two chains must be one TLS chain (transport_protocol "
+        "\"tls\") and one plaintext chain");
 }
 
 }  // namespace

@@ -1,0 +1,58 @@
+#include "dataplane/tls/tls_contexts.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace mesh::dataplane {
+namespace {
+
+namespace ssl = boost::asio::ssl;
+
+absl::Status Configure(ssl::context& ctx, const WorkloadCertificate::Credentials& c, bool server) {
+  boost::system::error_code ec;
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                      ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                  ec);
+  if (!ec) ctx.use_certificate_chain(boost::asio::buffer(c.cert_pem), ec);
+  if (!ec) ctx.use_private_key(boost::asio::buffer(c.key_pem), ssl::context::pem, ec);
+  if (!ec) ctx.add_certificate_authority(boost::asio::buffer(c.root_pem), ec);
+  if (!ec) {
+    ctx.set_verify_mode(
+        server ? ssl::verify_peer | ssl::verify_fail_if_no_peer_cert : ssl::verify_peer, ec);
+  }
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("TLS context: ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+TlsContexts::TlsContexts() : client(ssl::context::tls_client), server(ssl::context::tls_server) {}
+
+absl::StatusOr<TlsContextsPtr> TlsContexts::Make(const WorkloadCertificate::Credentials& c) {
+  auto out = std::make_shared<TlsContexts>();
+  if (absl::Status s = Configure(out->client, c, false); !s.ok()) return s;
+  if (absl::Status s = Configure(out->server, c, true); !s.ok()) return s;
+  out->spiffe_id = c.spiffe_id;
+  return out;
+}
+
+std::string PeerSpiffeId(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (!cert) return "";
+  std::string out;
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && out.empty(); ++i) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+    if (n->type != GEN_URI) continue;
+    out.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(n->d.uniformResourceIdentifier)),
+               ASN1_STRING_length(n->d.uniformResourceIdentifier));
+  }
+  GENERAL_NAMES_free(names);
+  X509_free(cert);
+  return out;
+}
+
+}  // namespace mesh::dataplane

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <boost/asio/ssl/context.hpp>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "dataplane/tls/workload_certificate.h"
+
+typedef struct ssl_st SSL;
+
+namespace mesh::dataplane {
+
+// The TLS contexts of the mesh identity, made from the workload credentials: the client context
+// presents the workload certificate and verifies servers against the mesh root; the server
+// context does the same and requires a client certificate. Immutable once made, and shared by
+// every connection (Asio contexts may be used from several threads once configured).
+struct TlsContexts {
+  TlsContexts();
+  boost::asio::ssl::context client, server;
+  std::string spiffe_id;  // this proxy's identity
+
+  static absl::StatusOr<std::shared_ptr<TlsContexts>> Make(
+      const WorkloadCertificate::Credentials& credentials);
+};
+using TlsContextsPtr = std::shared_ptr<TlsContexts>;
+
+// The peer's SPIFFE ID (its certificate's first URI SAN), or empty.
+std::string PeerSpiffeId(SSL* ssl);
+
+}  // namespace mesh::dataplane
