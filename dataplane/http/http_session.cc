@@ -156,8 +156,13 @@ class HttpConnection {
              Close();
            }
          }});
-    bool open = accepted_config_->tls == ListenerConfig::Tls::kNone || co_await AcceptTls();
-    while (open && co_await ServeOne()) {
+    // No co_await inside &&, || or ?: anywhere here: GCC 12 evaluates it even when the
+    // left side already decided.
+    bool open = true;
+    if (accepted_config_->tls != ListenerConfig::Tls::kNone) open = co_await AcceptTls();
+    if (open) {
+      while (co_await ServeOne()) {
+      }
     }
     worker_.Unregister(handle);
     Close();
@@ -534,7 +539,8 @@ class HttpConnection {
       }
       worker_.stats().CountRequest(listener->name, route_name, cluster->name, status);
       // The client's body may be half read; this connection cannot be trusted for another request.
-      bool reusable = parser.is_done() || (!attempt.request_sent && co_await DiscardBody(parser));
+      bool reusable = parser.is_done();
+      if (!reusable && !attempt.request_sent) reusable = co_await DiscardBody(parser);
       co_return co_await Reply(status, std::move(body), keep_alive && reusable, {}, req.version());
     }
     worker_.stats().CountRequest(listener->name, route_name, cluster->name,

@@ -120,8 +120,10 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
   Worker::SessionHandle handle =
       worker.Register({listener.get(), [pipe] { pipe->CloseBoth(); }, nullptr});
 
-  if (accepted->tls != ListenerConfig::Tls::kNone &&
-      !co_await AcceptTls(worker, pipe, *accepted, absl::Seconds(10))) {
+  bool accepted_tls = true;  // (not inside &&: GCC 12 miscompiles co_await there)
+  if (accepted->tls != ListenerConfig::Tls::kNone)
+    accepted_tls = co_await AcceptTls(worker, pipe, *accepted, absl::Seconds(10));
+  if (!accepted_tls) {
     pipe->CloseBoth();
     worker.Unregister(handle);
     --worker.stats().downstream_active;

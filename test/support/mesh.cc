@@ -140,6 +140,7 @@ Mesh::Proxy& Mesh::Sidecar(const std::string& name, const std::string& ns,
                              "--token-file", TokenFile(name, ns)});
   p.ip = ip;
   p.port = app_port;
+  p.inbound_port = inbound_port;
   p.outbound = outbound;
   return p;
 }

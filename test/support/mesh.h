@@ -46,6 +46,7 @@ class Mesh {
     std::string name, ip;
     int admin_port = 0;
     int port = 0;          // a gateway's port 80, mapped; a sidecar's app port
+    int inbound_port = 0;  // a sidecar's inbound listener, on `ip`
     std::string outbound;  // a sidecar's outbound listener, ip:port
     Process* process = nullptr;
     Process* app = nullptr;

@@ -194,6 +194,32 @@ spec:
   CHECK(tcp["idle_timeout"] == "30s");
 }
 
+TEST_CASE("Inbound listeners carry the mTLS mode: STRICT one TLS chain, PERMISSIVE two") {
+  const std::string services =
+      "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+      "spec: {selector: {app: web}, ports: [{name: http, port: 8080}]}\n";
+  ProxyClass proxy{Role::kSidecar, "default", {{"app", "web"}}, {{8080, 18080, 9080}}};
+  auto chains = [&](const std::string& extra) {
+    json got = CompileJson(services + extra, proxy);
+    return got[kListenerType]["inbound|18080"]["filter_chains"];
+  };
+  json permissive = chains("");
+  REQUIRE(permissive.size() == 2);
+  CHECK(permissive[0]["filter_chain_match"]["transport_protocol"] == "tls");
+  CHECK(permissive[0]["transport_socket"]["typed_config"]["require_client_certificate"] == true);
+  CHECK(!permissive[1].contains("transport_socket"));
+  json strict = chains(
+      "---\napiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\n"
+      "metadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n");
+  REQUIRE(strict.size() == 1);
+  CHECK(strict[0].contains("transport_socket"));
+  json disabled = chains(
+      "---\napiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\n"
+      "metadata: {name: default}\nspec: {mtls: {mode: DISABLE}}\n");
+  REQUIRE(disabled.size() == 1);
+  CHECK(!disabled[0].contains("transport_socket"));
+}
+
 TEST_CASE("Load assignments filter endpoints by subset labels, each locality weighted") {
   json got = CompileJson(kCanary);
   const json& v1 = got[kEndpointType]["outbound|9000|v1|echo.default.svc.cluster.local"];
