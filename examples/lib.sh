@@ -101,6 +101,7 @@ start_sidecar() {
     --namespace "$ns" --labels "$labels" --address "$ip" --outbound "$ip:15001" \
     --inbound "$service_port=$inbound:$app_port" --admin "127.0.0.1:$admin" --concurrency 1 \
     --token-file "$(token_file "$name" "$ns")"
+  LAST_ADMIN=$admin
   wait_ready "$admin"
 }
 

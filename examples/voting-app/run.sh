@@ -73,12 +73,21 @@ say "Step 2: analytics 1.1 joins; the Service alone balances between 1.0 and 1.1
 apply "$MANIFESTS/kubernetes/step-2-update-voting-analytics-to-1.1.yaml"
 start_workload voting-analytics-1-1 voting app=voting-analytics,version=1.1 127.0.1.3 8080 \
   --mode voting-analytics --name voting-analytics --version 1.1 --storage redis
+ANALYTICS_ADMIN=$LAST_ADMIN
 await "Cats: 2/6 (33%)"
 results_loop
-say "Step 2: routing for every component pins analytics to 1.1 (and asks for mutual TLS)"
+say "Step 2: routing for every component pins analytics to 1.1, and mutual TLS (STRICT)"
 apply "$MANIFESTS/istio/step-2-update-and-add-routing-for-all-components.yaml"
 await_all "Cats: 2/6 (33%)"
 results_loop
+echo "\$ meshctl tls-check voting-analytics"
+meshctl tls-check voting-analytics
+echo "(the sidecars now talk mutual TLS with certificates from meshpilot's CA; a plaintext client"
+echo " that skips its sidecar is refused by voting-analytics' sidecar:)"
+ANALYTICS_INBOUND=$(curl -s "http://127.0.0.1:$ANALYTICS_ADMIN/config_dump" |
+  sed -n 's/.*"name":"inbound|\([0-9]*\)".*/\1/p' | head -1)
+echo "\$ curl http://127.0.1.3:$ANALYTICS_INBOUND/results"
+curl -s -m 2 "http://127.0.1.3:$ANALYTICS_INBOUND/results" || echo "curl: the connection was closed (exit $?)"
 
 say "Step 3: the 2.0 components, with their own storage; the featureflag cookie picks 2.0"
 apply "$MANIFESTS/kubernetes/step-3-update-voting-app-with-new-storage.yaml"
