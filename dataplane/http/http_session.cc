@@ -208,7 +208,7 @@ class HttpConnection {
     if (ec) {
       ++worker_.stats().downstream_rejected;
       log::Info("meshproxy: ", accepted_config_->name, ": TLS from ", peer_ip_,
-                " refused: ", ec.message());
+                " refused: ", HandshakeFailure(stream.native_handle(), ec.message()));
       co_return false;
     }
     peer_spiffe_ = PeerSpiffeId(stream.native_handle());
@@ -768,8 +768,9 @@ class HttpConnection {
                                     asio::redirect_error(asio::use_awaitable, ec));
     connection.stream.expires_never();
     if (ec) {
-      co_return absl::UnavailableError(absl::StrCat("TLS handshake with ", host.address, ":",
-                                                    host.port, " failed: ", ec.message()));
+      co_return absl::UnavailableError(
+          absl::StrCat("TLS handshake with ", host.address, ":", host.port,
+                       " failed: ", HandshakeFailure(stream.native_handle(), ec.message())));
     }
     std::string peer = PeerSpiffeId(stream.native_handle());
     const auto& allowed = cluster.tls->san_uris;

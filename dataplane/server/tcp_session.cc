@@ -97,13 +97,14 @@ awaitable<bool> AcceptTls(Worker& worker, std::shared_ptr<Pipe> shared,
     log::Warn("meshproxy: ", config.name, ": TLS refused: no workload certificate yet");
     co_return false;
   }
-  co_await pipe.down.StartTls(pipe.down_tls->server)
-      .async_handshake(asio::ssl::stream_base::server,
-                       asio::redirect_error(asio::use_awaitable, ec));
+  MeshStream::Tls& stream = pipe.down.StartTls(pipe.down_tls->server);
+  co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                  asio::redirect_error(asio::use_awaitable, ec));
   limit.cancel();
   if (ec || *expired) {
     ++worker.stats().downstream_rejected;
-    log::Info("meshproxy: ", config.name, ": TLS refused: ", ec.message());
+    log::Info("meshproxy: ", config.name,
+              ": TLS refused: ", HandshakeFailure(stream.native_handle(), ec.message()));
     co_return false;
   }
   co_return true;

@@ -55,4 +55,10 @@ std::string PeerSpiffeId(SSL* ssl) {
   return out;
 }
 
+std::string HandshakeFailure(SSL* ssl, const std::string& error) {
+  long verdict = SSL_get_verify_result(ssl);
+  if (verdict != X509_V_OK) return X509_verify_cert_error_string(verdict);
+  return error;
+}
+
 }  // namespace mesh::dataplane

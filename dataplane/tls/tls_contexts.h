@@ -28,4 +28,8 @@ using TlsContextsPtr = std::shared_ptr<TlsContexts>;
 // The peer's SPIFFE ID (its certificate's first URI SAN), or empty.
 std::string PeerSpiffeId(SSL* ssl);
 
+// Why a handshake failed, in words: the certificate check's verdict ("certificate has expired")
+// when there is one, else `error`.
+std::string HandshakeFailure(SSL* ssl, const std::string& error);
+
 }  // namespace mesh::dataplane

@@ -6,11 +6,15 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "controlplane/ca/authority.h"
 #include "test/support/mesh.h"
+#include "test/support/x509.h"
 
 namespace mesh::testing {
 namespace {
@@ -145,6 +149,41 @@ spec:
   CHECK(absl::StrContains(m.client->process->Log(),
                           absl::StrCat("presented ", kIdentity,
                                        ", not one of the identities its DestinationRule names")));
+}
+
+TEST_CASE("An expired certificate, or one from another CA, is refused and logged") {
+  MtlsMesh m(absl::StrCat(kIstioMutual, "---\n", PeerAuthentication("STRICT")));
+  REQUIRE(WaitFor([&] { return m.Call("/ping").body == "pong from web v1\n"; }, 10s));
+  auto handshake = [&](const ca::Authority& authority, absl::Time signed_at,
+                       const std::string& tag) {
+    std::string key;
+    auto cert =
+        authority.Sign(MakeCsr({}, &key), {"default", "default"}, absl::Hours(1), signed_at);
+    REQUIRE(cert.ok());
+    std::string dir = m.mesh.dir() / tag;
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/cert.pem") << cert->cert_pem;
+    std::ofstream(dir + "/key.pem") << key;
+    return RunCommand(
+        {"openssl", "s_client", "-connect", absl::StrCat(m.web->ip, ":", m.web->inbound_port),
+         "-cert", dir + "/cert.pem", "-key", dir + "/key.pem", "-quiet"},
+        "GET /ping HTTP/1.0\r\n\r\n");
+  };
+  const std::string ca_dir = m.mesh.dir() / "meshpilot/ca";
+  auto mesh_ca =
+      ca::Authority::LoadOrCreate(ca_dir + "/root-cert.pem", ca_dir + "/root-key.pem", {});
+  REQUIRE(mesh_ca.ok());
+  CommandResult expired = handshake(**mesh_ca, absl::Now() - absl::Hours(48), "expired");
+  CHECK(!absl::StrContains(expired.out, "pong"));
+  auto other_ca = ca::Authority::LoadOrCreate(m.mesh.dir() / "other/cert.pem",
+                                              m.mesh.dir() / "other/key.pem", {});
+  REQUIRE(other_ca.ok());
+  CommandResult foreign = handshake(**other_ca, absl::Now(), "foreign");
+  CHECK(!absl::StrContains(foreign.out, "pong"));
+  std::string log = m.web->process->Log();
+  INFO(log);
+  CHECK(absl::StrContains(log, "refused: certificate has expired"));
+  CHECK(absl::StrContains(log, "refused: unable to get local issuer certificate"));
 }
 
 }  // namespace
