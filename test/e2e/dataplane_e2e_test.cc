@@ -78,34 +78,8 @@ spec:
   - route: [{destination: {host: pong, subset: v1}}]
 )";
 
-// Writes `request` on a new connection to 127.0.0.1:port and returns all it reads back until the
-// server closes or `timeout` passes.
 std::string Raw(int port, const std::string& request, std::chrono::milliseconds timeout = 3s) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return "<connect failed>";
-  }
-  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string out;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  char buf[4096];
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, n);
-  }
-  ::close(fd);
-  return out;
+  return RawTcp("127.0.0.1", port, request, false, timeout);
 }
 
 TEST_CASE("Gateway: an 80/20 split holds within 5 points over 1,000 requests") {

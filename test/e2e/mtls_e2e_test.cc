@@ -48,22 +48,8 @@ spec: {selector: {app: client}, ports: [{name: http, port: 8080}]}
   Reply Call(const std::string& path) { return HttpGet(client->port, "/call/web:8080" + path); }
   // A plaintext request straight to web's inbound listener, as a workload outside the mesh.
   std::string Plaintext() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(web->inbound_port));
-    ::inet_pton(AF_INET, web->ip.c_str(), &addr.sin_addr);
-    timeval timeout{3, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    std::string out;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-      std::string req = "GET /ping HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n";
-      ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-      char buf[4096];
-      ssize_t n;
-      while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, n);
-    }
-    ::close(fd);
+    std::string out = RawTcp(web->ip, web->inbound_port,
+                             "GET /ping HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n", false);
     if (out.empty()) return "<refused>";
     return out.substr(out.find("\r\n\r\n") + 4);
   }

@@ -380,25 +380,8 @@ TEST_CASE("TCP routes by sourceLabels: voting-app 1.0 reaches Redis, and 2.0 rea
   CHECK(absl::StrContains(HttpGet(gw.port, "/", flag).body, "Cats: 2/3 (67%) | Dogs: 1/3 (33%)"));
 }
 
-// Sends `data` on a new connection to ip:port, half-closes, and reads the answer to its end.
 std::string TcpRoundTrip(const std::string& ip, int port, const std::string& data) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  ::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
-  timeval timeout{3, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    ::shutdown(fd, SHUT_WR);
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, n);
-  }
-  ::close(fd);
-  return out;
+  return RawTcp(ip, port, data, true);
 }
 
 TEST_CASE(

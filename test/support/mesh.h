@@ -27,6 +27,12 @@ struct Reply {
 Reply HttpGet(int port, const std::string& path, const httplib::Headers& headers = {},
               const std::string& host = "127.0.0.1");
 
+// Sends `data` on a new TCP connection to ip:port (half-closing after it when `half_close`) and
+// returns everything read back until the peer closes or `timeout` passes; "<connect failed>" when
+// nothing listens.
+std::string RawTcp(const std::string& ip, int port, const std::string& data, bool half_close,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(3));
+
 class Mesh {
  public:
   // `meshpilot_flags` are added to meshpilot's command line.
