@@ -173,8 +173,14 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
     const std::string& protocol = bound[0].server->port.protocol;
     std::string name = absl::StrCat("0.0.0.0_", port);
     listener::Listener l = BaseListener(name, port, core::INBOUND);
-    if (IsHttp(protocol)) {
-      std::string rc_name = absl::StrCat("http.", port);
+    const model::ServerTLSSettings* tls = bound[0].server->tls ? &*bound[0].server->tls : nullptr;
+    using TlsMode = model::ServerTLSSettings::Mode;
+    // HTTPS with certificates from files terminates TLS here and routes like HTTP.
+    bool https = (protocol == "HTTPS") && tls &&
+                 (tls->mode == TlsMode::kSimple || tls->mode == TlsMode::kMutual) &&
+                 tls->credential_name.empty() && !tls->server_certificate.empty();
+    if (IsHttp(protocol) || https) {
+      std::string rc_name = absl::StrCat(https ? "https." : "http.", port);
       route::RouteConfiguration rc;
       rc.set_name(rc_name);
       std::map<std::string, route::VirtualHost*> vhosts;
@@ -207,7 +213,27 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
           }
         }
       }
+      // httpsRedirect: plaintext requests are sent to https with a 301.
+      if (!https && tls && tls->https_redirect) {
+        for (auto& vh : *rc.mutable_virtual_hosts()) vh.set_require_tls(route::VirtualHost::ALL);
+      }
       AddRdsChain(rc_name, &l);
+      if (https) {
+        envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext ctx;
+        auto* cert = ctx.mutable_common_tls_context()->add_tls_certificates();
+        cert->mutable_certificate_chain()->set_filename(tls->server_certificate);
+        cert->mutable_private_key()->set_filename(tls->private_key);
+        if (tls->mode == TlsMode::kMutual) {
+          ctx.mutable_common_tls_context()
+              ->mutable_validation_context()
+              ->mutable_trusted_ca()
+              ->set_filename(tls->ca_certificates);
+          ctx.mutable_require_client_certificate()->set_value(true);
+        }
+        auto* socket = l.mutable_filter_chains(0)->mutable_transport_socket();
+        socket->set_name("envoy.transport_sockets.tls");
+        socket->mutable_typed_config()->PackFrom(ctx);
+      }
       out->by_type[kRouteType][rc_name] = Pack(rc);
     } else if (protocol == "TCP" || protocol == "MONGO") {
       // The first VirtualService bound to this gateway with a tcp route for the port.
@@ -229,7 +255,8 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
       if (tcp.cluster().empty() && tcp.weighted_clusters().clusters().empty()) continue;
       AddTcpChain(tcp, &l);
     } else {
-      // HTTPS and TLS servers need certificates: they come with the mesh-identity work.
+      // TLS passthrough, credentialName (Kubernetes secrets) and ISTIO_MUTUAL gateway servers
+      // are not served yet.
       continue;
     }
     out->by_type[kListenerType][name] = Pack(l);

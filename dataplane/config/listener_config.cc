@@ -42,9 +42,24 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
   int main_chain = 0;
   if (l.filter_chains_size() == 1) {
     if (l.filter_chains(0).has_transport_socket()) {
-      if (!l.filter_chains(0).transport_socket().typed_config().Is<DownstreamTlsContext>())
+      DownstreamTlsContext ctx;
+      if (!l.filter_chains(0).transport_socket().typed_config().UnpackTo(&ctx))
         return Invalid(l.name(), "filter_chains[0].transport_socket: only TLS is supported");
       out->tls = Tls::kStrict;
+      const auto& common = ctx.common_tls_context();
+      if (common.tls_certificates_size() > 0) {
+        TlsFiles files;
+        files.cert_file = common.tls_certificates(0).certificate_chain().filename();
+        files.key_file = common.tls_certificates(0).private_key().filename();
+        files.ca_file = common.validation_context().trusted_ca().filename();
+        files.require_client_certificate = ctx.require_client_certificate().value();
+        if (files.cert_file.empty() || files.key_file.empty()) {
+          return Invalid(
+              l.name(),
+              "filter_chains[0].transport_socket: certificate and key files are required");
+        }
+        out->tls_files = std::move(files);
+      }
     }
   } else if (l.filter_chains_size() == 2) {
     // PERMISSIVE: a TLS chain for clients that start a handshake, a plaintext one for the rest.

@@ -35,6 +35,13 @@ struct ListenerConfig {
   // the client starts a TLS handshake, plaintext otherwise).
   enum class Tls { kNone, kStrict, kPermissive };
   Tls tls = Tls::kNone;
+  // TLS with certificates from files (a gateway's SIMPLE or MUTUAL server) rather than the mesh
+  // identity; `ca_file` and a required client certificate for MUTUAL.
+  struct TlsFiles {
+    std::string cert_file, key_file, ca_file;
+    bool require_client_certificate = false;
+  };
+  std::optional<TlsFiles> tls_files;
 
   // kHttp: the RDS route config name, or an inline table (then `rds_name` is empty).
   std::string rds_name;

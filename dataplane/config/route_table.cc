@@ -199,6 +199,7 @@ absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
     vh.name = in.name();
     if (in.domains_size() == 0) errors.Add(vpath + ".domains", "at least one domain is required");
     for (const auto& d : in.domains()) vh.domains.push_back(absl::AsciiStrToLower(d));
+    vh.require_tls = in.require_tls() != pb::VirtualHost::NONE;
     for (int r = 0; r < in.routes_size(); ++r) {
       const pb::Route& pr = in.routes(r);
       std::string rpath = absl::StrCat(vpath, ".routes[", r, "]");

@@ -30,6 +30,7 @@ struct RequestView {
   absl::string_view authority;  // Host or :authority, possibly with a port
   absl::string_view path;       // path and query, as on the request line
   std::vector<std::pair<absl::string_view, absl::string_view>> headers;
+  bool tls = false;  // the request arrived over TLS
 };
 
 struct HeaderOp {
@@ -137,6 +138,7 @@ struct Route {
 struct VirtualHost {
   std::string name;
   std::vector<std::string> domains;
+  bool require_tls = false;  // plaintext requests are redirected to https
   std::vector<Route> routes;
 };
 

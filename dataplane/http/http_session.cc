@@ -195,13 +195,24 @@ class HttpConnection {
                 " refused (mutual TLS is STRICT)");
       co_return false;
     }
-    tls_ = worker_.tls();
-    if (!tls_) {
-      log::Warn("meshproxy: ", accepted_config_->name, ": TLS from ", peer_ip_,
-                " refused: no workload certificate yet");
-      co_return false;
+    // A gateway's own certificates (from files), else the mesh identity.
+    asio::ssl::context* context = nullptr;
+    if (const SnapshotPtr& snapshot = worker_.snapshot()) {
+      auto it = snapshot->file_tls.find(accepted_config_->name);
+      if (it != snapshot->file_tls.end()) file_tls_ = it->second;
     }
-    MeshStream::Tls& stream = down_.StartTls(tls_->server);
+    if (file_tls_) {
+      context = file_tls_.get();
+    } else {
+      tls_ = worker_.tls();
+      if (!tls_) {
+        log::Warn("meshproxy: ", accepted_config_->name, ": TLS from ", peer_ip_,
+                  " refused: no workload certificate yet");
+        co_return false;
+      }
+      context = &tls_->server;
+    }
+    MeshStream::Tls& stream = down_.StartTls(*context);
     co_await stream.async_handshake(asio::ssl::stream_base::server,
                                     asio::redirect_error(asio::use_awaitable, ec));
     handshake_deadline_.reset();
@@ -333,6 +344,7 @@ class HttpConnection {
     }
     RequestViewBuilder builder;
     RequestView view = builder.Build(req, authority, path_copy);
+    view.tls = down_.tls() != nullptr;
     const uint64_t draw = worker_.Random();
     Decision d = routes ? Decide(*routes, view, draw) : Decision{};
     const std::string route_name = d.route ? d.route->name : "";
@@ -385,7 +397,8 @@ class HttpConnection {
     } else {
       req.erase("x-forwarded-client-cert");
     }
-    if (req.find("x-forwarded-proto") == req.end()) req.set("x-forwarded-proto", "http");
+    if (req.find("x-forwarded-proto") == req.end())
+      req.set("x-forwarded-proto", view.tls ? "https" : "http");
     req.keep_alive(true);  // upstream connections are pooled whatever the client does
     // A POST, PUT or PATCH without a body says so: some servers would otherwise read to EOF.
     if (parser.is_done() && !req.count(http::field::content_length) &&
@@ -892,6 +905,7 @@ class HttpConnection {
 
   Worker& worker_;
   TlsContextsPtr tls_;  // the identity the client's TLS was accepted with; outlives down_
+  std::shared_ptr<asio::ssl::context> file_tls_;  // or a gateway's certificates from files
   Stream down_;
   beast::flat_buffer buffer_;           // bytes read from the client, not yet parsed
   beast::flat_buffer upstream_buffer_;  // bytes read from the current upstream connection

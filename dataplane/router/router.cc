@@ -10,6 +10,15 @@ namespace mesh::dataplane {
 
 Decision Decide(const RouteTable& table, const RequestView& request, uint64_t draw) {
   Decision d;
+  const VirtualHost* vh = table.FindVirtualHost(request.authority);
+  if (vh && vh->require_tls && !request.tls) {
+    // httpsRedirect: the same URL over https, on the default port.
+    absl::string_view host = request.authority.substr(0, request.authority.rfind(':'));
+    d.kind = Decision::Kind::kRedirect;
+    d.status = 301;
+    d.location = absl::StrCat("https://", host, request.path);
+    return d;
+  }
   d.route = table.Match(request);
   if (!d.route) return d;
   if (d.route->redirect) {

@@ -1,5 +1,7 @@
 #include "dataplane/server/snapshot.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace mesh::dataplane {
 
 const RouteTable* Snapshot::RoutesFor(const ListenerConfig& listener) const {
@@ -23,6 +25,26 @@ absl::StatusOr<SnapshotPtr> Snapshot::Build(ProxyConfigPtr config, const Snapsho
     if (l.has_api_listener()) continue;  // proxyless gRPC listeners are not for a proxy to bind
     absl::StatusOr<ListenerConfigPtr> lc = ListenerConfig::FromProto(l);
     if (!lc.ok()) return lc.status();
+    if (const auto& files = (*lc)->tls_files) {
+      namespace ssl = boost::asio::ssl;
+      auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+      boost::system::error_code ec;
+      ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                           ssl::context::no_tlsv1_1,
+                       ec);
+      if (!ec) ctx->use_certificate_chain_file(files->cert_file, ec);
+      if (!ec) ctx->use_private_key_file(files->key_file, ssl::context::pem, ec);
+      if (!ec && !files->ca_file.empty()) ctx->load_verify_file(files->ca_file, ec);
+      if (!ec && files->require_client_certificate)
+        ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
+      if (ec) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "listener ", name, ": TLS certificate files (", files->cert_file, ", ", files->key_file,
+            files->ca_file.empty() ? "" : ", " + files->ca_file, "): ", ec.message()));
+      }
+      out->file_tls[name] = std::move(ctx);
+    }
     out->listeners[name] = *std::move(lc);
   }
   out->config = std::move(config);

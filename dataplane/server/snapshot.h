@@ -1,5 +1,6 @@
 #pragma once
 
+#include <boost/asio/ssl/context.hpp>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,6 +19,9 @@ struct Snapshot {
   ProxyConfigPtr config;
   ClusterTablePtr clusters;
   std::map<std::string, ListenerConfigPtr> listeners;
+  // Server TLS contexts of listeners with certificates from files (gateway SIMPLE/MUTUAL), by
+  // listener name; loaded when the snapshot is built, so a missing file refuses the update.
+  std::map<std::string, std::shared_ptr<boost::asio::ssl::context>> file_tls;
 
   // The routes of an HTTP listener: inline, or the RDS config it names; nullptr while that
   // config has not arrived.

@@ -172,5 +172,84 @@ TEST_CASE("An expired certificate, or one from another CA, is refused and logged
   CHECK(absl::StrContains(log, "refused: unable to get local issuer certificate"));
 }
 
+TEST_CASE("Gateway TLS: SIMPLE and MUTUAL servers from certificate files, and httpsRedirect") {
+  Mesh mesh;
+  // Server and client certificates from a CA of the test's own, as files.
+  auto test_ca =
+      ca::Authority::LoadOrCreate(mesh.dir() / "gwca/cert.pem", mesh.dir() / "gwca/key.pem", {});
+  REQUIRE(test_ca.ok());
+  auto issue = [&](const std::string& name) {
+    std::string key;
+    auto cert = (*test_ca)->Sign(MakeCsr({}, &key), {"gateway", name});
+    REQUIRE(cert.ok());
+    std::ofstream(mesh.dir() / (name + "-cert.pem")) << cert->cert_pem;
+    std::ofstream(mesh.dir() / (name + "-key.pem")) << key;
+  };
+  issue("server");
+  issue("client");
+  int app = mesh.App("web-a", {"--name", "web", "--version", "a"});
+  int http = FreePort(), https = FreePort(), mutual = FreePort();
+  const std::string files = absl::StrCat("serverCertificate: ", mesh.dir() / "server-cert.pem",
+                                         ", privateKey: ", mesh.dir() / "server-key.pem");
+  mesh.Apply(absl::StrCat(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{name: http, port: 8080}]}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: WorkloadEntry
+metadata: {name: web-a}
+spec: {address: 127.0.0.1, labels: {app: web}, ports: {http: )",
+                          app, R"(}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - {port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"], tls: {httpsRedirect: true}}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: SIMPLE, )",
+                          files, R"(}
+  - port: {number: 8443, name: https-mutual, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: MUTUAL, )",
+                          files, ", caCertificates: ", mesh.dir() / "gwca/cert.pem", R"(}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http: [{route: [{destination: {host: web}}]}]
+)"));
+  mesh.Gateway("ingressgateway",
+               {"--port-map", absl::StrCat("80=", http), "--port-map", absl::StrCat("443=", https),
+                "--port-map", absl::StrCat("8443=", mutual)});
+  REQUIRE(mesh.WaitReady());
+  auto curl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"curl", "-s", "-k", "-m", "5"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  };
+  REQUIRE(WaitFor(
+      [&] { return curl({absl::StrCat("https://127.0.0.1:", https, "/")}).out == "web a\n"; },
+      10s));
+  Reply redirect = HttpGet(http, "/page?x=1");
+  CHECK(redirect.status == 301);
+  CHECK(redirect.Header("Location") == "https://127.0.0.1/page?x=1");
+  CHECK(absl::StrContains(curl({absl::StrCat("https://127.0.0.1:", https, "/echo")}).out,
+                          "header: x-forwarded-proto: https"));
+  // MUTUAL: no client certificate, no answer; the test CA's client certificate, the app.
+  CHECK(curl({absl::StrCat("https://127.0.0.1:", mutual, "/")}).out != "web a\n");
+  CHECK(curl({"--cert", mesh.dir() / "client-cert.pem", "--key", mesh.dir() / "client-key.pem",
+              absl::StrCat("https://127.0.0.1:", mutual, "/")})
+            .out == "web a\n");
+}
+
 }  // namespace
 }  // namespace mesh::testing
