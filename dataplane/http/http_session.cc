@@ -471,7 +471,7 @@ class HttpConnection {
     if (cluster->tls && cluster->tls->unsupported) {
       worker_.stats().CountRequest(listener->name, route_name, cluster->name, 503);
       if (!co_await DiscardBody(parser)) co_return false;
-      std::string body = "upstream TLS settings not supported by meshproxy\n";
+      std::string body = "upstream TLS settings (credentialName) not supported by meshproxy\n";
       std::vector<std::pair<std::string, std::string>> headers = {
           {"x-meshproxy-reason", "upstream_tls_unsupported"}};
       co_return co_await Reply(503, std::move(body), keep_alive, headers, req.version());
@@ -768,10 +768,24 @@ class HttpConnection {
   // verified against the mesh root and, when the cluster names identities, its SPIFFE ID checked.
   awaitable<absl::Status> SecureUpstream(UpstreamConnection& connection, const Cluster& cluster,
                                          const Host& host, absl::Time deadline) {
-    const TlsContextsPtr tls = worker_.tls();
-    if (!tls) co_return absl::UnavailableError("no workload certificate yet for mutual TLS");
-    connection.tls = tls;
-    MeshStream::Tls& stream = connection.stream.StartTls(tls->client);
+    asio::ssl::context* context = nullptr;
+    if (cluster.tls->files) {
+      // SIMPLE or MUTUAL with files: the context the snapshot loaded for this cluster.
+      std::shared_ptr<asio::ssl::context> files;
+      if (const SnapshotPtr& snapshot = worker_.snapshot()) {
+        auto it = snapshot->cluster_tls.find(cluster.name);
+        if (it != snapshot->cluster_tls.end()) files = it->second;
+      }
+      if (!files) co_return absl::UnavailableError("no TLS context for the cluster");
+      context = files.get();
+      connection.tls = std::move(files);
+    } else {
+      const TlsContextsPtr tls = worker_.tls();
+      if (!tls) co_return absl::UnavailableError("no workload certificate yet for mutual TLS");
+      context = &tls->client;
+      connection.tls = tls;
+    }
+    MeshStream::Tls& stream = connection.stream.StartTls(*context);
     if (!cluster.tls->sni.empty())
       SSL_set_tlsext_host_name(stream.native_handle(), cluster.tls->sni.c_str());
     absl::Duration limit = std::min(cluster.connect_timeout, deadline - absl::Now());

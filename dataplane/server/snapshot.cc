@@ -21,6 +21,31 @@ absl::StatusOr<SnapshotPtr> Snapshot::Build(ProxyConfigPtr config, const Snapsho
       ClusterTable::Build(*config, previous ? previous->clusters.get() : nullptr);
   if (!clusters.ok()) return clusters.status();
   out->clusters = *std::move(clusters);
+  for (const auto& [name, c] : out->clusters->clusters()) {
+    if (!c.tls || !c.tls->files) continue;
+    namespace ssl = boost::asio::ssl;
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+    boost::system::error_code ec;
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                         ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                     ec);
+    if (!ec && c.tls->verify) {
+      if (c.tls->ca_file.empty()) {
+        ctx->set_default_verify_paths(ec);
+      } else {
+        ctx->load_verify_file(c.tls->ca_file, ec);
+      }
+      if (!ec) ctx->set_verify_mode(ssl::verify_peer, ec);
+    }
+    if (!ec && !c.tls->cert_file.empty()) ctx->use_certificate_chain_file(c.tls->cert_file, ec);
+    if (!ec && !c.tls->key_file.empty())
+      ctx->use_private_key_file(c.tls->key_file, ssl::context::pem, ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster ", name, ": TLS files: ", ec.message()));
+    }
+    out->cluster_tls[name] = std::move(ctx);
+  }
   for (const auto& [name, l] : config->listeners) {
     if (l.has_api_listener()) continue;  // proxyless gRPC listeners are not for a proxy to bind
     absl::StatusOr<ListenerConfigPtr> lc = ListenerConfig::FromProto(l);

@@ -22,6 +22,8 @@ struct Snapshot {
   // Server TLS contexts of listeners with certificates from files (gateway SIMPLE/MUTUAL), by
   // listener name; loaded when the snapshot is built, so a missing file refuses the update.
   std::map<std::string, std::shared_ptr<boost::asio::ssl::context>> file_tls;
+  // Client TLS contexts of clusters with SIMPLE or MUTUAL settings from files, by cluster name.
+  std::map<std::string, std::shared_ptr<boost::asio::ssl::context>> cluster_tls;
 
   // The routes of an HTTP listener: inline, or the RDS config it names; nullptr while that
   // config has not arrived.

@@ -25,6 +25,7 @@ struct Pipe {
   Pipe(tcp::socket down_socket)
       : down(std::move(down_socket)), up(down.get_executor()), finished(down.get_executor()) {}
   TlsContextsPtr down_tls, up_tls;  // the contexts the TLS sides were made with; outlive them
+  std::shared_ptr<asio::ssl::context> up_files;  // or the cluster's TLS from files
   MeshStream down, up;
   asio::steady_timer finished;  // cancelled when a direction ends
   int running = 2;
@@ -152,18 +153,28 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
       co_await pipe->up.socket().async_connect(tcp::endpoint(ip, host->port),
                                                asio::redirect_error(asio::use_awaitable, ec));
       if (!ec && cluster->tls) {
-        // ISTIO_MUTUAL towards the cluster (other TLS setups are refused: never plaintext).
-        pipe->up_tls = worker.tls();
-        if (!pipe->up_tls || cluster->tls->unsupported) {
+        // ISTIO_MUTUAL with the mesh identity, or SIMPLE/MUTUAL from files; never plaintext.
+        asio::ssl::context* context = nullptr;
+        if (cluster->tls->files) {
+          auto it = snapshot->cluster_tls.find(cluster->name);
+          if (it != snapshot->cluster_tls.end()) pipe->up_files = it->second;
+          context = pipe->up_files.get();
+        } else if (!cluster->tls->unsupported) {
+          pipe->up_tls = worker.tls();
+          if (pipe->up_tls) context = &pipe->up_tls->client;
+        }
+        if (!context) {
           log::Warn("meshproxy: ", config->name, ": cluster ", cluster->name,
-                    pipe->up_tls ? ": TLS settings not supported" : ": no workload certificate");
+                    ": no usable TLS settings or workload certificate");
           ec = asio::error::access_denied;
         } else {
-          co_await pipe->up.StartTls(pipe->up_tls->client)
-              .async_handshake(asio::ssl::stream_base::client,
-                               asio::redirect_error(asio::use_awaitable, ec));
-          if (ec)
-            log::Warn("meshproxy: ", config->name, ": TLS to ", cluster->name, ": ", ec.message());
+          MeshStream::Tls& tls = pipe->up.StartTls(*context);
+          co_await tls.async_handshake(asio::ssl::stream_base::client,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+          if (ec) {
+            log::Warn("meshproxy: ", config->name, ": TLS to ", cluster->name, ": ",
+                      HandshakeFailure(tls.native_handle(), ec.message()));
+          }
         }
       }
       connect_timer.cancel();

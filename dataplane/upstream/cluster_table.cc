@@ -118,7 +118,19 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
         t.sni = ctx.sni();
         t.istio_mutual = common.tls_certificate_sds_secret_configs_size() == 1 &&
                          common.tls_certificate_sds_secret_configs(0).name() == "default";
-        t.unsupported = !t.istio_mutual;
+        if (!t.istio_mutual) {
+          // Files, as compiled from SIMPLE or MUTUAL; SDS names other than the mesh's
+          // (credentialName) cannot be served.
+          t.unsupported = common.tls_certificate_sds_secret_configs_size() > 0 ||
+                          common.has_combined_validation_context();
+          t.files = !t.unsupported;
+          if (common.tls_certificates_size() > 0) {
+            t.cert_file = common.tls_certificates(0).certificate_chain().filename();
+            t.key_file = common.tls_certificates(0).private_key().filename();
+          }
+          t.ca_file = common.validation_context().trusted_ca().filename();
+          t.verify = common.has_validation_context();
+        }
         for (const auto& m : common.combined_validation_context()
                                  .default_validation_context()
                                  .match_typed_subject_alt_names()) {

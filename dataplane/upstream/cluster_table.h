@@ -66,8 +66,13 @@ struct OutlierSettings {
 struct UpstreamTls {
   // ISTIO_MUTUAL: the workload certificate ("default") and the mesh root ("ROOTCA").
   bool istio_mutual = false;
-  // Another TLS setup (SIMPLE or MUTUAL with files, credentialName) this proxy cannot make yet:
-  // requests get a 503 rather than travelling in plaintext.
+  // SIMPLE or MUTUAL with files: the CA to verify the server with (none: the system's roots, or
+  // no verification when `verify` is false), and a client certificate for MUTUAL.
+  bool files = false;
+  std::string ca_file, cert_file, key_file;
+  bool verify = true;
+  // A TLS setup this proxy cannot make (credentialName, Kubernetes secrets): requests get a 503
+  // rather than travelling in plaintext.
   bool unsupported = false;
   std::string sni;
   std::vector<std::string> san_uris;  // accepted peer identities; any mesh identity when empty

@@ -249,6 +249,48 @@ spec:
   CHECK(curl({"--cert", mesh.dir() / "client-cert.pem", "--key", mesh.dir() / "client-key.pem",
               absl::StrCat("https://127.0.0.1:", mutual, "/")})
             .out == "web a\n");
+
+  // A DestinationRule MUTUAL with files towards a TLS server (the gateway's own MUTUAL port):
+  // /via-tls goes out with the client certificate and comes back in on 8443.
+  mesh.Apply(absl::StrCat(R"(
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: tlsweb}
+spec:
+  hosts: [tlsweb.example]
+  ports: [{number: 8443, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: )",
+                          mutual, R"(}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: tlsweb}
+spec:
+  host: tlsweb.example
+  trafficPolicy:
+    tls: {mode: MUTUAL, clientCertificate: )",
+                          mesh.dir() / "client-cert.pem",
+                          ", privateKey: ", mesh.dir() / "client-key.pem",
+                          ", caCertificates: ", mesh.dir() / "gwca/cert.pem", R"(}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - match: [{uri: {prefix: /via-tls}}]
+    rewrite: {uri: /}
+    route: [{destination: {host: tlsweb.example, port: {number: 8443}}}]
+  - route: [{destination: {host: web}}]
+)"));
+  CHECK(WaitFor(
+      [&] {
+        return curl({absl::StrCat("https://127.0.0.1:", https, "/via-tls")}).out == "web a\n";
+      },
+      10s));
 }
 
 }  // namespace
