@@ -6,6 +6,7 @@
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "google/protobuf/text_format.h"
 
 namespace mesh::dataplane {
@@ -91,6 +92,46 @@ TEST_CASE("Listeners the proxy cannot serve are refused with the field path") {
   CHECK(ListenerConfig::FromProto(two).status().message() ==
         "listener 0.0.0.0_80: filter_chains: two chains must be one TLS chain (transport_protocol "
         "\"tls\") and one plaintext chain");
+}
+
+TEST_CASE("TLS chains: mesh STRICT, PERMISSIVE pairs, and certificates from files") {
+  using envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+  auto tcp = Parse<TcpProxy>(R"(cluster: "c")");
+  auto mesh_tls = Parse<DownstreamTlsContext>(R"(
+      common_tls_context { tls_certificate_sds_secret_configs { name: "default" } }
+      require_client_certificate { value: true })");
+  envoy::config::listener::v3::Listener strict = With(tcp);
+  strict.mutable_filter_chains(0)->mutable_transport_socket()->mutable_typed_config()->PackFrom(
+      mesh_tls);
+  auto s = ListenerConfig::FromProto(strict);
+  REQUIRE(s.ok());
+  CHECK((*s)->tls == ListenerConfig::Tls::kStrict);
+  CHECK(!(*s)->tls_files);
+
+  envoy::config::listener::v3::Listener permissive = With(tcp);
+  *permissive.add_filter_chains() = permissive.filter_chains(0);  // the plaintext chain second
+  permissive.mutable_filter_chains(0)->mutable_filter_chain_match()->set_transport_protocol("tls");
+  *permissive.mutable_filter_chains(0)->mutable_transport_socket() =
+      strict.filter_chains(0).transport_socket();
+  auto p = ListenerConfig::FromProto(permissive);
+  REQUIRE(p.ok());
+  CHECK((*p)->tls == ListenerConfig::Tls::kPermissive);
+  CHECK((*p)->tcp_targets[0].cluster == "c");  // served from the plaintext chain's filter
+
+  envoy::config::listener::v3::Listener files = With(tcp);
+  files.mutable_filter_chains(0)->mutable_transport_socket()->mutable_typed_config()->PackFrom(
+      Parse<DownstreamTlsContext>(R"(
+      common_tls_context {
+        tls_certificates { certificate_chain { filename: "/etc/gw/cert.pem" }
+                           private_key { filename: "/etc/gw/key.pem" } }
+        validation_context { trusted_ca { filename: "/etc/gw/ca.pem" } } }
+      require_client_certificate { value: true })"));
+  auto f = ListenerConfig::FromProto(files);
+  REQUIRE(f.ok());
+  REQUIRE((*f)->tls_files);
+  CHECK((*f)->tls_files->cert_file == "/etc/gw/cert.pem");
+  CHECK((*f)->tls_files->ca_file == "/etc/gw/ca.pem");
+  CHECK((*f)->tls_files->require_client_certificate);
 }
 
 }  // namespace

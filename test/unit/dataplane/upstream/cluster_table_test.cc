@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh::dataplane {
 namespace {
@@ -125,6 +126,61 @@ TEST_CASE("Host state and round-robin position survive a rebuild for hosts that 
   CHECK(c->hosts[0].state->active_requests == 3);
   CHECK(c->hosts[0].state == first->Find("outbound|80||web")->hosts[0].state);
   CHECK(c->Pick(0, std::nullopt, kNow)->address == "10.0.0.2");  // continues where it was
+}
+
+TEST_CASE("Cluster TLS: ISTIO_MUTUAL with identities, files, and credentialName refused") {
+  namespace tls = envoy::extensions::transport_sockets::tls::v3;
+  auto with = [](const tls::UpstreamTlsContext& ctx) {
+    ProxyConfig config = Config(pb::Cluster::ROUND_ROBIN, 1);
+    config.clusters["outbound|80||web"]
+        .mutable_transport_socket()
+        ->mutable_typed_config()
+        ->PackFrom(ctx);
+    auto table = ClusterTable::Build(config, nullptr);
+    REQUIRE(table.ok());
+    const Cluster* c = (*table)->Find("outbound|80||web");
+    REQUIRE(c);
+    REQUIRE(c->tls);
+    return *c->tls;
+  };
+  tls::UpstreamTlsContext mesh;
+  mesh.set_sni("outbound_.80_._.web");
+  mesh.mutable_common_tls_context()->add_tls_certificate_sds_secret_configs()->set_name("default");
+  auto* san = mesh.mutable_common_tls_context()
+                  ->mutable_combined_validation_context()
+                  ->mutable_default_validation_context()
+                  ->add_match_typed_subject_alt_names();
+  san->set_san_type(tls::SubjectAltNameMatcher::URI);
+  san->mutable_matcher()->set_exact("spiffe://cluster.local/ns/default/sa/web");
+  UpstreamTls m = with(mesh);
+  CHECK(m.istio_mutual);
+  CHECK(!m.unsupported);
+  CHECK(m.sni == "outbound_.80_._.web");
+  CHECK(m.san_uris == std::vector<std::string>{"spiffe://cluster.local/ns/default/sa/web"});
+
+  tls::UpstreamTlsContext files;
+  auto* cert = files.mutable_common_tls_context()->add_tls_certificates();
+  cert->mutable_certificate_chain()->set_filename("/c.pem");
+  cert->mutable_private_key()->set_filename("/k.pem");
+  files.mutable_common_tls_context()
+      ->mutable_validation_context()
+      ->mutable_trusted_ca()
+      ->set_filename("/ca.pem");
+  UpstreamTls f = with(files);
+  CHECK(f.files);
+  CHECK(f.verify);
+  CHECK(f.cert_file == "/c.pem");
+  CHECK(f.ca_file == "/ca.pem");
+
+  tls::UpstreamTlsContext insecure;  // SIMPLE with insecureSkipVerify: no validation context
+  UpstreamTls n = with(insecure);
+  CHECK(n.files);
+  CHECK(!n.verify);
+
+  tls::UpstreamTlsContext secret;  // credentialName
+  secret.mutable_common_tls_context()->add_tls_certificate_sds_secret_configs()->set_name(
+      "gw-cert");
+  CHECK(with(secret).unsupported);
 }
 
 }  // namespace
