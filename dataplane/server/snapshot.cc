@@ -1,6 +1,7 @@
 #include "dataplane/server/snapshot.h"
 
 #include "absl/strings/str_cat.h"
+#include "dataplane/tls/tls_contexts.h"
 
 namespace mesh::dataplane {
 
@@ -24,11 +25,8 @@ absl::StatusOr<SnapshotPtr> Snapshot::Build(ProxyConfigPtr config, const Snapsho
   for (const auto& [name, c] : out->clusters->clusters()) {
     if (!c.tls || !c.tls->files) continue;
     namespace ssl = boost::asio::ssl;
-    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
     boost::system::error_code ec;
-    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                         ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                     ec);
+    auto ctx = NewTlsContext(ssl::context::tls_client, ec);
     if (!ec && c.tls->verify) {
       if (c.tls->ca_file.empty()) {
         ctx->set_default_verify_paths(ec);
@@ -52,12 +50,8 @@ absl::StatusOr<SnapshotPtr> Snapshot::Build(ProxyConfigPtr config, const Snapsho
     if (!lc.ok()) return lc.status();
     if (const auto& files = (*lc)->tls_files) {
       namespace ssl = boost::asio::ssl;
-      auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
       boost::system::error_code ec;
-      ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                           ssl::context::no_tlsv1_1,
-                       ec);
+      auto ctx = NewTlsContext(ssl::context::tls_server, ec);
       if (!ec) ctx->use_certificate_chain_file(files->cert_file, ec);
       if (!ec) ctx->use_private_key_file(files->key_file, ssl::context::pem, ec);
       if (!ec && !files->ca_file.empty()) ctx->load_verify_file(files->ca_file, ec);

@@ -10,11 +10,15 @@ namespace {
 
 namespace ssl = boost::asio::ssl;
 
-absl::Status Configure(ssl::context& ctx, const WorkloadCertificate::Credentials& c, bool server) {
-  boost::system::error_code ec;
+void Harden(ssl::context& ctx, boost::system::error_code& ec) {
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
                   ec);
+}
+
+absl::Status Configure(ssl::context& ctx, const WorkloadCertificate::Credentials& c, bool server) {
+  boost::system::error_code ec;
+  Harden(ctx, ec);
   if (!ec) ctx.use_certificate_chain(boost::asio::buffer(c.cert_pem), ec);
   if (!ec) ctx.use_private_key(boost::asio::buffer(c.key_pem), ssl::context::pem, ec);
   if (!ec) ctx.add_certificate_authority(boost::asio::buffer(c.root_pem), ec);
@@ -27,6 +31,13 @@ absl::Status Configure(ssl::context& ctx, const WorkloadCertificate::Credentials
 }
 
 }  // namespace
+
+std::shared_ptr<ssl::context> NewTlsContext(ssl::context::method method,
+                                            boost::system::error_code& ec) {
+  auto ctx = std::make_shared<ssl::context>(method);
+  Harden(*ctx, ec);
+  return ctx;
+}
 
 TlsContexts::TlsContexts() : client(ssl::context::tls_client), server(ssl::context::tls_server) {}
 

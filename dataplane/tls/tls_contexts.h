@@ -25,6 +25,10 @@ struct TlsContexts {
 };
 using TlsContextsPtr = std::shared_ptr<TlsContexts>;
 
+// A new context of `method` that speaks TLS 1.2 or later only.
+std::shared_ptr<boost::asio::ssl::context> NewTlsContext(boost::asio::ssl::context::method method,
+                                                         boost::system::error_code& ec);
+
 // The peer's SPIFFE ID (its certificate's first URI SAN), or empty.
 std::string PeerSpiffeId(SSL* ssl);
 
