@@ -46,6 +46,30 @@ spec: {selector: {app: client}, ports: [{name: http, port: 8080}]}
     client = &mesh.Workload("client", "default", "app=client", 8080, {"--name", "client"});
     REQUIRE(mesh.WaitReady());
   }
+  // `clients` threads calling web through the client's sidecar while `during` runs.
+  struct Load {
+    int ok = 0, failed = 0;
+  };
+  Load CallsDuring(int clients, const std::function<void()>& during) {
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0}, failed{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < clients; ++i) {
+      threads.emplace_back([&] {
+        while (!stop) {
+          if (Call("/ping").body == "pong from web v1\n") {
+            ++ok;
+          } else {
+            ++failed;
+          }
+        }
+      });
+    }
+    during();
+    stop = true;
+    for (auto& t : threads) t.join();
+    return {ok.load(), failed.load()};
+  }
   // A call from the client app, through its sidecar, to web.
   Reply Call(const std::string& path) { return HttpGet(client->port, "/call/web:8080" + path); }
   // A plaintext request straight to web's inbound listener, as a workload outside the mesh.
@@ -98,29 +122,17 @@ TEST_CASE("PERMISSIVE takes plaintext and mTLS, and switching to STRICT under lo
   CHECK(m.Plaintext() == "pong from web v1\n");                        // plaintext accepted
   CHECK(absl::StrContains(m.Call("/echo").body, "URI=" + kIdentity));  // and mTLS
 
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::vector<std::thread> load;
-  for (int i = 0; i < 3; ++i) {
-    load.emplace_back([&] {
-      while (!stop) {
-        if (m.Call("/ping").body == "pong from web v1\n") {
-          ++ok;
-        } else {
-          ++failed;
-        }
-      }
-    });
-  }
-  std::this_thread::sleep_for(300ms);
-  m.mesh.Apply(PeerAuthentication("STRICT"));
-  REQUIRE(WaitFor([&] { return m.Plaintext() == "<refused>"; }, 10s));
-  std::this_thread::sleep_for(300ms);
-  stop = true;
-  for (auto& t : load) t.join();
-  INFO("ok " << ok << " failed " << failed);
-  CHECK(failed == 0);
-  CHECK(ok > 30);
+  bool refused = false;
+  MtlsMesh::Load load = m.CallsDuring(3, [&] {
+    std::this_thread::sleep_for(300ms);
+    m.mesh.Apply(PeerAuthentication("STRICT"));
+    refused = WaitFor([&] { return m.Plaintext() == "<refused>"; }, 10s);
+    std::this_thread::sleep_for(300ms);
+  });
+  CHECK(refused);
+  INFO("ok " << load.ok << " failed " << load.failed);
+  CHECK(load.failed == 0);
+  CHECK(load.ok > 30);
 }
 
 TEST_CASE("A server with another identity than the DestinationRule names is refused and logged") {
@@ -301,26 +313,10 @@ TEST_CASE("Certificates rotate under mTLS load without a failed call") {
              {"--debounce", "10ms", "--cert-ttl", "3s"});
   REQUIRE(WaitFor([&] { return m.Call("/ping").body == "pong from web v1\n"; }, 10s));
   std::string before = m.web->Admin("/certs");
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::vector<std::thread> load;
-  for (int i = 0; i < 2; ++i) {
-    load.emplace_back([&] {
-      while (!stop) {
-        if (m.Call("/ping").body == "pong from web v1\n") {
-          ++ok;
-        } else {
-          ++failed;
-        }
-      }
-    });
-  }
-  std::this_thread::sleep_for(5s);
-  stop = true;
-  for (auto& t : load) t.join();
-  INFO("ok " << ok << " failed " << failed);
-  CHECK(failed == 0);
-  CHECK(ok > 50);
+  MtlsMesh::Load load = m.CallsDuring(2, [] { std::this_thread::sleep_for(5s); });
+  INFO("ok " << load.ok << " failed " << load.failed);
+  CHECK(load.failed == 0);
+  CHECK(load.ok > 50);
   CHECK(m.web->Admin("/certs") != before);  // the server's certificate did change meanwhile
 }
 
