@@ -206,7 +206,13 @@ TEST_CASE(
       "/apis/networking.istio.io/v1beta1/namespaces/default/virtualservices/echo");
   REQUIRE(res);
   REQUIRE(res->status == 200);
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Wait until the fallback reaches the clients, then measure.
+  REQUIRE(testing::WaitFor(
+      [&] {
+        std::map<std::string, int> c = mesh.Count(20);
+        return c["v1"] > 0 && c["v2"] > 0;
+      },
+      std::chrono::seconds(10)));
   std::map<std::string, int> counts = mesh.Count(100);
   CHECK(counts["v1"] > 20);
   CHECK(counts["v2"] > 20);

@@ -3,7 +3,9 @@
 // GRPC_XDS_BOOTSTRAP_CONFIG, dials an xds:/// target, and calls Echo/Whoami.
 //
 //   xds_probe TARGET count N [HEADER=VALUE]
-//       makes N calls and prints "VERSION COUNT" per backend version, then "errors E".
+//       makes N calls and prints "VERSION COUNT" per backend version, then "errors E". One call
+//       and a short pause come first, so that every backend's connection is up when counting
+//       starts (a new client sends its first calls to whichever backend it reached first).
 //   xds_probe TARGET until VERSION SECONDS [HEADER=VALUE]
 //       prints "ready" after a first successful call, then calls until 20 answers in a row come
 //       from VERSION, and prints "switched MICROS" (system clock, microseconds since the epoch of
@@ -14,6 +16,7 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "meshpilot/testing/v1/echo.grpc.pb.h"
 
@@ -61,6 +64,9 @@ int main(int argc, char** argv) {
     std::string header = argc > 4 ? argv[4] : "";
     std::map<std::string, int> counts;
     int errors = 0;
+    std::string warmup;
+    Call(stub, header, &warmup);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
     for (int i = 0; i < n; ++i) {
       std::string v;
       if (Call(stub, header, &v))
