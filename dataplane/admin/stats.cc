@@ -24,7 +24,11 @@ void Histogram::Merge(const Histogram& other) {
 
 void WorkerStats::CountRequest(const std::string& listener, const std::string& route,
                                const std::string& cluster, int status) {
-  ++requests[RequestKey{listener, route, cluster, status / 100}];
+  RequestKeyLess::View view{listener, route, cluster, status / 100};
+  auto it = requests.find(view);
+  if (it == requests.end())
+    it = requests.emplace(RequestKey{listener, route, cluster, status / 100}, 0).first;
+  ++it->second;
 }
 
 void WorkerStats::Merge(const WorkerStats& o) {

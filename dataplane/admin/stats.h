@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <tuple>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 // meshproxy's request statistics. Each worker owns one WorkerStats and is its only writer, so the
@@ -27,11 +29,22 @@ struct Histogram {
 struct RequestKey {
   std::string listener, route, cluster;
   int response_class = 0;  // 2 for 2xx ... 5 for 5xx
-  auto operator<=>(const RequestKey&) const = default;
+};
+
+// Orders keys, and finds one by views of its parts, so counting a request copies no string.
+struct RequestKeyLess {
+  using is_transparent = void;
+  using View = std::tuple<absl::string_view, absl::string_view, absl::string_view, int>;
+  static View Of(const RequestKey& k) { return {k.listener, k.route, k.cluster, k.response_class}; }
+  static const View& Of(const View& v) { return v; }
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    return Of(a) < Of(b);
+  }
 };
 
 struct WorkerStats {
-  std::map<RequestKey, uint64_t> requests;
+  std::map<RequestKey, uint64_t, RequestKeyLess> requests;
   std::map<std::string, Histogram> upstream_latency;                             // by cluster
   std::map<std::string, uint64_t> upstream_connect_failures, upstream_timeouts;  // by cluster
   std::map<std::string, uint64_t> no_healthy_upstream;                           // by cluster

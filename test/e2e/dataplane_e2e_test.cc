@@ -67,16 +67,14 @@ struct PongMesh {
   Mesh::Proxy* v2 = nullptr;
 };
 
-const char* kAllToV1 = R"(
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata: {name: pong}
-spec:
-  hosts: ["*"]
-  gateways: [pong-gateway]
-  http:
-  - route: [{destination: {host: pong, subset: v1}}]
-)";
+// The pong VirtualService on the gateway with these `http` routes (YAML list items).
+std::string PongRoutes(const std::string& http) {
+  return "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: pong}\n"
+         "spec:\n  hosts: [\"*\"]\n  gateways: [pong-gateway]\n  http:\n" +
+         http;
+}
+
+const std::string kAllToV1 = PongRoutes("  - route: [{destination: {host: pong, subset: v1}}]\n");
 
 std::string Raw(int port, const std::string& request, std::chrono::milliseconds timeout = 3s) {
   return RawTcp("127.0.0.1", port, request, false, timeout);
@@ -117,15 +115,7 @@ TEST_CASE("A VirtualService change is served within one second of the apply") {
 
 TEST_CASE("Redirects, prefix and authority rewrites, and header operations are applied") {
   PongMesh m;
-  m.mesh.Apply(R"(
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata: {name: pong}
-spec:
-  hosts: ["*"]
-  gateways: [pong-gateway]
-  http:
-  - match: [{uri: {prefix: /old}}]
+  m.mesh.Apply(PongRoutes(R"(  - match: [{uri: {prefix: /old}}]
     redirect: {uri: /new, authority: example.com}
   - match: [{uri: {prefix: /api/}}]
     rewrite: {uri: /echo/, authority: rewritten.local}
@@ -134,7 +124,7 @@ spec:
       response: {add: {x-served-by: mesh}}
     route: [{destination: {host: pong, subset: v1}}]
   - route: [{destination: {host: pong, subset: v1}}]
-)");
+)"));
   REQUIRE(WaitFor([&] { return m.Get("/old/page").status == 301; }, 10s));
   Reply redirect = m.Get("/old/page?q=1");
   CHECK(redirect.Header("Location") == "http://example.com/new?q=1");
@@ -151,15 +141,7 @@ spec:
 
 TEST_CASE("No route answers 404, and a subset without endpoints answers 503") {
   PongMesh m;
-  m.mesh.Apply(R"(
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata: {name: pong}
-spec:
-  hosts: ["*"]
-  gateways: [pong-gateway]
-  http:
-  - match: [{uri: {prefix: /v3}}]
+  m.mesh.Apply(PongRoutes(R"(  - match: [{uri: {prefix: /v3}}]
     route: [{destination: {host: pong, subset: v3}}]
   - match: [{uri: {exact: /}}]
     route: [{destination: {host: pong, subset: v1}}]
@@ -173,7 +155,7 @@ spec:
   - {name: v1, labels: {version: v1}}
   - {name: v2, labels: {version: v2}}
   - {name: v3, labels: {version: v3}}
-)");
+)"));
   REQUIRE(WaitFor([&] { return m.Get("/v3").status == 503; }, 10s));
   Reply none = m.Get("/v3");
   CHECK(none.body == "no healthy upstream\n");
@@ -266,22 +248,11 @@ TEST_CASE("Hot apply: 100 config changes during a load run fail or reset no requ
   }
   for (int i = 0; i < 100; ++i) {
     int w = i % 2 ? 90 : 10;
-    m.mesh.Apply(absl::StrCat(R"(
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata: {name: pong}
-spec:
-  hosts: ["*"]
-  gateways: [pong-gateway]
-  http:
-  - match: [{headers: {end-user: {exact: user-)",
-                              i, R"(}}}]
-    route: [{destination: {host: pong, subset: v2}}]
-  - route:
-    - {destination: {host: pong, subset: v1}, weight: )",
-                              w, R"(}
-    - {destination: {host: pong, subset: v2}, weight: )",
-                              100 - w, "}\n"));
+    m.mesh.Apply(PongRoutes(
+        absl::StrCat("  - match: [{headers: {end-user: {exact: user-", i, "}}}]\n",
+                     "    route: [{destination: {host: pong, subset: v2}}]\n",
+                     "  - route:\n    - {destination: {host: pong, subset: v1}, weight: ", w, "}\n",
+                     "    - {destination: {host: pong, subset: v2}, weight: ", 100 - w, "}\n")));
     std::this_thread::sleep_for(15ms);
   }
   std::this_thread::sleep_for(300ms);
