@@ -3,7 +3,9 @@
 #include <openssl/rand.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +25,7 @@
 #include "controlplane/api/rest_server.h"
 #include "controlplane/ca/authority.h"
 #include "controlplane/ca/ca_service.h"
+#include "controlplane/ca/serving_certificate.h"
 #include "controlplane/ca/tokens.h"
 #include "controlplane/compiler/authn.h"
 #include "controlplane/model/config_index.h"
@@ -39,6 +42,12 @@ ABSL_FLAG(std::string, rest, "127.0.0.1:15080",
           "REST API, /metrics and /healthz address (host:port)");
 ABSL_FLAG(std::string, xds, "127.0.0.1:15010",
           "ADS (xDS v3) over plaintext gRPC (host:port; empty turns it off)");
+ABSL_FLAG(std::string, xds_tls, "127.0.0.1:15012",
+          "ADS (and the CA service) over TLS with a certificate from the mesh CA; proxies show "
+          "their workload certificate (host:port; empty turns it off)");
+ABSL_FLAG(std::vector<std::string>, xds_tls_names, {},
+          "DNS names and IPs in the TLS port's certificate (default: localhost, 127.0.0.1, ::1, "
+          "meshpilot, istiod.istio-system.svc, the host name and the --xds-tls host)");
 ABSL_FLAG(absl::Duration, debounce, absl::Milliseconds(100),
           "quiet period after a config change before pushing");
 ABSL_FLAG(absl::Duration, debounce_max, absl::Seconds(1),
@@ -73,6 +82,24 @@ bool SplitHostPort(const std::string& addr, std::string* host, int* port) {
   return absl::SimpleAtoi(addr.substr(colon + 1), port) && *port >= 0 && *port <= 65535;
 }
 
+// The names meshpilot's TLS port answers to when --xds-tls-names is not given.
+std::vector<std::string> DefaultServingNames(const std::string& bind_host) {
+  std::vector<std::string> names = {"localhost",
+                                    "127.0.0.1",
+                                    "::1",
+                                    "meshpilot",
+                                    "meshpilot.istio-system.svc",
+                                    "istiod.istio-system.svc"};
+  char hostname[256] = {};
+  if (gethostname(hostname, sizeof hostname - 1) == 0 && hostname[0] != '\0')
+    names.push_back(hostname);
+  if (!bind_host.empty() && bind_host != "0.0.0.0" && bind_host != "::" && bind_host != "[::]")
+    names.push_back(bind_host);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
 // Reads the admin token, or creates a random one (mode 0600) on first start.
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   absl::StatusOr<std::string> existing = mesh::store::ReadFile(path);
@@ -88,19 +115,8 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
     return absl::InternalError("no randomness for the admin token");
   std::string token =
       absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::string tmp = path + ".tmp";
-  {
-    mode_t old = umask(077);
-    std::ofstream out(tmp, std::ios::trunc);
-    umask(old);
-    out << token << "\n";
-    if (!out.good()) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
-  }
-  ::chmod(tmp.c_str(), 0600);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot create ", path));
-  }
+  if (absl::Status s = mesh::store::WriteFileAtomically(path, token + "\n", 0600); !s.ok())
+    return absl::UnavailableError(absl::StrCat("cannot create ", path, ": ", s.message()));
   Info("meshpilot: created admin token in ", path);
   return token;
 }
@@ -189,23 +205,54 @@ int Run() {
   cache_options.root_cert_pem = (*authority)->root_cert_pem();
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(&cache);
+  const std::string xds_addr = absl::GetFlag(FLAGS_xds),
+                    xds_tls_addr = absl::GetFlag(FLAGS_xds_tls);
+  std::unique_ptr<mesh::ca::ServingCertificate> serving;
+  if (!xds_tls_addr.empty()) {
+    std::string tls_host;
+    int tls_port;
+    if (!SplitHostPort(xds_tls_addr, &tls_host, &tls_port)) {
+      Error("meshpilot: --xds-tls must be host:port, not ", xds_tls_addr);
+      return 2;
+    }
+    mesh::ca::ServingCertificate::Options serving_options;
+    serving_options.dir = data_dir + "/xds-tls";
+    serving_options.names = absl::GetFlag(FLAGS_xds_tls_names);
+    if (serving_options.names.empty()) serving_options.names = DefaultServingNames(tls_host);
+    serving_options.ttl = std::max(absl::GetFlag(FLAGS_cert_ttl), absl::Hours(1));
+    auto started = mesh::ca::ServingCertificate::Start(authority->get(), serving_options);
+    if (!started.ok()) {
+      Error("meshpilot: --xds-tls: ", started.status().message());
+      return 1;
+    }
+    serving = std::move(*started);
+  }
   std::unique_ptr<grpc::Server> grpc_server;
-  if (std::string xds_addr = absl::GetFlag(FLAGS_xds); !xds_addr.empty()) {
+  if (!xds_addr.empty() || serving) {
     grpc::ServerBuilder builder;
-    int xds_port = 0;
-    builder.AddListeningPort(xds_addr, grpc::InsecureServerCredentials(), &xds_port);
+    int xds_port = 0, xds_tls_port = 0;
+    if (!xds_addr.empty())
+      builder.AddListeningPort(xds_addr, grpc::InsecureServerCredentials(), &xds_port);
+    if (serving) builder.AddListeningPort(xds_tls_addr, serving->Credentials(), &xds_tls_port);
     builder.RegisterCallbackGenericService(&ads);
     builder.RegisterService(&ca_service);
     // Proxies hold their streams open; keepalives find the dead ones.
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     grpc_server = builder.BuildAndStart();
-    if (!grpc_server || xds_port == 0) {
-      Error("meshpilot: cannot serve xDS on ", xds_addr);
+    if (!grpc_server || (!xds_addr.empty() && xds_port == 0) || (serving && xds_tls_port == 0)) {
+      Error("meshpilot: cannot serve xDS on ", xds_addr,
+            xds_addr.empty() || !serving ? "" : " and ", serving ? xds_tls_addr : "");
       return 1;
     }
-    std::string host_part = xds_addr.substr(0, xds_addr.rfind(':'));
-    Info("xds: ADS listening on ", host_part, ":", xds_port);
+    if (xds_port)
+      Info("xds: ADS listening on ", xds_addr.substr(0, xds_addr.rfind(':')), ":", xds_port);
+    if (xds_tls_port) {
+      Info("xds: ADS over mTLS listening on ", xds_tls_addr.substr(0, xds_tls_addr.rfind(':')), ":",
+           xds_tls_port);
+    }
+  } else {
+    mesh::log::Warn("meshpilot: --xds and --xds-tls are both off; no proxy can connect");
   }
   server.AddJsonHandler(
       "/debug/syncz",
@@ -245,12 +292,24 @@ int Run() {
       });
   server.AddJsonHandler(
       "/debug/tls_check",
-      [&cache](const std::map<std::string, std::string>& params) -> absl::StatusOr<std::string> {
-        auto it = params.find("host");
+      [&cache,
+       &ads](const std::map<std::string, std::string>& params) -> absl::StatusOr<std::string> {
+        auto param = [&](const std::string& name) {
+          auto it = params.find(name);
+          return it == params.end() ? std::string() : it->second;
+        };
+        // With ?proxy=ID the client side is read from what that proxy holds.
+        mesh::xds::SnapshotPtr proxy;
+        if (std::string id = param("proxy"); !id.empty()) {
+          absl::StatusOr<mesh::xds::SnapshotPtr> held = ads.ProxySnapshot(id);
+          if (!held.ok()) return held.status();
+          proxy = *held;
+        }
         mesh::xds::SnapshotCache::View view = cache.CurrentView();
         nlohmann::json rows = nlohmann::json::array();
-        for (const auto& r : mesh::compiler::TlsCheck(*view.config, *view.registry,
-                                                      it == params.end() ? "" : it->second)) {
+        for (const auto& r : mesh::compiler::TlsCheck(
+                 *view.config, *view.registry, param("host"),
+                 proxy ? &proxy->resources.Of(mesh::compiler::kClusterType) : nullptr)) {
           rows.push_back({{"host", r.host_port},
                           {"status", r.status},
                           {"server", r.server},

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +57,10 @@ ABSL_FLAG(int64_t, max_header_bytes, 60 * 1024, "largest request header accepted
 ABSL_FLAG(std::string, token_file, "",
           "join token (meshctl token create); with it the proxy gets its workload certificate "
           "from meshpilot's CA, on the --xds addresses, and renews it");
+ABSL_FLAG(std::string, xds_root_cert, "",
+          "the mesh root certificate (PEM file): the --xds addresses are then meshpilot's TLS port "
+          "(--xds-tls), verified against it, and ADS presents the workload certificate (needs "
+          "--token-file)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 
 namespace {
@@ -259,6 +264,23 @@ int Run() {
     }
     return tcp::endpoint(ip, static_cast<uint16_t>(port));
   };
+  std::string xds_root_pem;
+  if (std::string path = absl::GetFlag(FLAGS_xds_root_cert); !path.empty()) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    xds_root_pem = text.str();
+    if (!in || xds_root_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      Error("meshproxy: --xds-root-cert ", path, ": no PEM certificate in it");
+      return 2;
+    }
+    if (absl::GetFlag(FLAGS_token_file).empty()) {
+      Error(
+          "meshproxy: --xds-root-cert needs --token-file: ADS over TLS asks for the proxy's "
+          "workload certificate");
+      return 2;
+    }
+  }
   dp::ProxyServer server(options);
   std::unique_ptr<dp::WorkloadCertificate> certificate;
   if (std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
@@ -273,6 +295,7 @@ int Run() {
     dp::WorkloadCertificate::Options cert_options;
     cert_options.servers = absl::GetFlag(FLAGS_xds);
     cert_options.token = token;
+    cert_options.xds_root_pem = xds_root_pem;
     certificate = std::make_unique<dp::WorkloadCertificate>(
         cert_options, [&server](dp::WorkloadCertificate::CredentialsPtr c) {
           absl::StatusOr<dp::TlsContextsPtr> tls = dp::TlsContexts::Make(*c);
@@ -286,7 +309,15 @@ int Run() {
 
   dp::XdsClient client(MakeNode(id, role, labels, address.to_string(), *inbound),
                        [&](dp::ProxyConfigPtr config) { return server.Apply(std::move(config)); });
-  dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, {});
+  dp::AdsConnection::Options ads_options;
+  if (!xds_root_pem.empty()) {
+    ads_options.credentials = [&]() -> std::shared_ptr<grpc::ChannelCredentials> {
+      dp::WorkloadCertificate::CredentialsPtr c = certificate->current();
+      if (!c) return nullptr;
+      return dp::ControlPlaneCredentials(xds_root_pem, c->cert_pem, c->key_pem);
+    };
+  }
+  dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, ads_options);
 
   dp::AdminServer admin([&](const std::string& method, const std::string& path,
                             const std::string&) -> dp::AdminResponse {

@@ -61,10 +61,13 @@ wait_ready() {
 }
 
 start_meshpilot() {
-  start meshpilot "$MESHPILOT" --rest 127.0.0.1:0 --xds 127.0.0.1:0 --data-dir "$WORK/meshpilot-data" \
-    --debounce 20ms
+  start meshpilot "$MESHPILOT" --rest 127.0.0.1:0 --xds 127.0.0.1:0 --xds-tls 127.0.0.1:0 \
+    --data-dir "$WORK/meshpilot-data" --debounce 20ms
   REST_PORT=$(wait_for_log meshpilot 's/.*meshpilot: ready .* rest=127\.0\.0\.1:\([0-9]*\).*/\1/p')
   XDS_PORT=$(wait_for_log meshpilot 's/.*ADS listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p')
+  XDS_TLS_PORT=$(wait_for_log meshpilot 's/.*ADS over mTLS listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p')
+  # What an operator hands each proxy to trust the control plane: the mesh root.
+  XDS_ROOT="$WORK/meshpilot-data/ca/root-cert.pem"
   export MESHPILOT_ADDR="127.0.0.1:$REST_PORT" MESHPILOT_DATA_DIR="$WORK/meshpilot-data"
 }
 
@@ -83,7 +86,8 @@ start_gateway() {
   GATEWAY_PORT=$(free_port)
   local admin
   admin=$(free_port)
-  start "$1" "$MESHPROXY" --xds "127.0.0.1:$XDS_PORT" --role gateway --id "$1" \
+  start "$1" "$MESHPROXY" --xds "127.0.0.1:$XDS_TLS_PORT" --xds-root-cert "$XDS_ROOT" \
+    --role gateway --id "$1" \
     --namespace istio-system --labels istio=ingressgateway --port-map "80=$GATEWAY_PORT" \
     --admin "127.0.0.1:$admin" --concurrency 1 --token-file "$(token_file "$1" istio-system)"
   GATEWAY_ADMIN=$admin
@@ -97,7 +101,8 @@ start_sidecar() {
   local inbound admin
   inbound=$(free_port)
   admin=$(free_port)
-  start "$name" "$MESHPROXY" --xds "127.0.0.1:$XDS_PORT" --role sidecar --id "$name" \
+  start "$name" "$MESHPROXY" --xds "127.0.0.1:$XDS_TLS_PORT" --xds-root-cert "$XDS_ROOT" \
+    --role sidecar --id "$name" \
     --namespace "$ns" --labels "$labels" --address "$ip" --outbound "$ip:15001" \
     --inbound "$service_port=$inbound:$app_port" --admin "127.0.0.1:$admin" --concurrency 1 \
     --token-file "$(token_file "$name" "$ns")"

@@ -1,5 +1,6 @@
 #include "controlplane/ca/authority.h"
 
+#include <arpa/inet.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -10,10 +11,9 @@
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "controlplane/store/record_io.h"
 
 namespace mesh::ca {
 namespace {
@@ -43,30 +43,6 @@ std::string ToPem(X509* cert) {
   char* data = nullptr;
   long n = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, n);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot be read"));
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-absl::Status WriteFile(const std::string& path, const std::string& data, mode_t mode) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::InternalError(absl::StrCat(tmp, ": cannot be written"));
-    ::chmod(tmp.c_str(), mode);  // before the secret goes in
-    out << data;
-    if (!out.flush()) return absl::InternalError(absl::StrCat(tmp, ": cannot be written"));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat(path, ": ", ec.message()));
-  return absl::OkStatus();
 }
 
 // A random positive 128-bit serial number.
@@ -123,9 +99,9 @@ absl::StatusOr<std::unique_ptr<Authority>> Authority::LoadOrCreate(const std::st
                      have_cert ? cert_path : key_path, " exists; give both or neither"));
   }
   if (have_cert) {
-    absl::StatusOr<std::string> cert_pem = ReadFile(cert_path);
+    absl::StatusOr<std::string> cert_pem = store::ReadFile(cert_path);
     if (!cert_pem.ok()) return cert_pem.status();
-    absl::StatusOr<std::string> key_pem = ReadFile(key_path);
+    absl::StatusOr<std::string> key_pem = store::ReadFile(key_path);
     if (!key_pem.ok()) return key_pem.status();
     BioPtr cb(BIO_new_mem_buf(cert_pem->data(), static_cast<int>(cert_pem->size())));
     keys->cert.reset(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr));
@@ -173,9 +149,11 @@ absl::StatusOr<std::unique_ptr<Authority>> Authority::LoadOrCreate(const std::st
   PEM_write_bio_PrivateKey(kb.get(), keys->key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   char* key_data = nullptr;
   long key_len = BIO_get_mem_data(kb.get(), &key_data);
-  if (absl::Status s = WriteFile(key_path, std::string(key_data, key_len), 0600); !s.ok()) return s;
+  if (absl::Status s = store::WriteFileAtomically(key_path, std::string(key_data, key_len), 0600);
+      !s.ok())
+    return s;
   std::string pem = ToPem(cert);
-  if (absl::Status s = WriteFile(cert_path, pem, 0644); !s.ok()) return s;
+  if (absl::Status s = store::WriteFileAtomically(cert_path, pem, 0644); !s.ok()) return s;
   return std::unique_ptr<Authority>(new Authority(std::move(keys), pem, std::move(options)));
 }
 
@@ -212,9 +190,34 @@ absl::StatusOr<IssuedCertificate> Authority::Sign(const std::string& csr_pem,
       }
     }
   }
+  return Issue(pub, "URI:" + spiffe, ttl, now);
+}
+
+absl::StatusOr<IssuedCertificate> Authority::SignServing(const std::string& csr_pem,
+                                                         const std::vector<std::string>& names,
+                                                         absl::Duration ttl, absl::Time now) const {
+  BioPtr bio(BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size())));
+  ReqPtr req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+  if (!req) return absl::InvalidArgumentError(OpenSslError("CSR does not parse"));
+  EVP_PKEY* pub = X509_REQ_get0_pubkey(req.get());
+  if (!pub || X509_REQ_verify(req.get(), pub) != 1)
+    return absl::InvalidArgumentError(OpenSslError("CSR signature does not verify"));
+  if (names.empty()) return absl::InvalidArgumentError("a serving certificate needs a name");
+  std::string sans;
+  for (const std::string& n : names) {
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, n.c_str(), ip) == 1 || inet_pton(AF_INET6, n.c_str(), ip) == 1;
+    if (n.empty() || n.find_first_of(", ") != std::string::npos)
+      return absl::InvalidArgumentError(absl::StrCat("\"", n, "\" is not a host name"));
+    absl::StrAppend(&sans, sans.empty() ? "" : ",", is_ip ? "IP:" : "DNS:", n);
+  }
+  return Issue(pub, sans, ttl, now);
+}
+
+absl::StatusOr<IssuedCertificate> Authority::Issue(EVP_PKEY* pub, const std::string& sans,
+                                                   absl::Duration ttl, absl::Time now) const {
   if (ttl <= absl::ZeroDuration()) ttl = options_.default_ttl;
   ttl = std::min(ttl, options_.max_ttl);
-
   CertPtr cert(X509_new());
   X509* c = cert.get();
   X509_set_version(c, X509_VERSION_3);
@@ -232,7 +235,7 @@ absl::StatusOr<IssuedCertificate> Authority::Sign(const std::string& csr_pem,
                     "critical,digitalSignature,keyEncipherment") ||
       !AddExtension(c, keys_->cert.get(), NID_ext_key_usage, "serverAuth,clientAuth") ||
       !AddExtension(c, keys_->cert.get(), NID_authority_key_identifier, "keyid:always") ||
-      !AddExtension(c, keys_->cert.get(), NID_subject_alt_name, "critical,URI:" + spiffe) ||
+      !AddExtension(c, keys_->cert.get(), NID_subject_alt_name, "critical," + sans) ||
       X509_sign(c, keys_->key.get(), EVP_sha256()) == 0) {
     return absl::InternalError(OpenSslError("CA: signing"));
   }

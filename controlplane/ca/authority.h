@@ -2,9 +2,12 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+
+struct evp_pkey_st;
 
 // meshpilot's certificate authority: a root key and certificate (made on first start, or given),
 // and the signing of workload certificates with SPIFFE identities. The root key never leaves
@@ -51,7 +54,17 @@ class Authority {
                                          absl::Duration ttl = absl::ZeroDuration(),
                                          absl::Time now = absl::Now()) const;
 
+  // Signs `csr_pem` as meshpilot's own serving certificate (for ADS over TLS): the SANs are
+  // `names`, each a DNS name or an IP address; the CSR's own SANs are ignored. Same lifetime
+  // rules as Sign.
+  absl::StatusOr<IssuedCertificate> SignServing(const std::string& csr_pem,
+                                                const std::vector<std::string>& names,
+                                                absl::Duration ttl = absl::ZeroDuration(),
+                                                absl::Time now = absl::Now()) const;
+
  private:
+  absl::StatusOr<IssuedCertificate> Issue(evp_pkey_st* pub, const std::string& sans,
+                                          absl::Duration ttl, absl::Time now) const;
   struct Keys;
   Authority(std::unique_ptr<Keys> keys, std::string root_pem, Options options);
   std::unique_ptr<Keys> keys_;

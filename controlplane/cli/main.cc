@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/yaml_json.h"
 #include "controlplane/cli/client.h"
@@ -34,6 +35,10 @@ Usage:
   meshctl get KIND [NAME] [-n NAMESPACE | -A] [-o yaml|json|wide]
   meshctl analyze [-n NAMESPACE | -A]
   meshctl proxy-status
+  meshctl tls-check [SERVICE] [--proxy ID]
+                     mutual TLS per service port: server and client modes, the deciding
+                     policy and rule, OK or CONFLICT; with --proxy, the client side is what
+                     that connected proxy was sent
   meshctl token create -n NAMESPACE --service-account SA [--ttl 24h]
                      a join token for a proxy of that identity (shown once)
   meshctl version
@@ -55,7 +60,7 @@ struct Options {
   std::string ns;
   bool all_namespaces = false;
   std::string output;
-  std::string service_account, ttl;
+  std::string service_account, ttl, proxy;
   std::string server, token, token_file, data_dir;
 };
 
@@ -98,6 +103,8 @@ std::string Parse(int argc, char** argv, Options* o) {
       o->service_account = value;
     else if (take("--ttl"))
       o->ttl = value;
+    else if (take("--proxy"))
+      o->proxy = value;
     else if (take("--server") || take("-s"))
       o->server = value;
     else if (take("--token"))
@@ -280,8 +287,11 @@ int ProxyStatus(mesh::cli::ApiClient& client) {
 
 int TlsCheck(mesh::cli::ApiClient& client, const Options& o) {
   if (o.args.size() > 1) return Usage("tls-check takes at most one SERVICE");
+  std::vector<std::string> query;
+  if (!o.args.empty()) query.push_back("host=" + o.args[0]);
+  if (!o.proxy.empty()) query.push_back("proxy=" + o.proxy);
   std::string path = "/debug/tls_check";
-  if (!o.args.empty()) path += "?host=" + o.args[0];
+  if (!query.empty()) path += "?" + absl::StrJoin(query, "&");
   auto answer = client.Send("GET", path);
   if (!answer.ok() || answer->status != 200) return Fail(answer);
   json rows = json::parse(answer->body, nullptr, false);

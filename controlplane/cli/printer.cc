@@ -80,7 +80,7 @@ std::string Columns(const std::vector<std::vector<std::string>>& rows) {
 
 std::string FormatProxyStatus(const json& syncz) {
   std::vector<std::vector<std::string>> rows = {
-      {"NAME", "CLASS", "VERSION", "CDS", "LDS", "EDS", "RDS"}};
+      {"NAME", "CLASS", "VERSION", "CDS", "LDS", "EDS", "RDS", "IDENTITY"}};
   const std::vector<std::string> types = {
       "type.googleapis.com/envoy.config.cluster.v3.Cluster",
       "type.googleapis.com/envoy.config.listener.v3.Listener",
@@ -104,6 +104,9 @@ std::string FormatProxyStatus(const json& syncz) {
       else
         row.push_back("STALE");
     }
+    // The SPIFFE ID the proxy proved on the TLS port; "-" over plaintext.
+    std::string identity = p.value("identity", "");
+    row.push_back(identity.empty() ? "-" : identity);
     rows.push_back(std::move(row));
   }
   return Columns(rows);

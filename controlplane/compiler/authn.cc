@@ -1,10 +1,15 @@
 #include "controlplane/compiler/authn.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "controlplane/compiler/builders.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh::compiler {
 namespace {
@@ -15,6 +20,32 @@ using internal::EffectivePolicy;
 using internal::Lookup;
 
 constexpr char kRootNamespace[] = "istio-system";
+
+// What a proxy's outbound clusters ("outbound|PORT|SUBSET|HOST") send, by HOST:PORT.
+std::map<std::string, std::string> ClientTlsOf(const ResourceMap& clusters) {
+  std::map<std::string, std::set<std::string>> modes;
+  for (const auto& [name, any] : clusters) {
+    std::vector<std::string> parts = absl::StrSplit(name, '|');
+    if (parts.size() != 4 || parts[0] != "outbound") continue;
+    envoy::config::cluster::v3::Cluster cluster;
+    if (!any->UnpackTo(&cluster)) continue;
+    std::string mode = "HTTP";
+    envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext tls;
+    if (cluster.has_transport_socket() &&
+        cluster.transport_socket().typed_config().UnpackTo(&tls)) {
+      mode = "TLS";
+      for (const auto& sds : tls.common_tls_context().tls_certificate_sds_secret_configs()) {
+        if (sds.name() == "default") mode = "mTLS";  // the workload's own mesh certificate
+      }
+    }
+    modes[absl::StrCat(parts[3], ":", parts[1])].insert(mode);
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [host_port, set] : modes) {
+    out[host_port] = set.size() == 1 ? *set.begin() : "HTTP/mTLS";
+  }
+  return out;
+}
 
 // A Policy's mode: its first mTLS peer method's, DISABLE without one.
 MtlsMode PolicyMode(const model::Policy& p) {
@@ -82,11 +113,17 @@ MtlsDecision InboundMtls(const model::ConfigSnapshot& config, const std::string&
 }
 
 std::vector<TlsCheckRow> TlsCheck(const model::ConfigSnapshot& config,
-                                  const registry::Registry& registry, const std::string& filter) {
+                                  const registry::Registry& registry, const std::string& filter,
+                                  const ResourceMap* proxy_clusters) {
   Lookup lookup(config, registry);
+  std::map<std::string, std::string> held;
+  if (proxy_clusters) held = ClientTlsOf(*proxy_clusters);
   std::vector<TlsCheckRow> rows;
   for (const registry::ServicePort& sp : registry.ports()) {
     if (!filter.empty() && !absl::StrContains(sp.host, filter)) continue;
+    const std::string host_port = absl::StrCat(sp.host, ":", sp.port);
+    auto proxy_view = held.find(host_port);
+    if (proxy_clusters && proxy_view == held.end()) continue;
     // The Service behind the host, for its selector and target port.
     std::string service = sp.host.substr(0, sp.host.find('.'));
     model::Labels selector;
@@ -109,13 +146,14 @@ std::vector<TlsCheckRow> TlsCheck(const model::ConfigSnapshot& config,
       if (tp.tls && (tp.tls->mode == Mode::kSimple || tp.tls->mode == Mode::kMutual))
         client = "TLS";
     }
+    if (proxy_clusters) client = proxy_view->second;
     std::string server_text = server.mode == MtlsMode::kStrict    ? "mTLS"
                               : server.mode == MtlsMode::kDisable ? "HTTP"
                                                                   : "HTTP/mTLS";
     bool conflict = (server.mode == MtlsMode::kStrict && client != "mTLS") ||
                     (server.mode == MtlsMode::kDisable && client == "mTLS");
-    rows.push_back({absl::StrCat(sp.host, ":", sp.port), conflict ? "CONFLICT" : "OK", server_text,
-                    client, NameOf(server.source), NameOf(dr_obj)});
+    rows.push_back({host_port, conflict ? "CONFLICT" : "OK", server_text, client,
+                    NameOf(server.source), NameOf(dr_obj)});
   }
   std::sort(rows.begin(), rows.end(),
             [](const TlsCheckRow& a, const TlsCheckRow& b) { return a.host_port < b.host_port; });

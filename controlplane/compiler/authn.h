@@ -3,8 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "controlplane/model/config_index.h"
-#include "controlplane/registry/registry.h"
+#include "controlplane/compiler/compiler.h"
 
 // Inbound authentication, as Istio decides it: which mutual-TLS mode a workload's port requires,
 // from PeerAuthentication (security.istio.io) and the older Policy (authentication.istio.io
@@ -34,7 +33,12 @@ struct TlsCheckRow {
 };
 // Rows for every service port whose host contains `filter` (all when empty), sorted. STATUS is
 // CONFLICT when a client sends plaintext to a STRICT server or mTLS to a DISABLE one, else OK.
+//
+// With `proxy_clusters` (the CDS resources one connected proxy holds), the rows are the service
+// ports that proxy has clusters for, and CLIENT is what those clusters do, not what the config
+// says: mTLS (the mesh identity), TLS, HTTP, or HTTP/mTLS when its subsets differ.
 std::vector<TlsCheckRow> TlsCheck(const model::ConfigSnapshot& config,
-                                  const registry::Registry& registry, const std::string& filter);
+                                  const registry::Registry& registry, const std::string& filter,
+                                  const ResourceMap* proxy_clusters = nullptr);
 
 }  // namespace mesh::compiler

@@ -1,11 +1,13 @@
 #include "controlplane/store/record_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 
@@ -97,6 +99,27 @@ absl::Status SyncDir(const std::string& dir) {
   ::close(fd);
   if (rc != 0) return absl::UnavailableError(absl::StrCat("fsync ", dir, ": ", std::strerror(err)));
   return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, unsigned mode) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", tmp, ": ", std::strerror(errno)));
+  ::fchmod(fd, mode);  // an older file's mode, or the umask, must not widen it
+  absl::Status s = WriteAll(fd, data);
+  if (s.ok() && ::fsync(fd) != 0)
+    s = absl::InternalError(absl::StrCat("fsync ", tmp, ": ", std::strerror(errno)));
+  ::close(fd);
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0)
+    s = absl::InternalError(absl::StrCat("rename ", path, ": ", std::strerror(errno)));
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return SyncDir(dir.empty() ? "." : dir.string());
 }
 
 }  // namespace mesh::store

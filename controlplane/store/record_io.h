@@ -30,6 +30,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // Writes all of `data` to `fd`, retrying short writes. Returns the errno text on failure.
 absl::Status WriteAll(int fd, absl::string_view data);
 
+// Replaces `path` with `data` atomically (a temporary file with `mode`, set before the data goes
+// in, synced and renamed over it), creating parent directories.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, unsigned mode);
+
 // fsyncs the directory so a rename or create inside it is durable.
 absl::Status SyncDir(const std::string& dir);
 

@@ -1,11 +1,14 @@
 #include "controlplane/xds/ads_server.h"
 
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/security/auth_context.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
 
 #include <deque>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -66,6 +69,17 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
 
   AdsStream(AdsServer* server, grpc::CallbackServerContext* context) : server_(server) {
     peer_ = context->peer();
+    // Over TLS (--xds-tls) the proxy must show its workload certificate; its SPIFFE ID is then
+    // the identity its node metadata has to match.
+    if (std::shared_ptr<const grpc::AuthContext> auth = context->auth_context()) {
+      for (const grpc::string_ref& v :
+           auth->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME)) {
+        if (v == GRPC_SSL_TRANSPORT_SECURITY_TYPE || v == GRPC_TLS_TRANSPORT_SECURITY_TYPE)
+          over_tls_ = true;
+      }
+      for (const grpc::string_ref& v : auth->FindPropertyValues(GRPC_PEER_SPIFFE_ID_PROPERTY_NAME))
+        identity_.assign(v.data(), v.size());
+    }
     server_->Register(this);
     StartRead(&request_);
   }
@@ -87,16 +101,49 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     }
     request_.Clear();
     if (!request.ParseFromString(bytes)) {
-      log::Warn("xds: a request from ", peer_, " does not parse; closing the stream");
-      reads_done_ = true;
-      if (!finish_called_) {
-        finish_called_ = true;
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "DiscoveryRequest does not parse"));
-      }
+      RefuseLocked(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "DiscoveryRequest does not parse"));
       return;
+    }
+    if (!proxy_known_) {
+      if (grpc::Status s = Authorize(request.node()); !s.ok()) {
+        RefuseLocked(s);
+        return;
+      }
     }
     HandleLocked(request);
     StartRead(&request_);
+  }
+
+  // Ends the stream with `status` and logs why.
+  void RefuseLocked(const grpc::Status& status) {
+    log::Warn("xds: refused a stream from ", peer_, ": ", status.error_message());
+    ++server_->refused_;
+    reads_done_ = true;
+    if (!finish_called_) {
+      finish_called_ = true;
+      Finish(status);
+    }
+  }
+
+  // Over TLS: a certificate is required, and the node's namespace and service account must be
+  // the certificate's (so one workload cannot pose as another to get its config).
+  grpc::Status Authorize(const envoy::config::core::v3::Node& node) const {
+    if (!over_tls_) return grpc::Status::OK;
+    if (identity_.empty()) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "ADS over TLS needs the proxy's workload certificate");
+    }
+    std::string ns = StructString(node.metadata(), "NAMESPACE");
+    std::string sa = StructString(node.metadata(), "SERVICE_ACCOUNT");
+    std::string claimed =
+        absl::StrCat("/ns/", ns.empty() ? "default" : ns, "/sa/", sa.empty() ? "default" : sa);
+    if (!absl::EndsWith(identity_, claimed) || !absl::StartsWith(identity_, "spiffe://")) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          absl::StrCat("node ", node.id(), " claims ", claimed.substr(1),
+                                       " but its certificate is ", identity_));
+    }
+    return grpc::Status::OK;
   }
 
   void OnWriteDone(bool ok) override {
@@ -152,6 +199,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     return {{"id", node_id_},
             {"class", watch_ ? watch_->proxy_class().ToString() : proxy_.ToString()},
             {"peer", peer_},
+            {"identity", identity_},
             {"version", snapshot_ ? snapshot_->version : ""},
             {"types", types}};
   }
@@ -362,6 +410,8 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   std::recursive_mutex mu_;  // reactions may run inline from StartWrite/StartRead
   grpc::ByteBuffer request_;
   std::string peer_, node_id_;
+  std::string identity_;  // the verified SPIFFE ID of a TLS peer
+  bool over_tls_ = false;
   bool proxy_known_ = false;
   compiler::ProxyClass proxy_;
   std::unique_ptr<SnapshotCache::Watch> watch_;
@@ -401,12 +451,17 @@ std::string AdsServer::SynczJson() {
 }
 
 absl::StatusOr<std::string> AdsServer::ConfigDump(const std::string& id) {
+  absl::StatusOr<SnapshotPtr> snap = ProxySnapshot(id);
+  if (!snap.ok()) return snap.status();
+  return compiler::ToJson((*snap)->resources);
+}
+
+absl::StatusOr<SnapshotPtr> AdsServer::ProxySnapshot(const std::string& id) {
   std::lock_guard lock(mu_);
   for (AdsStream* s : streams_) {
     if (s->node_id() != id) continue;
-    SnapshotPtr snap = s->snapshot();
-    if (!snap) break;
-    return compiler::ToJson(snap->resources);
+    if (SnapshotPtr snap = s->snapshot()) return snap;
+    break;
   }
   return absl::NotFoundError(absl::StrCat("no connected proxy has node id \"", id, "\""));
 }
@@ -442,8 +497,9 @@ std::string AdsServer::MetricsText() {
       "# TYPE meshpilot_xds_connected_proxies gauge\nmeshpilot_xds_connected_proxies ", connected,
       "\n# TYPE meshpilot_xds_pushes_total counter\nmeshpilot_xds_pushes_total ", pushes_.load(),
       "\n# TYPE meshpilot_xds_acks_total counter\nmeshpilot_xds_acks_total ", acks_.load(),
-      "\n# TYPE meshpilot_xds_nacks_total counter\nmeshpilot_xds_nacks_total ", nacks_.load(), "\n",
-      histogram);
+      "\n# TYPE meshpilot_xds_nacks_total counter\nmeshpilot_xds_nacks_total ", nacks_.load(),
+      "\n# TYPE meshpilot_xds_refused_streams_total counter\nmeshpilot_xds_refused_streams_total ",
+      refused_.load(), "\n", histogram);
 }
 
 }  // namespace mesh::xds

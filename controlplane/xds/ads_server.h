@@ -39,6 +39,8 @@ class AdsServer : public grpc::CallbackGenericService {
   // The resources proxy `id` gets, as JSON (GET /debug/config_dump?proxy=ID). NotFound if no
   // stream has that node id.
   absl::StatusOr<std::string> ConfigDump(const std::string& id);
+  // The snapshot proxy `id` was last sent; NotFound if no stream has that node id.
+  absl::StatusOr<SnapshotPtr> ProxySnapshot(const std::string& id);
   // Prometheus text: connected proxies, pushes, ACKs, NACKs.
   std::string MetricsText();
 
@@ -50,7 +52,7 @@ class AdsServer : public grpc::CallbackGenericService {
   SnapshotCache* cache_;
   std::mutex mu_;
   std::set<AdsStream*> streams_;
-  std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0};
+  std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0}, refused_{0};
   // Seconds from a store commit to a proxy's ACK of the version compiled from it, per type.
   static constexpr double kBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   void ObserveCommitToAck(double seconds);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/x509.h"
+#include "dataplane/xds/grpc_transport.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
 
 namespace mesh::dataplane {
@@ -50,7 +51,7 @@ absl::StatusOr<WorkloadCertificate::CredentialsPtr> WorkloadCertificate::Fetch(
     const std::string& server) const {
   absl::StatusOr<x509::KeyAndCsr> made = x509::MakeKeyAndCsr();
   if (!made.ok()) return made.status();
-  auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(server, ControlPlaneCredentials(options_.xds_root_pem));
   auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));

@@ -16,8 +16,9 @@ namespace mesh::dataplane {
 
 // The proxy's own identity: it makes a key (which never leaves the process), sends a CSR with
 // its join token to meshpilot's CA (Istio's certificate service, on the --xds addresses in
-// order), and renews the certificate at two thirds of its lifetime, so connections never see
-// an expired one. Failures are retried with backoff; the last good certificate stays in use.
+// order, over TLS when the operator gave the mesh root), and renews the certificate at two thirds
+// of its lifetime, so connections never see an expired one. Failures are retried with backoff; the
+// last good certificate stays in use.
 class WorkloadCertificate {
  public:
   struct Credentials {
@@ -29,6 +30,7 @@ class WorkloadCertificate {
   struct Options {
     std::vector<std::string> servers;  // host:port of meshpilot's gRPC endpoints
     std::string token;
+    std::string xds_root_pem;  // when set, the CA is reached over TLS verified against it
     absl::Duration retry_min = absl::Milliseconds(500), retry_max = absl::Seconds(30);
     double renew_fraction = 2.0 / 3.0;
   };

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "common/log.h"
 #include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 
 namespace mesh::dataplane {
@@ -14,8 +15,8 @@ using envoy::service::discovery::v3::DiscoveryResponse;
 
 class AdsConnection::Stream {
  public:
-  explicit Stream(const std::string& server) {
-    channel_ = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  Stream(const std::string& server, std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    channel_ = grpc::CreateChannel(server, std::move(credentials));
     stub_ = AggregatedDiscoveryService::NewStub(channel_);
     stream_ = stub_->StreamAggregatedResources(&ctx_);
   }
@@ -34,6 +35,17 @@ class AdsConnection::Stream {
   std::mutex write_mu_;
   std::unique_ptr<grpc::ClientReaderWriter<DiscoveryRequest, DiscoveryResponse>> stream_;
 };
+
+std::shared_ptr<grpc::ChannelCredentials> ControlPlaneCredentials(const std::string& root_pem,
+                                                                  const std::string& cert_pem,
+                                                                  const std::string& key_pem) {
+  if (root_pem.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = root_pem;
+  ssl.pem_cert_chain = cert_pem;
+  ssl.pem_private_key = key_pem;
+  return grpc::SslCredentials(ssl);
+}
 
 AdsConnection::AdsConnection(std::vector<std::string> servers, XdsClient* client, Options options)
     : servers_(std::move(servers)), client_(client), options_(options) {}
@@ -78,7 +90,13 @@ void AdsConnection::Run() {
   while (!stop_) {
     for (const std::string& server : servers_) {
       if (stop_) break;
-      auto stream = std::make_shared<Stream>(server);
+      std::shared_ptr<grpc::ChannelCredentials> credentials =
+          options_.credentials ? options_.credentials() : grpc::InsecureChannelCredentials();
+      if (!credentials) {
+        log::Debug("meshproxy: ADS waits for the workload certificate");
+        break;
+      }
+      auto stream = std::make_shared<Stream>(server, std::move(credentials));
       {
         std::lock_guard lock(mu_);
         stream_ = stream;
@@ -97,8 +115,11 @@ void AdsConnection::Run() {
         stream_.reset();
         connected_to_.clear();
       }
-      stream->Cancel();
-      stream->Finish();
+      if (stop_) stream->Cancel();  // else the stream has ended, and Finish says why
+      grpc::Status status = stream->Finish();
+      if (!stop_ && !status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+        log::Warn("meshproxy: ADS stream to ", server, " ended: ", status.error_message());
+      }
       if (got_any) backoff = options_.initial_backoff;  // a working server: start over gently
     }
     if (stop_) break;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -11,10 +12,18 @@
 #include "dataplane/xds/xds_client.h"
 
 namespace grpc {
+class ChannelCredentials;
 class ClientContext;
-}
+}  // namespace grpc
 
 namespace mesh::dataplane {
+
+// Credentials for a channel to meshpilot: plaintext when `root_pem` is empty, else TLS that
+// verifies the control plane against `root_pem` (the mesh root the operator gave) and presents
+// `cert_pem`/`key_pem` when they are given (ADS over TLS requires them; the CA service not).
+std::shared_ptr<grpc::ChannelCredentials> ControlPlaneCredentials(const std::string& root_pem,
+                                                                  const std::string& cert_pem = "",
+                                                                  const std::string& key_pem = "");
 
 // Keeps one ADS stream to the first control plane that answers, trying `servers` in order and
 // backing off with jitter between rounds, and feeds an XdsClient. While no control plane can be
@@ -25,6 +34,9 @@ class AdsConnection : public AdsTransport {
     absl::Duration initial_backoff = absl::Milliseconds(100);
     absl::Duration max_backoff = absl::Seconds(5);
     double jitter = 0.2;  // each wait is scaled by a random factor in [1 - jitter, 1 + jitter]
+    // The credentials of each new stream (plaintext when unset). nullptr means "not yet" (the
+    // workload certificate has not arrived): no stream is opened and the round backs off.
+    std::function<std::shared_ptr<grpc::ChannelCredentials>()> credentials;
   };
   AdsConnection(std::vector<std::string> servers, XdsClient* client, Options options);
   ~AdsConnection() override;

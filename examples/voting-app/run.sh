@@ -82,6 +82,9 @@ await_all "Cats: 2/6 (33%)"
 results_loop
 echo "\$ meshctl tls-check voting-analytics"
 meshctl tls-check voting-analytics
+echo "(every proxy reaches meshpilot itself over mutual TLS too, known by its certificate:)"
+echo "\$ meshctl proxy-status"
+meshctl proxy-status
 echo "(the sidecars now talk mutual TLS with certificates from meshpilot's CA; a plaintext client"
 echo " that skips its sidecar is refused by voting-analytics' sidecar:)"
 ANALYTICS_INBOUND=$(curl -s "http://127.0.0.1:$ANALYTICS_ADMIN/config_dump" |

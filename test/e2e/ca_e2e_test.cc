@@ -6,12 +6,15 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "controlplane/ca/authority.h"
+#include "envoy/service/discovery/v3/discovery.grpc.pb.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "test/support/mesh.h"
 #include "test/support/meshpilot.h"
@@ -192,6 +195,78 @@ TEST_CASE("A proxy with a join token gets its certificate and renews it before i
   CHECK(!bad.Ready());  // never ready without its identity, but alive and retrying
   CHECK(bad.process->running());
   CHECK(absl::StrContains(mesh.pilot().Log(), "ca: refused a certificate"));
+}
+
+TEST_CASE("ADS over mTLS takes proxies by their certificate, with plaintext xDS turned off") {
+  Mesh mesh({"--debounce", "10ms", "--xds", ""});
+  const MeshpilotProcess& pilot = mesh.pilot();
+  auto token_for = [&](const std::string& name, const std::string& ns) {
+    auto res = pilot.Client().Post(
+        "/tokens", absl::StrCat(R"({"namespace":")", ns, R"(","serviceAccount":"default"})"),
+        "application/json");
+    REQUIRE(res);
+    REQUIRE(res->status == 200);
+    std::string path = mesh.dir() / (name + ".token");
+    std::ofstream(path) << nlohmann::json::parse(res->body)["token"].get<std::string>() << "\n";
+    return path;
+  };
+  // A proxy without an identity reaches the CA on the TLS port, then opens ADS with its
+  // certificate; meshpilot knows the stream by that identity.
+  Mesh::Proxy& web = mesh.RawProxy("web", {"--role", "sidecar", "--namespace", "default",
+                                           "--token-file", token_for("web", "default")});
+  REQUIRE(WaitFor([&] { return web.Ready(); }, std::chrono::seconds(10)));
+  auto syncz = [&] { return nlohmann::json::parse(pilot.Client().Get("/debug/syncz")->body); };
+  nlohmann::json streams = syncz();
+  REQUIRE(streams.size() == 1);
+  CHECK(streams[0]["id"] == "web");
+  CHECK(streams[0]["identity"] == "spiffe://cluster.local/ns/default/sa/default");
+  CHECK(RawTcp("127.0.0.1", pilot.xds_port(), "", true) == "<connect failed>");
+
+  // A certificate of namespace "other" posing as a proxy of "default": refused and logged.
+  Mesh::Proxy& impostor = mesh.RawProxy("impostor", {"--role", "sidecar", "--namespace", "default",
+                                                     "--token-file", token_for("imp", "other")});
+  // A proxy that trusts another root than meshpilot's certificate chains to: never connects.
+  auto other_ca =
+      ca::Authority::LoadOrCreate(mesh.dir() / "other/cert.pem", mesh.dir() / "other/key.pem", {});
+  REQUIRE(other_ca.ok());
+  Mesh::Proxy& wrong_root = mesh.RawProxy(
+      "wrong-root", {"--role", "sidecar", "--namespace", "default", "--token-file",
+                     token_for("wr", "default"), "--xds-root-cert", mesh.dir() / "other/cert.pem"});
+  REQUIRE(WaitFor(
+      [&] {
+        return absl::StrContains(pilot.Log(),
+                                 "node impostor claims ns/default/sa/default but its certificate "
+                                 "is spiffe://cluster.local/ns/other/sa/default");
+      },
+      std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(!impostor.Ready());
+  CHECK(!wrong_root.Ready());
+  CHECK(
+      absl::StrContains(wrong_root.Admin("/certs"), "CA at"));  // it cannot even get a certificate
+  CHECK(syncz().size() == 1);
+  CHECK(absl::StrContains(pilot.Client().Get("/metrics")->body,
+                          "meshpilot_xds_refused_streams_total "));
+
+  // A TLS client that shows no certificate may not open ADS.
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadText(pilot.root_cert_path());
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", pilot.xds_tls_port()),
+                                     grpc::SslCredentials(ssl));
+  auto stub = envoy::service::discovery::v3::AggregatedDiscoveryService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->StreamAggregatedResources(&ctx);
+  envoy::service::discovery::v3::DiscoveryRequest req;
+  req.mutable_node()->set_id("anonymous");
+  req.set_type_url("type.googleapis.com/envoy.config.cluster.v3.Cluster");
+  stream->Write(req);
+  envoy::service::discovery::v3::DiscoveryResponse res;
+  CHECK(!stream->Read(&res));
+  grpc::Status status = stream->Finish();
+  CHECK(status.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(status.error_message() == "ADS over TLS needs the proxy's workload certificate");
+  CHECK(web.Ready());
 }
 
 TEST_CASE("meshctl tls-check prints the tutorial's table, and a plaintext client is a CONFLICT") {

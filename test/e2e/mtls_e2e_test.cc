@@ -320,5 +320,34 @@ TEST_CASE("Certificates rotate under mTLS load without a failed call") {
   CHECK(m.web->Admin("/certs") != before);  // the server's certificate did change meanwhile
 }
 
+TEST_CASE("tls-check for a connected proxy reads the client side from the clusters it holds") {
+  MtlsMesh m(absl::StrCat(kIstioMutual, "---\n", PeerAuthentication("STRICT")));
+  REQUIRE(WaitFor([&] { return m.Call("/ping").body == "pong from web v1\n"; }, 10s));
+  auto rows = [&](const std::string& proxy) {
+    auto res = m.mesh.pilot().Client().Get("/debug/tls_check?host=web.&proxy=" + proxy);
+    REQUIRE(res);
+    return std::make_pair(res->status, res->body);
+  };
+  auto [status, body] = rows("client");
+  INFO(body);
+  CHECK(status == 200);
+  CHECK(absl::StrContains(body, R"("client":"mTLS")"));
+  CHECK(absl::StrContains(body, R"("status":"OK")"));
+  // The rule switches to DISABLE: once the client's sidecar holds it, tls-check says CONFLICT.
+  m.mesh.Apply(R"(
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  trafficPolicy: {tls: {mode: DISABLE}}
+)");
+  REQUIRE(WaitFor([&] { return absl::StrContains(rows("client").second, R"("client":"HTTP")"); },
+                  10s));
+  CHECK(absl::StrContains(rows("client").second, R"("status":"CONFLICT")"));
+  CHECK(m.Call("/ping").status != 200);  // and STRICT web indeed refuses it
+  CHECK(rows("nobody").first == 404);
+}
+
 }  // namespace
 }  // namespace mesh::testing

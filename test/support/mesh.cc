@@ -120,15 +120,19 @@ Mesh::Proxy& Mesh::RawProxy(const std::string& name, std::vector<std::string> fl
   auto p = std::make_unique<Proxy>();
   p->name = name;
   p->admin_port = FreePort();
-  std::vector<std::string> argv = {MESHPROXY_BIN,
-                                   "--xds",
-                                   absl::StrCat("127.0.0.1:", pilot_->xds_port()),
-                                   "--admin",
-                                   absl::StrCat("127.0.0.1:", p->admin_port),
-                                   "--id",
-                                   name,
-                                   "--concurrency",
-                                   "2"};
+  // A proxy with an identity talks to meshpilot's TLS port, as it would in production.
+  const bool tls = std::find(flags.begin(), flags.end(), "--token-file") != flags.end();
+  std::vector<std::string> argv = {
+      MESHPROXY_BIN,
+      "--xds",
+      absl::StrCat("127.0.0.1:", tls ? pilot_->xds_tls_port() : pilot_->xds_port()),
+      "--admin",
+      absl::StrCat("127.0.0.1:", p->admin_port),
+      "--id",
+      name,
+      "--concurrency",
+      "2"};
+  if (tls) argv.insert(argv.end(), {"--xds-root-cert", pilot_->root_cert_path()});
   argv.insert(argv.end(), flags.begin(), flags.end());
   processes_.push_back(std::make_unique<Process>(argv, dir_ / (name + ".log")));
   p->process = processes_.back().get();

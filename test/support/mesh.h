@@ -77,7 +77,8 @@ class Mesh {
   // mesh-demo-app alone on 127.0.0.1:<returned port> (reach it through a WorkloadEntry).
   int App(const std::string& name, std::vector<std::string> app_flags);
   // A meshproxy with exactly these flags (plus --xds and --admin); for the tests that need one
-  // off the usual shapes.
+  // off the usual shapes. With a --token-file among them it uses meshpilot's TLS port
+  // (--xds-root-cert), else the plaintext one.
   Proxy& RawProxy(const std::string& name, std::vector<std::string> flags);
 
   // A join token file for a proxy of namespace `ns` (service account "default"). Gateways and

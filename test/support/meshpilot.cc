@@ -16,6 +16,7 @@ MeshpilotProcess::MeshpilotProcess(std::string binary, std::string data_dir,
 bool MeshpilotProcess::Start() {
   port_ = FreePort();
   xds_port_ = FreePort();
+  xds_tls_port_ = FreePort();
   return Restart();
 }
 
@@ -26,6 +27,8 @@ bool MeshpilotProcess::Restart() {
                                    "127.0.0.1:" + std::to_string(port_),
                                    "--xds",
                                    "127.0.0.1:" + std::to_string(xds_port_),
+                                   "--xds-tls",
+                                   "127.0.0.1:" + std::to_string(xds_tls_port_),
                                    "--data-dir",
                                    data_dir_};
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());

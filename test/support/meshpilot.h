@@ -27,6 +27,9 @@ class MeshpilotProcess {
 
   int port() const { return port_; }
   int xds_port() const { return xds_port_; }
+  // ADS over TLS (--xds-tls); proxies verify it against root_cert_path().
+  int xds_tls_port() const { return xds_tls_port_; }
+  std::string root_cert_path() const { return data_dir_ + "/ca/root-cert.pem"; }
   pid_t pid() const { return process_ ? process_->pid() : -1; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   const std::string& token() const { return token_; }
@@ -39,6 +42,7 @@ class MeshpilotProcess {
   std::vector<std::string> extra_flags_;
   int port_ = 0;
   int xds_port_ = 0;
+  int xds_tls_port_ = 0;
   std::string token_;
   std::unique_ptr<Process> process_;
 };

@@ -44,15 +44,17 @@ TEST_CASE("Age uses the largest sensible unit") {
 namespace mesh::cli {
 namespace {
 
-TEST_CASE("proxy-status shows SYNCED, STALE, NACKED and NOT SENT per type") {
+TEST_CASE("proxy-status shows SYNCED, STALE, NACKED and NOT SENT per type, and the identity") {
   json syncz =
-      json::parse(R"([{"id": "gw-1", "class": "gateway/voting/{}", "version": "7", "types": {
+      json::parse(R"([{"id": "gw-1", "class": "gateway/voting/{}", "version": "7",
+    "identity": "spiffe://cluster.local/ns/voting/sa/default", "types": {
     "type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "7", "acked": "7", "nack": ""},
     "type.googleapis.com/envoy.config.listener.v3.Listener": {"sent": "7", "acked": "6", "nack": ""},
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": {"sent": "7", "acked": "6", "nack": "bad"}}}])");
   CHECK(FormatProxyStatus(syncz) ==
-        "NAME   CLASS               VERSION   CDS      LDS     EDS      RDS\n"
-        "gw-1   gateway/voting/{}   7         SYNCED   STALE   NACKED   NOT SENT\n");
+        "NAME   CLASS               VERSION   CDS      LDS     EDS      RDS        IDENTITY\n"
+        "gw-1   gateway/voting/{}   7         SYNCED   STALE   NACKED   NOT SENT   "
+        "spiffe://cluster.local/ns/voting/sa/default\n");
 }
 
 }  // namespace
