@@ -35,6 +35,14 @@ std::vector<std::string> UriSans(const std::string& cert_pem) {
   return info->uri_sans;
 }
 
+bool MatchesHost(const std::string& cert_pem, const std::string& name) {
+  X509* cert = ReadCert(cert_pem);
+  bool ok = X509_check_ip_asc(cert, name.c_str(), 0) == 1 ||
+            X509_check_host(cert, name.c_str(), name.size(), 0, nullptr) == 1;
+  X509_free(cert);
+  return ok;
+}
+
 bool VerifiesAgainst(const std::string& cert_pem, const std::string& root_pem) {
   X509* cert = ReadCert(cert_pem);
   X509* root = ReadCert(root_pem);

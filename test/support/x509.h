@@ -14,6 +14,9 @@ std::string MakeCsr(const std::vector<std::string>& san_uris, std::string* key_p
 // The URI subject alternative names of a PEM certificate.
 std::vector<std::string> UriSans(const std::string& cert_pem);
 
+// Whether a TLS client would take `cert_pem` for `name`, a DNS name or an IP address.
+bool MatchesHost(const std::string& cert_pem, const std::string& name);
+
 // Whether `cert_pem` verifies against `root_pem` alone (chain and validity).
 bool VerifiesAgainst(const std::string& cert_pem, const std::string& root_pem);
 

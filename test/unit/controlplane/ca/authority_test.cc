@@ -83,5 +83,28 @@ TEST_CASE("A CSR asking for another identity, or broken, is refused") {
   CHECK(garbage.status().code() == absl::StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("meshpilot's serving certificate names its hosts and IPs, and nothing else") {
+  testing::TempDir dir;
+  auto ca = Authority::LoadOrCreate(dir / "cert.pem", dir / "key.pem", {});
+  REQUIRE(ca.ok());
+  // The CSR's own SANs do not matter: the names are meshpilot's choice.
+  std::string csr = testing::MakeCsr({kSpiffe}, nullptr);
+  auto cert = (*ca)->SignServing(csr, {"meshpilot", "127.0.0.1", "::1"}, absl::Hours(2));
+  REQUIRE(cert.ok());
+  CHECK(testing::MatchesHost(cert->cert_pem, "meshpilot"));
+  CHECK(testing::MatchesHost(cert->cert_pem, "127.0.0.1"));
+  CHECK(testing::MatchesHost(cert->cert_pem, "::1"));
+  CHECK(!testing::MatchesHost(cert->cert_pem, "10.0.0.1"));
+  CHECK(!testing::MatchesHost(cert->cert_pem, "other"));
+  CHECK(testing::UriSans(cert->cert_pem).empty());
+  CHECK(testing::VerifiesAgainst(cert->cert_pem, (*ca)->root_cert_pem()));
+  CHECK(testing::ValiditySeconds(cert->cert_pem) == 2 * 3600 + 60);
+  CHECK((*ca)->SignServing(csr, {}).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK((*ca)->SignServing(csr, {"a,DNS:evil"}).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK((*ca)->SignServing("garbage", {"meshpilot"}).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace mesh::ca

@@ -1,6 +1,11 @@
 #include "controlplane/store/record_io.h"
 
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
+
+#include "test/support/temp_dir.h"
 
 namespace mesh::store {
 namespace {
@@ -39,6 +44,20 @@ TEST_CASE("Reading stops at a record whose checksum does not match") {
   ReadResult r = ReadFramed(data);
   CHECK(r.payloads.size() == 1);
   CHECK(r.valid_bytes == good);
+}
+
+TEST_CASE("WriteFileAtomically replaces a file whole, with its mode, and creates directories") {
+  testing::TempDir dir;
+  const std::string path = dir / "a/b/secret.pem";
+  REQUIRE(WriteFileAtomically(path, "first", 0644).ok());
+  REQUIRE(WriteFileAtomically(path, "second", 0600).ok());
+  CHECK(*ReadFile(path) == "second");
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(!std::filesystem::exists(path + ".tmp"));
+  CHECK(!WriteFileAtomically(path + "/under-a-file", "x", 0600).ok());
+  CHECK(absl::IsNotFound(ReadFile(dir / "missing").status()));
 }
 
 }  // namespace
