@@ -9,6 +9,7 @@ PACKAGES=(
   libabsl-dev nlohmann-json3-dev libcpp-httplib-dev catch2 libyaml-cpp-dev
   libre2-dev libssl-dev libboost-dev zlib1g-dev
   redis-server mariadb-server mariadb-client libhiredis-dev libmariadb-dev
+  etcd-server etcd-client
 )
 
 missing=()

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "test/support/process.h"
+
+namespace mesh::testing {
+
+// A real etcd cluster of `members` processes (Debian's etcd-server) on free loopback ports, each
+// with its data in `dir`/NAME. The destructor kills them. Start() waits until a member answers.
+class EtcdCluster {
+ public:
+  EtcdCluster(std::string dir, int members = 1);
+  ~EtcdCluster();
+
+  bool Start();
+  // SIGKILLs member `i` (0-based); Restart(i) brings it back on the same ports and data.
+  void Kill(int i);
+  bool Restart(int i);
+
+  // "etcd://127.0.0.1:A,127.0.0.1:B,..." for meshpilot's --store.
+  std::string Url() const;
+  std::vector<std::string> Endpoints() const;
+  std::string Log(int i) const;
+
+ private:
+  struct Member {
+    std::string name, data_dir;
+    int client_port = 0, peer_port = 0;
+    std::unique_ptr<Process> process;
+  };
+  void Launch(Member& m, bool fresh);
+  std::string dir_;
+  std::vector<Member> members_;
+  std::string initial_cluster_;
+};
+
+}  // namespace mesh::testing
