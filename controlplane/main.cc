@@ -1,4 +1,5 @@
-// meshpilot: the control plane daemon. Serves the config API on an embedded durable store.
+// meshpilot: the control plane daemon. Serves the config API on its store (embedded, or etcd
+// shared by several replicas), compiles xDS for its proxies, and is the mesh CA.
 #include <grpcpp/grpcpp.h>
 #include <openssl/rand.h>
 #include <signal.h>
@@ -26,13 +27,16 @@
 #include "controlplane/ca/authority.h"
 #include "controlplane/ca/ca_service.h"
 #include "controlplane/ca/serving_certificate.h"
+#include "controlplane/ca/stored_root.h"
 #include "controlplane/ca/tokens.h"
 #include "controlplane/compiler/authn.h"
 #include "controlplane/model/config_index.h"
+#include "controlplane/store/etcd_store.h"
 #include "controlplane/store/record_io.h"
 #include "controlplane/store/wal_store.h"
 #include "controlplane/xds/ads_server.h"
 #include "controlplane/xds/snapshot_cache.h"
+#include "controlplane/xds/workload_sync.h"
 
 #ifndef MESHPILOT_VERSION
 #define MESHPILOT_VERSION "dev"
@@ -56,7 +60,18 @@ ABSL_FLAG(absl::Duration, workload_grace, absl::Seconds(10),
           "how long a disconnected sidecar stays an endpoint of its services");
 ABSL_FLAG(std::string, data_dir, "./meshpilot-data", "embedded store, CA keys and admin token");
 ABSL_FLAG(std::string, store, "embedded",
-          "config store: embedded (a write-ahead log in --data-dir)");
+          "config store: embedded (a write-ahead log in --data-dir), or etcd://h1:2379,h2:2379 "
+          "(etcds:// for TLS; user:password@ before the hosts, or the password in "
+          "MESHPILOT_ETCD_PASSWORD) shared by several replicas");
+ABSL_FLAG(std::string, etcd_ca, "", "CA certificate (PEM) that etcd's certificates chain to");
+ABSL_FLAG(std::string, etcd_cert, "", "client certificate (PEM) for etcd");
+ABSL_FLAG(std::string, etcd_key, "", "client key (PEM) for etcd");
+ABSL_FLAG(std::string, ca_key_file, "",
+          "with etcd: a file whose contents encrypt the CA root key stored in etcd (or set "
+          "MESHPILOT_CA_KEY); every replica needs the same");
+ABSL_FLAG(std::string, replica_id, "",
+          "with etcd: this replica's name, under which its proxies' workloads are published "
+          "(default hostname.pid)");
 ABSL_FLAG(std::string, token_file, "",
           "admin bearer token file (default <data-dir>/admin.token, created 0600)");
 ABSL_FLAG(std::string, ca_cert, "",
@@ -100,6 +115,26 @@ std::vector<std::string> DefaultServingNames(const std::string& bind_host) {
   return names;
 }
 
+// The secret that seals the CA key in etcd: --ca-key-file's contents, else MESHPILOT_CA_KEY.
+absl::StatusOr<std::string> CaSecret() {
+  if (std::string path = absl::GetFlag(FLAGS_ca_key_file); !path.empty()) {
+    absl::StatusOr<std::string> text = mesh::store::ReadFile(path);
+    if (!text.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--ca-key-file ", path, ": cannot be read"));
+    std::string secret(absl::StripAsciiWhitespace(*text));
+    if (secret.size() < 16)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--ca-key-file ", path, ": want at least 16 characters"));
+    return secret;
+  }
+  const char* env = std::getenv("MESHPILOT_CA_KEY");
+  if (env && std::string(env).size() >= 16) return std::string(env);
+  return absl::InvalidArgumentError(
+      "with --store etcd the CA key is kept in etcd, encrypted: give --ca-key-file or "
+      "MESHPILOT_CA_KEY (at least 16 characters, the same on every replica), or --ca-cert and "
+      "--ca-key");
+}
+
 // Reads the admin token, or creates a random one (mode 0600) on first start.
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   absl::StatusOr<std::string> existing = mesh::store::ReadFile(path);
@@ -129,12 +164,21 @@ int Run() {
   }
   mesh::log::SetLevel(level);
 
-  std::string store_flag = absl::GetFlag(FLAGS_store);
+  const std::string store_flag = absl::GetFlag(FLAGS_store);
+  std::optional<mesh::store::EtcdStore::Options> etcd_options;
   if (store_flag != "embedded") {
-    Error("meshpilot: --store ", store_flag,
-          " is not supported by this build; only the embedded store is (etcd comes with the "
-          "replicas work)");
-    return 2;
+    auto parsed = mesh::store::EtcdStore::ParseUrl(store_flag);
+    if (!parsed.ok()) {
+      Error("meshpilot: --store: ", parsed.status().message(), " (or embedded)");
+      return 2;
+    }
+    etcd_options = *parsed;
+    if (!etcd_options->username.empty() && etcd_options->password.empty()) {
+      if (const char* pw = std::getenv("MESHPILOT_ETCD_PASSWORD")) etcd_options->password = pw;
+    }
+    etcd_options->ca_file = absl::GetFlag(FLAGS_etcd_ca);
+    etcd_options->cert_file = absl::GetFlag(FLAGS_etcd_cert);
+    etcd_options->key_file = absl::GetFlag(FLAGS_etcd_key);
   }
   std::string host;
   int port;
@@ -149,26 +193,41 @@ int Run() {
   // Before any thread starts, so only the wait below receives the stop signals.
   const sigset_t signals = mesh::signals::BlockStopSignals();
 
-  mesh::store::WalStore::Options store_options;
-  store_options.compact_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_compact_log_bytes));
-  auto store = mesh::store::WalStore::Open(data_dir + "/store", store_options);
-  if (!store.ok()) {
-    Error("meshpilot: cannot open the store: ", store.status().message());
-    return 1;
+  std::unique_ptr<mesh::store::Store> store;
+  mesh::store::WalStore* wal = nullptr;
+  mesh::store::EtcdStore* etcd = nullptr;
+  if (etcd_options) {
+    auto opened = mesh::store::EtcdStore::Open(*etcd_options);
+    if (!opened.ok()) {
+      Error("meshpilot: cannot reach etcd: ", opened.status().message());
+      return 1;
+    }
+    etcd = opened->get();
+    store = std::move(*opened);
+  } else {
+    mesh::store::WalStore::Options store_options;
+    store_options.compact_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_compact_log_bytes));
+    auto opened = mesh::store::WalStore::Open(data_dir + "/store", store_options);
+    if (!opened.ok()) {
+      Error("meshpilot: cannot open the store: ", opened.status().message());
+      return 1;
+    }
+    wal = opened->get();
+    store = std::move(*opened);
   }
   absl::StatusOr<std::string> token = LoadOrCreateToken(token_path);
   if (!token.ok()) {
     Error("meshpilot: ", token.status().message());
     return 1;
   }
-  auto index = mesh::model::ConfigIndex::Start(store->get());
+  auto index = mesh::model::ConfigIndex::Start(store.get());
   if (!index.ok()) {
     Error("meshpilot: cannot index the store: ", index.status().message());
     return 1;
   }
   mesh::api::ServiceOptions service_options;
   service_options.yaml.max_documents = static_cast<size_t>(absl::GetFlag(FLAGS_max_documents));
-  mesh::api::ResourceService service(store->get(), index->get(), service_options);
+  mesh::api::ResourceService service(store.get(), index->get(), service_options);
 
   mesh::api::RestOptions rest;
   rest.host = host;
@@ -177,7 +236,6 @@ int Run() {
   rest.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
   rest.version = MESHPILOT_VERSION;
   mesh::api::RestServer server(&service, rest);
-  mesh::store::WalStore* wal = store->get();
   mesh::model::ConfigIndex* idx = index->get();
   mesh::ca::Authority::Options ca_options;
   ca_options.default_ttl = absl::GetFlag(FLAGS_cert_ttl);
@@ -187,16 +245,27 @@ int Run() {
     Error("meshpilot: give both --ca-cert and --ca-key, or neither");
     return 2;
   }
-  if (ca_cert.empty()) {
-    ca_cert = data_dir + "/ca/root-cert.pem";
-    ca_key = data_dir + "/ca/root-key.pem";
+  absl::StatusOr<std::unique_ptr<mesh::ca::Authority>> authority;
+  if (etcd && ca_cert.empty()) {
+    // Shared by the replicas: in etcd, the key sealed with the operator's secret.
+    absl::StatusOr<std::string> secret = CaSecret();
+    if (!secret.ok()) {
+      Error("meshpilot: ", secret.status().message());
+      return 2;
+    }
+    authority = mesh::ca::LoadOrCreateInStore(store.get(), *secret, ca_options);
+  } else {
+    if (ca_cert.empty()) {
+      ca_cert = data_dir + "/ca/root-cert.pem";
+      ca_key = data_dir + "/ca/root-key.pem";
+    }
+    authority = mesh::ca::Authority::LoadOrCreate(ca_cert, ca_key, ca_options);
   }
-  auto authority = mesh::ca::Authority::LoadOrCreate(ca_cert, ca_key, ca_options);
   if (!authority.ok()) {
     Error("meshpilot: ", authority.status().message());
     return 1;
   }
-  mesh::ca::JoinTokens join_tokens(store->get());
+  mesh::ca::JoinTokens join_tokens(store.get());
   mesh::ca::CaService ca_service(authority->get(), &join_tokens);
   mesh::xds::SnapshotCache::Options cache_options;
   cache_options.debounce = absl::GetFlag(FLAGS_debounce);
@@ -205,6 +274,24 @@ int Run() {
   cache_options.root_cert_pem = (*authority)->root_cert_pem();
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(&cache);
+  std::unique_ptr<mesh::xds::WorkloadSync> workload_sync;
+  if (etcd) {
+    // Replicas share their sidecars' workloads, each under a lease of the grace period.
+    mesh::xds::WorkloadSync::Options sync_options;
+    sync_options.replica = absl::GetFlag(FLAGS_replica_id);
+    if (sync_options.replica.empty()) {
+      char hostname[256] = {};
+      gethostname(hostname, sizeof hostname - 1);
+      sync_options.replica = absl::StrCat(hostname, ".", getpid());
+    }
+    sync_options.ttl = std::max(absl::GetFlag(FLAGS_workload_grace), absl::Seconds(2));
+    auto started = mesh::xds::WorkloadSync::Start(etcd, &cache, sync_options);
+    if (!started.ok()) {
+      Error("meshpilot: cannot share workloads through etcd: ", started.status().message());
+      return 1;
+    }
+    workload_sync = std::move(*started);
+  }
   const std::string xds_addr = absl::GetFlag(FLAGS_xds),
                     xds_tls_addr = absl::GetFlag(FLAGS_xds_tls);
   std::unique_ptr<mesh::ca::ServingCertificate> serving;
@@ -327,25 +414,33 @@ int Run() {
         ca_service.refused(), "\n");
   });
   server.AddMetricsSource([&ads] { return ads.MetricsText(); });
-  server.AddMetricsSource([wal, idx] {
-    mesh::store::WalStore::Stats st = wal->GetStats();
-    return absl::StrCat(
-        "# TYPE meshpilot_store_revision gauge\nmeshpilot_store_revision ", wal->Revision(), "\n",
-        "# TYPE meshpilot_store_commits_total counter\nmeshpilot_store_commits_total ", st.commits,
-        "\n", "# TYPE meshpilot_store_syncs_total counter\nmeshpilot_store_syncs_total ", st.syncs,
-        "\n",
-        "# TYPE meshpilot_store_compactions_total counter\nmeshpilot_store_compactions_total ",
-        st.compactions, "\n", "# TYPE meshpilot_store_log_bytes gauge\nmeshpilot_store_log_bytes ",
-        st.log_bytes, "\n", "# TYPE meshpilot_index_revision gauge\nmeshpilot_index_revision ",
-        idx->Current()->revision(), "\n");
+  mesh::store::Store* any_store = store.get();
+  server.AddMetricsSource([any_store, idx] {
+    return absl::StrCat("# TYPE meshpilot_store_revision gauge\nmeshpilot_store_revision ",
+                        any_store->Revision(),
+                        "\n# TYPE meshpilot_index_revision gauge\nmeshpilot_index_revision ",
+                        idx->Current()->revision(), "\n");
   });
+  if (wal)
+    server.AddMetricsSource([wal] {
+      mesh::store::WalStore::Stats st = wal->GetStats();
+      return absl::StrCat(
+          "# TYPE meshpilot_store_commits_total counter\nmeshpilot_store_commits_total ",
+          st.commits, "\n",
+          "# TYPE meshpilot_store_syncs_total counter\nmeshpilot_store_syncs_total ", st.syncs,
+          "\n",
+          "# TYPE meshpilot_store_compactions_total counter\nmeshpilot_store_compactions_total ",
+          st.compactions, "\n",
+          "# TYPE meshpilot_store_log_bytes gauge\nmeshpilot_store_log_bytes ", st.log_bytes, "\n");
+    });
   absl::StatusOr<int> bound = server.Start();
   if (!bound.ok()) {
     Error("meshpilot: ", bound.status().message());
     return 1;
   }
   Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound,
-       " data_dir=", data_dir, " revision=", (*store)->Revision());
+       " data_dir=", data_dir, " store=", etcd ? "etcd" : "embedded",
+       " revision=", store->Revision());
 
   int sig = mesh::signals::WaitForStopSignal(signals);
   Info("meshpilot: signal ", sig, ", stopping");

@@ -91,7 +91,6 @@ Authority::~Authority() = default;
 absl::StatusOr<std::unique_ptr<Authority>> Authority::LoadOrCreate(const std::string& cert_path,
                                                                    const std::string& key_path,
                                                                    Options options) {
-  auto keys = std::make_unique<Keys>();
   bool have_cert = std::filesystem::exists(cert_path), have_key = std::filesystem::exists(key_path);
   if (have_cert != have_key) {
     return absl::FailedPreconditionError(
@@ -103,25 +102,42 @@ absl::StatusOr<std::unique_ptr<Authority>> Authority::LoadOrCreate(const std::st
     if (!cert_pem.ok()) return cert_pem.status();
     absl::StatusOr<std::string> key_pem = store::ReadFile(key_path);
     if (!key_pem.ok()) return key_pem.status();
-    BioPtr cb(BIO_new_mem_buf(cert_pem->data(), static_cast<int>(cert_pem->size())));
-    keys->cert.reset(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr));
-    if (!keys->cert) return absl::InvalidArgumentError(OpenSslError("CA: " + cert_path));
-    BioPtr kb(BIO_new_mem_buf(key_pem->data(), static_cast<int>(key_pem->size())));
-    keys->key.reset(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
-    if (!keys->key) return absl::InvalidArgumentError(OpenSslError("CA: " + key_path));
-    if (X509_check_private_key(keys->cert.get(), keys->key.get()) != 1) {
-      ERR_clear_error();
-      return absl::InvalidArgumentError(
-          absl::StrCat("CA: ", key_path, " is not the key of ", cert_path));
-    }
-    if (X509_check_ca(keys->cert.get()) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CA: ", cert_path, " is not a CA certificate"));
-    }
-    std::string pem = ToPem(keys->cert.get());
-    return std::unique_ptr<Authority>(new Authority(std::move(keys), pem, std::move(options)));
+    return FromPem(*cert_pem, *key_pem, std::move(options), cert_path, key_path);
   }
+  absl::StatusOr<Created> made = Create(std::move(options));
+  if (!made.ok()) return made.status();
+  if (absl::Status s = store::WriteFileAtomically(key_path, made->key_pem, 0600); !s.ok()) return s;
+  if (absl::Status s = store::WriteFileAtomically(cert_path, made->authority->root_cert_pem(), 0644);
+      !s.ok())
+    return s;
+  return std::move(made->authority);
+}
 
+absl::StatusOr<std::unique_ptr<Authority>> Authority::FromPem(const std::string& cert_pem,
+                                                              const std::string& key_pem,
+                                                              Options options,
+                                                              const std::string& cert_name,
+                                                              const std::string& key_name) {
+  auto keys = std::make_unique<Keys>();
+  BioPtr cb(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
+  keys->cert.reset(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr));
+  if (!keys->cert) return absl::InvalidArgumentError(OpenSslError("CA: " + cert_name));
+  BioPtr kb(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
+  keys->key.reset(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
+  if (!keys->key) return absl::InvalidArgumentError(OpenSslError("CA: " + key_name));
+  if (X509_check_private_key(keys->cert.get(), keys->key.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("CA: ", key_name, " is not the key of ", cert_name));
+  }
+  if (X509_check_ca(keys->cert.get()) == 0)
+    return absl::InvalidArgumentError(absl::StrCat("CA: ", cert_name, " is not a CA certificate"));
+  std::string pem = ToPem(keys->cert.get());
+  return std::unique_ptr<Authority>(new Authority(std::move(keys), pem, std::move(options)));
+}
+
+absl::StatusOr<Authority::Created> Authority::Create(Options options) {
+  auto keys = std::make_unique<Keys>();
   keys->key.reset(EVP_EC_gen("P-256"));
   if (!keys->key) return absl::InternalError(OpenSslError("CA: key generation"));
   keys->cert.reset(X509_new());
@@ -149,12 +165,11 @@ absl::StatusOr<std::unique_ptr<Authority>> Authority::LoadOrCreate(const std::st
   PEM_write_bio_PrivateKey(kb.get(), keys->key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   char* key_data = nullptr;
   long key_len = BIO_get_mem_data(kb.get(), &key_data);
-  if (absl::Status s = store::WriteFileAtomically(key_path, std::string(key_data, key_len), 0600);
-      !s.ok())
-    return s;
+  Created out;
+  out.key_pem.assign(key_data, key_len);
   std::string pem = ToPem(cert);
-  if (absl::Status s = store::WriteFileAtomically(cert_path, pem, 0644); !s.ok()) return s;
-  return std::unique_ptr<Authority>(new Authority(std::move(keys), pem, std::move(options)));
+  out.authority.reset(new Authority(std::move(keys), pem, std::move(options)));
+  return out;
 }
 
 absl::StatusOr<IssuedCertificate> Authority::Sign(const std::string& csr_pem,

@@ -40,6 +40,17 @@ class Authority {
   static absl::StatusOr<std::unique_ptr<Authority>> LoadOrCreate(const std::string& cert_path,
                                                                  const std::string& key_path,
                                                                  Options options);
+  // A root from PEM text (the names are for errors): the same checks as LoadOrCreate.
+  static absl::StatusOr<std::unique_ptr<Authority>> FromPem(
+      const std::string& cert_pem, const std::string& key_pem, Options options,
+      const std::string& cert_name = "the root certificate",
+      const std::string& key_name = "the root key");
+  // A new root; the caller stores `key_pem` (the only copy of the key outside this object).
+  struct Created {
+    std::unique_ptr<Authority> authority;
+    std::string key_pem;
+  };
+  static absl::StatusOr<Created> Create(Options options);
   ~Authority();
 
   const std::string& root_cert_pem() const { return root_pem_; }

@@ -140,6 +140,9 @@ void SnapshotCache::RefreshLocked() {
   config_ = std::move(config);
   std::vector<registry::Workload> workloads;
   for (const auto& [id, w] : workloads_) workloads.push_back(w.workload);
+  for (const auto& [id, w] : remote_workloads_) {
+    if (!workloads_.count(id)) workloads.push_back(w);
+  }
   registry_ = std::make_shared<registry::Registry>(registry::Registry::Build(*config_, workloads));
   registry_generation_ = workload_generation_;
   ++stats_.rebuilds;
@@ -212,6 +215,22 @@ std::unique_ptr<SnapshotCache::Registration> SnapshotCache::RegisterWorkload(
   }
   Poke();
   return std::make_unique<RegistrationImpl>(this, id);
+}
+
+std::map<std::string, registry::Workload> SnapshotCache::LocalWorkloads() {
+  std::lock_guard lock(mu_);
+  std::map<std::string, registry::Workload> out;
+  for (const auto& [id, w] : workloads_) out[id] = w.workload;
+  return out;
+}
+
+void SnapshotCache::SetRemoteWorkloads(std::map<std::string, registry::Workload> remote) {
+  {
+    std::lock_guard lock(mu_);
+    remote_workloads_ = std::move(remote);
+    ++workload_generation_;
+  }
+  Poke();
 }
 
 void SnapshotCache::Unregister(const std::string& id) {

@@ -90,6 +90,12 @@ class SnapshotCache {
   std::unique_ptr<Registration> RegisterWorkload(const std::string& id,
                                                  registry::Workload workload);
 
+  // The workloads of this replica's own sidecars (connected, or within their grace period).
+  std::map<std::string, registry::Workload> LocalWorkloads();
+  // The workloads other replicas publish (through etcd), replacing the previous set; they are
+  // endpoints like local ones. A local registration with the same id wins.
+  void SetRemoteWorkloads(std::map<std::string, registry::Workload> remote);
+
   // The newest config and the registry built from it (with the registered workloads), for
   // questions about the mesh as a whole (tls-check).
   struct View {
@@ -151,6 +157,7 @@ class SnapshotCache {
   model::ConfigSnapshotPtr config_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const registry::Registry> registry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, RegisteredWorkload> workloads_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, registry::Workload> remote_workloads_ ABSL_GUARDED_BY(mu_);
   int64_t workload_generation_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t registry_generation_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t classified_revision_ ABSL_GUARDED_BY(mu_) = -1;  // the config watchers were classified by
