@@ -254,6 +254,12 @@ int Run() {
       return 2;
     }
     authority = mesh::ca::LoadOrCreateInStore(store.get(), *secret, ca_options);
+    // The root (public) also goes to the data dir, to hand to proxies (--xds-root-cert).
+    if (authority.ok()) {
+      absl::Status s = mesh::store::WriteFileAtomically(data_dir + "/ca/root-cert.pem",
+                                                        (*authority)->root_cert_pem(), 0644);
+      if (!s.ok()) authority = s;
+    }
   } else {
     if (ca_cert.empty()) {
       ca_cert = data_dir + "/ca/root-cert.pem";

@@ -14,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "test/support/voting_app.h"
 
 namespace mesh::testing {
@@ -122,10 +123,16 @@ Mesh::Proxy& Mesh::RawProxy(const std::string& name, std::vector<std::string> fl
   p->admin_port = FreePort();
   // A proxy with an identity talks to meshpilot's TLS port, as it would in production.
   const bool tls = std::find(flags.begin(), flags.end(), "--token-file") != flags.end();
+  std::vector<std::string> xds;
+  for (const MeshpilotProcess* cp : control_planes) {
+    xds.push_back(absl::StrCat("127.0.0.1:", tls ? cp->xds_tls_port() : cp->xds_port()));
+  }
+  if (xds.empty())
+    xds.push_back(absl::StrCat("127.0.0.1:", tls ? pilot_->xds_tls_port() : pilot_->xds_port()));
   std::vector<std::string> argv = {
       MESHPROXY_BIN,
       "--xds",
-      absl::StrCat("127.0.0.1:", tls ? pilot_->xds_tls_port() : pilot_->xds_port()),
+      absl::StrJoin(xds, ","),
       "--admin",
       absl::StrCat("127.0.0.1:", p->admin_port),
       "--id",

@@ -40,6 +40,9 @@ class Mesh {
   ~Mesh();
 
   MeshpilotProcess& pilot() { return *pilot_; }
+  // The control planes the proxies started from now on dial, in order (their --xds list);
+  // empty: pilot() alone. For replicas sharing one etcd.
+  std::vector<const MeshpilotProcess*> control_planes;
   const TempDir& dir() const { return dir_; }
 
   // Applies YAML (one or many documents) in `ns`; throws with meshpilot's answer if refused.
