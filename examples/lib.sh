@@ -60,15 +60,44 @@ wait_ready() {
   return 1
 }
 
+# start_meshpilot [NAME [FLAGS...]]: a meshpilot (data in $WORK/NAME-data) on free ports: sets
+# REST_PORT, XDS_PORT, XDS_TLS_PORT, XDS_ROOT, and points meshctl at it.
 start_meshpilot() {
-  start meshpilot "$MESHPILOT" --rest 127.0.0.1:0 --xds 127.0.0.1:0 --xds-tls 127.0.0.1:0 \
-    --data-dir "$WORK/meshpilot-data" --debounce 20ms
-  REST_PORT=$(wait_for_log meshpilot 's/.*meshpilot: ready .* rest=127\.0\.0\.1:\([0-9]*\).*/\1/p')
-  XDS_PORT=$(wait_for_log meshpilot 's/.*ADS listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p')
-  XDS_TLS_PORT=$(wait_for_log meshpilot 's/.*ADS over mTLS listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p')
+  local name=${1:-meshpilot}
+  shift || true
+  start "$name" "$MESHPILOT" --rest 127.0.0.1:0 --xds 127.0.0.1:0 --xds-tls 127.0.0.1:0 \
+    --data-dir "$WORK/$name-data" --debounce 20ms "$@"
+  REST_PORT=$(wait_for_log "$name" 's/.*meshpilot: ready .* rest=127\.0\.0\.1:\([0-9]*\).*/\1/p')
+  XDS_PORT=$(wait_for_log "$name" 's/.*ADS listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p')
+  XDS_TLS_PORT=$(wait_for_log "$name" 's/.*ADS over mTLS listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p')
   # What an operator hands each proxy to trust the control plane: the mesh root.
-  XDS_ROOT="$WORK/meshpilot-data/ca/root-cert.pem"
-  export MESHPILOT_ADDR="127.0.0.1:$REST_PORT" MESHPILOT_DATA_DIR="$WORK/meshpilot-data"
+  XDS_ROOT="$WORK/$name-data/ca/root-cert.pem"
+  export MESHPILOT_ADDR="127.0.0.1:$REST_PORT" MESHPILOT_DATA_DIR="$WORK/$name-data"
+}
+
+# start_etcd_cluster N: N etcd members (Debian's etcd-server) on free loopback ports, data in
+# $WORK; sets ETCD_URL (etcd://...) and ETCD_PIDS (one per member, in order).
+start_etcd_cluster() {
+  local n=$1 i peers="" endpoints="" client peer
+  local -a clients=() peer_ports=()
+  for i in $(seq 0 $((n - 1))); do
+    clients+=("$(free_port)")
+    peer_ports+=("$(free_port)")
+    peers+="${peers:+,}etcd$i=http://127.0.0.1:${peer_ports[$i]}"
+    endpoints+="${endpoints:+,}127.0.0.1:${clients[$i]}"
+  done
+  ETCD_PIDS=()
+  for i in $(seq 0 $((n - 1))); do
+    client="http://127.0.0.1:${clients[$i]}"
+    peer="http://127.0.0.1:${peer_ports[$i]}"
+    start "etcd$i" etcd --name "etcd$i" --data-dir "$WORK/etcd$i" --listen-client-urls "$client" \
+      --advertise-client-urls "$client" --listen-peer-urls "$peer" \
+      --initial-advertise-peer-urls "$peer" --initial-cluster "$peers" \
+      --initial-cluster-state new --initial-cluster-token meshpilot-example \
+      --logger zap --log-level warn
+    ETCD_PIDS+=("${PIDS[-1]}")
+  done
+  ETCD_URL="etcd://$endpoints"
 }
 
 meshctl() { "$MESHCTL" "$@"; }
@@ -86,7 +115,7 @@ start_gateway() {
   GATEWAY_PORT=$(free_port)
   local admin
   admin=$(free_port)
-  start "$1" "$MESHPROXY" --xds "127.0.0.1:$XDS_TLS_PORT" --xds-root-cert "$XDS_ROOT" \
+  start "$1" "$MESHPROXY" --xds "${XDS_ADDRS:-127.0.0.1:$XDS_TLS_PORT}" --xds-root-cert "$XDS_ROOT" \
     --role gateway --id "$1" \
     --namespace istio-system --labels istio=ingressgateway --port-map "80=$GATEWAY_PORT" \
     --admin "127.0.0.1:$admin" --concurrency 1 --token-file "$(token_file "$1" istio-system)"
@@ -101,7 +130,7 @@ start_sidecar() {
   local inbound admin
   inbound=$(free_port)
   admin=$(free_port)
-  start "$name" "$MESHPROXY" --xds "127.0.0.1:$XDS_TLS_PORT" --xds-root-cert "$XDS_ROOT" \
+  start "$name" "$MESHPROXY" --xds "${XDS_ADDRS:-127.0.0.1:$XDS_TLS_PORT}" --xds-root-cert "$XDS_ROOT" \
     --role sidecar --id "$name" \
     --namespace "$ns" --labels "$labels" --address "$ip" --outbound "$ip:15001" \
     --inbound "$service_port=$inbound:$app_port" --admin "127.0.0.1:$admin" --concurrency 1 \
