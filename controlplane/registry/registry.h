@@ -39,6 +39,8 @@ struct Workload {
   model::Labels labels;
   std::string service_account;
   std::map<uint32_t, uint32_t> inbound_ports;  // service port -> port to reach it on
+
+  bool operator==(const Workload&) const = default;
 };
 
 class Registry {

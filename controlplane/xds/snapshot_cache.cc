@@ -227,6 +227,7 @@ std::map<std::string, registry::Workload> SnapshotCache::LocalWorkloads() {
 void SnapshotCache::SetRemoteWorkloads(std::map<std::string, registry::Workload> remote) {
   {
     std::lock_guard lock(mu_);
+    if (remote == remote_workloads_) return;
     remote_workloads_ = std::move(remote);
     ++workload_generation_;
   }

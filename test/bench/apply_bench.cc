@@ -4,7 +4,7 @@
 //    (one writer doing write + fdatasync in a loop: the ceiling of a store without group commit);
 //  - 1,000-document /apply batches, against yaml-cpp alone decoding the same body in-process.
 //
-// Usage: apply_bench [--clients 8] [--requests 20000] [--batches 10] [--batch-size 1000]
+// Usage: apply_bench [--clients 8] [--requests 20000] [--batches 10] [--batch-size 1000] [--etcd N]
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -21,6 +21,7 @@
 #include "common/yaml_json.h"
 #include "nlohmann/json.hpp"
 #include "test/bench/bench_util.h"
+#include "test/support/etcd.h"
 #include "test/support/meshpilot.h"
 #include "test/support/temp_dir.h"
 
@@ -61,8 +62,20 @@ int main(int argc, char** argv) {
   const int batch_size = Arg(argc, argv, "--batch-size", 1000);
 
   mesh::testing::TempDir dir;
-  mesh::testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data",
-                                        {"--log-level", "warn"});
+  // --etcd N: the store is an etcd cluster of N members started here, instead of the embedded one.
+  const int etcd_members = Arg(argc, argv, "--etcd", 0);
+  std::unique_ptr<mesh::testing::EtcdCluster> etcd;
+  std::vector<std::string> flags = {"--log-level", "warn"};
+  if (etcd_members > 0) {
+    etcd = std::make_unique<mesh::testing::EtcdCluster>(dir.path() + "/etcd", etcd_members);
+    if (!etcd->Start()) {
+      std::fprintf(stderr, "etcd did not start\n");
+      return 1;
+    }
+    for (const std::string& f : etcd->MeshpilotFlags("bench")) flags.push_back(f);
+  }
+  std::printf("store: %s\n", etcd ? etcd->Url().c_str() : "embedded");
+  mesh::testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data", flags);
   if (!pilot.Start()) {
     std::fprintf(stderr, "meshpilot did not start:\n%s\n", pilot.Log().c_str());
     return 1;

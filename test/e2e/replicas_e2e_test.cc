@@ -38,10 +38,7 @@ httplib::Result ApplyOn(const MeshpilotProcess& pilot, const std::string& yaml) 
 // pong service's two versions have sidecars on A, the gateway is on B (and A after it).
 struct Replicas {
   explicit Replicas(TempDir& etcd_dir)
-      : key_path(WriteKey(etcd_dir / "ca-key")),
-        etcd(etcd_dir.path(), 3),
-        started(etcd.Start()),
-        mesh(Flags("a")) {
+      : etcd(etcd_dir.path(), 3), started(etcd.Start()), mesh(Flags("a")) {
     REQUIRE(started);
     b = std::make_unique<MeshpilotProcess>(MESHPILOT_BIN, mesh.dir() / "replica-b", Flags("b"));
     REQUIRE(b->Start());
@@ -59,18 +56,13 @@ struct Replicas {
     // B's gateway serves endpoints that registered on A: they came through etcd.
     REQUIRE(WaitFor([&] { return Get().body == "pong v1\n"; }, 15s));
   }
-  // The secret that seals the CA key in etcd, the same for both replicas.
-  static std::string WriteKey(const std::string& path) {
-    std::ofstream(path) << "a test secret for the CA key, shared by the replicas\n";
-    return path;
-  }
   std::vector<std::string> Flags(const std::string& name) {
-    return {"--debounce", "10ms",          "--store", etcd.Url(),         "--replica-id",
-            name,         "--ca-key-file", key_path,  "--workload-grace", "3s"};
+    std::vector<std::string> flags = etcd.MeshpilotFlags(name);
+    flags.insert(flags.end(), {"--debounce", "10ms", "--workload-grace", "3s"});
+    return flags;
   }
   Reply Get() { return HttpGet(gateway->port, "/"); }
 
-  std::string key_path;
   EtcdCluster etcd;
   bool started;
   Mesh mesh;

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -81,6 +82,13 @@ std::vector<std::string> EtcdCluster::Endpoints() const {
   std::vector<std::string> out;
   for (const Member& m : members_) out.push_back(absl::StrCat("127.0.0.1:", m.client_port));
   return out;
+}
+
+std::vector<std::string> EtcdCluster::MeshpilotFlags(const std::string& replica_id) const {
+  const std::string key = dir_ + "/ca-key";
+  if (!std::filesystem::exists(key))
+    std::ofstream(key) << "a test secret that seals the CA key, shared by the replicas\n";
+  return {"--store", Url(), "--ca-key-file", key, "--replica-id", replica_id};
 }
 
 std::string EtcdCluster::Log(int i) const {

@@ -24,6 +24,9 @@ class EtcdCluster {
   std::string Url() const;
   std::vector<std::string> Endpoints() const;
   std::string Log(int i) const;
+  // meshpilot's flags for a replica on this cluster: --store, and --ca-key-file with a secret
+  // (the same for every replica) written under the cluster's directory.
+  std::vector<std::string> MeshpilotFlags(const std::string& replica_id) const;
 
  private:
   struct Member {
