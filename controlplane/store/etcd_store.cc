@@ -273,6 +273,11 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
     absl::Time give_up = absl::Now() + impl->options.retry_for;
     while (!(s = impl->Authenticate()).ok() && Retryable(s) && absl::Now() < give_up)
       absl::SleepFor(absl::Milliseconds(200));
+    if (!s.ok() && !Retryable(s)) {
+      return absl::PermissionDeniedError(absl::StrCat("etcd authentication as ",
+                                                      impl->options.username, ": ",
+                                                      s.error_message()));
+    }
     if (!s.ok()) return ToAbsl("authentication", s);
   }
   std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(impl)));

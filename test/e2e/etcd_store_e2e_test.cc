@@ -185,7 +185,7 @@ TEST_CASE("An etcd watch resumes after its member dies, and re-lists across a co
     REQUIRE(WaitFor([&] { return seen.State(base) == want; }, 20s));
     // And it watches on from there.
     REQUIRE(writer->Commit({Op::Put("/w/c", "1")}).ok());
-    want["/w/c"] = "1";
+    want.emplace("/w/c", "1");
     CHECK(WaitFor([&] { return seen.State(base) == want; }, 10s));
   }
   // A watch from a compacted revision is refused as the embedded store refuses one.
@@ -246,6 +246,41 @@ TEST_CASE("A lease keeps its keys while kept alive, and etcd deletes them when i
   CHECK(store->Get("/leased")->has_value());
   CHECK(WaitFor([&] { return !store->Get("/leased")->has_value(); }, 6s));
   CHECK(absl::IsNotFound(store->KeepAlive(*lease).status()));
+}
+
+TEST_CASE("With etcd authentication on, the store logs in, and a wrong password is refused") {
+  TempDir dir;
+  EtcdCluster etcd(dir.path());
+  REQUIRE(etcd.Start());
+  const std::string endpoint = etcd.Endpoints()[0];
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"user", "add", "root", "--new-user-password=mesh-pw"},
+        std::vector<std::string>{"auth", "enable"}}) {
+    std::vector<std::string> argv = {"etcdctl", "--endpoints", endpoint};
+    argv.insert(argv.end(), args.begin(), args.end());
+    testing::CommandResult r = testing::RunCommand(argv);
+    INFO(r.out);
+    REQUIRE(r.exit_code == 0);
+  }
+  auto url = EtcdStore::ParseUrl("etcd://root:mesh-pw@" + endpoint);
+  REQUIRE(url.ok());
+  auto store = EtcdStore::Open(*url);
+  REQUIRE(store.ok());
+  REQUIRE((*store)->Commit({Op::Put("/auth/k", "v")}).ok());
+  CHECK((*(*store)->Get("/auth/k"))->value == "v");
+
+  auto wrong = EtcdStore::ParseUrl("etcd://root:nope@" + endpoint);
+  REQUIRE(wrong.ok());
+  wrong->retry_for = absl::Seconds(1);
+  auto refused = EtcdStore::Open(*wrong);
+  INFO(refused.status().ToString());
+  CHECK(absl::IsPermissionDenied(refused.status()));
+  CHECK(absl::StrContains(refused.status().message(), "authentication failed"));
+  // Without credentials etcd refuses the reads themselves.
+  EtcdStore::Options anonymous;
+  anonymous.endpoints = {endpoint};
+  anonymous.retry_for = absl::Seconds(1);
+  CHECK(!EtcdStore::Open(anonymous).ok());
 }
 
 }  // namespace
