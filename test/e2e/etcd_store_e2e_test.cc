@@ -3,15 +3,18 @@
 // and writes across a member's death.
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "controlplane/ca/authority.h"
 #include "controlplane/store/etcd_store.h"
 #include "test/support/etcd.h"
 #include "test/support/temp_dir.h"
+#include "test/support/x509.h"
 
 namespace mesh::store {
 namespace {
@@ -281,6 +284,44 @@ TEST_CASE("With etcd authentication on, the store logs in, and a wrong password 
   anonymous.endpoints = {endpoint};
   anonymous.retry_for = absl::Seconds(1);
   CHECK(!EtcdStore::Open(anonymous).ok());
+}
+
+TEST_CASE("Over TLS the store verifies etcd and shows its client certificate") {
+  TempDir dir;
+  // Certificates from a CA made here: etcd's for 127.0.0.1, also good as a client certificate.
+  auto ca = ca::Authority::Create({});
+  REQUIRE(ca.ok());
+  std::string key;
+  auto cert = ca->authority->SignServing(testing::MakeCsr({}, &key), {"127.0.0.1"});
+  REQUIRE(cert.ok());
+  std::ofstream(dir / "ca.pem") << ca->authority->root_cert_pem();
+  std::ofstream(dir / "cert.pem") << cert->cert_pem;
+  std::ofstream(dir / "key.pem") << key;
+  EtcdCluster etcd(dir / "etcd");
+  etcd.UseTls(dir / "cert.pem", dir / "key.pem", dir / "ca.pem");
+  REQUIRE(etcd.Start());  // itself a TLS client with that certificate
+  auto options = EtcdStore::ParseUrl(etcd.Url());
+  REQUIRE(options.ok());
+  CHECK(options->tls);
+  options->ca_file = dir / "ca.pem";
+  options->cert_file = dir / "cert.pem";
+  options->key_file = dir / "key.pem";
+  auto store = EtcdStore::Open(*options);
+  REQUIRE(store.ok());
+  CHECK((*store)->Commit({Op::Put("/tls/k", "v")}).ok());
+  // Without a client certificate, or trusting another CA, nothing gets through.
+  options->retry_for = absl::Seconds(1);
+  options->request_timeout = absl::Seconds(1);
+  EtcdStore::Options no_cert = *options;
+  no_cert.cert_file.clear();
+  no_cert.key_file.clear();
+  CHECK(!EtcdStore::Open(no_cert).ok());
+  auto other = ca::Authority::Create({});
+  REQUIRE(other.ok());
+  std::ofstream(dir / "other.pem") << other->authority->root_cert_pem();
+  EtcdStore::Options wrong_ca = *options;
+  wrong_ca.ca_file = dir / "other.pem";
+  CHECK(!EtcdStore::Open(wrong_ca).ok());
 }
 
 }  // namespace

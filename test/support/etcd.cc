@@ -29,7 +29,8 @@ EtcdCluster::~EtcdCluster() = default;
 
 void EtcdCluster::Launch(Member& m, bool fresh) {
   std::filesystem::create_directories(dir_);
-  const std::string client = absl::StrCat("http://127.0.0.1:", m.client_port);
+  const std::string client =
+      absl::StrCat(tls_.empty() ? "http" : "https", "://127.0.0.1:", m.client_port);
   const std::string peer = absl::StrCat("http://127.0.0.1:", m.peer_port);
   std::vector<std::string> argv = {"etcd",
                                    "--name",
@@ -54,6 +55,10 @@ void EtcdCluster::Launch(Member& m, bool fresh) {
                                    "zap",
                                    "--log-level",
                                    "warn"};
+  if (!tls_.empty()) {
+    argv.insert(argv.end(), {"--cert-file", tls_[0], "--key-file", tls_[1], "--trusted-ca-file",
+                             tls_[2], "--client-cert-auth"});
+  }
   m.process = std::make_unique<Process>(argv, dir_ + "/" + m.name + ".log");
 }
 
@@ -62,6 +67,12 @@ bool EtcdCluster::Start() {
   store::EtcdStore::Options options;
   options.endpoints = Endpoints();
   options.retry_for = absl::Seconds(20);
+  if (!tls_.empty()) {
+    options.tls = true;
+    options.ca_file = tls_[2];
+    options.cert_file = tls_[0];  // the server's pair is also a client certificate of that CA
+    options.key_file = tls_[1];
+  }
   return store::EtcdStore::Open(options).ok();
 }
 
@@ -75,7 +86,7 @@ bool EtcdCluster::Restart(int i) {
 }
 
 std::string EtcdCluster::Url() const {
-  return "etcd://" + absl::StrJoin(Endpoints(), ",");
+  return (tls_.empty() ? "etcd://" : "etcds://") + absl::StrJoin(Endpoints(), ",");
 }
 
 std::vector<std::string> EtcdCluster::Endpoints() const {

@@ -15,12 +15,17 @@ class EtcdCluster {
   EtcdCluster(std::string dir, int members = 1);
   ~EtcdCluster();
 
+  // Serve clients over TLS with these PEM files (before Start); clients must then show a
+  // certificate signed by `ca_file`.
+  void UseTls(std::string cert_file, std::string key_file, std::string ca_file) {
+    tls_ = {std::move(cert_file), std::move(key_file), std::move(ca_file)};
+  }
   bool Start();
   // SIGKILLs member `i` (0-based); Restart(i) brings it back on the same ports and data.
   void Kill(int i);
   bool Restart(int i);
 
-  // "etcd://127.0.0.1:A,127.0.0.1:B,..." for meshpilot's --store.
+  // "etcd://127.0.0.1:A,127.0.0.1:B,..." (etcds:// with TLS) for meshpilot's --store.
   std::string Url() const;
   std::vector<std::string> Endpoints() const;
   std::string Log(int i) const;
@@ -38,6 +43,7 @@ class EtcdCluster {
   std::string dir_;
   std::vector<Member> members_;
   std::string initial_cluster_;
+  std::vector<std::string> tls_;  // cert, key, CA: empty for plaintext
 };
 
 }  // namespace mesh::testing
