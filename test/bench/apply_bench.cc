@@ -21,7 +21,6 @@
 #include "common/yaml_json.h"
 #include "nlohmann/json.hpp"
 #include "test/bench/bench_util.h"
-#include "test/support/etcd.h"
 #include "test/support/meshpilot.h"
 #include "test/support/temp_dir.h"
 
@@ -62,20 +61,9 @@ int main(int argc, char** argv) {
   const int batch_size = Arg(argc, argv, "--batch-size", 1000);
 
   mesh::testing::TempDir dir;
-  // --etcd N: the store is an etcd cluster of N members started here, instead of the embedded one.
-  const int etcd_members = Arg(argc, argv, "--etcd", 0);
-  std::unique_ptr<mesh::testing::EtcdCluster> etcd;
-  std::vector<std::string> flags = {"--log-level", "warn"};
-  if (etcd_members > 0) {
-    etcd = std::make_unique<mesh::testing::EtcdCluster>(dir.path() + "/etcd", etcd_members);
-    if (!etcd->Start()) {
-      std::fprintf(stderr, "etcd did not start\n");
-      return 1;
-    }
-    for (const std::string& f : etcd->MeshpilotFlags("bench")) flags.push_back(f);
-  }
-  std::printf("store: %s\n", etcd ? etcd->Url().c_str() : "embedded");
-  mesh::testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data", flags);
+  mesh::bench::BenchStore store = mesh::bench::ChooseStore(argc, argv, dir.path());
+  if (!store.ok) return 1;
+  mesh::testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data", store.flags);
   if (!pilot.Start()) {
     std::fprintf(stderr, "meshpilot did not start:\n%s\n", pilot.Log().c_str());
     return 1;

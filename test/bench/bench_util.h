@@ -3,9 +3,14 @@
 // Small helpers shared by the benchmarks.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
+
+#include "test/support/etcd.h"
 
 namespace mesh::bench {
 
@@ -29,6 +34,25 @@ inline int Arg(int argc, char** argv, const char* name, int def) {
     if (std::strcmp(argv[i], name) == 0) return std::atoi(argv[i + 1]);
   }
   return def;
+}
+
+// The store a benchmark's meshpilot runs on: with `--etcd N` on the command line, an etcd
+// cluster of N members started under `dir`; else the embedded one. `flags` are meshpilot's.
+struct BenchStore {
+  std::unique_ptr<testing::EtcdCluster> etcd;
+  std::vector<std::string> flags = {"--log-level", "warn"};
+  bool ok = true;
+};
+inline BenchStore ChooseStore(int argc, char** argv, const std::string& dir) {
+  BenchStore out;
+  if (int members = Arg(argc, argv, "--etcd", 0); members > 0) {
+    out.etcd = std::make_unique<testing::EtcdCluster>(dir + "/etcd", members);
+    out.ok = out.etcd->Start();
+    if (!out.ok) std::fprintf(stderr, "etcd did not start\n");
+    for (const std::string& f : out.etcd->MeshpilotFlags("bench")) out.flags.push_back(f);
+  }
+  std::printf("store: %s\n", out.etcd ? out.etcd->Url().c_str() : "embedded");
+  return out;
 }
 
 }  // namespace mesh::bench

@@ -200,20 +200,10 @@ TEST_CASE("A proxy with a join token gets its certificate and renews it before i
 TEST_CASE("ADS over mTLS takes proxies by their certificate, with plaintext xDS turned off") {
   Mesh mesh({"--debounce", "10ms", "--xds", ""});
   const MeshpilotProcess& pilot = mesh.pilot();
-  auto token_for = [&](const std::string& name, const std::string& ns) {
-    auto res = pilot.Client().Post(
-        "/tokens", absl::StrCat(R"({"namespace":")", ns, R"(","serviceAccount":"default"})"),
-        "application/json");
-    REQUIRE(res);
-    REQUIRE(res->status == 200);
-    std::string path = mesh.dir() / (name + ".token");
-    std::ofstream(path) << nlohmann::json::parse(res->body)["token"].get<std::string>() << "\n";
-    return path;
-  };
   // A proxy without an identity reaches the CA on the TLS port, then opens ADS with its
   // certificate; meshpilot knows the stream by that identity.
   Mesh::Proxy& web = mesh.RawProxy("web", {"--role", "sidecar", "--namespace", "default",
-                                           "--token-file", token_for("web", "default")});
+                                           "--token-file", mesh.TokenFile("web", "default")});
   REQUIRE(WaitFor([&] { return web.Ready(); }, std::chrono::seconds(10)));
   auto syncz = [&] { return nlohmann::json::parse(pilot.Client().Get("/debug/syncz")->body); };
   nlohmann::json streams = syncz();
@@ -223,15 +213,17 @@ TEST_CASE("ADS over mTLS takes proxies by their certificate, with plaintext xDS 
   CHECK(RawTcp("127.0.0.1", pilot.xds_port(), "", true) == "<connect failed>");
 
   // A certificate of namespace "other" posing as a proxy of "default": refused and logged.
-  Mesh::Proxy& impostor = mesh.RawProxy("impostor", {"--role", "sidecar", "--namespace", "default",
-                                                     "--token-file", token_for("imp", "other")});
+  Mesh::Proxy& impostor =
+      mesh.RawProxy("impostor", {"--role", "sidecar", "--namespace", "default", "--token-file",
+                                 mesh.TokenFile("imp", "other")});
   // A proxy that trusts another root than meshpilot's certificate chains to: never connects.
   auto other_ca =
       ca::Authority::LoadOrCreate(mesh.dir() / "other/cert.pem", mesh.dir() / "other/key.pem", {});
   REQUIRE(other_ca.ok());
-  Mesh::Proxy& wrong_root = mesh.RawProxy(
-      "wrong-root", {"--role", "sidecar", "--namespace", "default", "--token-file",
-                     token_for("wr", "default"), "--xds-root-cert", mesh.dir() / "other/cert.pem"});
+  Mesh::Proxy& wrong_root =
+      mesh.RawProxy("wrong-root", {"--role", "sidecar", "--namespace", "default", "--token-file",
+                                   mesh.TokenFile("wr", "default"), "--xds-root-cert",
+                                   mesh.dir() / "other/cert.pem"});
   REQUIRE(WaitFor(
       [&] {
         return absl::StrContains(pilot.Log(),
