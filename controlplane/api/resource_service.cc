@@ -291,7 +291,7 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const Batch& batch, bool*
   ApplyResult result;
   result.revision = store_->Revision();
   if (!ops.empty()) {
-    absl::StatusOr<store::CommitResult> commit = store_->Commit(std::move(ops));
+    absl::StatusOr<store::CommitResult> commit = Write(std::move(ops));
     if (!commit.ok()) {
       *retry = IsConflict(commit.status()) && !user_versions;
       if (IsConflict(commit.status())) {
@@ -333,7 +333,7 @@ absl::StatusOr<ApplyResult> ResourceService::DeleteApplied(absl::string_view bod
     }
     result.revision = store_->Revision();
     if (!ops.empty()) {
-      absl::StatusOr<store::CommitResult> commit = store_->Commit(std::move(ops));
+      absl::StatusOr<store::CommitResult> commit = Write(std::move(ops));
       if (!commit.ok()) {
         if (IsConflict(commit.status()) && attempt < options_.max_apply_retries) continue;
         return commit.status();
@@ -427,7 +427,7 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
             want));
       }
     }
-    absl::StatusOr<store::CommitResult> commit = store_->Commit(
+    absl::StatusOr<store::CommitResult> commit = Write(
         {store::Op::Put(key, NextStoredValue(o, stored.is_object() ? &stored : nullptr), expect)});
     if (commit.ok()) return StoredToJson(commit->kvs[0], kind, version, commit->revision);
     if (!IsConflict(commit.status())) return commit.status();
@@ -442,7 +442,7 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
 absl::StatusOr<json> ResourceService::Delete(const model::KindInfo& kind, absl::string_view version,
                                              absl::string_view ns, absl::string_view name) {
   absl::StatusOr<store::CommitResult> commit =
-      store_->Commit({store::Op::Delete(model::StoreKey(kind, ns, name))});
+      Write({store::Op::Delete(model::StoreKey(kind, ns, name))});
   if (!commit.ok()) {
     if (absl::IsNotFound(commit.status())) {
       return absl::NotFoundError(absl::StrCat(Describe(kind, ns, name), " not found"));
@@ -488,9 +488,20 @@ absl::StatusOr<store::WatchPtr> ResourceService::Watch(const model::KindInfo& ki
   return watch;
 }
 
+absl::StatusOr<store::CommitResult> ResourceService::Write(std::vector<store::Op> ops) {
+  absl::StatusOr<store::CommitResult> commit = store_->Commit(std::move(ops));
+  if (commit.ok()) {
+    int64_t seen = last_write_revision_.load();
+    while (commit->revision > seen &&
+           !last_write_revision_.compare_exchange_weak(seen, commit->revision)) {
+    }
+  }
+  return commit;
+}
+
 std::vector<model::Warning> ResourceService::Analyze(absl::string_view ns) {
-  // Read-your-writes: let the index catch up with everything committed so far.
-  index_->WaitForRevision(store_->Revision(), absl::Seconds(2));
+  // Read-your-writes: let the index catch up with the resources written through this service.
+  index_->WaitForRevision(last_write_revision_.load(), absl::Seconds(2));
   return model::Analyze(*index_->Current(), {}, false, ns);
 }
 

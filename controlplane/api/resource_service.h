@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -104,9 +105,14 @@ class ResourceService {
   absl::StatusOr<Batch> ParseBatch(absl::string_view body, BodyFormat format,
                                    absl::string_view default_ns) const;
 
+  // Commits `ops` and remembers the revision, so reads that promise to see this service's
+  // writes wait for the index to reach it (not for unrelated keys such as join tokens).
+  absl::StatusOr<store::CommitResult> Write(std::vector<store::Op> ops);
+
   store::Store* store_;
   model::ConfigIndex* index_;
   ServiceOptions options_;
+  std::atomic<int64_t> last_write_revision_{0};
 };
 
 // Converts a stored value into the API's JSON: resourceVersion from the store, apiVersion of
