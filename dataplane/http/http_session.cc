@@ -639,9 +639,12 @@ class HttpConnection {
       const Host& h;
       ~Done() { h.state->active_requests.fetch_sub(1, std::memory_order_relaxed); }
     } done{host};
+    // A pooled connection the server closed meanwhile (a keep-alive race, a draining listener)
+    // gets one more try, on a new connection: the other pooled ones may be just as stale.
     for (int tries = 0; tries < 2; ++tries) {
       upstream_buffer_.clear();  // what is left belongs to an abandoned attempt's connection
-      UpstreamConnectionPtr connection = worker_.pool().Take(key, absl::Now());
+      UpstreamConnectionPtr connection =
+          tries == 0 ? worker_.pool().Take(key, absl::Now()) : nullptr;
       const bool reused = connection != nullptr;
       error_code ec;
       if (!connection) {
