@@ -245,11 +245,14 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const Batch& batch, bool*
   std::vector<store::Op> ops;
   std::vector<size_t> op_items;
   bool user_versions = false;
+  std::vector<std::string> keys;
+  for (const Object& o : objects) keys.push_back(Key(o));
+  absl::StatusOr<std::vector<std::optional<store::KeyValue>>> current = store_->GetMany(keys);
+  if (!current.ok()) return current.status();
   for (size_t i = 0; i < objects.size(); ++i) {
     const Object& o = objects[i];
     ApplyItem& it = items[batch.object_items[i]];
-    absl::StatusOr<std::optional<store::KeyValue>> cur = store_->Get(Key(o));
-    if (!cur.ok()) return cur.status();
+    const std::optional<store::KeyValue>* cur = &(*current)[i];
     if (!o.meta.resource_version.empty()) {
       user_versions = true;
       int64_t want = 0;
@@ -320,10 +323,13 @@ absl::StatusOr<ApplyResult> ResourceService::DeleteApplied(absl::string_view bod
     ApplyResult result;
     std::vector<store::Op> ops;
     std::vector<size_t> op_items;
+    std::vector<std::string> keys;
+    for (const Object& o : batch->objects) keys.push_back(Key(o));
+    absl::StatusOr<std::vector<std::optional<store::KeyValue>>> current = store_->GetMany(keys);
+    if (!current.ok()) return current.status();
     for (size_t i = 0; i < batch->objects.size(); ++i) {
       ApplyItem& it = batch->items[batch->object_items[i]];
-      absl::StatusOr<std::optional<store::KeyValue>> cur = store_->Get(Key(batch->objects[i]));
-      if (!cur.ok()) return cur.status();
+      const std::optional<store::KeyValue>* cur = &(*current)[i];
       if (!*cur) {
         it.action = "not found";
         continue;

@@ -274,9 +274,8 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
     while (!(s = impl->Authenticate()).ok() && Retryable(s) && absl::Now() < give_up)
       absl::SleepFor(absl::Milliseconds(200));
     if (!s.ok() && !Retryable(s)) {
-      return absl::PermissionDeniedError(absl::StrCat("etcd authentication as ",
-                                                      impl->options.username, ": ",
-                                                      s.error_message()));
+      return absl::PermissionDeniedError(
+          absl::StrCat("etcd authentication as ", impl->options.username, ": ", s.error_message()));
     }
     if (!s.ok()) return ToAbsl("authentication", s);
   }
@@ -407,6 +406,30 @@ absl::StatusOr<std::optional<KeyValue>> EtcdStore::Get(absl::string_view key) {
   if (!res.ok()) return res.status();
   if (res->kvs_size() == 0) return std::optional<KeyValue>();
   return std::optional<KeyValue>(FromEtcd(res->kvs(0)));
+}
+
+absl::StatusOr<std::vector<std::optional<KeyValue>>> EtcdStore::GetMany(
+    const std::vector<std::string>& keys) {
+  std::vector<std::optional<KeyValue>> out;
+  // etcd caps a transaction's operations (128 by default): read in chunks of 100.
+  for (size_t start = 0; start < keys.size(); start += 100) {
+    pb::TxnRequest req;
+    for (size_t i = start; i < std::min(keys.size(), start + 100); ++i)
+      req.add_success()->mutable_request_range()->set_key(keys[i]);
+    pb::TxnResponse res;
+    absl::Status s = impl_->Call("read", [&](grpc::ClientContext* ctx) {
+      res.Clear();
+      return impl_->kv->Txn(ctx, req, &res);
+    });
+    if (!s.ok()) return s;
+    impl_->Saw(res.header());
+    for (const pb::ResponseOp& r : res.responses()) {
+      const pb::RangeResponse& range = r.response_range();
+      out.push_back(range.kvs_size() ? std::optional<KeyValue>(FromEtcd(range.kvs(0)))
+                                     : std::nullopt);
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<RangeResult> EtcdStore::List(absl::string_view prefix) {

@@ -48,6 +48,9 @@ class EtcdStore : public Store {
   // (operations per transaction, request size), with etcd's reason; nothing is written then.
   absl::StatusOr<CommitResult> Commit(std::vector<Op> ops) override;
   absl::StatusOr<std::optional<KeyValue>> Get(absl::string_view key) override;
+  // One read-only Txn of Ranges: one linearizable read however many keys.
+  absl::StatusOr<std::vector<std::optional<KeyValue>>> GetMany(
+      const std::vector<std::string>& keys) override;
   absl::StatusOr<RangeResult> List(absl::string_view prefix) override;
   absl::StatusOr<WatchPtr> Watch(std::string prefix, int64_t after_revision,
                                  WatchCallback callback) override;

@@ -91,6 +91,19 @@ class Store {
 
   virtual absl::StatusOr<std::optional<KeyValue>> Get(absl::string_view key) = 0;
 
+  // Get for several keys, read at one point in time where the store can (etcd: one request);
+  // the answer is in the order of `keys`. By default, one Get after another.
+  virtual absl::StatusOr<std::vector<std::optional<KeyValue>>> GetMany(
+      const std::vector<std::string>& keys) {
+    std::vector<std::optional<KeyValue>> out;
+    for (const std::string& key : keys) {
+      absl::StatusOr<std::optional<KeyValue>> one = Get(key);
+      if (!one.ok()) return one.status();
+      out.push_back(std::move(*one));
+    }
+    return out;
+  }
+
   // Every key starting with `prefix`, with the revision they were read at.
   virtual absl::StatusOr<RangeResult> List(absl::string_view prefix) = 0;
 
