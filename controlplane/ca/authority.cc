@@ -107,7 +107,8 @@ absl::StatusOr<std::unique_ptr<Authority>> Authority::LoadOrCreate(const std::st
   absl::StatusOr<Created> made = Create(std::move(options));
   if (!made.ok()) return made.status();
   if (absl::Status s = store::WriteFileAtomically(key_path, made->key_pem, 0600); !s.ok()) return s;
-  if (absl::Status s = store::WriteFileAtomically(cert_path, made->authority->root_cert_pem(), 0644);
+  if (absl::Status s =
+          store::WriteFileAtomically(cert_path, made->authority->root_cert_pem(), 0644);
       !s.ok())
     return s;
   return std::move(made->authority);

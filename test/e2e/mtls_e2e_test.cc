@@ -146,8 +146,8 @@ spec:
     tls: {mode: ISTIO_MUTUAL, subjectAltNames: ["spiffe://cluster.local/ns/payments/sa/web"]}
 )");
   // A 503 can also mean "no endpoint yet": wait for the one that says why.
-  const std::string refusal =
-      absl::StrCat("presented ", kIdentity, ", not one of the identities its DestinationRule names");
+  const std::string refusal = absl::StrCat("presented ", kIdentity,
+                                           ", not one of the identities its DestinationRule names");
   CHECK(WaitFor(
       [&] {
         return m.Call("/ping").status == 503 &&
@@ -348,8 +348,8 @@ spec:
   host: web
   trafficPolicy: {tls: {mode: DISABLE}}
 )");
-  REQUIRE(WaitFor([&] { return absl::StrContains(rows("client").second, R"("client":"HTTP")"); },
-                  10s));
+  REQUIRE(
+      WaitFor([&] { return absl::StrContains(rows("client").second, R"("client":"HTTP")"); }, 10s));
   CHECK(absl::StrContains(rows("client").second, R"("status":"CONFLICT")"));
   CHECK(m.Call("/ping").status != 200);  // and STRICT web indeed refuses it
   CHECK(rows("nobody").first == 404);

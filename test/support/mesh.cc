@@ -129,16 +129,15 @@ Mesh::Proxy& Mesh::RawProxy(const std::string& name, std::vector<std::string> fl
   }
   if (xds.empty())
     xds.push_back(absl::StrCat("127.0.0.1:", tls ? pilot_->xds_tls_port() : pilot_->xds_port()));
-  std::vector<std::string> argv = {
-      MESHPROXY_BIN,
-      "--xds",
-      absl::StrJoin(xds, ","),
-      "--admin",
-      absl::StrCat("127.0.0.1:", p->admin_port),
-      "--id",
-      name,
-      "--concurrency",
-      "2"};
+  std::vector<std::string> argv = {MESHPROXY_BIN,
+                                   "--xds",
+                                   absl::StrJoin(xds, ","),
+                                   "--admin",
+                                   absl::StrCat("127.0.0.1:", p->admin_port),
+                                   "--id",
+                                   name,
+                                   "--concurrency",
+                                   "2"};
   if (tls) argv.insert(argv.end(), {"--xds-root-cert", pilot_->root_cert_path()});
   argv.insert(argv.end(), flags.begin(), flags.end());
   processes_.push_back(std::make_unique<Process>(argv, dir_ / (name + ".log")));

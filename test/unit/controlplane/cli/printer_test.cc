@@ -45,8 +45,7 @@ namespace mesh::cli {
 namespace {
 
 TEST_CASE("proxy-status shows SYNCED, STALE, NACKED and NOT SENT per type, and the identity") {
-  json syncz =
-      json::parse(R"([{"id": "gw-1", "class": "gateway/voting/{}", "version": "7",
+  json syncz = json::parse(R"([{"id": "gw-1", "class": "gateway/voting/{}", "version": "7",
     "identity": "spiffe://cluster.local/ns/voting/sa/default", "types": {
     "type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "7", "acked": "7", "nack": ""},
     "type.googleapis.com/envoy.config.listener.v3.Listener": {"sent": "7", "acked": "6", "nack": ""},
