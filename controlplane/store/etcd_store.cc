@@ -383,10 +383,14 @@ absl::StatusOr<CommitResult> EtcdStore::Commit(std::vector<Op> ops) {
 }
 
 absl::StatusOr<CommitResult> EtcdStore::AppliedEarlier(const std::vector<Op>& ops) {
+  std::vector<std::string> keys;
+  for (const Op& op : ops) keys.push_back(op.key);
+  absl::StatusOr<std::vector<std::optional<KeyValue>>> now = GetMany(keys);
+  if (!now.ok()) return now.status();
   CommitResult out;
-  for (const Op& op : ops) {
-    absl::StatusOr<std::optional<KeyValue>> cur = Get(op.key);
-    if (!cur.ok()) return cur.status();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
+    const std::optional<KeyValue>* cur = &(*now)[i];
     const bool put = op.type == Op::Type::kPut;
     if (put != cur->has_value() ||
         (put && ((*cur)->value != op.value ||
