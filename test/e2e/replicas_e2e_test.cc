@@ -216,5 +216,35 @@ TEST_CASE("An etcd member killed during an apply loop loses no acknowledged appl
   }
 }
 
+TEST_CASE("On etcd an /apply batch over etcd's limits is refused whole, with etcd's reason") {
+  TempDir dir;
+  EtcdCluster etcd(dir / "etcd");
+  REQUIRE(etcd.Start());
+  MeshpilotProcess pilot(MESHPILOT_BIN, dir / "meshpilot", etcd.MeshpilotFlags("solo"));
+  REQUIRE(pilot.Start());
+  auto services = [](int n) {
+    std::string yaml;
+    for (int i = 0; i < n; ++i) {
+      absl::StrAppend(&yaml, "---\napiVersion: v1\nkind: Service\nmetadata: {name: s", i,
+                      "}\nspec: {ports: [{port: 80}]}\n");
+    }
+    return yaml;
+  };
+  auto big = ApplyOn(pilot, services(200));
+  REQUIRE(big);
+  CHECK(big->status == 400);
+  CHECK(absl::StrContains(big->body, "exceeds etcd's limits, nothing was written"));
+  CHECK(absl::StrContains(big->body, "too many operations in txn request"));
+  auto listed = pilot.Client().Get("/api/v1/namespaces/default/services");
+  REQUIRE(listed);
+  CHECK(nlohmann::json::parse(listed->body)["items"].empty());
+  auto fits = ApplyOn(pilot, services(100));
+  REQUIRE(fits);
+  CHECK(fits->status == 200);
+  CHECK(nlohmann::json::parse(
+            pilot.Client().Get("/api/v1/namespaces/default/services")->body)["items"]
+            .size() == 100);
+}
+
 }  // namespace
 }  // namespace mesh::testing
