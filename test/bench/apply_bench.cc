@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/yaml_json.h"
+#include "controlplane/store/etcd_store.h"
 #include "nlohmann/json.hpp"
 #include "test/bench/bench_util.h"
 #include "test/support/meshpilot.h"
@@ -50,6 +51,29 @@ double RawFsyncRate(const std::string& dir, int count) {
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   ::close(fd);
   return count / secs;
+}
+
+// The peer for single applies on etcd: `clients` threads each doing a read and a
+// compare-and-swap Txn straight on etcd (EtcdStore, no meshpilot), `count` in all: what one
+// apply costs the store at the least.
+double RawEtcdRate(const mesh::testing::EtcdCluster& etcd, int clients, int count) {
+  mesh::store::EtcdStore::Options options;
+  options.endpoints = etcd.Endpoints();
+  auto store = mesh::store::EtcdStore::Open(options);
+  if (!store.ok()) return 0;
+  auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int i = c; i < count; i += clients) {
+        std::string key = absl::StrCat("/bench-peer/", i);
+        auto cur = (*store)->GetMany({key});
+        if (cur.ok()) (*store)->Commit({mesh::store::Op::Put(key, std::string(400, 'x'), 0)});
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return count / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 }  // namespace
@@ -120,6 +144,13 @@ int main(int argc, char** argv) {
       requests, clients, single_secs, single_rate, Percentile(all, 50), Percentile(all, 99));
   std::printf("  peer (same disk, same run): %.0f durable appends/s from one writer; ratio %.2fx\n",
               fsync_rate, single_rate / fsync_rate);
+  if (store.etcd) {
+    double etcd_rate = RawEtcdRate(*store.etcd, clients, requests);
+    std::printf(
+        "  peer (etcd alone, same run): %.0f read + compare-and-swap pairs/s from %d clients; "
+        "ratio %.2fx\n",
+        etcd_rate, clients, single_rate / etcd_rate);
+  }
   std::printf(
       "batches: %d x %d documents: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%.0f resources/s)\n",
       batches, batch_size, batch_p50, Percentile(batch_ms, 99),
