@@ -97,6 +97,12 @@ bool SplitHostPort(const std::string& addr, std::string* host, int* port) {
   return absl::SimpleAtoi(addr.substr(colon + 1), port) && *port >= 0 && *port <= 65535;
 }
 
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
 // The names meshpilot's TLS port answers to when --xds-tls-names is not given.
 std::vector<std::string> DefaultServingNames(const std::string& bind_host) {
   std::vector<std::string> names = {"localhost",
@@ -105,9 +111,7 @@ std::vector<std::string> DefaultServingNames(const std::string& bind_host) {
                                     "meshpilot",
                                     "meshpilot.istio-system.svc",
                                     "istiod.istio-system.svc"};
-  char hostname[256] = {};
-  if (gethostname(hostname, sizeof hostname - 1) == 0 && hostname[0] != '\0')
-    names.push_back(hostname);
+  if (std::string host = HostName(); !host.empty()) names.push_back(host);
   if (!bind_host.empty() && bind_host != "0.0.0.0" && bind_host != "::" && bind_host != "[::]")
     names.push_back(bind_host);
   std::sort(names.begin(), names.end());
@@ -156,197 +160,120 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   return token;
 }
 
-int Run() {
-  mesh::log::Level level;
-  if (!mesh::log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level)) {
-    Error("meshpilot: --log-level must be debug, info, warn or error");
-    return 2;
-  }
-  mesh::log::SetLevel(level);
+// A start-up failure: logged; exit code 2 for a bad flag, 1 otherwise.
+int Fail(const absl::Status& s) {
+  Error("meshpilot: ", s.message());
+  return absl::IsInvalidArgument(s) ? 2 : 1;
+}
 
-  const std::string store_flag = absl::GetFlag(FLAGS_store);
-  std::optional<mesh::store::EtcdStore::Options> etcd_options;
-  if (store_flag != "embedded") {
-    auto parsed = mesh::store::EtcdStore::ParseUrl(store_flag);
-    if (!parsed.ok()) {
-      Error("meshpilot: --store: ", parsed.status().message(), " (or embedded)");
-      return 2;
-    }
-    etcd_options = *parsed;
-    if (!etcd_options->username.empty() && etcd_options->password.empty()) {
-      if (const char* pw = std::getenv("MESHPILOT_ETCD_PASSWORD")) etcd_options->password = pw;
-    }
-    etcd_options->ca_file = absl::GetFlag(FLAGS_etcd_ca);
-    etcd_options->cert_file = absl::GetFlag(FLAGS_etcd_cert);
-    etcd_options->key_file = absl::GetFlag(FLAGS_etcd_key);
-  }
-  std::string host;
-  int port;
-  if (!SplitHostPort(absl::GetFlag(FLAGS_rest), &host, &port)) {
-    Error("meshpilot: --rest must be host:port, not ", absl::GetFlag(FLAGS_rest));
-    return 2;
-  }
-  std::string data_dir = absl::GetFlag(FLAGS_data_dir);
-  std::string token_path = absl::GetFlag(FLAGS_token_file);
-  if (token_path.empty()) token_path = data_dir + "/admin.token";
-
-  // Before any thread starts, so only the wait below receives the stop signals.
-  const sigset_t signals = mesh::signals::BlockStopSignals();
-
+struct OpenedStore {
   std::unique_ptr<mesh::store::Store> store;
-  mesh::store::WalStore* wal = nullptr;
-  mesh::store::EtcdStore* etcd = nullptr;
-  if (etcd_options) {
-    auto opened = mesh::store::EtcdStore::Open(*etcd_options);
-    if (!opened.ok()) {
-      Error("meshpilot: cannot reach etcd: ", opened.status().message());
-      return 1;
-    }
-    etcd = opened->get();
-    store = std::move(*opened);
-  } else {
-    mesh::store::WalStore::Options store_options;
-    store_options.compact_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_compact_log_bytes));
-    auto opened = mesh::store::WalStore::Open(data_dir + "/store", store_options);
-    if (!opened.ok()) {
-      Error("meshpilot: cannot open the store: ", opened.status().message());
-      return 1;
-    }
-    wal = opened->get();
-    store = std::move(*opened);
-  }
-  absl::StatusOr<std::string> token = LoadOrCreateToken(token_path);
-  if (!token.ok()) {
-    Error("meshpilot: ", token.status().message());
-    return 1;
-  }
-  auto index = mesh::model::ConfigIndex::Start(store.get());
-  if (!index.ok()) {
-    Error("meshpilot: cannot index the store: ", index.status().message());
-    return 1;
-  }
-  mesh::api::ServiceOptions service_options;
-  service_options.yaml.max_documents = static_cast<size_t>(absl::GetFlag(FLAGS_max_documents));
-  mesh::api::ResourceService service(store.get(), index->get(), service_options);
+  mesh::store::WalStore* wal = nullptr;    // when embedded
+  mesh::store::EtcdStore* etcd = nullptr;  // when on etcd
+};
 
-  mesh::api::RestOptions rest;
-  rest.host = host;
-  rest.port = port;
-  rest.admin_token = *token;
-  rest.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
-  rest.version = MESHPILOT_VERSION;
-  mesh::api::RestServer server(&service, rest);
-  mesh::model::ConfigIndex* idx = index->get();
-  mesh::ca::Authority::Options ca_options;
-  ca_options.default_ttl = absl::GetFlag(FLAGS_cert_ttl);
-  ca_options.max_ttl = std::max(ca_options.max_ttl, ca_options.default_ttl);
-  std::string ca_cert = absl::GetFlag(FLAGS_ca_cert), ca_key = absl::GetFlag(FLAGS_ca_key);
-  if (ca_cert.empty() != ca_key.empty()) {
-    Error("meshpilot: give both --ca-cert and --ca-key, or neither");
-    return 2;
+// The store --store names: the embedded one in `data_dir`, or etcd.
+absl::StatusOr<OpenedStore> OpenStore(const std::string& data_dir) {
+  OpenedStore out;
+  const std::string flag = absl::GetFlag(FLAGS_store);
+  if (flag == "embedded") {
+    mesh::store::WalStore::Options options;
+    options.compact_log_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_compact_log_bytes));
+    auto opened = mesh::store::WalStore::Open(data_dir + "/store", options);
+    if (!opened.ok())
+      return absl::UnavailableError(
+          absl::StrCat("cannot open the store: ", opened.status().message()));
+    out.wal = opened->get();
+    out.store = std::move(*opened);
+    return out;
   }
-  absl::StatusOr<std::unique_ptr<mesh::ca::Authority>> authority;
-  if (etcd && ca_cert.empty()) {
-    // Shared by the replicas: in etcd, the key sealed with the operator's secret.
-    absl::StatusOr<std::string> secret = CaSecret();
-    if (!secret.ok()) {
-      Error("meshpilot: ", secret.status().message());
-      return 2;
-    }
-    authority = mesh::ca::LoadOrCreateInStore(store.get(), *secret, ca_options);
-    // The root (public) also goes to the data dir, to hand to proxies (--xds-root-cert).
-    if (authority.ok()) {
-      absl::Status s = mesh::store::WriteFileAtomically(data_dir + "/ca/root-cert.pem",
+  absl::StatusOr<mesh::store::EtcdStore::Options> options = mesh::store::EtcdStore::ParseUrl(flag);
+  if (!options.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store: ", options.status().message(), " (or embedded)"));
+  }
+  if (!options->username.empty() && options->password.empty()) {
+    if (const char* pw = std::getenv("MESHPILOT_ETCD_PASSWORD")) options->password = pw;
+  }
+  options->ca_file = absl::GetFlag(FLAGS_etcd_ca);
+  options->cert_file = absl::GetFlag(FLAGS_etcd_cert);
+  options->key_file = absl::GetFlag(FLAGS_etcd_key);
+  auto opened = mesh::store::EtcdStore::Open(*options);
+  if (!opened.ok()) {
+    return absl::Status(absl::IsInvalidArgument(opened.status()) ? opened.status().code()
+                                                                 : absl::StatusCode::kUnavailable,
+                        absl::StrCat("cannot reach etcd: ", opened.status().message()));
+  }
+  out.etcd = opened->get();
+  out.store = std::move(*opened);
+  return out;
+}
+
+// The mesh CA's root: --ca-cert/--ca-key; else, on etcd, the root shared through etcd (its
+// root certificate also written to the data dir for proxies); else the data dir's.
+absl::StatusOr<std::unique_ptr<mesh::ca::Authority>> OpenAuthority(mesh::store::Store* store,
+                                                                   bool shared,
+                                                                   const std::string& data_dir) {
+  mesh::ca::Authority::Options options;
+  options.default_ttl = absl::GetFlag(FLAGS_cert_ttl);
+  options.max_ttl = std::max(options.max_ttl, options.default_ttl);
+  std::string cert = absl::GetFlag(FLAGS_ca_cert), key = absl::GetFlag(FLAGS_ca_key);
+  if (cert.empty() != key.empty())
+    return absl::InvalidArgumentError("give both --ca-cert and --ca-key, or neither");
+  if (!cert.empty()) return mesh::ca::Authority::LoadOrCreate(cert, key, options);
+  if (!shared) {
+    return mesh::ca::Authority::LoadOrCreate(data_dir + "/ca/root-cert.pem",
+                                             data_dir + "/ca/root-key.pem", options);
+  }
+  absl::StatusOr<std::string> secret = CaSecret();
+  if (!secret.ok()) return secret.status();
+  auto authority = mesh::ca::LoadOrCreateInStore(store, *secret, options);
+  if (!authority.ok()) return authority.status();
+  if (absl::Status s = mesh::store::WriteFileAtomically(data_dir + "/ca/root-cert.pem",
                                                         (*authority)->root_cert_pem(), 0644);
-      if (!s.ok()) authority = s;
-    }
-  } else {
-    if (ca_cert.empty()) {
-      ca_cert = data_dir + "/ca/root-cert.pem";
-      ca_key = data_dir + "/ca/root-key.pem";
-    }
-    authority = mesh::ca::Authority::LoadOrCreate(ca_cert, ca_key, ca_options);
-  }
-  if (!authority.ok()) {
-    Error("meshpilot: ", authority.status().message());
-    return 1;
-  }
-  mesh::ca::JoinTokens join_tokens(store.get());
-  mesh::ca::CaService ca_service(authority->get(), &join_tokens);
-  mesh::xds::SnapshotCache::Options cache_options;
-  cache_options.debounce = absl::GetFlag(FLAGS_debounce);
-  cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
-  cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
-  cache_options.root_cert_pem = (*authority)->root_cert_pem();
-  mesh::xds::SnapshotCache cache(index->get(), cache_options);
-  mesh::xds::AdsServer ads(&cache);
-  std::unique_ptr<mesh::xds::WorkloadSync> workload_sync;
-  if (etcd) {
-    // Replicas share their sidecars' workloads, each under a lease of the grace period.
-    mesh::xds::WorkloadSync::Options sync_options;
-    sync_options.replica = absl::GetFlag(FLAGS_replica_id);
-    if (sync_options.replica.empty()) {
-      char hostname[256] = {};
-      gethostname(hostname, sizeof hostname - 1);
-      sync_options.replica = absl::StrCat(hostname, ".", getpid());
-    }
-    sync_options.ttl = std::max(absl::GetFlag(FLAGS_workload_grace), absl::Seconds(2));
-    auto started = mesh::xds::WorkloadSync::Start(etcd, &cache, sync_options);
-    if (!started.ok()) {
-      Error("meshpilot: cannot share workloads through etcd: ", started.status().message());
-      return 1;
-    }
-    workload_sync = std::move(*started);
-  }
-  const std::string xds_addr = absl::GetFlag(FLAGS_xds),
-                    xds_tls_addr = absl::GetFlag(FLAGS_xds_tls);
-  std::unique_ptr<mesh::ca::ServingCertificate> serving;
-  if (!xds_tls_addr.empty()) {
-    std::string tls_host;
-    int tls_port;
-    if (!SplitHostPort(xds_tls_addr, &tls_host, &tls_port)) {
-      Error("meshpilot: --xds-tls must be host:port, not ", xds_tls_addr);
-      return 2;
-    }
-    mesh::ca::ServingCertificate::Options serving_options;
-    serving_options.dir = data_dir + "/xds-tls";
-    serving_options.names = absl::GetFlag(FLAGS_xds_tls_names);
-    if (serving_options.names.empty()) serving_options.names = DefaultServingNames(tls_host);
-    serving_options.ttl = std::max(absl::GetFlag(FLAGS_cert_ttl), absl::Hours(1));
-    auto started = mesh::ca::ServingCertificate::Start(authority->get(), serving_options);
-    if (!started.ok()) {
-      Error("meshpilot: --xds-tls: ", started.status().message());
-      return 1;
-    }
-    serving = std::move(*started);
-  }
-  std::unique_ptr<grpc::Server> grpc_server;
-  if (!xds_addr.empty() || serving) {
-    grpc::ServerBuilder builder;
-    int xds_port = 0, xds_tls_port = 0;
-    if (!xds_addr.empty())
-      builder.AddListeningPort(xds_addr, grpc::InsecureServerCredentials(), &xds_port);
-    if (serving) builder.AddListeningPort(xds_tls_addr, serving->Credentials(), &xds_tls_port);
-    builder.RegisterCallbackGenericService(&ads);
-    builder.RegisterService(&ca_service);
-    // Proxies hold their streams open; keepalives find the dead ones.
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    grpc_server = builder.BuildAndStart();
-    if (!grpc_server || (!xds_addr.empty() && xds_port == 0) || (serving && xds_tls_port == 0)) {
-      Error("meshpilot: cannot serve xDS on ", xds_addr,
-            xds_addr.empty() || !serving ? "" : " and ", serving ? xds_tls_addr : "");
-      return 1;
-    }
-    if (xds_port)
-      Info("xds: ADS listening on ", xds_addr.substr(0, xds_addr.rfind(':')), ":", xds_port);
-    if (xds_tls_port) {
-      Info("xds: ADS over mTLS listening on ", xds_tls_addr.substr(0, xds_tls_addr.rfind(':')), ":",
-           xds_tls_port);
-    }
-  } else {
+      !s.ok())
+    return s;
+  return authority;
+}
+
+// The gRPC server for ADS and the CA service: plaintext on --xds and/or TLS on --xds-tls (with
+// `serving`'s certificate); nullptr when both are off.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(
+    mesh::xds::AdsServer* ads, mesh::ca::CaService* ca,
+    const mesh::ca::ServingCertificate* serving) {
+  const std::string plain = absl::GetFlag(FLAGS_xds), tls = absl::GetFlag(FLAGS_xds_tls);
+  if (plain.empty() && !serving) {
     mesh::log::Warn("meshpilot: --xds and --xds-tls are both off; no proxy can connect");
+    return nullptr;
   }
+  grpc::ServerBuilder builder;
+  int plain_port = 0, tls_port = 0;
+  if (!plain.empty())
+    builder.AddListeningPort(plain, grpc::InsecureServerCredentials(), &plain_port);
+  if (serving) builder.AddListeningPort(tls, serving->Credentials(), &tls_port);
+  builder.RegisterCallbackGenericService(ads);
+  builder.RegisterService(ca);
+  // Proxies hold their streams open; keepalives find the dead ones.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || (!plain.empty() && plain_port == 0) || (serving && tls_port == 0)) {
+    return absl::UnavailableError(absl::StrCat("cannot serve xDS on ", plain,
+                                               plain.empty() || !serving ? "" : " and ",
+                                               serving ? tls : ""));
+  }
+  if (plain_port)
+    Info("xds: ADS listening on ", plain.substr(0, plain.rfind(':')), ":", plain_port);
+  if (tls_port)
+    Info("xds: ADS over mTLS listening on ", tls.substr(0, tls.rfind(':')), ":", tls_port);
+  return server;
+}
+
+// The REST handlers beyond the config API: /debug/syncz, /debug/config_dump, /tokens,
+// /debug/tls_check, and the CA's and ADS's metrics.
+void AddHandlers(mesh::api::RestServer& server, mesh::xds::AdsServer& ads,
+                 mesh::xds::SnapshotCache& cache, mesh::ca::JoinTokens& join_tokens,
+                 mesh::ca::CaService& ca_service) {
   server.AddJsonHandler(
       "/debug/syncz",
       [&ads](const std::map<std::string, std::string>&) -> absl::StatusOr<std::string> {
@@ -420,12 +347,16 @@ int Run() {
         ca_service.refused(), "\n");
   });
   server.AddMetricsSource([&ads] { return ads.MetricsText(); });
-  mesh::store::Store* any_store = store.get();
-  server.AddMetricsSource([any_store, idx] {
+}
+
+// The store's metrics (and the embedded store's own counters when `wal` is set).
+void AddStoreMetrics(mesh::api::RestServer& server, mesh::store::Store* store,
+                     mesh::model::ConfigIndex* index, mesh::store::WalStore* wal) {
+  server.AddMetricsSource([store, index] {
     return absl::StrCat("# TYPE meshpilot_store_revision gauge\nmeshpilot_store_revision ",
-                        any_store->Revision(),
+                        store->Revision(),
                         "\n# TYPE meshpilot_index_revision gauge\nmeshpilot_index_revision ",
-                        idx->Current()->revision(), "\n");
+                        index->Current()->revision(), "\n");
   });
   if (wal)
     server.AddMetricsSource([wal] {
@@ -439,11 +370,109 @@ int Run() {
           st.compactions, "\n",
           "# TYPE meshpilot_store_log_bytes gauge\nmeshpilot_store_log_bytes ", st.log_bytes, "\n");
     });
-  absl::StatusOr<int> bound = server.Start();
-  if (!bound.ok()) {
-    Error("meshpilot: ", bound.status().message());
-    return 1;
+}
+
+// meshpilot's own certificate for --xds-tls; nullptr when that port is off.
+absl::StatusOr<std::unique_ptr<mesh::ca::ServingCertificate>> StartServing(
+    const mesh::ca::Authority* authority, const std::string& data_dir) {
+  const std::string addr = absl::GetFlag(FLAGS_xds_tls);
+  if (addr.empty()) return nullptr;
+  std::string host;
+  int port;
+  if (!SplitHostPort(addr, &host, &port))
+    return absl::InvalidArgumentError(absl::StrCat("--xds-tls must be host:port, not ", addr));
+  mesh::ca::ServingCertificate::Options options;
+  options.dir = data_dir + "/xds-tls";
+  options.names = absl::GetFlag(FLAGS_xds_tls_names);
+  if (options.names.empty()) options.names = DefaultServingNames(host);
+  options.ttl = std::max(absl::GetFlag(FLAGS_cert_ttl), absl::Hours(1));
+  auto started = mesh::ca::ServingCertificate::Start(authority, options);
+  if (!started.ok()) {
+    return absl::Status(started.status().code(),
+                        absl::StrCat("--xds-tls: ", started.status().message()));
   }
+  return started;
+}
+
+int Run() {
+  mesh::log::Level level;
+  if (!mesh::log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    Error("meshpilot: --log-level must be debug, info, warn or error");
+    return 2;
+  }
+  mesh::log::SetLevel(level);
+
+  std::string host;
+  int port;
+  if (!SplitHostPort(absl::GetFlag(FLAGS_rest), &host, &port)) {
+    Error("meshpilot: --rest must be host:port, not ", absl::GetFlag(FLAGS_rest));
+    return 2;
+  }
+  std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  std::string token_path = absl::GetFlag(FLAGS_token_file);
+  if (token_path.empty()) token_path = data_dir + "/admin.token";
+
+  // Before any thread starts, so only the wait below receives the stop signals.
+  const sigset_t signals = mesh::signals::BlockStopSignals();
+
+  absl::StatusOr<OpenedStore> opened = OpenStore(data_dir);
+  if (!opened.ok()) return Fail(opened.status());
+  std::unique_ptr<mesh::store::Store> store = std::move(opened->store);
+  mesh::store::WalStore* wal = opened->wal;
+  mesh::store::EtcdStore* etcd = opened->etcd;
+  absl::StatusOr<std::string> token = LoadOrCreateToken(token_path);
+  if (!token.ok()) return Fail(token.status());
+  auto index = mesh::model::ConfigIndex::Start(store.get());
+  if (!index.ok()) {
+    return Fail(
+        absl::UnavailableError(absl::StrCat("cannot index the store: ", index.status().message())));
+  }
+  mesh::api::ServiceOptions service_options;
+  service_options.yaml.max_documents = static_cast<size_t>(absl::GetFlag(FLAGS_max_documents));
+  mesh::api::ResourceService service(store.get(), index->get(), service_options);
+
+  mesh::api::RestOptions rest;
+  rest.host = host;
+  rest.port = port;
+  rest.admin_token = *token;
+  rest.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
+  rest.version = MESHPILOT_VERSION;
+  mesh::api::RestServer server(&service, rest);
+  auto authority = OpenAuthority(store.get(), etcd != nullptr, data_dir);
+  if (!authority.ok()) return Fail(authority.status());
+  mesh::ca::JoinTokens join_tokens(store.get());
+  mesh::ca::CaService ca_service(authority->get(), &join_tokens);
+  mesh::xds::SnapshotCache::Options cache_options;
+  cache_options.debounce = absl::GetFlag(FLAGS_debounce);
+  cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
+  cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
+  cache_options.root_cert_pem = (*authority)->root_cert_pem();
+  mesh::xds::SnapshotCache cache(index->get(), cache_options);
+  mesh::xds::AdsServer ads(&cache);
+  std::unique_ptr<mesh::xds::WorkloadSync> workload_sync;
+  if (etcd) {
+    // Replicas share their sidecars' workloads, each under a lease of the grace period.
+    mesh::xds::WorkloadSync::Options sync_options;
+    sync_options.replica = absl::GetFlag(FLAGS_replica_id);
+    if (sync_options.replica.empty())
+      sync_options.replica = absl::StrCat(HostName(), ".", getpid());
+    sync_options.ttl = std::max(absl::GetFlag(FLAGS_workload_grace), absl::Seconds(2));
+    auto started = mesh::xds::WorkloadSync::Start(etcd, &cache, sync_options);
+    if (!started.ok()) {
+      return Fail(absl::UnavailableError(
+          absl::StrCat("cannot share workloads through etcd: ", started.status().message())));
+    }
+    workload_sync = std::move(*started);
+  }
+  auto serving = StartServing(authority->get(), data_dir);
+  if (!serving.ok()) return Fail(serving.status());
+  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
+      StartGrpc(&ads, &ca_service, serving->get());
+  if (!grpc_server.ok()) return Fail(grpc_server.status());
+  AddHandlers(server, ads, cache, join_tokens, ca_service);
+  AddStoreMetrics(server, store.get(), index->get(), wal);
+  absl::StatusOr<int> bound = server.Start();
+  if (!bound.ok()) return Fail(bound.status());
   Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound,
        " data_dir=", data_dir, " store=", etcd ? "etcd" : "embedded",
        " revision=", store->Revision());
@@ -451,8 +480,8 @@ int Run() {
   int sig = mesh::signals::WaitForStopSignal(signals);
   Info("meshpilot: signal ", sig, ", stopping");
   server.Stop();
-  if (grpc_server)
-    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (*grpc_server)
+    (*grpc_server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;
 }
 
