@@ -8,20 +8,13 @@
 
 #include <memory>
 
+#include "common/openssl_ptr.h"
+
 namespace mesh::x509 {
 namespace {
 
-template <class T, void (*F)(T*)>
-struct Deleter {
-  void operator()(T* p) const { F(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-
-std::string Drain(BIO* bio) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  return std::string(data, n);
-}
+using openssl::BioPtr;
+using openssl::Drain;
 
 absl::Time FromAsn1(const ASN1_TIME* t) {
   struct tm tm = {};
@@ -32,8 +25,8 @@ absl::Time FromAsn1(const ASN1_TIME* t) {
 }  // namespace
 
 absl::StatusOr<KeyAndCsr> MakeKeyAndCsr(const std::vector<std::string>& san_uris) {
-  std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>> key(EVP_EC_gen("P-256"));
-  std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>> req(X509_REQ_new());
+  openssl::KeyPtr key(EVP_EC_gen("P-256"));
+  openssl::ReqPtr req(X509_REQ_new());
   if (!key || !req) return absl::InternalError("cannot make a key");
   X509_REQ_set_pubkey(req.get(), key.get());
   if (!san_uris.empty()) {
@@ -63,8 +56,7 @@ absl::StatusOr<KeyAndCsr> MakeKeyAndCsr(const std::vector<std::string>& san_uris
 
 absl::StatusOr<CertificateInfo> Inspect(const std::string& cert_pem) {
   BioPtr bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
-  std::unique_ptr<X509, Deleter<X509, X509_free>> cert(
-      PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  openssl::CertPtr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (!cert) {
     ERR_clear_error();
     return absl::InvalidArgumentError("not a PEM certificate");

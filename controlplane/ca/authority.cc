@@ -13,19 +13,17 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/openssl_ptr.h"
 #include "controlplane/store/record_io.h"
 
 namespace mesh::ca {
 namespace {
 
-template <class T, void (*F)(T*)>
-struct Deleter {
-  void operator()(T* p) const { F(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using CertPtr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using ReqPtr = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
+using openssl::BioPtr;
+using openssl::CertPtr;
+using openssl::Deleter;
+using openssl::KeyPtr;
+using openssl::ReqPtr;
 using ExtsPtr = std::unique_ptr<STACK_OF(X509_EXTENSION), void (*)(STACK_OF(X509_EXTENSION)*)>;
 using NamesPtr = std::unique_ptr<GENERAL_NAMES, Deleter<GENERAL_NAMES, GENERAL_NAMES_free>>;
 
@@ -40,9 +38,18 @@ std::string OpenSslError(const std::string& what) {
 std::string ToPem(X509* cert) {
   BioPtr bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509(bio.get(), cert);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, n);
+  return openssl::Drain(bio.get());
+}
+
+// A certificate request whose signature verifies with its own key.
+absl::StatusOr<ReqPtr> ReadVerifiedCsr(const std::string& csr_pem) {
+  BioPtr bio(BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size())));
+  ReqPtr req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+  if (!req) return absl::InvalidArgumentError(OpenSslError("CSR does not parse"));
+  EVP_PKEY* pub = X509_REQ_get0_pubkey(req.get());
+  if (!pub || X509_REQ_verify(req.get(), pub) != 1)
+    return absl::InvalidArgumentError(OpenSslError("CSR signature does not verify"));
+  return req;
 }
 
 // A random positive 128-bit serial number.
@@ -54,6 +61,17 @@ bool SetRandomSerial(X509* cert) {
   bool ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) != nullptr;
   BN_free(bn);
   return ok;
+}
+
+// A v3 certificate with a random serial and subject O=`trust_domain`, to be completed.
+absl::StatusOr<CertPtr> NewCertificate(const std::string& trust_domain) {
+  CertPtr cert(X509_new());
+  X509_set_version(cert.get(), X509_VERSION_3);
+  if (!SetRandomSerial(cert.get())) return absl::InternalError("CA: no randomness for a serial");
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "O", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(trust_domain.c_str()), -1, -1,
+                             0);
+  return cert;
 }
 
 bool AddExtension(X509* cert, X509* issuer, int nid, const std::string& value) {
@@ -141,14 +159,11 @@ absl::StatusOr<Authority::Created> Authority::Create(Options options) {
   auto keys = std::make_unique<Keys>();
   keys->key.reset(EVP_EC_gen("P-256"));
   if (!keys->key) return absl::InternalError(OpenSslError("CA: key generation"));
-  keys->cert.reset(X509_new());
+  absl::StatusOr<CertPtr> made = NewCertificate(options.trust_domain);
+  if (!made.ok()) return made.status();
+  keys->cert = std::move(*made);
   X509* cert = keys->cert.get();
-  X509_set_version(cert, X509_VERSION_3);
-  if (!SetRandomSerial(cert)) return absl::InternalError("CA: no randomness for a serial");
   X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(options.trust_domain.c_str()),
-                             -1, -1, 0);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>("meshpilot root CA"), -1, -1,
                              0);
@@ -164,10 +179,8 @@ absl::StatusOr<Authority::Created> Authority::Create(Options options) {
   }
   BioPtr kb(BIO_new(BIO_s_mem()));
   PEM_write_bio_PrivateKey(kb.get(), keys->key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  char* key_data = nullptr;
-  long key_len = BIO_get_mem_data(kb.get(), &key_data);
   Created out;
-  out.key_pem.assign(key_data, key_len);
+  out.key_pem = openssl::Drain(kb.get());
   std::string pem = ToPem(cert);
   out.authority.reset(new Authority(std::move(keys), pem, std::move(options)));
   return out;
@@ -176,16 +189,11 @@ absl::StatusOr<Authority::Created> Authority::Create(Options options) {
 absl::StatusOr<IssuedCertificate> Authority::Sign(const std::string& csr_pem,
                                                   const Identity& identity, absl::Duration ttl,
                                                   absl::Time now) const {
-  BioPtr bio(BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size())));
-  ReqPtr req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
-  if (!req) return absl::InvalidArgumentError(OpenSslError("CSR does not parse"));
-  EVP_PKEY* pub = X509_REQ_get0_pubkey(req.get());
-  if (!pub || X509_REQ_verify(req.get(), pub) != 1) {
-    return absl::InvalidArgumentError(OpenSslError("CSR signature does not verify"));
-  }
+  absl::StatusOr<ReqPtr> req = ReadVerifiedCsr(csr_pem);
+  if (!req.ok()) return req.status();
   const std::string spiffe = identity.SpiffeId(options_.trust_domain);
   // Every name the request asks for must be the caller's own identity.
-  ExtsPtr exts(X509_REQ_get_extensions(req.get()), [](STACK_OF(X509_EXTENSION) * s) {
+  ExtsPtr exts(X509_REQ_get_extensions(req->get()), [](STACK_OF(X509_EXTENSION) * s) {
     sk_X509_EXTENSION_pop_free(s, X509_EXTENSION_free);
   });
   if (exts) {
@@ -206,18 +214,14 @@ absl::StatusOr<IssuedCertificate> Authority::Sign(const std::string& csr_pem,
       }
     }
   }
-  return Issue(pub, "URI:" + spiffe, ttl, now);
+  return Issue(X509_REQ_get0_pubkey(req->get()), "URI:" + spiffe, ttl, now);
 }
 
 absl::StatusOr<IssuedCertificate> Authority::SignServing(const std::string& csr_pem,
                                                          const std::vector<std::string>& names,
                                                          absl::Duration ttl, absl::Time now) const {
-  BioPtr bio(BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size())));
-  ReqPtr req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
-  if (!req) return absl::InvalidArgumentError(OpenSslError("CSR does not parse"));
-  EVP_PKEY* pub = X509_REQ_get0_pubkey(req.get());
-  if (!pub || X509_REQ_verify(req.get(), pub) != 1)
-    return absl::InvalidArgumentError(OpenSslError("CSR signature does not verify"));
+  absl::StatusOr<ReqPtr> req = ReadVerifiedCsr(csr_pem);
+  if (!req.ok()) return req.status();
   if (names.empty()) return absl::InvalidArgumentError("a serving certificate needs a name");
   std::string sans;
   for (const std::string& n : names) {
@@ -227,21 +231,16 @@ absl::StatusOr<IssuedCertificate> Authority::SignServing(const std::string& csr_
       return absl::InvalidArgumentError(absl::StrCat("\"", n, "\" is not a host name"));
     absl::StrAppend(&sans, sans.empty() ? "" : ",", is_ip ? "IP:" : "DNS:", n);
   }
-  return Issue(pub, sans, ttl, now);
+  return Issue(X509_REQ_get0_pubkey(req->get()), sans, ttl, now);
 }
 
 absl::StatusOr<IssuedCertificate> Authority::Issue(EVP_PKEY* pub, const std::string& sans,
                                                    absl::Duration ttl, absl::Time now) const {
   if (ttl <= absl::ZeroDuration()) ttl = options_.default_ttl;
   ttl = std::min(ttl, options_.max_ttl);
-  CertPtr cert(X509_new());
-  X509* c = cert.get();
-  X509_set_version(c, X509_VERSION_3);
-  if (!SetRandomSerial(c)) return absl::InternalError("CA: no randomness for a serial");
-  X509_NAME* subject = X509_get_subject_name(c);
-  X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(options_.trust_domain.c_str()),
-                             -1, -1, 0);
+  absl::StatusOr<CertPtr> cert = NewCertificate(options_.trust_domain);
+  if (!cert.ok()) return cert.status();
+  X509* c = cert->get();
   X509_set_issuer_name(c, X509_get_subject_name(keys_->cert.get()));
   absl::Time not_after = now + ttl;
   SetValidity(c, now - absl::Minutes(1), not_after);

@@ -115,14 +115,13 @@ absl::Status WorkloadSync::Publish() {
     }
     next_keepalive_ = absl::Now() + options_.ttl / 3;
   }
-  std::map<std::string, std::string> want;
-  for (const auto& [id, w] : cache_->LocalWorkloads()) want[id] = Encode(w);
+  const std::map<std::string, registry::Workload> want = cache_->LocalWorkloads();
   const std::string own = absl::StrCat(kPrefix, options_.replica, "/");
-  for (const auto& [id, value] : want) {
+  for (const auto& [id, w] : want) {
     auto it = published_.find(id);
-    if (it != published_.end() && it->second == value) continue;
-    if (absl::Status s = store_->PutWithLease(own + id, value, lease_); !s.ok()) return s;
-    published_[id] = value;
+    if (it != published_.end() && it->second == w) continue;  // encoded only when it changed
+    if (absl::Status s = store_->PutWithLease(own + id, Encode(w), lease_); !s.ok()) return s;
+    published_[id] = w;
   }
   for (auto it = published_.begin(); it != published_.end();) {
     if (want.count(it->first)) {

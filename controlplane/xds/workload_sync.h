@@ -45,7 +45,7 @@ class WorkloadSync {
   const Options options_;
   int64_t lease_ = 0;
   absl::Time next_keepalive_;
-  std::map<std::string, std::string> published_;  // node id -> value, as last written
+  std::map<std::string, registry::Workload> published_;  // node id -> workload, as last written
   std::mutex remote_mu_;
   std::map<std::string, registry::Workload> remote_;  // store key -> workload, other replicas'
   store::WatchPtr watch_;
