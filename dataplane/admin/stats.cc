@@ -126,7 +126,7 @@ std::string RenderPrometheus(const WorkerStats& s, const ProxyCounters& p) {
 }
 
 std::string RenderClusterGauges(const ClusterTable& clusters, absl::Time now) {
-  std::string ejections, ejected, connections, pending, requests;
+  std::string ejections, ejected, connections, pending, requests, invalid, unhealthy;
   for (const auto& [name, c] : clusters.clusters()) {
     uint64_t total = 0, now_ejected = 0;
     for (const Host& h : c.hosts) {
@@ -142,6 +142,9 @@ std::string RenderClusterGauges(const ClusterTable& clusters, absl::Time now) {
                     c.state->pending.load(std::memory_order_relaxed), "\n");
     absl::StrAppend(&requests, "meshproxy_upstream_requests_active", label,
                     c.state->requests.load(std::memory_order_relaxed), "\n");
+    absl::StrAppend(&invalid, "meshproxy_eds_endpoints_invalid", label, c.invalid_endpoints, "\n");
+    absl::StrAppend(&unhealthy, "meshproxy_eds_endpoints_unhealthy", label, c.unhealthy_endpoints,
+                    "\n");
   }
   std::string out;
   Counter(&out, "meshproxy_outlier_ejections_total", "Hosts ejected by outlier detection.");
@@ -155,6 +158,12 @@ std::string RenderClusterGauges(const ClusterTable& clusters, absl::Time now) {
   out += pending;
   Gauge(&out, "meshproxy_upstream_requests_active", "Requests in flight.");
   out += requests;
+  Gauge(&out, "meshproxy_eds_endpoints_invalid",
+        "Endpoints of the current assignment dropped as unusable (no IP address, bad port).");
+  out += invalid;
+  Gauge(&out, "meshproxy_eds_endpoints_unhealthy",
+        "Endpoints of the current assignment skipped as reported unhealthy.");
+  out += unhealthy;
   return out;
 }
 

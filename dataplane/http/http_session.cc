@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "dataplane/http/message_rules.h"
 #include "dataplane/router/router.h"
 #include "dataplane/tls/tls_contexts.h"
 #include "dataplane/upstream/policies.h"
@@ -122,6 +123,11 @@ struct Attempt {
   bool request_sent = false;  // a streamed request body went out: it cannot be sent again
   std::string pool_key;       // "address:port" of the host
   std::string overflow;       // the circuit-breaker limit that refused it, if one did
+  // The client's own request body was malformed (a bad chunk): its fault, answered 400, and
+  // never counted against the host.
+  std::string client_error;
+  // The upstream's response header broke the framing rules: answered 502, the connection closed.
+  std::string protocol_error;
 };
 
 class HttpConnection {
@@ -262,15 +268,14 @@ class HttpConnection {
     }
     down_.expires_never();  // bodies are watched by the worker's tick, not a timer per read
     http::request<http::buffer_body>& req = parser.get();
-    if (req.count(http::field::content_length) && req.count(http::field::transfer_encoding)) {
+    // Framing and routing must mean one thing to us and to the next hop (no smuggling).
+    Framing framing;
+    if (std::optional<MessageRefusal> refusal =
+            CheckRequestHeader(req.base(), req.version(), &framing)) {
       ++worker_.stats().downstream_rejected;
-      co_await Reply(400, "bad request: both Content-Length and Transfer-Encoding\n", false);
-      co_return false;
-    }
-    if (req.count(http::field::transfer_encoding) && !parser.chunked()) {
-      // RFC 9112 6.3: without chunked as the final coding the body's length is unknowable.
-      ++worker_.stats().downstream_rejected;
-      co_await Reply(400, "bad request: Transfer-Encoding without chunked\n", false);
+      std::string body = absl::StrCat(
+          refusal->status == 501 ? "not implemented: " : "bad request: ", refusal->reason, "\n");
+      co_await Reply(refusal->status, std::move(body), false);
       co_return false;
     }
     co_return co_await RouteRequest(parser);
@@ -508,7 +513,7 @@ class HttpConnection {
       attempt = co_await Exchange(parser, *cluster, *host, attempt_deadline);
       if (retrying) limits_state.retries.fetch_sub(1, std::memory_order_relaxed);
       retrying = false;
-      if (!attempt.overflow.empty()) break;
+      if (!attempt.overflow.empty() || !attempt.client_error.empty()) break;
       RecordForOutlierDetection(*cluster, *host, attempt.result, absl::Now());
       if (attempt.result.kind == AttemptResult::Kind::kConnectFailure)
         ++worker_.stats().upstream_connect_failures[cluster->name];
@@ -536,6 +541,12 @@ class HttpConnection {
       co_return co_await Overflow(parser, *listener, route_name, *cluster, attempt.overflow,
                                   keep_alive);
     }
+    if (!attempt.client_error.empty()) {
+      ++worker_.stats().downstream_rejected;
+      worker_.stats().CountRequest(listener->name, route_name, cluster->name, 400);
+      std::string body = absl::StrCat("bad request: ", attempt.client_error, "\n");
+      co_return co_await Reply(400, std::move(body), false, {}, req.version());
+    }
     worker_.stats().upstream_latency[cluster->name].Record(absl::Now() - start);
 
     if (attempt.result.kind != AttemptResult::Kind::kResponse) {
@@ -543,7 +554,13 @@ class HttpConnection {
       std::string body =
           "upstream connect error or disconnect/reset before headers. reset reason: connection "
           "failure\n";
-      if (attempt.result.kind == AttemptResult::Kind::kTimeout) {
+      if (!attempt.protocol_error.empty()) {
+        status = 502;
+        body = absl::StrCat(
+            "upstream connect error or disconnect/reset before headers. reset reason: protocol "
+            "error (",
+            attempt.protocol_error, ")\n");
+      } else if (attempt.result.kind == AttemptResult::Kind::kTimeout) {
         status = 504;
         body = "upstream request timeout\n";
         ++worker_.stats().upstream_timeouts[cluster->name];
@@ -632,7 +649,7 @@ class HttpConnection {
   awaitable<Attempt> Exchange(http::request_parser<http::buffer_body>& parser,
                               const Cluster& cluster, const Host& host, absl::Time deadline) {
     Attempt out;
-    out.pool_key = absl::StrCat(cluster.tls ? "tls|" : "", host.address, ":", host.port);
+    out.pool_key = absl::StrCat(cluster.pool_prefix, host.address, ":", host.port);
     const std::string& key = out.pool_key;
     host.state->active_requests.fetch_add(1, std::memory_order_relaxed);
     struct Done {
@@ -707,17 +724,46 @@ class HttpConnection {
       ++connection->requests;
       Stream* up = &connection->stream;
       up->expires_never();  // the response header's wait below carries the deadline
-      ec = co_await SendRequest(parser, *up, &out.request_sent);
-      auto response = std::make_unique<http::response_parser<http::buffer_body>>();
-      response->body_limit(std::numeric_limits<uint64_t>::max());
-      if (parser.get().method() == http::verb::head) response->skip(true);
-      if (!ec) {
+      bool client_failed = false;
+      ec = co_await SendRequest(parser, *up, &out.request_sent, &client_failed);
+      if (client_failed) {
+        // The client's body broke off or broke the chunked syntax: its error, not the host's.
+        error_code ignored;
+        up->socket().close(ignored);
+        out.client_error = ec.message();
+        out.result.kind = AttemptResult::Kind::kReset;
+        co_return out;
+      }
+      std::unique_ptr<http::response_parser<http::buffer_body>> response;
+      // Interim answers (100 Continue, 103 Early Hints) are read and dropped: the client gets
+      // the final response, never an interim one in its place.
+      for (int interim = 0; !ec; ++interim) {
+        response = std::make_unique<http::response_parser<http::buffer_body>>();
+        response->body_limit(std::numeric_limits<uint64_t>::max());
+        if (parser.get().method() == http::verb::head) response->skip(true);
         up->expires_after(ToChrono(std::min(options_.stream_idle_timeout, deadline - absl::Now())));
         auto watching = WatchForClientClose(*up);
         co_await http::async_read_header(*up, upstream_buffer_, *response,
                                          asio::redirect_error(asio::use_awaitable, ec));
         StopWatching(watching);
         if (client_gone_) {
+          out.result.kind = AttemptResult::Kind::kReset;
+          co_return out;
+        }
+        const int status = ec ? 0 : response->get().result_int();
+        if (status < 100 || status >= 200 || status == 101) break;
+        if (interim == 8) ec = http::error::bad_status;  // a server that never answers for real
+      }
+      if (!ec) {
+        Framing framing;
+        if (std::optional<MessageRefusal> refusal = CheckResponseHeader(
+                response->get().base(), response->get().result_int(), &framing)) {
+          log::Warn("meshproxy: cluster ", cluster.name, ": ", host.address, ":", host.port,
+                    " sent an invalid response: ", refusal->reason);
+          upstream_buffer_.clear();
+          error_code ignored;
+          up->socket().close(ignored);
+          out.protocol_error = refusal->reason;
           out.result.kind = AttemptResult::Kind::kReset;
           co_return out;
         }
@@ -814,21 +860,23 @@ class HttpConnection {
 
   // Writes the request header and, streaming, its body. `body_sent` turns true once body bytes
   // went out (the request can then not be replayed).
+  // `client_failed` turns true when the error was the client's (a malformed or cut-off body).
   awaitable<error_code> SendRequest(http::request_parser<http::buffer_body>& parser, Stream& up,
-                                    bool* body_sent) {
+                                    bool* body_sent, bool* client_failed) {
     http::request_serializer<http::buffer_body> serializer{parser.get()};
     *body_sent = !parser.is_done();
-    co_return co_await Relay(down_, buffer_, parser, up, serializer, false);
+    co_return co_await Relay(down_, buffer_, parser, up, serializer, false, client_failed);
   }
 
   // Sends a message whose header `parser` has read from `in` to `out`, streaming its body through
   // a fixed buffer: the header leaves with the first body bytes (one write for a small message),
   // and no body is ever held whole. `eof_ends_body`: the body is delimited by `in` closing.
+  // `in_failed` (optional) turns true when the error came from reading `in`.
   template <bool isRequest>
   awaitable<error_code> Relay(Stream& in, beast::flat_buffer& in_buffer,
                               http::parser<isRequest, http::buffer_body>& parser, Stream& out,
                               http::serializer<isRequest, http::buffer_body>& serializer,
-                              bool eof_ends_body) {
+                              bool eof_ends_body, bool* in_failed = nullptr) {
     auto& body = parser.get().body();
     char chunk[kChunk];
     error_code ec;
@@ -854,7 +902,10 @@ class HttpConnection {
           ec = {};
           ended = true;
         }
-        if (ec) co_return ec;
+        if (ec) {
+          if (in_failed) *in_failed = true;
+          co_return ec;
+        }
         last_activity_ = absl::Now();
         body.size = sizeof chunk - body.size;
         body.data = body.size ? chunk : nullptr;

@@ -1,8 +1,11 @@
 #include "dataplane/upstream/cluster_table.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh::dataplane {
@@ -77,6 +80,13 @@ const Host* Cluster::Pick(uint64_t random, std::optional<uint64_t> hash, absl::T
   return nullptr;
 }
 
+bool UsableEndpoint(const std::string& address, uint32_t port) {
+  if (port == 0 || port > 65535) return false;
+  in6_addr any;
+  return inet_pton(AF_INET, address.c_str(), &any) == 1 ||
+         inet_pton(AF_INET6, address.c_str(), &any) == 1;
+}
+
 absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
     const ProxyConfig& config, const ClusterTable* previous) {
   auto table = std::make_shared<ClusterTable>();
@@ -138,6 +148,9 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
             t.san_uris.push_back(m.matcher().exact());
         }
       }
+      c.pool_prefix = absl::StrCat("tls|", t.istio_mutual ? "mesh" : "files", "|", t.sni, "|",
+                                   absl::StrJoin(t.san_uris, ","), "|", t.ca_file, "|", t.cert_file,
+                                   "|", t.key_file, "|", t.verify ? "verify" : "", "|");
       c.tls = std::move(t);
     }
     if (pc.has_outlier_detection()) {
@@ -176,6 +189,16 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
       for (const auto& group : cla->endpoints()) {
         for (const auto& lb : group.lb_endpoints()) {
           const auto& addr = lb.endpoint().address().socket_address();
+          if (!UsableEndpoint(addr.address(), addr.port_value())) {
+            ++c.invalid_endpoints;
+            continue;
+          }
+          if (lb.health_status() == envoy::config::core::v3::UNHEALTHY ||
+              lb.health_status() == envoy::config::core::v3::DRAINING ||
+              lb.health_status() == envoy::config::core::v3::TIMEOUT) {
+            ++c.unhealthy_endpoints;
+            continue;
+          }
           Host h{addr.address(), addr.port_value(),
                  lb.has_load_balancing_weight() ? lb.load_balancing_weight().value() : 1, nullptr};
           if (before) {

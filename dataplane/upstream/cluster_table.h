@@ -86,7 +86,15 @@ struct Cluster {
   Limits limits;
   OutlierSettings outlier;
   std::optional<UpstreamTls> tls;
-  std::vector<Host> hosts;
+  // Prefixes the pool key of every connection to a host of this cluster: the TLS settings the
+  // connection was made with. A change of mode, SNI, accepted identities or files gives new keys,
+  // so connections made under the old settings are never handed out again.
+  std::string pool_prefix;
+  std::vector<Host> hosts;  // usable endpoints only (valid, and not reported unhealthy)
+  // EDS endpoints dropped from this update: no IP address, a port outside 1-65535.
+  uint32_t invalid_endpoints = 0;
+  // EDS endpoints skipped because the control plane reported them UNHEALTHY, DRAINING or TIMEOUT.
+  uint32_t unhealthy_endpoints = 0;
   // Ring hash: sorted (point, host index); built once per update.
   std::vector<std::pair<uint64_t, size_t>> ring;
   // Round-robin position, shared across updates of the same cluster.
@@ -99,6 +107,9 @@ struct Cluster {
   // (ring hash only; without one a random host is used).
   const Host* Pick(uint64_t random, std::optional<uint64_t> hash, absl::Time now) const;
 };
+
+// Whether an EDS endpoint can be dialled: an IPv4 or IPv6 address, a port in 1-65535.
+bool UsableEndpoint(const std::string& address, uint32_t port);
 
 class ClusterTable {
  public:

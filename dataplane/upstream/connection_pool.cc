@@ -41,10 +41,9 @@ UpstreamConnectionPtr ConnectionPool::Take(const std::string& key, absl::Time no
   while (!list.empty()) {
     Idle idle = std::move(list.back());  // the most recently used: the likeliest to be alive
     list.pop_back();
-    // A connection idle for only a moment is not probed: servers close idle connections after
-    // seconds, and the probe costs a system call per request.
-    bool fresh = now - idle.since < absl::Milliseconds(250);
-    if (now < idle.expires && (fresh || StillOpen(idle.connection->stream))) {
+    // Probed every time, however briefly idle: bytes waiting on an idle connection are a
+    // response nobody asked for (a smuggled request's), and must never reach the next request.
+    if (now < idle.expires && StillOpen(idle.connection->stream)) {
       return std::move(idle.connection);
     }
     Close(*idle.connection);

@@ -185,3 +185,68 @@ TEST_CASE("Cluster TLS: ISTIO_MUTUAL with identities, files, and credentialName 
 
 }  // namespace
 }  // namespace mesh::dataplane
+
+namespace mesh::dataplane {
+namespace {
+
+TEST_CASE("A bad EDS endpoint is dropped and counted, and the rest of the cluster is served") {
+  ProxyConfig config = Config(pb::Cluster::ROUND_ROBIN, 2);
+  auto* group = config.endpoints.begin()->second.mutable_endpoints(0);
+  auto add = [&](const std::string& address, uint32_t port) {
+    auto* lb = group->add_lb_endpoints();
+    auto* addr = lb->mutable_endpoint()->mutable_address()->mutable_socket_address();
+    addr->set_address(address);
+    addr->set_port_value(port);
+    return lb;
+  };
+  add("10.0.0.9", 0);         // port 0: what a poisoned registration sent
+  add("10.0.0.9", 70000);     // over 65535: would wrap to 4464
+  add("pong.example", 8080);  // not an IP address
+  add("", 8080);
+  add("::1", 8080);  // IPv6 is fine
+  add("10.0.0.7", 8080)->set_health_status(envoy::config::core::v3::UNHEALTHY);
+  add("10.0.0.8", 8080)->set_health_status(envoy::config::core::v3::DRAINING);
+  add("10.0.0.6", 8080)->set_health_status(envoy::config::core::v3::HEALTHY);
+  ClusterTablePtr t = Build(config);
+  const Cluster* c = t->Find("outbound|80||web");
+  REQUIRE(c != nullptr);
+  std::set<std::string> hosts;
+  for (const Host& h : c->hosts) hosts.insert(absl::StrCat(h.address, ":", h.port));
+  CHECK(hosts ==
+        std::set<std::string>{"10.0.0.1:8080", "10.0.0.2:8080", "::1:8080", "10.0.0.6:8080"});
+  CHECK(c->invalid_endpoints == 4);
+  CHECK(c->unhealthy_endpoints == 2);
+}
+
+TEST_CASE("A cluster's TLS settings are part of its connections' pool key") {
+  namespace tls = envoy::extensions::transport_sockets::tls::v3;
+  auto with_sans = [](std::vector<std::string> sans) {
+    ProxyConfig config = Config(pb::Cluster::ROUND_ROBIN, 1);
+    tls::UpstreamTlsContext ctx;
+    auto* common = ctx.mutable_common_tls_context();
+    common->add_tls_certificate_sds_secret_configs()->set_name("default");
+    for (const std::string& san : sans) {
+      auto* m = common->mutable_combined_validation_context()
+                    ->mutable_default_validation_context()
+                    ->add_match_typed_subject_alt_names();
+      m->set_san_type(tls::SubjectAltNameMatcher::URI);
+      m->mutable_matcher()->set_exact(san);
+    }
+    auto& c = config.clusters.begin()->second;
+    c.mutable_transport_socket()->set_name("envoy.transport_sockets.tls");
+    c.mutable_transport_socket()->mutable_typed_config()->PackFrom(ctx);
+    return config;
+  };
+  ClusterTablePtr plain = Build(Config(pb::Cluster::ROUND_ROBIN, 1));
+  ClusterTablePtr any = Build(with_sans({}));
+  ClusterTablePtr one = Build(with_sans({"spiffe://cluster.local/ns/default/sa/pong"}));
+  ClusterTablePtr again = Build(with_sans({"spiffe://cluster.local/ns/default/sa/pong"}));
+  const std::string name = "outbound|80||web";
+  CHECK(plain->Find(name)->pool_prefix.empty());
+  CHECK(any->Find(name)->pool_prefix != plain->Find(name)->pool_prefix);
+  CHECK(one->Find(name)->pool_prefix != any->Find(name)->pool_prefix);
+  CHECK(one->Find(name)->pool_prefix == again->Find(name)->pool_prefix);
+}
+
+}  // namespace
+}  // namespace mesh::dataplane
