@@ -52,6 +52,9 @@ ABSL_FLAG(std::string, xds_tls, "127.0.0.1:15012",
 ABSL_FLAG(std::vector<std::string>, xds_tls_names, {},
           "DNS names and IPs in the TLS port's certificate (default: localhost, 127.0.0.1, ::1, "
           "meshpilot, istiod.istio-system.svc, the host name and the --xds-tls host)");
+ABSL_FLAG(bool, allow_plaintext_registration, false,
+          "let sidecars on the plaintext xDS port register as endpoints without a proven identity "
+          "(unsafe: any client could then receive any service's traffic)");
 ABSL_FLAG(absl::Duration, debounce, absl::Milliseconds(100),
           "quiet period after a config change before pushing");
 ABSL_FLAG(absl::Duration, debounce_max, absl::Seconds(1),
@@ -448,7 +451,8 @@ int Run() {
   cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
   cache_options.root_cert_pem = (*authority)->root_cert_pem();
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
-  mesh::xds::AdsServer ads(&cache);
+  mesh::xds::AdsServer ads(
+      &cache, {.allow_plaintext_registration = absl::GetFlag(FLAGS_allow_plaintext_registration)});
   std::unique_ptr<mesh::xds::WorkloadSync> workload_sync;
   if (etcd) {
     // Replicas share their sidecars' workloads, each under a lease of the grace period.

@@ -189,6 +189,60 @@ ResourceService::ResourceService(store::Store* store, model::ConfigIndex* index,
                                  ServiceOptions options)
     : store_(store), index_(index), options_(options) {}
 
+namespace {
+
+// Whether `s` is well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF).
+bool ValidUtf8(absl::string_view s) {
+  static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = s[i];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c >> 5) == 0x6) {
+      n = 1, cp = c & 0x1F;
+    } else if ((c >> 4) == 0xE) {
+      n = 2, cp = c & 0x0F;
+    } else if ((c >> 3) == 0x1E) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const unsigned char cc = s[i + k];
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// The path of the first key or string in `j` that is not UTF-8 ("metadata.name"), or "".
+std::string FirstBadUtf8(const json& j, const std::string& path) {
+  if (j.is_string()) return ValidUtf8(j.get_ref<const std::string&>()) ? "" : path;
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      std::string here = path.empty() ? k : absl::StrCat(path, ".", k);
+      if (!ValidUtf8(k)) return path.empty() ? "(a key)" : absl::StrCat(path, ".(a key)");
+      if (std::string bad = FirstBadUtf8(v, here); !bad.empty()) return bad;
+    }
+  } else if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i) {
+      if (std::string bad = FirstBadUtf8(j[i], absl::StrCat(path, "[", i, "]")); !bad.empty())
+        return bad;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<json>> ResourceService::ParseBody(absl::string_view body,
                                                              BodyFormat format) const {
   std::vector<json> docs;
@@ -211,6 +265,12 @@ absl::StatusOr<std::vector<json>> ResourceService::ParseBody(absl::string_view b
     absl::StatusOr<std::vector<json>> parsed = ParseYamlDocuments(body, options_.yaml);
     if (!parsed.ok()) return parsed.status();
     docs = std::move(*parsed);
+  }
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (std::string bad = FirstBadUtf8(docs[i], ""); !bad.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("document ", i + 1, ": ", bad, ": not valid UTF-8"));
+    }
   }
   docs = model::ExpandDocuments(std::move(docs));
   if (docs.size() > options_.yaml.max_documents) {
@@ -278,8 +338,10 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const Batch& batch, bool*
           annotations == (o.meta.annotations.empty() ? json() : json(o.meta.annotations));
       bool same_spec = stored.value("spec", json()) == o.spec_json;
       if (same_meta && same_spec) {
+        // Unchanged, as read: the write of the others holds only if it still is.
         it.action = "unchanged";
         it.resource_version = (*cur)->mod_revision;
+        ops.push_back(store::Op::Check(Key(o), (*cur)->mod_revision));
         continue;
       }
       it.action = "configured";
@@ -293,7 +355,7 @@ absl::StatusOr<ApplyResult> ResourceService::ApplyOnce(const Batch& batch, bool*
 
   ApplyResult result;
   result.revision = store_->Revision();
-  if (!ops.empty()) {
+  if (!op_items.empty()) {  // a batch of unchanged objects writes nothing
     absl::StatusOr<store::CommitResult> commit = Write(std::move(ops));
     if (!commit.ok()) {
       *retry = IsConflict(commit.status()) && !user_versions;
@@ -331,14 +393,16 @@ absl::StatusOr<ApplyResult> ResourceService::DeleteApplied(absl::string_view bod
       ApplyItem& it = batch->items[batch->object_items[i]];
       const std::optional<store::KeyValue>* cur = &(*current)[i];
       if (!*cur) {
+        // Absent, as read: the deletion of the others holds only if it still is.
         it.action = "not found";
+        ops.push_back(store::Op::Check(Key(batch->objects[i]), 0));
         continue;
       }
       ops.push_back(store::Op::Delete(Key(batch->objects[i]), (*cur)->mod_revision));
       op_items.push_back(batch->object_items[i]);
     }
     result.revision = store_->Revision();
-    if (!ops.empty()) {
+    if (!op_items.empty()) {
       absl::StatusOr<store::CommitResult> commit = Write(std::move(ops));
       if (!commit.ok()) {
         if (IsConflict(commit.status()) && attempt < options_.max_apply_retries) continue;
@@ -378,8 +442,8 @@ absl::StatusOr<json> ResourceService::List(const model::KindInfo& kind, absl::st
 
 absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::string_view version,
                                             absl::string_view ns, absl::string_view path_name,
-                                            absl::string_view body, BodyFormat format,
-                                            bool replace) {
+                                            absl::string_view body, BodyFormat format, bool replace,
+                                            bool* created) {
   absl::StatusOr<std::vector<json>> docs = ParseBody(body, format);
   if (!docs.ok()) return docs.status();
   if (docs->size() != 1)
@@ -435,7 +499,11 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
     }
     absl::StatusOr<store::CommitResult> commit = Write(
         {store::Op::Put(key, NextStoredValue(o, stored.is_object() ? &stored : nullptr), expect)});
-    if (commit.ok()) return StoredToJson(commit->kvs[0], kind, version, commit->revision);
+    if (commit.ok()) {
+      // The precondition decided it: a create expected the key absent and found it so.
+      if (created) *created = commit->kvs[0].create_revision == commit->kvs[0].mod_revision;
+      return StoredToJson(commit->kvs[0], kind, version, commit->revision);
+    }
     if (!IsConflict(commit.status())) return commit.status();
     if (!o.meta.resource_version.empty() || attempt >= options_.max_apply_retries) {
       return absl::FailedPreconditionError(absl::StrCat(

@@ -77,10 +77,13 @@ class ResourceService {
   absl::StatusOr<nlohmann::json> List(const model::KindInfo& kind, absl::string_view version,
                                       absl::string_view ns);
   // POST: AlreadyExists if present. PUT (`replace`): creates or replaces; a
-  // metadata.resourceVersion in the body must match or FailedPrecondition.
+  // metadata.resourceVersion in the body must match or FailedPrecondition. `created` (optional)
+  // tells whether this write created the object: of concurrent creates of one name exactly one
+  // did, whatever each one read before.
   absl::StatusOr<nlohmann::json> Write(const model::KindInfo& kind, absl::string_view version,
                                        absl::string_view ns, absl::string_view path_name,
-                                       absl::string_view body, BodyFormat format, bool replace);
+                                       absl::string_view body, BodyFormat format, bool replace,
+                                       bool* created = nullptr);
   absl::StatusOr<nlohmann::json> Delete(const model::KindInfo& kind, absl::string_view version,
                                         absl::string_view ns, absl::string_view name);
 

@@ -339,12 +339,11 @@ void RestServer::Routes() {
   auto write = [this](const httplib::Request& req, httplib::Response& res,
                       const model::KindInfo& kind, const std::string& version,
                       const std::string& ns, const std::string& name, bool replace) {
-    absl::StatusOr<json> existed;
-    if (replace) existed = service_->Get(kind, version, ns, name);
+    bool created = false;
     absl::StatusOr<json> out =
-        service_->Write(kind, version, ns, name, req.body, FormatOf(req), replace);
+        service_->Write(kind, version, ns, name, req.body, FormatOf(req), replace, &created);
     if (!out.ok()) return SendError(req, res, out.status());
-    SendJson(res, replace && existed.ok() ? 200 : 201, *out);
+    SendJson(res, created ? 201 : 200, *out);
   };
 
   auto one = [this](const httplib::Request& req, httplib::Response& res,

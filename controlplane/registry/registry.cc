@@ -1,10 +1,12 @@
 #include "controlplane/registry/registry.h"
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace mesh::registry {
 
@@ -41,6 +43,11 @@ uint32_t EntryPort(const model::WorkloadEntry& we, const std::string& port_name,
     if (auto it = we.ports.find(port_name); it != we.ports.end()) return it->second;
   }
   return target;
+}
+
+const std::string& AccountOf(const std::string& service_account) {
+  static const std::string kDefault = "default";
+  return service_account.empty() ? kDefault : service_account;
 }
 
 Endpoint FromEntry(const model::WorkloadEntry& we, uint32_t port) {
@@ -83,6 +90,37 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
   for (const model::Object* svc_obj : all(model::Kind::kService)) {
     const auto& svc = std::get<model::Service>(svc_obj->spec);
     const std::string& ns = svc_obj->meta.namespace_;
+    // The registered workloads this Service may take: those whose identity fits it.
+    std::vector<const Workload*> fitting;
+    if (!svc.selector.empty()) {
+      std::set<std::string> accounts;
+      for (const model::Object* we_obj : *selected(ns, svc.selector)) {
+        const auto& we = std::get<model::WorkloadEntry>(we_obj->spec);
+        if (LabelsMatch(svc.selector, we.labels)) accounts.insert(AccountOf(we.service_account));
+      }
+      std::vector<const Workload*> matching;
+      for (const Workload& w : workloads) {
+        if (w.ns == ns && LabelsMatch(svc.selector, w.labels)) matching.push_back(&w);
+      }
+      if (accounts.empty() && !matching.empty()) {
+        const Workload* earliest = *std::min_element(
+            matching.begin(), matching.end(), [](const Workload* a, const Workload* b) {
+              return std::tie(a->since_unix_ms, a->name) < std::tie(b->since_unix_ms, b->name);
+            });
+        accounts.insert(AccountOf(earliest->service_account));
+      }
+      for (const Workload* w : matching) {
+        if (accounts.count(AccountOf(w->service_account))) {
+          fitting.push_back(w);
+          continue;
+        }
+        std::string& why = r.refusals_[w->name];
+        absl::StrAppend(&why, why.empty() ? "" : "; ", "not an endpoint of ", svc_obj->meta.name,
+                        ".", ns, ".svc.cluster.local: it runs as service account ",
+                        AccountOf(w->service_account), ", the service's workloads as ",
+                        absl::StrJoin(accounts, ", "));
+      }
+    }
     for (const model::Service::Port& p : svc.ports) {
       ServicePort sp;
       sp.host = absl::StrCat(svc_obj->meta.name, ".", ns, ".svc.cluster.local");
@@ -98,12 +136,11 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
           sp.endpoints.push_back(FromEntry(
               we, EntryPort(we, p.target_port_name.empty() ? p.name : p.target_port_name, target)));
         }
-        for (const Workload& w : workloads) {
-          if (w.ns != ns || !LabelsMatch(svc.selector, w.labels)) continue;
-          auto it = w.inbound_ports.find(p.port);
-          if (it == w.inbound_ports.end()) continue;
+        for (const Workload* w : fitting) {
+          auto it = w->inbound_ports.find(p.port);
+          if (it == w->inbound_ports.end()) continue;
           sp.endpoints.push_back(
-              Endpoint{w.address, it->second, w.labels, w.service_account, 1, ""});
+              Endpoint{w->address, it->second, w->labels, w->service_account, 1, ""});
         }
       }
       SortEndpoints(&sp.endpoints);

@@ -10,6 +10,11 @@
 // Which workloads serve which service ports. Built from a config snapshot: Services select
 // WorkloadEntries (and auto-registered sidecars) by label in their namespace; ServiceEntries list
 // endpoints or select workloads. Pure and immutable once built.
+//
+// A registered workload serves a Service only where its identity fits: its service account must
+// be one the Service's WorkloadEntries run as or, for a Service without any, the one its
+// earliest-registered workload runs as. Labels alone never make a workload an endpoint of a
+// service that runs under another identity.
 namespace mesh::registry {
 
 struct Endpoint {
@@ -34,11 +39,15 @@ struct ServicePort {
 
 // A workload that registered itself (a connected sidecar), as Istio's auto-registration does.
 struct Workload {
+  std::string name;  // the proxy's node id
   std::string ns;
   std::string address;
   model::Labels labels;
   std::string service_account;
   std::map<uint32_t, uint32_t> inbound_ports;  // service port -> port to reach it on
+  // When it first registered (Unix milliseconds); a reconnect keeps it. Decides which service
+  // account a service without WorkloadEntries is pinned to: its earliest workload's.
+  int64_t since_unix_ms = 0;
 
   bool operator==(const Workload&) const = default;
 };
@@ -52,9 +61,13 @@ class Registry {
   const std::vector<ServicePort>& ports() const { return ports_; }
   // The port of `host`, or nullptr.
   const ServicePort* Find(const std::string& host, uint32_t port) const;
+  // Registered workloads a service's selector matched but that did not become its endpoints,
+  // by workload name, with why (their identity does not fit the service).
+  const std::map<std::string, std::string>& refusals() const { return refusals_; }
 
  private:
   std::vector<ServicePort> ports_;
+  std::map<std::string, std::string> refusals_;
   std::map<std::pair<std::string, uint32_t>, size_t> index_;
 };
 

@@ -289,7 +289,7 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
 }
 
 absl::StatusOr<CommitResult> EtcdStore::Commit(std::vector<Op> ops) {
-  if (ops.empty()) return absl::InvalidArgumentError("a transaction needs at least one operation");
+  if (absl::Status s = CheckOps(ops); !s.ok()) return s;
   std::set<std::string> keys;
   pb::TxnRequest req;
   for (const Op& op : ops) {
@@ -309,7 +309,9 @@ absl::StatusOr<CommitResult> EtcdStore::Commit(std::vector<Op> ops) {
       }
       req.add_failure()->mutable_request_range()->set_key(op.key);
     }
-    if (op.type == Op::Type::kPut) {
+    if (op.type == Op::Type::kCheck) {
+      req.add_success()->mutable_request_range()->set_key(op.key);  // keeps responses in op order
+    } else if (op.type == Op::Type::kPut) {
       pb::PutRequest* put = req.add_success()->mutable_request_put();
       put->set_key(op.key);
       put->set_value(op.value);
@@ -370,7 +372,10 @@ absl::StatusOr<CommitResult> EtcdStore::Commit(std::vector<Op> ops) {
   out.revision = rev;
   for (size_t i = 0; i < ops.size(); ++i) {
     const pb::ResponseOp& r = res.responses(static_cast<int>(i));
-    if (ops[i].type == Op::Type::kPut) {
+    if (ops[i].type == Op::Type::kCheck) {
+      const auto& kvs = r.response_range().kvs();
+      out.kvs.push_back(kvs.empty() ? KeyValue{ops[i].key, "", 0, 0} : FromEtcd(kvs[0]));
+    } else if (ops[i].type == Op::Type::kPut) {
       const mvccpb::KeyValue& prev = r.response_put().prev_kv();
       int64_t created = r.response_put().has_prev_kv() ? prev.create_revision() : rev;
       out.kvs.push_back(KeyValue{ops[i].key, ops[i].value, created, rev});
@@ -391,6 +396,10 @@ absl::StatusOr<CommitResult> EtcdStore::AppliedEarlier(const std::vector<Op>& op
   for (size_t i = 0; i < ops.size(); ++i) {
     const Op& op = ops[i];
     const std::optional<KeyValue>* cur = &(*now)[i];
+    if (op.type == Op::Type::kCheck) {  // no effect to look for
+      out.kvs.push_back(cur->value_or(KeyValue{op.key, "", 0, 0}));
+      continue;
+    }
     const bool put = op.type == Op::Type::kPut;
     if (put != cur->has_value() ||
         (put && ((*cur)->value != op.value ||
@@ -415,11 +424,16 @@ absl::StatusOr<std::optional<KeyValue>> EtcdStore::Get(absl::string_view key) {
 absl::StatusOr<std::vector<std::optional<KeyValue>>> EtcdStore::GetMany(
     const std::vector<std::string>& keys) {
   std::vector<std::optional<KeyValue>> out;
-  // etcd caps a transaction's operations (128 by default): read in chunks of 100.
+  // etcd caps a transaction's operations (128 by default): read in chunks of 100, every chunk
+  // after the first at the first one's revision, so the whole answer is one point in time.
+  int64_t at = 0;
   for (size_t start = 0; start < keys.size(); start += 100) {
     pb::TxnRequest req;
-    for (size_t i = start; i < std::min(keys.size(), start + 100); ++i)
-      req.add_success()->mutable_request_range()->set_key(keys[i]);
+    for (size_t i = start; i < std::min(keys.size(), start + 100); ++i) {
+      pb::RangeRequest* range = req.add_success()->mutable_request_range();
+      range->set_key(keys[i]);
+      range->set_revision(at);
+    }
     pb::TxnResponse res;
     absl::Status s = impl_->Call("read", [&](grpc::ClientContext* ctx) {
       res.Clear();
@@ -427,6 +441,7 @@ absl::StatusOr<std::vector<std::optional<KeyValue>>> EtcdStore::GetMany(
     });
     if (!s.ok()) return s;
     impl_->Saw(res.header());
+    if (at == 0) at = res.header().revision();
     for (const pb::ResponseOp& r : res.responses()) {
       const pb::RangeResponse& range = r.response_range();
       out.push_back(range.kvs_size() ? std::optional<KeyValue>(FromEtcd(range.kvs(0)))

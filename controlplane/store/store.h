@@ -25,9 +25,10 @@ struct KeyValue {
   bool operator==(const KeyValue&) const = default;
 };
 
-// One write inside a transaction.
+// One write inside a transaction, or a precondition alone (kCheck): a key the transaction reads
+// and depends on without changing it.
 struct Op {
-  enum class Type { kPut, kDelete };
+  enum class Type { kPut, kDelete, kCheck };
   Type type = Type::kPut;
   std::string key;
   std::string value;  // kPut only
@@ -41,11 +42,16 @@ struct Op {
   static Op Delete(std::string key, std::optional<int64_t> expect = std::nullopt) {
     return Op{Type::kDelete, std::move(key), {}, expect};
   }
+  // The transaction applies only if `key` is still at `expect` (0: still absent).
+  static Op Check(std::string key, int64_t expect) {
+    return Op{Type::kCheck, std::move(key), {}, expect};
+  }
 };
 
 struct CommitResult {
   int64_t revision = 0;
-  // One entry per op, in order: for a put the new KeyValue, for a delete the value it removed.
+  // One entry per op, in order: for a put the new KeyValue, for a delete the value it removed,
+  // for a check the key as it was (an empty value and revisions 0 when absent).
   std::vector<KeyValue> kvs;
 };
 
@@ -85,14 +91,15 @@ class Store {
   //  - AlreadyExists: a precondition of 0 on a key that exists;
   //  - NotFound: a delete, or a precondition N > 0, on a key that does not exist;
   //  - FailedPrecondition: the key exists at another mod_revision than expected;
-  //  - InvalidArgument: no ops, or the same key twice in one transaction;
+  //  - InvalidArgument: no put or delete, a check without a precondition, or the same key twice
+  //    in one transaction;
   //  - Unavailable: the write could not be made durable (the store then refuses further writes).
   virtual absl::StatusOr<CommitResult> Commit(std::vector<Op> ops) = 0;
 
   virtual absl::StatusOr<std::optional<KeyValue>> Get(absl::string_view key) = 0;
 
-  // Get for several keys, read at one point in time where the store can (etcd: one request);
-  // the answer is in the order of `keys`. By default, one Get after another.
+  // Get for several keys, all read at one revision; the answer is in the order of `keys`. The
+  // default, one Get after another, is for stores with no concurrent writers only.
   virtual absl::StatusOr<std::vector<std::optional<KeyValue>>> GetMany(
       const std::vector<std::string>& keys) {
     std::vector<std::optional<KeyValue>> out;
@@ -121,5 +128,9 @@ class Store {
 };
 
 using StorePtr = std::unique_ptr<Store>;
+
+// What every store's Commit refuses before it looks at keys: no write at all (only checks, or
+// nothing), or a check without a precondition. OK otherwise.
+absl::Status CheckOps(const std::vector<Op>& ops);
 
 }  // namespace mesh::store

@@ -161,8 +161,19 @@ void WalStore::AddHistoryLocked(Event event) {
   }
 }
 
+absl::Status CheckOps(const std::vector<Op>& ops) {
+  bool writes = false;
+  for (const Op& op : ops) {
+    if (op.type == Op::Type::kCheck && !op.expect_mod_revision)
+      return absl::InvalidArgumentError(absl::StrCat("a check of ", op.key, " needs a revision"));
+    writes = writes || op.type != Op::Type::kCheck;
+  }
+  if (!writes) return absl::InvalidArgumentError("a transaction needs at least one write");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CommitResult> WalStore::Commit(std::vector<Op> ops) {
-  if (ops.empty()) return absl::InvalidArgumentError("a transaction needs at least one operation");
+  if (absl::Status s = CheckOps(ops); !s.ok()) return s;
   Writer w;
   w.ops = std::move(ops);
   std::unique_lock lock(queue_mu_);
@@ -270,6 +281,10 @@ void WalStore::ProcessGroup(std::vector<Writer*>& group) ABSL_NO_THREAD_SAFETY_A
     record.set_revision(result.revision);
     for (const Op& op : w->ops) {
       std::optional<KeyValue> cur = current(op.key);
+      if (op.type == Op::Type::kCheck) {  // a precondition only: nothing is written
+        result.kvs.push_back(cur ? *cur : KeyValue{op.key, "", 0, 0});
+        continue;
+      }
       pb::Mutation* m = record.add_mutations();
       m->set_key(op.key);
       if (op.type == Op::Type::kDelete) {
@@ -309,6 +324,7 @@ void WalStore::ProcessGroup(std::vector<Writer*>& group) ABSL_NO_THREAD_SAFETY_A
     for (Writer* w : accepted) {
       const CommitResult& r = *w->result;
       for (size_t i = 0; i < w->ops.size(); ++i) {
+        if (w->ops[i].type == Op::Type::kCheck) continue;
         Event e;
         e.revision = r.revision;
         e.kv = r.kvs[i];
@@ -395,6 +411,18 @@ absl::StatusOr<std::optional<KeyValue>> WalStore::Get(absl::string_view key) {
   auto it = state_.find(key);
   if (it == state_.end()) return std::optional<KeyValue>();
   return std::optional<KeyValue>(it->second);
+}
+
+absl::StatusOr<std::vector<std::optional<KeyValue>>> WalStore::GetMany(
+    const std::vector<std::string>& keys) {
+  std::shared_lock lock(state_mu_);  // one revision: no commit lands between two keys
+  std::vector<std::optional<KeyValue>> out;
+  out.reserve(keys.size());
+  for (const std::string& key : keys) {
+    auto it = state_.find(key);
+    out.push_back(it == state_.end() ? std::nullopt : std::optional<KeyValue>(it->second));
+  }
+  return out;
 }
 
 absl::StatusOr<RangeResult> WalStore::List(absl::string_view prefix) {

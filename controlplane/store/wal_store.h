@@ -50,6 +50,8 @@ class WalStore : public Store {
   // Store
   absl::StatusOr<CommitResult> Commit(std::vector<Op> ops) override;
   absl::StatusOr<std::optional<KeyValue>> Get(absl::string_view key) override;
+  absl::StatusOr<std::vector<std::optional<KeyValue>>> GetMany(
+      const std::vector<std::string>& keys) override;
   absl::StatusOr<RangeResult> List(absl::string_view prefix) override;
   absl::StatusOr<WatchPtr> Watch(std::string prefix, int64_t after_revision,
                                  WatchCallback callback) override;

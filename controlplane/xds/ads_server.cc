@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "controlplane/xds/node_metadata.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -28,11 +29,6 @@ const std::vector<std::string> kPushOrder = {compiler::kClusterType, compiler::k
 
 bool IsWildcardCapable(const std::string& type_url) {
   return type_url == compiler::kListenerType || type_url == compiler::kClusterType;
-}
-
-std::string StructString(const google::protobuf::Struct& s, const std::string& key) {
-  auto it = s.fields().find(key);
-  return it != s.fields().end() && it->second.has_string_value() ? it->second.string_value() : "";
 }
 
 constexpr char kAdsMethod[] =
@@ -106,10 +102,17 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
       return;
     }
     if (!proxy_known_) {
-      if (grpc::Status s = Authorize(request.node()); !s.ok()) {
+      absl::StatusOr<NodeInfo> node = ParseNode(request.node());
+      if (!node.ok()) {
+        RefuseLocked(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(node.status().message())));
+        return;
+      }
+      if (grpc::Status s = Authorize(*node); !s.ok()) {
         RefuseLocked(s);
         return;
       }
+      Classify(*node);
     }
     HandleLocked(request);
     StartRead(&request_);
@@ -128,19 +131,16 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
 
   // Over TLS: a certificate is required, and the node's namespace and service account must be
   // the certificate's (so one workload cannot pose as another to get its config).
-  grpc::Status Authorize(const envoy::config::core::v3::Node& node) const {
+  grpc::Status Authorize(const NodeInfo& node) const {
     if (!over_tls_) return grpc::Status::OK;
     if (identity_.empty()) {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                           "ADS over TLS needs the proxy's workload certificate");
     }
-    std::string ns = StructString(node.metadata(), "NAMESPACE");
-    std::string sa = StructString(node.metadata(), "SERVICE_ACCOUNT");
-    std::string claimed =
-        absl::StrCat("/ns/", ns.empty() ? "default" : ns, "/sa/", sa.empty() ? "default" : sa);
+    std::string claimed = absl::StrCat("/ns/", node.ns, "/sa/", node.service_account);
     if (!absl::EndsWith(identity_, claimed) || !absl::StartsWith(identity_, "spiffe://")) {
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          absl::StrCat("node ", node.id(), " claims ", claimed.substr(1),
+                          absl::StrCat("node ", node.id, " claims ", claimed.substr(1),
                                        " but its certificate is ", identity_));
     }
     return grpc::Status::OK;
@@ -185,7 +185,8 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     }
   }
 
-  nlohmann::json StatusJson() {
+  // `refusals`: the current registry's, by workload name.
+  nlohmann::json StatusJson(const std::map<std::string, std::string>& refusals) {
     std::lock_guard lock(mu_);
     nlohmann::json types = nlohmann::json::object();
     for (const auto& [type, st] : types_) {
@@ -200,6 +201,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
             {"class", watch_ ? watch_->proxy_class().ToString() : proxy_.ToString()},
             {"peer", peer_},
             {"identity", identity_},
+            {"registration", RegistrationStatusLocked(refusals)},
             {"version", snapshot_ ? snapshot_->version : ""},
             {"types", types}};
   }
@@ -225,7 +227,6 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   };
 
   void HandleLocked(const DiscoveryRequest& req) {
-    if (!proxy_known_) Classify(req);
     const std::string& type = req.type_url();
     if (type.empty()) return;
     TypeState& st = types_[type];
@@ -265,90 +266,46 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     }
   }
 
-  void Classify(const DiscoveryRequest& req) {
+  void Classify(const NodeInfo& node) {
     proxy_known_ = true;
-    node_id_ = req.node().id();
-    const google::protobuf::Struct& meta = req.node().metadata();
-    std::string role = StructString(meta, "ROLE");
-    compiler::Role r = role == "gateway"   ? compiler::Role::kGateway
-                       : role == "sidecar" ? compiler::Role::kSidecar
-                                           : compiler::Role::kProxyless;
-    std::string ns = StructString(meta, "NAMESPACE");
-    if (ns.empty()) ns = "default";
-    model::Labels labels;
-    if (auto it = meta.fields().find("LABELS");
-        it != meta.fields().end() && it->second.has_struct_value()) {
-      for (const auto& [k, v] : it->second.struct_value().fields()) {
-        if (v.has_string_value()) labels[k] = v.string_value();
-      }
+    node_id_ = node.id;
+    proxy_ = server_->cache_->Classify(node.role, node.ns, node.labels);
+    if (node.role == compiler::Role::kSidecar) {
+      proxy_.inbound = node.inbound;
+      RegisterWorkload(node);
     }
-    proxy_ = server_->cache_->Classify(r, ns, labels);
-    if (r == compiler::Role::kSidecar) proxy_.inbound = InboundPorts(meta);
-    if (r == compiler::Role::kSidecar) RegisterWorkload(meta, ns, labels);
     SnapshotPtr current;
     watch_ = server_->cache_->Subscribe(
-        proxy_, [this](SnapshotPtr s) { OnSnapshot(std::move(s)); }, &current, labels);
+        proxy_, [this](SnapshotPtr s) { OnSnapshot(std::move(s)); }, &current, node.labels);
     snapshot_ = std::move(current);
     log::Info("xds: stream opened node=", node_id_, " class=", proxy_.ToString(), " peer=", peer_);
   }
 
-  // INBOUND_PORTS "8080=18081,..." (service port = listen port) and, optionally, APP_PORTS
-  // "18081=9081,..." (listen port = the local app's port; else the service's targetPort).
-  std::vector<compiler::InboundPort> InboundPorts(const google::protobuf::Struct& meta) {
-    auto pairs = [&](const std::string& key) {
-      std::map<uint32_t, uint32_t> out;
-      for (absl::string_view pair :
-           absl::StrSplit(StructString(meta, key), ',', absl::SkipEmpty())) {
-        std::vector<absl::string_view> kv = absl::StrSplit(pair, '=');
-        uint32_t a, b;
-        if (kv.size() == 2 && absl::SimpleAtoi(kv[0], &a) && absl::SimpleAtoi(kv[1], &b) && a &&
-            b && a < 65536 && b < 65536) {
-          out[a] = b;
-        } else {
-          log::Warn("xds: proxy ", node_id_, ": ignoring ", key, " entry \"", pair, "\"");
-        }
-      }
-      return out;
-    };
-    std::map<uint32_t, uint32_t> app = pairs("APP_PORTS");
-    std::vector<compiler::InboundPort> out;
-    for (const auto& [service_port, listen_port] : pairs("INBOUND_PORTS")) {
-      auto it = app.find(listen_port);
-      out.push_back({service_port, listen_port, it == app.end() ? 0u : it->second});
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
-  // A sidecar's node metadata makes it an endpoint of the services that select it:
-  // INSTANCE_IPS (the first is used), SERVICE_ACCOUNT, INBOUND_PORTS "8080=18081,9090=19090".
-  void RegisterWorkload(const google::protobuf::Struct& meta, const std::string& ns,
-                        const model::Labels& labels) {
-    registry::Workload w;
-    w.ns = ns;
-    w.labels = labels;
-    w.service_account = StructString(meta, "SERVICE_ACCOUNT");
-    if (w.service_account.empty()) w.service_account = "default";
-    std::vector<std::string> ips =
-        absl::StrSplit(StructString(meta, "INSTANCE_IPS"), ',', absl::SkipEmpty());
-    if (ips.empty()) {
-      log::Warn("xds: sidecar ", node_id_,
-                " sent no INSTANCE_IPS; it is not registered as an endpoint");
+  // A sidecar becomes an endpoint of the services that select it (Istio's auto-registration)
+  // only with a proven identity: a stream on the TLS port whose certificate matched its node's
+  // namespace and service account. Plaintext streams get config and never register, unless the
+  // server allows it.
+  void RegisterWorkload(const NodeInfo& node) {
+    const bool proven = over_tls_ && !identity_.empty();
+    if (!node.registration_error.empty()) {
+      registration_status_ = absl::StrCat("not registered: ", node.registration_error);
+    } else if (!proven && !server_->options_.allow_plaintext_registration) {
+      registration_status_ =
+          "not registered: a plaintext stream proves no identity (connect to the TLS xDS port "
+          "with a workload certificate)";
+    } else {
+      registration_ = server_->cache_->RegisterWorkload(node.id, node.ToWorkload());
+      registration_status_ = "registered";
       return;
     }
-    w.address = ips[0];
-    for (absl::string_view pair :
-         absl::StrSplit(StructString(meta, "INBOUND_PORTS"), ',', absl::SkipEmpty())) {
-      std::vector<absl::string_view> kv = absl::StrSplit(pair, '=');
-      uint32_t service_port, listen_port;
-      if (kv.size() != 2 || !absl::SimpleAtoi(kv[0], &service_port) ||
-          !absl::SimpleAtoi(kv[1], &listen_port)) {
-        log::Warn("xds: sidecar ", node_id_, ": ignoring INBOUND_PORTS entry \"", pair, "\"");
-        continue;
-      }
-      w.inbound_ports[service_port] = listen_port;
-    }
-    registration_ = server_->cache_->RegisterWorkload(node_id_, std::move(w));
+    ++server_->unregistered_;
+    log::Warn("xds: sidecar ", node.id, " from ", peer_, ": ", registration_status_);
+  }
+
+  std::string RegistrationStatusLocked(const std::map<std::string, std::string>& refusals) const {
+    if (!registration_) return registration_status_;
+    auto it = refusals.find(node_id_);
+    return it == refusals.end() ? registration_status_ : absl::StrCat("refused: ", it->second);
   }
 
   // The resources this type's subscription covers in the current snapshot.
@@ -416,6 +373,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   compiler::ProxyClass proxy_;
   std::unique_ptr<SnapshotCache::Watch> watch_;
   std::unique_ptr<SnapshotCache::Registration> registration_;
+  std::string registration_status_;  // a sidecar's: registered, or why not
   SnapshotPtr snapshot_;
   std::map<std::string, SnapshotPtr> held_;
   std::map<std::string, TypeState> types_;
@@ -424,7 +382,14 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   bool writing_ = false, reads_done_ = false, finish_called_ = false, finished_ = false;
 };
 
-AdsServer::AdsServer(SnapshotCache* cache) : cache_(cache) {}
+AdsServer::AdsServer(SnapshotCache* cache, Options options)
+    : cache_(cache), options_(std::move(options)) {
+  if (options_.allow_plaintext_registration) {
+    log::Warn(
+        "xds: --allow-plaintext-registration is on: any client of the plaintext xDS port "
+        "can make itself an endpoint of any service by its labels");
+  }
+}
 AdsServer::~AdsServer() = default;
 
 grpc::ServerGenericBidiReactor* AdsServer::CreateReactor(
@@ -444,9 +409,12 @@ void AdsServer::Unregister(AdsStream* stream) {
 }
 
 std::string AdsServer::SynczJson() {
+  std::shared_ptr<const registry::Registry> registry = cache_->CurrentView().registry;
+  static const std::map<std::string, std::string> kNone;
+  const auto& refusals = registry ? registry->refusals() : kNone;
   std::lock_guard lock(mu_);
   nlohmann::json out = nlohmann::json::array();
-  for (AdsStream* s : streams_) out.push_back(s->StatusJson());
+  for (AdsStream* s : streams_) out.push_back(s->StatusJson(refusals));
   return out.dump(2);
 }
 
@@ -499,7 +467,10 @@ std::string AdsServer::MetricsText() {
       "\n# TYPE meshpilot_xds_acks_total counter\nmeshpilot_xds_acks_total ", acks_.load(),
       "\n# TYPE meshpilot_xds_nacks_total counter\nmeshpilot_xds_nacks_total ", nacks_.load(),
       "\n# TYPE meshpilot_xds_refused_streams_total counter\nmeshpilot_xds_refused_streams_total ",
-      refused_.load(), "\n", histogram);
+      refused_.load(),
+      "\n# TYPE meshpilot_xds_unregistered_sidecars_total counter\n"
+      "meshpilot_xds_unregistered_sidecars_total ",
+      unregistered_.load(), "\n", histogram);
 }
 
 }  // namespace mesh::xds

@@ -17,6 +17,13 @@ namespace mesh::xds {
 
 class AdsStream;
 
+struct AdsServerOptions {
+  // Lets sidecars on plaintext streams (no proven identity) register as endpoints. Off by
+  // default: then only a stream whose certificate matched its node's namespace and service
+  // account registers.
+  bool allow_plaintext_registration = false;
+};
+
 // envoy.service.discovery.v3.AggregatedDiscoveryService, state of the world, on gRPC's callback
 // API (no thread per stream). It is served as a generic (byte-level) service so that a response
 // is serialized once per snapshot and subscription and shared, without copying, by every stream
@@ -27,7 +34,8 @@ class AdsStream;
 // CDS before EDS and LDS before RDS, and only types whose requested resources changed are pushed.
 class AdsServer : public grpc::CallbackGenericService {
  public:
-  explicit AdsServer(SnapshotCache* cache);
+  using Options = AdsServerOptions;
+  explicit AdsServer(SnapshotCache* cache, Options options = {});
   ~AdsServer() override;
 
   // CallbackGenericService: StreamAggregatedResources; every other method is UNIMPLEMENTED.
@@ -50,9 +58,10 @@ class AdsServer : public grpc::CallbackGenericService {
   void Unregister(AdsStream* stream);
 
   SnapshotCache* cache_;
+  const Options options_;
   std::mutex mu_;
   std::set<AdsStream*> streams_;
-  std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0}, refused_{0};
+  std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0}, refused_{0}, unregistered_{0};
   // Seconds from a store commit to a proxy's ACK of the version compiled from it, per type.
   static constexpr double kBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   void ObserveCommitToAck(double seconds);

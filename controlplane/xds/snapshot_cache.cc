@@ -203,9 +203,10 @@ std::unique_ptr<SnapshotCache::Registration> SnapshotCache::RegisterWorkload(
     RegisteredWorkload& w = workloads_[id];
     bool changed =
         w.connections == 0 && w.expires == absl::InfiniteFuture();  // new, not a reconnect
-    changed = changed ||
-              !(w.workload.address == workload.address && w.workload.labels == workload.labels &&
-                w.workload.inbound_ports == workload.inbound_ports && w.workload.ns == workload.ns);
+    workload.name = id;
+    workload.since_unix_ms =
+        changed ? absl::ToUnixMillis(options_.now()) : w.workload.since_unix_ms;
+    changed = changed || !(w.workload == workload);
     w.workload = std::move(workload);
     ++w.connections;
     w.expires = absl::InfiniteFuture();

@@ -97,6 +97,26 @@ TEST_CASE("EtcdStore keeps the store contract: preconditions, errors naming the 
   REQUIRE(listed->kvs.size() == 2);
   CHECK(listed->kvs[0].key == "/a/1");
   CHECK(listed->revision == store->Revision());
+  // A check is a precondition that writes nothing.
+  auto checked =
+      store->Commit({Op::Check("/k", again->revision), Op::Check("/nope", 0), Op::Put("/c", "1")});
+  REQUIRE(checked.ok());
+  CHECK(checked->kvs[0].mod_revision == again->revision);
+  CHECK(checked->kvs[1] == KeyValue{"/nope", "", 0, 0});
+  CHECK((*store->Get("/k"))->mod_revision == again->revision);
+  auto moved = store->Commit({Op::Check("/k", first->revision), Op::Put("/c", "2")});
+  CHECK(moved.status().message() ==
+        absl::StrCat("key /k is at revision ", again->revision, ", not ", first->revision));
+  CHECK((*store->Get("/c"))->value == "1");
+  CHECK(absl::IsInvalidArgument(store->Commit({Op::Check("/k", again->revision)}).status()));
+  // GetMany over more keys than one etcd transaction reads them all at one revision.
+  std::vector<std::string> many;
+  for (int i = 0; i < 150; ++i) many.push_back(absl::StrCat("/a/", i % 2 + 1));
+  auto read = store->GetMany(many);
+  REQUIRE(read.ok());
+  CHECK(read->size() == 150);
+  CHECK((*read)[149]->value == "2");
+
   auto removed = store->Commit({Op::Delete("/k", again->revision)});
   REQUIRE(removed.ok());
   CHECK(removed->kvs[0].value == "w");

@@ -395,7 +395,10 @@ TEST_CASE(
   testing::TempDir dir;
   testing::MeshpilotProcess pilot(
       MESHPILOT_BIN, dir.path() + "/data",
-      {"--debounce", "20ms", "--debounce-max", "200ms", "--workload-grace", "300ms"});
+      // Hand-written plaintext streams stand in for sidecars here; registration without an
+      // identity has to be allowed for them (the identity tests run real proxies over TLS).
+      {"--debounce", "20ms", "--debounce-max", "200ms", "--workload-grace", "300ms",
+       "--allow-plaintext-registration"});
   REQUIRE(pilot.Start());
   REQUIRE(pilot.Client()
               .Post("/apply?namespace=default",
@@ -418,6 +421,36 @@ TEST_CASE(
   };
   CHECK(endpoint_count(res) == 0);
   REQUIRE(watcher.Ack(res, {cluster}));
+
+  // Poisoned registrations (port 0, a port over 65535, an address that is no IP) never reach
+  // EDS: the first endpoint the watcher sees is the good sidecar's.
+  std::vector<std::unique_ptr<RawStream>> poisoned;
+  for (const auto& [ips, ports] : std::vector<std::pair<std::string, std::string>>{
+           {"127.0.0.1", "9000=0"}, {"127.0.0.1", "9000=70000"}, {"echo.example", "9000=9000"}}) {
+    poisoned.push_back(
+        std::make_unique<RawStream>(pilot.xds_port(), "poison-" + ports,
+                                    std::map<std::string, std::string>{{"ROLE", "sidecar"},
+                                                                       {"NAMESPACE", "default"},
+                                                                       {"INSTANCE_IPS", ips},
+                                                                       {"INBOUND_PORTS", ports}},
+                                    model_labels_t{{"app", "echo"}}));
+    REQUIRE(poisoned.back()->Subscribe("type.googleapis.com/envoy.config.cluster.v3.Cluster", {}));
+  }
+  auto registrations = [&] {
+    std::map<std::string, std::string> out;
+    for (const json& p : json::parse(pilot.Client().Get("/debug/syncz")->body))
+      out[p.value("id", "")] = p.value("registration", "");
+    return out;
+  };
+  REQUIRE(testing::WaitFor([&] { return registrations().size() == 4; }, std::chrono::seconds(5)));
+  std::map<std::string, std::string> reasons = registrations();
+  CHECK(reasons["poison-9000=0"] ==
+        "not registered: metadata.INBOUND_PORTS[0] \"9000=0\": ports must be between 1 and 65535");
+  CHECK(reasons["poison-9000=70000"] ==
+        "not registered: metadata.INBOUND_PORTS[0] \"9000=70000\": ports must be between 1 and "
+        "65535");
+  CHECK(reasons["poison-9000=9000"] ==
+        "not registered: metadata.INSTANCE_IPS[0] \"echo.example\": not an IP address");
 
   auto sidecar = std::make_unique<RawStream>(
       pilot.xds_port(), "echo-v1-sidecar",

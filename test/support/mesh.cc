@@ -146,11 +146,13 @@ Mesh::Proxy& Mesh::RawProxy(const std::string& name, std::vector<std::string> fl
   return *proxies_.back();
 }
 
-std::string Mesh::TokenFile(const std::string& name, const std::string& ns) {
+std::string Mesh::TokenFile(const std::string& name, const std::string& ns,
+                            const std::string& service_account) {
   httplib::Client c = pilot_->Client();
-  auto res =
-      c.Post("/tokens", absl::StrCat(R"({"namespace":")", ns, R"(","serviceAccount":"default"})"),
-             "application/json");
+  auto res = c.Post(
+      "/tokens",
+      absl::StrCat(R"({"namespace":")", ns, R"(","serviceAccount":")", service_account, R"("})"),
+      "application/json");
   if (!res || res->status != 200)
     throw std::runtime_error("token refused: " + (res ? res->body : std::string("no answer")));
   std::string body = res->body;

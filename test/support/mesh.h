@@ -84,16 +84,18 @@ class Mesh {
   // (--xds-root-cert), else the plaintext one.
   Proxy& RawProxy(const std::string& name, std::vector<std::string> flags);
 
-  // A join token file for a proxy of namespace `ns` (service account "default"). Gateways and
-  // sidecars get one, so they hold a mesh identity (and are ready only once it arrived).
-  std::string TokenFile(const std::string& name, const std::string& ns);
+  // A join token file for a proxy of namespace `ns` and `service_account`. Gateways and sidecars
+  // get one, so they hold a mesh identity (and are ready only once it arrived).
+  std::string TokenFile(const std::string& name, const std::string& ns,
+                        const std::string& service_account = "default");
 
   // Waits until every proxy so far reports ready.
   bool WaitReady(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   std::string Logs() const;  // every process's log, for failure messages
+  // A loopback address of this mesh's own that no proxy uses yet (a pod's IP).
+  std::string NextIp();
 
  private:
-  std::string NextIp();
   TempDir dir_;
   std::unique_ptr<MeshpilotProcess> pilot_;
   std::vector<std::unique_ptr<Process>> processes_;

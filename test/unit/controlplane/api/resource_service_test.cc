@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "test/support/service_fixture.h"
@@ -241,6 +242,137 @@ TEST_CASE("JSON bodies: a single object, an array, and a List all apply") {
   auto bad = f.service->Apply("{not json", BodyFormat::kJson, "default");
   REQUIRE(absl::IsInvalidArgument(bad.status()));
   CHECK(absl::StartsWith(bad.status().message(), "invalid JSON: "));
+}
+
+}  // namespace
+}  // namespace mesh::api
+
+namespace mesh::api {
+namespace {
+
+// A store that lets a test act between a service's reads and its commit, as a concurrent client
+// would.
+class RacingStore : public store::Store {
+ public:
+  explicit RacingStore(store::Store* inner) : inner_(inner) {}
+  std::function<void()> before_commit;  // runs once, before the next commit
+
+  absl::StatusOr<store::CommitResult> Commit(std::vector<store::Op> ops) override {
+    if (auto hook = std::exchange(before_commit, nullptr)) hook();
+    return inner_->Commit(std::move(ops));
+  }
+  absl::StatusOr<std::optional<store::KeyValue>> Get(absl::string_view key) override {
+    return inner_->Get(key);
+  }
+  absl::StatusOr<std::vector<std::optional<store::KeyValue>>> GetMany(
+      const std::vector<std::string>& keys) override {
+    return inner_->GetMany(keys);
+  }
+  absl::StatusOr<store::RangeResult> List(absl::string_view prefix) override {
+    return inner_->List(prefix);
+  }
+  absl::StatusOr<store::WatchPtr> Watch(std::string prefix, int64_t after,
+                                        store::WatchCallback cb) override {
+    return inner_->Watch(std::move(prefix), after, std::move(cb));
+  }
+  int64_t Revision() override { return inner_->Revision(); }
+
+ private:
+  store::Store* inner_;
+};
+
+const char* kTwo = R"(
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {selector: {app: a}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec: {selector: {app: b}, ports: [{port: 80}]}
+)";
+
+std::string ServiceKey(const std::string& name) {
+  return model::StoreKey(Kind(model::Kind::kService), "default", name);
+}
+
+TEST_CASE(
+    "An apply whose unchanged object is deleted before its commit re-applies the whole batch") {
+  ServiceFixture f;
+  RacingStore racing(f.store.get());
+  ResourceService service(&racing, f.index.get());
+  REQUIRE(service.Apply(kTwo, BodyFormat::kYaml, "default").ok());
+  // Change b only: a is "unchanged". A concurrent delete of a lands after the read.
+  std::string changed = kTwo;
+  changed.replace(changed.rfind("port: 80"), 8, "port: 81");
+  racing.before_commit = [&] {
+    REQUIRE(f.store->Commit({store::Op::Delete(ServiceKey("a"))}).ok());
+  };
+  auto result = service.Apply(changed, BodyFormat::kYaml, "default");
+  REQUIRE(result.ok());
+  // The batch is all there: a was created again on the retry, b configured.
+  CHECK(result->items[0].action == "created");
+  CHECK(result->items[1].action == "configured");
+  CHECK(f.store->Get(ServiceKey("a"))->has_value());
+}
+
+TEST_CASE("A delete whose absent object appears before its commit deletes the whole batch") {
+  ServiceFixture f;
+  RacingStore racing(f.store.get());
+  ResourceService service(&racing, f.index.get());
+  std::string only_b = std::string(kTwo).substr(std::string(kTwo).find("---") + 4);
+  REQUIRE(service.Apply(only_b, BodyFormat::kYaml, "default").ok());
+  racing.before_commit = [&] {
+    REQUIRE(f.service->Apply(kTwo, BodyFormat::kYaml, "default").ok());
+  };
+  auto result = service.DeleteApplied(kTwo, BodyFormat::kYaml, "default");
+  REQUIRE(result.ok());
+  CHECK(result->items[0].action == "deleted");
+  CHECK(result->items[1].action == "deleted");
+  CHECK_FALSE(f.store->Get(ServiceKey("a"))->has_value());
+  CHECK_FALSE(f.store->Get(ServiceKey("b"))->has_value());
+}
+
+TEST_CASE("A YAML string that is not UTF-8 is refused with its field path") {
+  ServiceFixture f;
+  std::string body =
+      "apiVersion: v1\nkind: Service\nmetadata: {name: \"bad\xff\xfe\"}\n"
+      "spec: {ports: [{port: 80}]}\n";
+  auto result = f.service->Apply(body, BodyFormat::kYaml, "default");
+  CHECK(result.status() ==
+        absl::InvalidArgumentError("document 1: metadata.name: not valid UTF-8"));
+  std::string overlong =
+      "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  labels: {x: "
+      "\"\xc0\xaf\"}\nspec: {ports: [{port: 80}]}\n";
+  CHECK(f.service->Apply(overlong, BodyFormat::kYaml, "default").status() ==
+        absl::InvalidArgumentError("document 1: metadata.labels.x: not valid UTF-8"));
+  CHECK(f.service
+            ->Apply("apiVersion: v1\nkind: Service\nmetadata: {name: caf\xc3\xa9s}\n",
+                    BodyFormat::kYaml, "default")
+            .status()
+            .code() != absl::StatusCode::kInternal);
+  CHECK(f.store->Revision() == 0);
+}
+
+TEST_CASE("Of concurrent PUTs creating one name, exactly one created it") {
+  ServiceFixture f;
+  const auto& svc = Kind(model::Kind::kService);
+  std::atomic<int> created{0}, replaced{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      bool c = false;
+      auto out = f.service->Write(svc, "v1", "default", "same",
+                                  "apiVersion: v1\nkind: Service\nmetadata: {name: same}\n"
+                                  "spec: {ports: [{port: 80}]}\n",
+                                  BodyFormat::kYaml, true, &c);
+      if (out.ok()) ++(c ? created : replaced);
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(created == 1);
+  CHECK(replaced == 7);
 }
 
 }  // namespace

@@ -304,3 +304,67 @@ TEST_CASE("Concurrent compare-and-swap on one key: exactly one writer wins each 
 
 }  // namespace
 }  // namespace mesh::store
+
+namespace mesh::store {
+namespace {
+
+TEST_CASE(
+    "A check is a precondition that writes nothing; a transaction of checks alone is refused") {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  REQUIRE(store->Commit({Op::Put("/a", "1"), Op::Put("/b", "1")}).ok());  // revision 1
+  // Holds: /a is still at 1 and /absent still absent, so /b is written; /a is untouched.
+  auto ok = store->Commit({Op::Check("/a", 1), Op::Check("/absent", 0), Op::Put("/b", "2")});
+  REQUIRE(ok.ok());
+  CHECK(ok->kvs[0] == KeyValue{"/a", "1", 1, 1});
+  CHECK(ok->kvs[1] == KeyValue{"/absent", "", 0, 0});
+  CHECK((*store->Get("/a"))->mod_revision == 1);
+  // Fails: /a moved on, or /absent appeared; nothing is written either way.
+  REQUIRE(store->Commit({Op::Put("/a", "2")}).ok());  // revision 3
+  CHECK(
+      absl::IsFailedPrecondition(store->Commit({Op::Check("/a", 1), Op::Put("/b", "3")}).status()));
+  REQUIRE(store->Commit({Op::Put("/absent", "now")}).ok());
+  CHECK(absl::IsAlreadyExists(store->Commit({Op::Check("/absent", 0), Op::Delete("/b")}).status()));
+  CHECK((*store->Get("/b"))->value == "2");
+  CHECK(store->Revision() == 4);
+  CHECK(store->Commit({Op::Check("/a", 3)}).status() ==
+        absl::InvalidArgumentError("a transaction needs at least one write"));
+  // A check leaves no event: a watch sees only the writes.
+  std::vector<Event> seen;
+  std::mutex mu;
+  auto watch = store->Watch("/", 4, [&](const std::vector<Event>& events) {
+    std::lock_guard lock(mu);
+    seen.insert(seen.end(), events.begin(), events.end());
+  });
+  REQUIRE(watch.ok());
+  REQUIRE(store->Commit({Op::Check("/a", 3), Op::Put("/c", "1")}).ok());
+  std::lock_guard lock(mu);
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].kv.key == "/c");
+}
+
+TEST_CASE("GetMany reads every key at one revision, while writers commit") {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  // Every commit moves /x and /y together; a consistent read never sees them differ.
+  REQUIRE(store->Commit({Op::Put("/x", "0"), Op::Put("/y", "0")}).ok());
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 1; !stop; ++i) {
+      std::string v = std::to_string(i);
+      if (!store->Commit({Op::Put("/x", v), Op::Put("/y", v)}).ok()) return;
+    }
+  });
+  int torn = 0;
+  for (int i = 0; i < 2000; ++i) {
+    auto both = store->GetMany({"/x", "/y"});
+    REQUIRE(both.ok());
+    if ((*both)[0]->value != (*both)[1]->value) ++torn;
+  }
+  stop = true;
+  writer.join();
+  CHECK(torn == 0);
+}
+
+}  // namespace
+}  // namespace mesh::store

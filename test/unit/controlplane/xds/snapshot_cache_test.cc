@@ -96,7 +96,7 @@ TEST_CASE("A registered sidecar is an endpoint until its grace period ends after
   };
   CHECK(endpoints(current) == 0);
 
-  registry::Workload w{"default", "127.0.1.1", {{"app", "web"}}, "default", {{80, 18080}}};
+  registry::Workload w{"", "default", "127.0.1.1", {{"app", "web"}}, "default", {{80, 18080}}};
   auto registration = f.cache->RegisterWorkload("web-1", w);
   f.cache->Rebuild();
   REQUIRE(seen.size() == 1);

@@ -69,7 +69,7 @@ TEST_CASE("Content-Length is one decimal value, normalized to one line") {
         "400 invalid Content-Length \"99999999999999999999999\"");
 }
 
-TEST_CASE("Transfer-Encoding is chunked alone; other codings and CL.TE are refused") {
+TEST_CASE("Transfer-Encoding is chunked alone, and other codings and CL.TE are refused") {
   Framing framing;
   CHECK(Request(Fields({{"Host", "a"}, {"Transfer-Encoding", " Chunked "}}), 11, &framing) == "ok");
   CHECK(framing.chunked);

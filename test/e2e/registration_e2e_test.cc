@@ -1,0 +1,82 @@
+// Who may become an endpoint: sidecars register only with a proven identity that fits the
+// service, whatever labels they claim.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "test/support/mesh.h"
+
+namespace mesh::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+const std::string kPongYaml =
+    "apiVersion: v1\nkind: Service\nmetadata: {name: pong}\nspec:\n  selector: {app: pong}\n"
+    "  ports: [{name: http, port: 8080}]\n---\n"
+    "apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata: {name: gw}\nspec:\n"
+    "  selector: {istio: ingressgateway}\n"
+    "  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n---\n"
+    "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: pong}\n"
+    "spec:\n  hosts: ['*']\n  gateways: [gw]\n  http: [{route: [{destination: {host: pong}}]}]\n";
+
+// Registration state per connected proxy, from meshpilot's /debug/syncz.
+std::map<std::string, std::string> Registrations(Mesh& mesh) {
+  std::map<std::string, std::string> out;
+  auto res = mesh.pilot().Client().Get("/debug/syncz");
+  if (!res) return out;
+  for (const json& p : json::parse(res->body)) out[p.value("id", "")] = p.value("registration", "");
+  return out;
+}
+
+TEST_CASE("Sidecars claiming a service's labels without its identity never receive its traffic") {
+  Mesh mesh;
+  mesh.Apply(kPongYaml);
+  Mesh::Proxy& gateway = mesh.Gateway();
+  mesh.Workload("pong-v1", "default", "app=pong,version=v1", 8080,
+                {"--name", "pong", "--version", "v1"});
+  REQUIRE(mesh.WaitReady());
+  REQUIRE(WaitFor([&] { return HttpGet(gateway.port, "/").body == "pong v1\n"; }, 10s));
+
+  // An intruder without a token, on the plaintext xDS port.
+  int plain_app = mesh.App("plain-intruder", {"--name", "pong", "--version", "plain-intruder"});
+  std::string ip = mesh.NextIp();
+  mesh.RawProxy("plain-intruder", {"--role", "sidecar", "--namespace", "default", "--labels",
+                                   "app=pong", "--address", ip, "--outbound", ip + ":15001",
+                                   "--inbound", absl::StrCat("8080=", FreePort(), ":", plain_app)});
+  // An intruder with a valid token, for another service account of the same namespace.
+  int sa_app = mesh.App("sa-intruder", {"--name", "pong", "--version", "sa-intruder"});
+  ip = mesh.NextIp();
+  mesh.RawProxy("sa-intruder",
+                {"--role", "sidecar", "--namespace", "default", "--labels", "app=pong",
+                 "--service-account", "intruder", "--address", ip, "--outbound", ip + ":15001",
+                 "--inbound", absl::StrCat("8080=", FreePort(), ":", sa_app), "--token-file",
+                 mesh.TokenFile("sa-intruder", "default", "intruder")});
+  REQUIRE(WaitFor(
+      [&] {
+        auto r = Registrations(mesh);
+        return r.count("plain-intruder") && absl::StartsWith(r["sa-intruder"], "refused");
+      },
+      10s));
+  std::map<std::string, std::string> r = Registrations(mesh);
+  CHECK(r["pong-v1"] == "registered");
+  CHECK(r["plain-intruder"] ==
+        "not registered: a plaintext stream proves no identity (connect to the TLS xDS port with a "
+        "workload certificate)");
+  CHECK(r["sa-intruder"] ==
+        "refused: not an endpoint of pong.default.svc.cluster.local: it runs as service account "
+        "intruder, the service's workloads as default");
+
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 200; ++i) ++seen[HttpGet(gateway.port, "/").body];
+  CHECK(seen == std::map<std::string, int>{{"pong v1\n", 200}});
+  CHECK(absl::StrContains(mesh.pilot().Client().Get("/metrics")->body,
+                          "meshpilot_xds_unregistered_sidecars_total 1"));
+}
+
+}  // namespace
+}  // namespace mesh::testing
