@@ -1,11 +1,8 @@
 #include "controlplane/api/rest_server.h"
 
-#include <httplib.h>
 #include <openssl/crypto.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <mutex>
 
 #include "absl/strings/match.h"
@@ -13,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "controlplane/api/http_server.h"
 
 namespace mesh::api {
 namespace {
@@ -49,12 +47,11 @@ const char* Reason(int code) {
   }
 }
 
-bool WantsText(const httplib::Request& req) {
-  return absl::StrContains(req.get_header_value("Accept"), "text/plain");
+bool WantsText(const HttpRequest& req) {
+  return absl::StrContains(req.header("accept"), "text/plain");
 }
 
-void SendStatus(const httplib::Request& req, httplib::Response& res, int code,
-                absl::string_view message) {
+void SendStatus(const HttpRequest& req, HttpResponse& res, int code, absl::string_view message) {
   res.status = code;
   if (WantsText(req)) {
     res.set_content(absl::StrCat("Error: ", message, "\n"), "text/plain");
@@ -69,50 +66,29 @@ void SendStatus(const httplib::Request& req, httplib::Response& res, int code,
   res.set_content(status.dump(2) + "\n", "application/json");
 }
 
-void SendError(const httplib::Request& req, httplib::Response& res, const absl::Status& s) {
+void SendError(const HttpRequest& req, HttpResponse& res, const absl::Status& s) {
   SendStatus(req, res, HttpCode(s), s.message());
 }
 
-void SendJson(httplib::Response& res, int code, const json& body) {
+void SendJson(HttpResponse& res, int code, const json& body) {
   res.status = code;
   res.set_content(body.dump(2) + "\n", "application/json");
 }
 
-BodyFormat FormatOf(const httplib::Request& req) {
-  return absl::StrContains(req.get_header_value("Content-Type"), "json") ? BodyFormat::kJson
-                                                                         : BodyFormat::kYaml;
+BodyFormat FormatOf(const HttpRequest& req) {
+  return absl::StrContains(req.header("content-type"), "json") ? BodyFormat::kJson
+                                                               : BodyFormat::kYaml;
 }
 
-std::string NamespaceParam(const httplib::Request& req) {
-  std::string ns = req.get_param_value("namespace");
+std::string NamespaceParam(const HttpRequest& req) {
+  std::string ns = req.param("namespace");
   return ns.empty() ? "default" : ns;
 }
-
-// Lines waiting to be written to one watch stream. Bounded: a client that does not read is
-// cut off, and resumes from its last resourceVersion as Kubernetes clients do.
-struct WatchQueue {
-  static constexpr size_t kMaxLines = 10000;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::string> lines;
-  bool overflow = false;
-
-  void Push(std::string line) {
-    std::lock_guard lock(mu);
-    if (lines.size() >= kMaxLines)
-      overflow = true;
-    else
-      lines.push_back(std::move(line) + "\n");
-    cv.notify_one();
-  }
-};
 
 }  // namespace
 
 RestServer::RestServer(ResourceService* service, RestOptions options)
-    : service_(service),
-      options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()) {}
+    : service_(service), options_(std::move(options)) {}
 
 RestServer::~RestServer() {
   Stop();
@@ -120,87 +96,59 @@ RestServer::~RestServer() {
 
 absl::StatusOr<int> RestServer::Start() {
   if (options_.admin_token.empty()) return absl::InvalidArgumentError("an admin token is required");
-  size_t threads = options_.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_payload_max_length(options_.max_body_bytes);
-  server_->set_read_timeout(30, 0);
-  server_->set_write_timeout(30, 0);
-  server_->set_keep_alive_max_count(1000);
-  server_->set_tcp_nodelay(true);
+  HttpServer::Options http;
+  http.host = options_.host;
+  http.port = options_.port;
+  http.handler_threads = options_.threads;
+  http.max_body_bytes = options_.max_body_bytes;
+  server_ = std::make_unique<HttpServer>(http);
   Routes();
-  int port = options_.port;
-  if (port == 0) {
-    port = server_->bind_to_any_port(options_.host);
-    if (port < 0) return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host));
-  } else if (!server_->bind_to_port(options_.host, port)) {
-    return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host, ":", port));
-  }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  log::Info("rest: listening on ", options_.host, ":", port);
+  absl::StatusOr<int> port = server_->Start();
+  if (!port.ok()) return port.status();
+  log::Info("rest: listening on ", options_.host, ":", *port);
   return port;
 }
 
 void RestServer::Stop() {
   if (stopping_.exchange(true)) return;
-  server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (server_) server_->Stop();
+}
+
+size_t RestServer::open_connections() const {
+  return server_ ? server_->open_connections() : 0;
 }
 
 void RestServer::Routes() {
-  httplib::Server& s = *server_;
+  HttpServer& s = *server_;
+  auto get = [&](const std::string& path, HttpServer::Handler h) { s.Route("GET", path, h); };
 
-  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+  s.Before([this](HttpRequest& req, HttpResponse& res) {
     ++requests_;
-    if (req.path == "/healthz" || req.path == "/readyz" || req.path == "/version") {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    std::string auth = req.get_header_value("Authorization");
+    if (req.path == "/healthz" || req.path == "/readyz" || req.path == "/version") return false;
+    std::string auth = req.header("authorization");
     absl::string_view presented = auth;
     bool ok = absl::ConsumePrefix(&presented, "Bearer ") &&
               presented.size() == options_.admin_token.size() &&
               CRYPTO_memcmp(presented.data(), options_.admin_token.data(), presented.size()) == 0;
-    if (ok) return httplib::Server::HandlerResponse::Unhandled;
+    if (ok) return false;
     ++unauthorized_;
     SendStatus(req, res, 401,
                auth.empty() ? "a bearer token is required" : "the bearer token is not valid");
-    return httplib::Server::HandlerResponse::Handled;
+    return true;
+  });
+  s.OnError([](const HttpRequest& req, HttpResponse& res, const std::string& message) {
+    SendStatus(req, res, res.status, message);
   });
 
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 413) {
-      SendStatus(req, res, 413, "the request body is larger than the server accepts");
-    } else if (res.status == 404) {
-      SendStatus(req, res, 404, absl::StrCat("no route for ", req.method, " ", req.path));
-    } else if (res.status == 400) {
-      SendStatus(req, res, 400, "malformed HTTP request");
-    }
-  });
-
-  s.set_exception_handler(
-      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown error";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        log::Error("rest: ", req.method, " ", req.path, ": ", what);
-        SendStatus(req, res, 500, what);
-      });
-
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  s.Get("/readyz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  s.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
+  get("/healthz",
+      [](const HttpRequest&, HttpResponse& res) { res.set_content("ok\n", "text/plain"); });
+  get("/readyz",
+      [](const HttpRequest&, HttpResponse& res) { res.set_content("ok\n", "text/plain"); });
+  get("/version", [this](const HttpRequest&, HttpResponse& res) {
     SendJson(res, 200, {{"name", "meshpilot"}, {"version", options_.version}});
   });
 
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  get("/metrics", [this](const HttpRequest&, HttpResponse& res) {
     std::string out = absl::StrCat(
         "# TYPE meshpilot_rest_requests_total counter\nmeshpilot_rest_requests_total ",
         requests_.load(), "\n",
@@ -214,7 +162,7 @@ void RestServer::Routes() {
 
   for (const auto& [path, handler] : json_handlers_) {
     JsonHandler h = handler;
-    s.Get(path, [h](const httplib::Request& req, httplib::Response& res) {
+    get(path, [h](const HttpRequest& req, HttpResponse& res) {
       std::map<std::string, std::string> params(req.params.begin(), req.params.end());
       absl::StatusOr<std::string> out = h(params);
       if (!out.ok()) return SendError(req, res, out.status());
@@ -224,14 +172,14 @@ void RestServer::Routes() {
 
   for (const auto& [path, handler] : json_post_handlers_) {
     JsonPostHandler h = handler;
-    s.Post(path, [h](const httplib::Request& req, httplib::Response& res) {
+    s.Route("POST", path, [h](const HttpRequest& req, HttpResponse& res) {
       absl::StatusOr<std::string> out = h(req.body);
       if (!out.ok()) return SendError(req, res, out.status());
       res.set_content(*out + "\n", "application/json");
     });
   }
 
-  auto apply = [this](const httplib::Request& req, httplib::Response& res, bool remove) {
+  auto apply = [this](const HttpRequest& req, HttpResponse& res, bool remove) {
     ++applies_;
     absl::StatusOr<ApplyResult> result =
         remove ? service_->DeleteApplied(req.body, FormatOf(req), NamespaceParam(req))
@@ -246,13 +194,13 @@ void RestServer::Routes() {
       SendJson(res, 200, result->ToJson());
     }
   };
-  s.Post("/apply",
-         [apply](const httplib::Request& req, httplib::Response& res) { apply(req, res, false); });
-  s.Delete("/apply",
-           [apply](const httplib::Request& req, httplib::Response& res) { apply(req, res, true); });
+  s.Route("POST", "/apply",
+          [apply](const HttpRequest& req, HttpResponse& res) { apply(req, res, false); });
+  s.Route("DELETE", "/apply",
+          [apply](const HttpRequest& req, HttpResponse& res) { apply(req, res, true); });
 
-  s.Get("/analyze", [this](const httplib::Request& req, httplib::Response& res) {
-    std::vector<model::Warning> warnings = service_->Analyze(req.get_param_value("namespace"));
+  get("/analyze", [this](const HttpRequest& req, HttpResponse& res) {
+    std::vector<model::Warning> warnings = service_->Analyze(req.param("namespace"));
     if (WantsText(req)) {
       std::string out;
       for (const auto& w : warnings) absl::StrAppend(&out, "Warning: ", w.ToString(), "\n");
@@ -267,7 +215,7 @@ void RestServer::Routes() {
   });
 
   // Resolves a REST path's group, version and plural to a served kind, or answers 404.
-  auto resolve = [](const httplib::Request& req, httplib::Response& res, absl::string_view group,
+  auto resolve = [](const HttpRequest& req, HttpResponse& res, absl::string_view group,
                     absl::string_view version, absl::string_view plural) -> const model::KindInfo* {
     const model::KindInfo* kind = model::FindByGroupPlural(group, plural);
     if (!kind || !kind->ServesVersion(version)) {
@@ -279,15 +227,15 @@ void RestServer::Routes() {
     return kind;
   };
 
-  auto list = [this](const httplib::Request& req, httplib::Response& res,
-                     const model::KindInfo& kind, std::string version, std::string ns) {
-    if (req.get_param_value("watch") != "true" && req.get_param_value("watch") != "1") {
+  auto list = [this](const HttpRequest& req, HttpResponse& res, const model::KindInfo& kind,
+                     std::string version, std::string ns) {
+    if (req.param("watch") != "true" && req.param("watch") != "1") {
       absl::StatusOr<json> out = service_->List(kind, version, ns);
       if (!out.ok()) return SendError(req, res, out.status());
       return SendJson(res, 200, *out);
     }
     std::optional<int64_t> from;
-    if (std::string rv = req.get_param_value("resourceVersion"); !rv.empty() && rv != "0") {
+    if (std::string rv = req.param("resourceVersion"); !rv.empty() && rv != "0") {
       int64_t n;
       if (!absl::SimpleAtoi(rv, &n) || n < 0) {
         return SendStatus(req, res, 400, "resourceVersion must be a non-negative integer");
@@ -295,7 +243,7 @@ void RestServer::Routes() {
       from = n;
     }
     int seconds = options_.max_watch_seconds;
-    if (std::string t = req.get_param_value("timeoutSeconds"); !t.empty()) {
+    if (std::string t = req.param("timeoutSeconds"); !t.empty()) {
       int n;
       if (!absl::SimpleAtoi(t, &n) || n <= 0)
         return SendStatus(req, res, 400, "timeoutSeconds must be a positive integer");
@@ -308,37 +256,39 @@ void RestServer::Routes() {
     }
     // Released when the stream ends, however it ends.
     auto slot = std::shared_ptr<void>(nullptr, [this](void*) { --open_watches_; });
-    auto queue = std::make_shared<WatchQueue>();
-    absl::StatusOr<store::WatchPtr> watch = service_->Watch(
-        kind, version, ns, from, [queue](std::string line) { queue->Push(std::move(line)); });
-    if (!watch.ok()) return SendError(req, res, watch.status());
-    auto handle = std::make_shared<store::WatchPtr>(std::move(*watch));
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    res.set_chunked_content_provider(
-        "application/json", [this, queue, handle, slot, deadline](size_t, httplib::DataSink& sink) {
-          std::deque<std::string> batch;
-          bool overflow;
-          {
-            std::unique_lock lock(queue->mu);
-            queue->cv.wait_for(lock, std::chrono::milliseconds(500),
-                               [&] { return !queue->lines.empty() || queue->overflow; });
-            batch.swap(queue->lines);
-            overflow = queue->overflow;
-          }
-          for (const std::string& line : batch) {
-            if (!sink.write(line.data(), line.size())) return false;
-          }
-          if (overflow || stopping_ || std::chrono::steady_clock::now() > deadline) {
-            sink.done();
-            return true;
-          }
-          return batch.empty() ? sink.is_writable() : true;
+    // Events go straight to the connection; a client that falls more than max_watch_bytes
+    // behind is cut off with kube-apiserver's 410 event and resumes from its last version.
+    auto stream = std::make_shared<HttpStream>(options_.max_watch_bytes);
+    absl::StatusOr<store::WatchPtr> watch =
+        service_->Watch(kind, version, ns, from, [stream](std::string line) {
+          if (stream->Push(line + "\n") || !stream->open()) return;
+          json expired = {{"type", "ERROR"},
+                          {"object",
+                           {{"kind", "Status"},
+                            {"apiVersion", "v1"},
+                            {"status", "Failure"},
+                            {"message",
+                             "the watch fell too far behind; watch again from the "
+                             "last resourceVersion received"},
+                            {"reason", "Expired"},
+                            {"code", 410}}}};
+          stream->PushFinal(expired.dump() + "\n");
         });
+    if (!watch.ok()) return SendError(req, res, watch.status());
+    struct Held {
+      store::WatchPtr watch;
+      std::shared_ptr<void> slot;
+    };
+    res.status = 200;
+    res.content_type = "application/json";
+    res.stream = std::move(stream);
+    res.keep = std::make_shared<Held>(Held{std::move(*watch), std::move(slot)});
+    res.stream_max = absl::Seconds(seconds);
   };
 
-  auto write = [this](const httplib::Request& req, httplib::Response& res,
-                      const model::KindInfo& kind, const std::string& version,
-                      const std::string& ns, const std::string& name, bool replace) {
+  auto write = [this](const HttpRequest& req, HttpResponse& res, const model::KindInfo& kind,
+                      const std::string& version, const std::string& ns, const std::string& name,
+                      bool replace) {
     bool created = false;
     absl::StatusOr<json> out =
         service_->Write(kind, version, ns, name, req.body, FormatOf(req), replace, &created);
@@ -346,9 +296,8 @@ void RestServer::Routes() {
     SendJson(res, created ? 201 : 200, *out);
   };
 
-  auto one = [this](const httplib::Request& req, httplib::Response& res,
-                    const model::KindInfo& kind, const std::string& version, const std::string& ns,
-                    const std::string& name) {
+  auto one = [this](const HttpRequest& req, HttpResponse& res, const model::KindInfo& kind,
+                    const std::string& version, const std::string& ns, const std::string& name) {
     absl::StatusOr<json> out = req.method == "DELETE" ? service_->Delete(kind, version, ns, name)
                                                       : service_->Get(kind, version, ns, name);
     if (!out.ok()) return SendError(req, res, out.status());
@@ -364,55 +313,55 @@ void RestServer::Routes() {
   const std::string core_ns_item = core_ns_collection + R"(/([^/]+))";
   const std::string core_all_collection = R"(/api/(v1)/([^/]+))";
 
-  s.Get(ns_collection, [=](const httplib::Request& req, httplib::Response& res) {
+  get(ns_collection, [=](const HttpRequest& req, HttpResponse& res) {
     const auto& m = req.matches;
     if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[4].str()))
       list(req, res, *k, m[2], m[3]);
   });
-  s.Post(ns_collection, [=](const httplib::Request& req, httplib::Response& res) {
+  s.Route("POST", ns_collection, [=](const HttpRequest& req, HttpResponse& res) {
     const auto& m = req.matches;
     if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[4].str()))
       write(req, res, *k, m[2], m[3], "", false);
   });
-  s.Get(all_collection, [=](const httplib::Request& req, httplib::Response& res) {
+  get(all_collection, [=](const HttpRequest& req, HttpResponse& res) {
     const auto& m = req.matches;
     if (auto* k = resolve(req, res, m[1].str(), m[2].str(), m[3].str()))
       list(req, res, *k, m[2], "");
   });
-  auto item = [=](const httplib::Request& req, httplib::Response& res) {
+  auto item = [=](const HttpRequest& req, HttpResponse& res) {
     const auto& m = req.matches;
     auto* k = resolve(req, res, m[1].str(), m[2].str(), m[4].str());
     if (!k) return;
     if (req.method == "PUT") return write(req, res, *k, m[2], m[3], m[5], true);
     one(req, res, *k, m[2], m[3], m[5]);
   };
-  s.Get(ns_item, item);
-  s.Put(ns_item, item);
-  s.Delete(ns_item, item);
+  get(ns_item, item);
+  s.Route("PUT", ns_item, item);
+  s.Route("DELETE", ns_item, item);
 
-  s.Get(core_ns_collection, [=](const httplib::Request& req, httplib::Response& res) {
+  get(core_ns_collection, [=](const HttpRequest& req, HttpResponse& res) {
     const auto& m = req.matches;
     if (auto* k = resolve(req, res, "", m[1].str(), m[3].str())) list(req, res, *k, m[1], m[2]);
   });
-  s.Post(core_ns_collection, [=](const httplib::Request& req, httplib::Response& res) {
+  s.Route("POST", core_ns_collection, [=](const HttpRequest& req, HttpResponse& res) {
     const auto& m = req.matches;
     if (auto* k = resolve(req, res, "", m[1].str(), m[3].str()))
       write(req, res, *k, m[1], m[2], "", false);
   });
-  s.Get(core_all_collection, [=](const httplib::Request& req, httplib::Response& res) {
+  get(core_all_collection, [=](const HttpRequest& req, HttpResponse& res) {
     const auto& m = req.matches;
     if (auto* k = resolve(req, res, "", m[1].str(), m[2].str())) list(req, res, *k, m[1], "");
   });
-  auto core_item = [=](const httplib::Request& req, httplib::Response& res) {
+  auto core_item = [=](const HttpRequest& req, HttpResponse& res) {
     const auto& m = req.matches;
     auto* k = resolve(req, res, "", m[1].str(), m[3].str());
     if (!k) return;
     if (req.method == "PUT") return write(req, res, *k, m[1], m[2], m[4], true);
     one(req, res, *k, m[1], m[2], m[4]);
   };
-  s.Get(core_ns_item, core_item);
-  s.Put(core_ns_item, core_item);
-  s.Delete(core_ns_item, core_item);
+  get(core_ns_item, core_item);
+  s.Route("PUT", core_ns_item, core_item);
+  s.Route("DELETE", core_ns_item, core_item);
 }
 
 }  // namespace mesh::api

@@ -11,11 +11,9 @@
 #include "absl/status/statusor.h"
 #include "controlplane/api/resource_service.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace mesh::api {
+
+class HttpServer;
 
 struct RestOptions {
   std::string host = "127.0.0.1";
@@ -23,10 +21,14 @@ struct RestOptions {
   // Bearer token required on everything but /healthz, /readyz and /version. Must not be empty.
   std::string admin_token;
   size_t max_body_bytes = 4 << 20;
-  size_t threads = 32;
-  // Each open watch holds one of `threads`; more than this many are refused with 429 so that
-  // watches can never starve ordinary requests.
-  int max_watches = 16;
+  // Threads for handlers (which may block on a durable write). Connections, slow or idle
+  // clients and open watches hold none.
+  size_t threads = 16;
+  // Open watches beyond this many are refused with 429.
+  int max_watches = 1024;
+  // Bytes of events a watch may have waiting for a slow client; past that the watch ends with a
+  // 410 event and the client watches again from its last resourceVersion.
+  size_t max_watch_bytes = 16 << 20;
   // A watch stream ends after this long; clients resume from their last resourceVersion.
   int max_watch_seconds = 1800;
   std::string version = "dev";
@@ -41,8 +43,10 @@ class RestServer {
 
   // Binds and starts serving on a background thread. Returns the bound port.
   absl::StatusOr<int> Start();
-  // Stops accepting, ends watch streams, and joins the serving thread. Idempotent.
+  // Stops accepting, ends watch streams, and joins the serving threads. Idempotent.
   void Stop();
+  // Connections open now (slow and idle ones included).
+  size_t open_connections() const;
 
   // Extra Prometheus text appended to /metrics (the store, index and xDS server add theirs).
   // Call before Start.
@@ -68,8 +72,7 @@ class RestServer {
 
   ResourceService* service_;
   RestOptions options_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::unique_ptr<HttpServer> server_;
   std::atomic<bool> stopping_{false};
   std::vector<std::function<std::string()>> metrics_sources_;
   std::vector<std::pair<std::string, JsonHandler>> json_handlers_;

@@ -153,11 +153,16 @@ absl::Status WalStore::ApplyLoggedRecord(const std::string& payload,
 }
 
 void WalStore::AddHistoryLocked(Event event) {
+  auto bytes = [](const Event& e) { return e.kv.key.size() + e.kv.value.size() + sizeof(Event); };
+  history_bytes_ += bytes(event);
   history_.push_back(std::move(event));
-  while (history_.size() > options_.max_history) {
+  while (history_.size() > options_.max_history || history_bytes_ > options_.max_history_bytes) {
     history_floor_ = history_.front().revision;
     // Drop whole revisions so a resumed watch never sees half a transaction.
-    while (!history_.empty() && history_.front().revision == history_floor_) history_.pop_front();
+    while (!history_.empty() && history_.front().revision == history_floor_) {
+      history_bytes_ -= bytes(history_.front());
+      history_.pop_front();
+    }
   }
 }
 

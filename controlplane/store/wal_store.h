@@ -35,6 +35,9 @@ class WalStore : public Store {
     size_t compact_log_bytes = 64 << 20;
     // Events kept for Watch resumption.
     size_t max_history = 100'000;
+    // And at most this many bytes of keys and values: big objects rewritten often would
+    // otherwise hold memory the count alone does not bound.
+    size_t max_history_bytes = 64 << 20;
     // Upper bound of commits gathered into one group.
     size_t max_group = 1024;
   };
@@ -102,6 +105,7 @@ class WalStore : public Store {
   std::map<std::string, KeyValue, std::less<>> state_ ABSL_GUARDED_BY(state_mu_);
   int64_t revision_ ABSL_GUARDED_BY(state_mu_) = 0;
   std::deque<Event> history_ ABSL_GUARDED_BY(state_mu_);
+  size_t history_bytes_ ABSL_GUARDED_BY(state_mu_) = 0;
   // Every event with a revision above this one is in history_.
   int64_t history_floor_ ABSL_GUARDED_BY(state_mu_) = 0;
   bool failed_ ABSL_GUARDED_BY(state_mu_) = false;

@@ -1,7 +1,12 @@
 #include "controlplane/api/rest_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <thread>
@@ -22,8 +27,7 @@ const std::string kGateway = R"({"apiVersion":"networking.istio.io/v1alpha3","ki
   "metadata":{"name":"gw"},"spec":{"servers":[{"port":{"number":80,"name":"http","protocol":"HTTP"},"hosts":["*"]}]}})";
 
 struct Server {
-  explicit Server(size_t max_body = 4 << 20, int max_watches = 16) {
-    RestOptions options;
+  explicit Server(size_t max_body = 4 << 20, int max_watches = 16, RestOptions options = {}) {
     options.port = 0;
     options.admin_token = kToken;
     options.max_body_bytes = max_body;
@@ -209,6 +213,103 @@ TEST_CASE("/metrics is Prometheus text and counts refused requests") {
   auto res = s.Client().Get("/metrics");
   REQUIRE(res->status == 200);
   CHECK(absl::StrContains(res->body, "meshpilot_rest_unauthorized_total 1\n"));
+}
+
+}  // namespace
+}  // namespace mesh::api
+
+namespace mesh::api {
+namespace {
+
+// A raw connection to 127.0.0.1:port; -1 if it could not connect.
+int Connect(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST_CASE("Two hundred slow clients do not delay anyone else's request") {
+  Server s;
+  REQUIRE(s.Client().Post("/apply?namespace=voting", kGateway, "application/json")->status == 200);
+  std::vector<int> slow;
+  for (int i = 0; i < 200; ++i) {
+    int fd = Connect(s.port);
+    REQUIRE(fd >= 0);
+    std::string start = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    REQUIRE(::send(fd, start.data(), start.size(), MSG_NOSIGNAL) == ssize_t(start.size()));
+    slow.push_back(fd);
+  }
+  // The slow ones trickle a byte now and then; authenticated requests keep being answered fast.
+  std::vector<double> ms;
+  auto client = s.Client();
+  client.set_keep_alive(true);
+  for (int round = 0; round < 30; ++round) {
+    for (int fd : slow) ::send(fd, "X", 1, MSG_NOSIGNAL);
+    auto start = std::chrono::steady_clock::now();
+    auto res = round % 2 ? s.Client().Get(kGwPath) : client.Get(kGwPath);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                     .count());
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::sort(ms.begin(), ms.end());
+  INFO("median " << ms[ms.size() / 2] << " ms, max " << ms.back() << " ms");
+  CHECK(ms.back() < 100);
+  CHECK(s.rest->open_connections() >= 200);
+  for (int fd : slow) ::close(fd);
+}
+
+TEST_CASE("A watch whose client never reads is cut off with a 410 event, not buffered forever") {
+  RestOptions options;
+  options.max_watch_bytes = 256 << 10;
+  Server s(4 << 20, 16, options);
+  int fd = Connect(s.port);
+  REQUIRE(fd >= 0);
+  std::string watch = absl::StrCat("GET ", kGwPath, "?watch=true HTTP/1.1\r\nHost: x\r\n",
+                                   "Authorization: Bearer ", kToken, "\r\n\r\n");
+  REQUIRE(::send(fd, watch.data(), watch.size(), MSG_NOSIGNAL) == ssize_t(watch.size()));
+  // 12 MiB of events, far more than the kernel's socket buffers and the watch's 256 KiB.
+  const std::string pad(96 << 10, 'a');
+  auto client = s.Client();
+  for (int i = 0; i < 128; ++i) {
+    json gw = json::parse(kGateway);
+    gw["metadata"]["annotations"] = {{"pad", pad + std::to_string(i)}};
+    REQUIRE(client.Post("/apply?namespace=voting", gw.dump(), "application/json")->status == 200);
+  }
+  // Now read it all: events, the 410, and the end of the stream.
+  std::string got;
+  char buf[65536];
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, n);
+  ::close(fd);
+  CHECK(absl::StrContains(got, R"("reason":"Expired")"));
+  CHECK(absl::StrContains(got, R"("type":"ERROR")"));
+  CHECK(got.size() < (12u << 20));
+  CHECK(absl::EndsWith(got, "0\r\n\r\n"));  // the chunked stream ended properly
+}
+
+TEST_CASE("Any content type carries a YAML body up to the body limit, and PATCH is 405") {
+  Server s;
+  std::string yaml =
+      "apiVersion: v1\nkind: Service\nmetadata:\n  name: big\n  annotations:\n"
+      "    pad: " +
+      std::string(20000, 'p') + "\nspec: {ports: [{port: 80}]}\n";
+  auto res = s.Client().Post("/apply?namespace=voting", yaml, "application/x-www-form-urlencoded");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  auto patch = s.Client().Patch(std::string(kGwPath) + "/gw", "{}", "application/merge-patch+json");
+  REQUIRE(patch);
+  CHECK(patch->status == 405);
+  CHECK(json::parse(patch->body)["reason"] == "MethodNotAllowed");
 }
 
 }  // namespace

@@ -309,7 +309,7 @@ namespace mesh::store {
 namespace {
 
 TEST_CASE(
-    "A check is a precondition that writes nothing; a transaction of checks alone is refused") {
+    "A check is a precondition that writes nothing, and a transaction of checks alone is refused") {
   TempDir dir;
   auto store = OpenStore(dir.path());
   REQUIRE(store->Commit({Op::Put("/a", "1"), Op::Put("/b", "1")}).ok());  // revision 1
@@ -364,6 +364,31 @@ TEST_CASE("GetMany reads every key at one revision, while writers commit") {
   stop = true;
   writer.join();
   CHECK(torn == 0);
+}
+
+}  // namespace
+}  // namespace mesh::store
+
+namespace mesh::store {
+namespace {
+
+TEST_CASE("The watch history is bounded in bytes as well as in events") {
+  TempDir dir;
+  WalStore::Options options;
+  options.max_history_bytes = 1 << 20;
+  auto store = OpenStore(dir.path(), options);
+  const std::string big(200 << 10, 'x');
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(store->Commit({Op::Put("/big", big + std::to_string(i))}).ok());
+  // 20 × 200 KiB do not fit in 1 MiB: the oldest revisions are gone, the newest are kept.
+  auto old = store->Watch("/", 1, [](const std::vector<Event>&) {});
+  CHECK(absl::IsOutOfRange(old.status()));
+  std::vector<Event> seen;
+  auto recent = store->Watch(
+      "/", 17, [&](const std::vector<Event>& e) { seen.insert(seen.end(), e.begin(), e.end()); });
+  REQUIRE(recent.ok());
+  REQUIRE(seen.size() == 3);
+  CHECK(seen.back().kv.value == big + "19");
 }
 
 }  // namespace
