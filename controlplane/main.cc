@@ -55,6 +55,8 @@ ABSL_FLAG(std::vector<std::string>, xds_tls_names, {},
 ABSL_FLAG(bool, allow_plaintext_registration, false,
           "let sidecars on the plaintext xDS port register as endpoints without a proven identity "
           "(unsafe: any client could then receive any service's traffic)");
+ABSL_FLAG(absl::Duration, xds_send_timeout, absl::Seconds(30),
+          "close an ADS stream whose proxy has taken no response for this long (0: never)");
 ABSL_FLAG(absl::Duration, debounce, absl::Milliseconds(100),
           "quiet period after a config change before pushing");
 ABSL_FLAG(absl::Duration, debounce_max, absl::Seconds(1),
@@ -452,7 +454,8 @@ int Run() {
   cache_options.root_cert_pem = (*authority)->root_cert_pem();
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(
-      &cache, {.allow_plaintext_registration = absl::GetFlag(FLAGS_allow_plaintext_registration)});
+      &cache, {.allow_plaintext_registration = absl::GetFlag(FLAGS_allow_plaintext_registration),
+               .send_timeout = absl::GetFlag(FLAGS_xds_send_timeout)});
   std::unique_ptr<mesh::xds::WorkloadSync> workload_sync;
   if (etcd) {
     // Replicas share their sidecars' workloads, each under a lease of the grace period.

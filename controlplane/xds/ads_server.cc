@@ -63,7 +63,8 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   // Resources a subscription covers, by name; they live in a snapshot the stream holds.
   using Selection = std::map<std::string, const google::protobuf::Any*>;
 
-  AdsStream(AdsServer* server, grpc::CallbackServerContext* context) : server_(server) {
+  AdsStream(AdsServer* server, grpc::CallbackServerContext* context)
+      : server_(server), context_(context) {
     peer_ = context->peer();
     // Over TLS (--xds-tls) the proxy must show its workload certificate; its SPIFFE ID is then
     // the identity its node metadata has to match.
@@ -345,15 +346,36 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     st.sent_nonce = nonce;
     // Keep what was sent alive while it is compared against later snapshots.
     held_[type] = snapshot_;
-    queue_.emplace_back(parts, 2);
+    // State of the world makes an unsent response moot once a newer one of its type exists: a
+    // stream keeps at most its latest pending response per type (the first entry may be in
+    // flight and stays). The newer one goes last, after what it may depend on.
+    for (auto it = queue_.begin() + (writing_ ? 1 : 0); it != queue_.end(); ++it) {
+      if (it->type == type) {
+        queue_.erase(it);
+        break;
+      }
+    }
+    queue_.push_back(Pending{type, grpc::ByteBuffer(parts, 2)});
     ++server_->pushes_;
+    // A proxy that has not taken a response for the send timeout is stuck (or never reads):
+    // its stream ends, and it reconnects when it is able to.
+    const absl::Duration limit = server_->options_.send_timeout;
+    if (writing_ && limit > absl::ZeroDuration() && absl::Now() - write_started_ > limit &&
+        !cancelled_) {
+      cancelled_ = true;
+      ++server_->stalled_;
+      log::Warn("xds: node ", node_id_, " from ", peer_, " took no response for ",
+                absl::FormatDuration(absl::Now() - write_started_), "; closing its stream");
+      context_->TryCancel();
+    }
     WriteNextLocked();
   }
 
   void WriteNextLocked() {
     if (writing_ || queue_.empty() || reads_done_) return;
     writing_ = true;
-    StartWrite(&queue_.front());
+    write_started_ = absl::Now();
+    StartWrite(&queue_.front().buffer);
   }
 
   void MaybeFinishLocked() {
@@ -377,7 +399,14 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   SnapshotPtr snapshot_;
   std::map<std::string, SnapshotPtr> held_;
   std::map<std::string, TypeState> types_;
-  std::deque<grpc::ByteBuffer> queue_;
+  struct Pending {
+    std::string type;
+    grpc::ByteBuffer buffer;
+  };
+  std::deque<Pending> queue_;  // the front one is being written while writing_
+  grpc::CallbackServerContext* context_;
+  absl::Time write_started_;
+  bool cancelled_ = false;
   uint64_t nonce_ = 0;
   bool writing_ = false, reads_done_ = false, finish_called_ = false, finished_ = false;
 };
@@ -470,7 +499,9 @@ std::string AdsServer::MetricsText() {
       refused_.load(),
       "\n# TYPE meshpilot_xds_unregistered_sidecars_total counter\n"
       "meshpilot_xds_unregistered_sidecars_total ",
-      unregistered_.load(), "\n", histogram);
+      unregistered_.load(),
+      "\n# TYPE meshpilot_xds_stalled_streams_total counter\nmeshpilot_xds_stalled_streams_total ",
+      stalled_.load(), "\n", histogram);
 }
 
 }  // namespace mesh::xds

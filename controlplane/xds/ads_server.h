@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "controlplane/xds/snapshot_cache.h"
 
 namespace mesh::xds {
@@ -22,6 +23,9 @@ struct AdsServerOptions {
   // default: then only a stream whose certificate matched its node's namespace and service
   // account registers.
   bool allow_plaintext_registration = false;
+  // A stream whose proxy has not taken a response for this long while another waits is closed
+  // (Istio's PILOT_XDS_SEND_TIMEOUT). Zero: never.
+  absl::Duration send_timeout = absl::Seconds(30);
 };
 
 // envoy.service.discovery.v3.AggregatedDiscoveryService, state of the world, on gRPC's callback
@@ -61,7 +65,7 @@ class AdsServer : public grpc::CallbackGenericService {
   const Options options_;
   std::mutex mu_;
   std::set<AdsStream*> streams_;
-  std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0}, refused_{0}, unregistered_{0};
+  std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0}, refused_{0}, unregistered_{0}, stalled_{0};
   // Seconds from a store commit to a proxy's ACK of the version compiled from it, per type.
   static constexpr double kBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   void ObserveCommitToAck(double seconds);

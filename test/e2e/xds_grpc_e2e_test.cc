@@ -637,3 +637,59 @@ TEST_CASE(
 
 }  // namespace
 }  // namespace mesh
+
+namespace mesh {
+namespace {
+
+TEST_CASE(
+    "A stream that never takes its responses is closed after the send timeout, and keeps "
+    "only its latest response per type meanwhile") {
+  testing::TempDir dir;
+  testing::MeshpilotProcess pilot(MESHPILOT_BIN, dir.path() + "/data",
+                                  {"--debounce", "10ms", "--xds-send-timeout", "1s"});
+  REQUIRE(pilot.Start());
+  // Enough clusters that a few state-of-the-world pushes overflow gRPC's flow-control windows.
+  auto services = [](int port) {
+    std::string yaml;
+    for (int i = 0; i < 300; ++i) {
+      absl::StrAppend(&yaml, "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc-", i,
+                      "}\nspec: {selector: {app: a", i, "}, ports: [{name: http, port: ", port,
+                      "}, {name: http-admin-port-with-a-long-name, port: ", port + 1, "}]}\n");
+    }
+    return yaml;
+  };
+  auto apply = [&](int port) {
+    auto res = pilot.Client().Post("/apply?namespace=default", services(port), "application/yaml");
+    return res && res->status == 200;
+  };
+  REQUIRE(apply(8000));
+  RawStream stuck(pilot.xds_port(), "stuck", {{"NAMESPACE", "default"}});
+  REQUIRE(stuck.Subscribe("type.googleapis.com/envoy.config.cluster.v3.Cluster", {}));
+  // Never read; keep the config changing.
+  for (int i = 1; i <= 40; ++i) {
+    REQUIRE(apply(8000 + 2 * i));
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  }
+  auto ids = [&] {
+    std::string syncz = pilot.Client().Get("/debug/syncz")->body;
+    return syncz;
+  };
+  int next = 9000;
+  REQUIRE(testing::WaitFor(
+      [&] {
+        if (!apply(next += 2)) return false;
+        return !absl::StrContains(ids(), "\"stuck\"");
+      },
+      std::chrono::seconds(10)));
+  CHECK(absl::StrContains(pilot.Client().Get("/metrics")->body,
+                          "meshpilot_xds_stalled_streams_total 1"));
+  CHECK(absl::StrContains(pilot.Log(), "xds: node stuck"));
+  // The client sees its stream end.
+  DiscoveryResponse res;
+  while (stuck.stream->Read(&res)) {
+  }
+  CHECK_FALSE(stuck.stream->Finish().ok());
+}
+
+}  // namespace
+}  // namespace mesh
