@@ -55,6 +55,14 @@ ABSL_FLAG(std::vector<std::string>, xds_tls_names, {},
 ABSL_FLAG(bool, allow_plaintext_registration, false,
           "let sidecars on the plaintext xDS port register as endpoints without a proven identity "
           "(unsafe: any client could then receive any service's traffic)");
+ABSL_FLAG(int, default_retry_attempts, 2,
+          "retries of an HTTP route whose VirtualService sets none (Istio's "
+          "meshConfig.defaultHttpRetryPolicy); 0 turns the default off");
+ABSL_FLAG(std::string, default_retry_on,
+          "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+          "the default policy's retryOn (numbers are status codes to retry; none given: 503)");
+ABSL_FLAG(absl::Duration, default_retry_per_try_timeout, absl::ZeroDuration(),
+          "the default policy's perTryTimeout (0: the route's timeout)");
 ABSL_FLAG(absl::Duration, xds_send_timeout, absl::Seconds(30),
           "close an ADS stream whose proxy has taken no response for this long (0: never)");
 ABSL_FLAG(absl::Duration, debounce, absl::Milliseconds(100),
@@ -452,6 +460,18 @@ int Run() {
   cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
   cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
   cache_options.root_cert_pem = (*authority)->root_cert_pem();
+  // meshConfig.defaultHttpRetryPolicy, from flags.
+  if (int attempts = absl::GetFlag(FLAGS_default_retry_attempts); attempts > 0) {
+    mesh::model::HTTPRetry retry = mesh::compiler::IstioDefaultHttpRetry();
+    retry.attempts = attempts;
+    if (std::string on = absl::GetFlag(FLAGS_default_retry_on); !on.empty()) retry.retry_on = on;
+    if (absl::Duration d = absl::GetFlag(FLAGS_default_retry_per_try_timeout);
+        d > absl::ZeroDuration())
+      retry.per_try_timeout = d;
+    cache_options.mesh.default_http_retry = retry;
+  } else {
+    cache_options.mesh.default_http_retry.reset();
+  }
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(
       &cache, {.allow_plaintext_registration = absl::GetFlag(FLAGS_allow_plaintext_registration),

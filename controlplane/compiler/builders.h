@@ -40,6 +40,8 @@ std::shared_ptr<const google::protobuf::Any> Pack(const T& message) {
 // stays O(N log N).
 class Lookup {
  public:
+  MeshConfig mesh;  // the mesh-wide settings of this compile
+
   Lookup(const model::ConfigSnapshot& config, const registry::Registry& registry) {
     std::vector<const model::Object*> vss = config.Sorted(model::Kind::kVirtualService);
     for (size_t i = 0; i < vss.size(); ++i) {

@@ -2,12 +2,15 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <set>
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -115,6 +118,32 @@ void AddHeaderOps(const model::HeaderOperations& ops,
     o->set_append_action(core::HeaderValueOption::APPEND_IF_EXISTS_OR_ADD);
   }
   for (const std::string& r : ops.remove) *remove->Add() = r;
+}
+
+// Istio's translation of HTTPRetry: retryOn's numeric entries are status codes to retry
+// (retriable-status-codes), and with none given retriable-status-codes means 503.
+void SetRetryPolicy(const model::HTTPRetry& retries, route::RetryPolicy* retry) {
+  std::vector<std::string> on;
+  const std::string& given =
+      retries.retry_on.empty() ? IstioDefaultHttpRetry().retry_on : retries.retry_on;
+  for (absl::string_view token : absl::StrSplit(given, ',', absl::SkipEmpty())) {
+    token = absl::StripAsciiWhitespace(token);
+    uint32_t code;
+    if (absl::SimpleAtoi(token, &code)) {
+      retry->add_retriable_status_codes(code);
+    } else {
+      on.emplace_back(token);
+    }
+  }
+  const bool codes = retry->retriable_status_codes_size() > 0;
+  if (codes && std::find(on.begin(), on.end(), "retriable-status-codes") == on.end())
+    on.push_back("retriable-status-codes");
+  if (!codes && std::find(on.begin(), on.end(), "retriable-status-codes") != on.end())
+    retry->add_retriable_status_codes(503);
+  retry->set_retry_on(absl::StrJoin(on, ","));
+  retry->mutable_num_retries()->set_value(static_cast<uint32_t>(retries.attempts));
+  if (retries.per_try_timeout)
+    SetDuration(*retries.per_try_timeout, retry->mutable_per_try_timeout());
 }
 
 // Builds the routes of one VirtualService HTTP route, one per match (or one catch-all).
@@ -274,16 +303,11 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
       if (!r.rewrite->authority.empty()) action->set_host_rewrite_literal(r.rewrite->authority);
     }
     if (r.timeout) SetDuration(*r.timeout, action->mutable_timeout());
-    if (r.retries && r.retries->attempts > 0) {
-      route::RetryPolicy* retry = action->mutable_retry_policy();
-      retry->set_retry_on(
-          r.retries->retry_on.empty()
-              ? "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-              : r.retries->retry_on);
-      retry->mutable_num_retries()->set_value(static_cast<uint32_t>(r.retries->attempts));
-      if (r.retries->per_try_timeout)
-        SetDuration(*r.retries->per_try_timeout, retry->mutable_per_try_timeout());
-    }
+    // The route's own policy, else the mesh's default; attempts 0 means none.
+    const model::HTTPRetry* retries =
+        r.retries ? &*r.retries
+                  : (lookup.mesh.default_http_retry ? &*lookup.mesh.default_http_retry : nullptr);
+    if (retries && retries->attempts > 0) SetRetryPolicy(*retries, action->mutable_retry_policy());
     if (r.mirror) {
       route::RouteAction::RequestMirrorPolicy* mirror = action->add_request_mirror_policies();
       mirror->set_cluster(cluster_of(*r.mirror));
@@ -644,12 +668,20 @@ size_t PortsSignature(const registry::Registry& registry) {
 
 }  // namespace
 
+model::HTTPRetry IstioDefaultHttpRetry() {
+  model::HTTPRetry retry;
+  retry.attempts = 2;
+  retry.retry_on = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+  return retry;
+}
+
 Resources Compile(const model::ConfigSnapshotPtr& config, const registry::Registry& registry,
-                  const ProxyClass& proxy, CompileCache* cache) {
+                  const ProxyClass& proxy, CompileCache* cache, const MeshConfig& mesh) {
   Resources out;
   for (const char* type : {kListenerType, kRouteType, kClusterType, kEndpointType})
     out.by_type[type];
   Lookup lookup(*config, registry);
+  lookup.mesh = mesh;
   size_t signature = PortsSignature(registry);
   bool reusable = cache && cache->held_;
   // Routes depend on which service ports exist; everything else of a service depends only on
@@ -696,10 +728,10 @@ Resources Compile(const model::ConfigSnapshotPtr& config, const registry::Regist
 }
 
 Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,
-                  const ProxyClass& proxy) {
+                  const ProxyClass& proxy, const MeshConfig& mesh) {
   // No cache: hand the compile a non-owning pointer; nothing outlives this call.
   return Compile(model::ConfigSnapshotPtr(model::ConfigSnapshotPtr(), &config), registry, proxy,
-                 nullptr);
+                 nullptr, mesh);
 }
 
 absl::Status CheckConsistency(const Resources& resources) {

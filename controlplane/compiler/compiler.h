@@ -64,8 +64,20 @@ struct Resources {
   const ResourceMap& Of(const std::string& type_url) const;
 };
 
+// Istio's default HTTP retry policy, for routes whose VirtualService sets none: 2 retries on
+// connect-failure, refused-stream, unavailable, cancelled and retriable-status-codes (503).
+model::HTTPRetry IstioDefaultHttpRetry();
+
+// Mesh-wide settings (Istio's meshConfig) that the compiler applies where config is silent.
+struct MeshConfig {
+  // meshConfig.defaultHttpRetryPolicy: applied to every HTTP route without `retries`; none
+  // (or attempts 0) turns retries off where a route is silent. A route's `attempts: 0` always
+  // turns them off for that route.
+  std::optional<model::HTTPRetry> default_http_retry = IstioDefaultHttpRetry();
+};
+
 Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,
-                  const ProxyClass& proxy);
+                  const ProxyClass& proxy, const MeshConfig& mesh = MeshConfig());
 
 // Remembers, per service port, what the last compile produced and from which inputs (the
 // VirtualService and DestinationRule objects, the endpoints; for routes, the set of service
@@ -82,7 +94,7 @@ class CompileCache {
 
  private:
   friend Resources Compile(const model::ConfigSnapshotPtr&, const registry::Registry&,
-                           const ProxyClass&, CompileCache*);
+                           const ProxyClass&, CompileCache*, const MeshConfig&);
   struct Entry {
     const model::Object* vs = nullptr;
     const model::Object* dr = nullptr;
@@ -99,7 +111,8 @@ class CompileCache {
 
 // The same result as Compile, reusing what `cache` holds for unchanged services.
 Resources Compile(const model::ConfigSnapshotPtr& config, const registry::Registry& registry,
-                  const ProxyClass& proxy, CompileCache* cache);
+                  const ProxyClass& proxy, CompileCache* cache,
+                  const MeshConfig& mesh = MeshConfig());
 
 // Checks that every cluster a route names, and every route config a listener names, exists, and
 // every EDS cluster has a load assignment. Returns FailedPrecondition listing what is missing.

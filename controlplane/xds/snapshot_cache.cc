@@ -156,7 +156,8 @@ std::string SnapshotCache::VersionLocked() const {
 SnapshotPtr SnapshotCache::CompileLocked(const compiler::ProxyClass& proxy, Entry* entry) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = VersionLocked();
-  snap->resources = compiler::Compile(config_, *registry_, proxy, &entry->compile_cache);
+  snap->resources =
+      compiler::Compile(config_, *registry_, proxy, &entry->compile_cache, options_.mesh);
   if (!options_.root_cert_pem.empty() && proxy.role != compiler::Role::kProxyless) {
     envoy::extensions::transport_sockets::tls::v3::Secret root;
     root.set_name("ROOTCA");

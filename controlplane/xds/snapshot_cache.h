@@ -56,6 +56,8 @@ class SnapshotCache {
     // "ROOTCA" (Istio's name); none when empty. The workload certificate ("default") is never
     // served over ADS: each proxy gets its own from the CA.
     std::string root_cert_pem;
+    // Mesh-wide settings the compiler applies where config is silent (the default retries).
+    compiler::MeshConfig mesh;
   };
   // Follows `index` from now on; the index must outlive the cache.
   SnapshotCache(model::ConfigIndex* index, Options options);

@@ -22,11 +22,11 @@ using nlohmann::json;
 const std::string kTestdata =
     std::string(MESH_SOURCE_DIR) + "/test/unit/controlplane/compiler/testdata";
 
-json CompileJson(const std::string& yaml,
-                 ProxyClass proxy = {Role::kProxyless, "default", {}, {}}) {
+json CompileJson(const std::string& yaml, ProxyClass proxy = {Role::kProxyless, "default", {}, {}},
+                 const MeshConfig& mesh = MeshConfig()) {
   auto config = testing::Config(yaml);
   registry::Registry reg = registry::Registry::Build(*config, {});
-  Resources res = Compile(*config, reg, proxy);
+  Resources res = Compile(*config, reg, proxy, mesh);
   REQUIRE(CheckConsistency(res).ok());
   return json::parse(ToJson(res));
 }
@@ -559,6 +559,60 @@ spec:
   CHECK(r["route"]["cors"]["allow_origin_string_match"][0]["exact"] == "https://example.com");
   CHECK(r["route"]["cors"]["allow_methods"] == "GET,POST");
   CHECK(r["route"]["cors"]["max_age"] == "86400");
+}
+
+TEST_CASE("Istio's default retry policy applies where a route is silent, attempts 0 turns it off") {
+  const std::string yaml = R"(
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec: {selector: {app: echo}, ports: [{name: grpc, port: 9000}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  http:
+  - name: silent
+    match: [{headers: {x: {exact: "1"}}}]
+    route: [{destination: {host: echo}}]
+  - name: off
+    match: [{headers: {x: {exact: "2"}}}]
+    retries: {attempts: 0}
+    route: [{destination: {host: echo}}]
+  - name: codes
+    retries: {attempts: 4, retryOn: "503,504,connect-failure"}
+    route: [{destination: {host: echo}}]
+)";
+  auto routes = [](const json& got) {
+    std::map<std::string, json> out;
+    for (const json& r :
+         got[kRouteType]["echo.default.svc.cluster.local:9000"]["virtual_hosts"][0]["routes"])
+      out[r["name"]] = r["route"].value("retry_policy", json());
+    return out;
+  };
+  std::map<std::string, json> policy = routes(CompileJson(yaml));
+  CHECK(policy["silent"] ==
+        json({{"num_retries", 2},
+              {"retriable_status_codes", {503}},
+              {"retry_on",
+               "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"}}));
+  CHECK(policy["off"].is_null());
+  CHECK(policy["codes"] == json({{"num_retries", 4},
+                                 {"retriable_status_codes", {503, 504}},
+                                 {"retry_on", "connect-failure,retriable-status-codes"}}));
+  // Mesh-wide: another default, or none.
+  MeshConfig mesh;
+  mesh.default_http_retry->attempts = 5;
+  mesh.default_http_retry->retry_on = "gateway-error";
+  policy = routes(CompileJson(yaml, {Role::kProxyless, "default", {}, {}}, mesh));
+  CHECK(policy["silent"] == json({{"num_retries", 5}, {"retry_on", "gateway-error"}}));
+  CHECK(policy["off"].is_null());
+  mesh.default_http_retry.reset();
+  policy = routes(CompileJson(yaml, {Role::kProxyless, "default", {}, {}}, mesh));
+  CHECK(policy["silent"].is_null());
+  CHECK(policy["codes"]["num_retries"] == 4);
 }
 
 }  // namespace
