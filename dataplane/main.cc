@@ -25,6 +25,7 @@
 #include "common/signals.h"
 #include "dataplane/admin/admin_server.h"
 #include "dataplane/admin/stats.h"
+#include "dataplane/health/health_prober.h"
 #include "dataplane/server/proxy_server.h"
 #include "dataplane/tls/tls_contexts.h"
 #include "dataplane/tls/workload_certificate.h"
@@ -54,6 +55,8 @@ ABSL_FLAG(absl::Duration, drain_time, absl::Seconds(5),
 ABSL_FLAG(absl::Duration, header_timeout, absl::Seconds(10),
           "time a client has to send a whole request header (408 after)");
 ABSL_FLAG(int64_t, max_header_bytes, 60 * 1024, "largest request header accepted (431 above)");
+ABSL_FLAG(absl::Duration, health_interval, absl::Seconds(2),
+          "how often a sidecar probes its app ports and reports its health to meshpilot");
 ABSL_FLAG(std::string, token_file, "",
           "join token (meshctl token create); with it the proxy gets its workload certificate "
           "from meshpilot's CA, on the --xds addresses, and renews it");
@@ -372,14 +375,31 @@ int Run() {
     Error("meshproxy: ", admin_port.status().message());
     return 1;
   }
+  // A sidecar tells meshpilot whether its workload can serve; until it says so, meshpilot keeps
+  // it out of every other proxy's load balancing.
+  std::unique_ptr<dp::HealthProber> health;
+  if (role == "sidecar") {
+    dp::HealthProber::Options health_options;
+    for (const Inbound& in : *inbound) health_options.app_ports.push_back(in.app_port);
+    health_options.interval = absl::GetFlag(FLAGS_health_interval);
+    if (certificate)
+      health_options.has_identity = [&] { return certificate->current() != nullptr; };
+    health = std::make_unique<dp::HealthProber>(
+        health_options, [&client, &id](bool healthy, const std::string& reason) {
+          Info("meshproxy: ", id, healthy ? " healthy" : " unhealthy: ", reason);
+          client.ReportHealth(healthy, reason);
+        });
+  }
   server.Start();
   ads.Start();
   if (certificate) certificate->Start();
+  if (health) health->Start();
   Info("meshproxy: ready version=", MESHPILOT_VERSION, " id=", id, " role=", role,
        " admin=", absl::GetFlag(FLAGS_admin).substr(0, absl::GetFlag(FLAGS_admin).rfind(':')), ":",
        *admin_port, " workers=", options.concurrency);
   int sig = mesh::signals::WaitForStopSignal(signals);
   Info("meshproxy: signal ", sig, ", stopping");
+  if (health) health->Stop();
   if (certificate) certificate->Stop();
   ads.Stop();
   admin.Stop();

@@ -534,7 +534,9 @@ endpoint::ClusterLoadAssignment BuildLoadAssignment(const std::string& name,
     auto* addr = lb->mutable_endpoint()->mutable_address()->mutable_socket_address();
     addr->set_address(e.address);
     addr->set_port_value(e.port);
-    lb->set_health_status(core::HEALTHY);
+    // A registered workload that has not reported itself able to serve is sent, but marked:
+    // proxies and gRPC's client skip it.
+    lb->set_health_status(e.healthy ? core::HEALTHY : core::UNHEALTHY);
     lb->mutable_load_balancing_weight()->set_value(e.weight ? e.weight : 1);
   }
   return cla;

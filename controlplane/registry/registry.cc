@@ -140,7 +140,7 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
           auto it = w->inbound_ports.find(p.port);
           if (it == w->inbound_ports.end()) continue;
           sp.endpoints.push_back(
-              Endpoint{w->address, it->second, w->labels, w->service_account, 1, ""});
+              Endpoint{w->address, it->second, w->labels, w->service_account, 1, "", w->healthy});
         }
       }
       SortEndpoints(&sp.endpoints);

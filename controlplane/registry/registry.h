@@ -24,6 +24,7 @@ struct Endpoint {
   std::string service_account;
   uint32_t weight = 1;
   std::string locality;
+  bool healthy = true;  // a registered workload's last health report; entries always are
   bool operator==(const Endpoint&) const = default;
 };
 
@@ -48,6 +49,9 @@ struct Workload {
   // When it first registered (Unix milliseconds); a reconnect keeps it. Decides which service
   // account a service without WorkloadEntries is pinned to: its earliest workload's.
   int64_t since_unix_ms = 0;
+  // Whether its sidecar last reported it able to serve (Istio's istio.io/health); false until
+  // the first report.
+  bool healthy = false;
 
   bool operator==(const Workload&) const = default;
 };

@@ -31,6 +31,8 @@ bool IsWildcardCapable(const std::string& type_url) {
   return type_url == compiler::kListenerType || type_url == compiler::kClusterType;
 }
 
+constexpr char kHealthType[] = "istio.io/health";
+
 constexpr char kAdsMethod[] =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
@@ -230,6 +232,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   void HandleLocked(const DiscoveryRequest& req) {
     const std::string& type = req.type_url();
     if (type.empty()) return;
+    if (type == kHealthType) return OnHealthReportLocked(req);
     TypeState& st = types_[type];
     if (!req.response_nonce().empty()) {
       if (req.response_nonce() != st.sent_nonce) return;  // stale: a newer response is in flight
@@ -303,10 +306,20 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     log::Warn("xds: sidecar ", node.id, " from ", peer_, ": ", registration_status_);
   }
 
+  // Istio's health report: no error_detail means the workload can serve, one says why not.
+  void OnHealthReportLocked(const DiscoveryRequest& req) {
+    if (!registration_) return;  // only a registered workload's health matters
+    health_ = req.has_error_detail() ? req.error_detail().message() : "";
+    log::Info("xds: workload ", node_id_, health_->empty() ? " healthy" : " unhealthy: ", *health_);
+    server_->cache_->SetWorkloadHealth(node_id_, health_->empty());
+  }
+
   std::string RegistrationStatusLocked(const std::map<std::string, std::string>& refusals) const {
     if (!registration_) return registration_status_;
     auto it = refusals.find(node_id_);
-    return it == refusals.end() ? registration_status_ : absl::StrCat("refused: ", it->second);
+    if (it != refusals.end()) return absl::StrCat("refused: ", it->second);
+    if (!health_) return "registered, no health report yet";
+    return health_->empty() ? "registered" : absl::StrCat("registered, unhealthy: ", *health_);
   }
 
   // The resources this type's subscription covers in the current snapshot.
@@ -395,7 +408,8 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   compiler::ProxyClass proxy_;
   std::unique_ptr<SnapshotCache::Watch> watch_;
   std::unique_ptr<SnapshotCache::Registration> registration_;
-  std::string registration_status_;  // a sidecar's: registered, or why not
+  std::string registration_status_;    // a sidecar's: registered, or why not
+  std::optional<std::string> health_;  // its last health report: "" healthy, else why not
   SnapshotPtr snapshot_;
   std::map<std::string, SnapshotPtr> held_;
   std::map<std::string, TypeState> types_;

@@ -207,6 +207,7 @@ std::unique_ptr<SnapshotCache::Registration> SnapshotCache::RegisterWorkload(
     workload.name = id;
     workload.since_unix_ms =
         changed ? absl::ToUnixMillis(options_.now()) : w.workload.since_unix_ms;
+    workload.healthy = !changed && w.workload.healthy;  // a reconnect keeps its last report
     changed = changed || !(w.workload == workload);
     w.workload = std::move(workload);
     ++w.connections;
@@ -217,6 +218,17 @@ std::unique_ptr<SnapshotCache::Registration> SnapshotCache::RegisterWorkload(
   }
   Poke();
   return std::make_unique<RegistrationImpl>(this, id);
+}
+
+void SnapshotCache::SetWorkloadHealth(const std::string& id, bool healthy) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = workloads_.find(id);
+    if (it == workloads_.end() || it->second.workload.healthy == healthy) return;
+    it->second.workload.healthy = healthy;
+    ++workload_generation_;
+  }
+  Poke();
 }
 
 std::map<std::string, registry::Workload> SnapshotCache::LocalWorkloads() {

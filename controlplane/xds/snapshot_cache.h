@@ -92,6 +92,9 @@ class SnapshotCache {
   std::unique_ptr<Registration> RegisterWorkload(const std::string& id,
                                                  registry::Workload workload);
 
+  // Records the health a registered workload's sidecar reported; a change is pushed (debounced)
+  // as the health_status of its endpoints. Unknown ids are ignored.
+  void SetWorkloadHealth(const std::string& id, bool healthy);
   // The workloads of this replica's own sidecars (connected, or within their grace period).
   std::map<std::string, registry::Workload> LocalWorkloads();
   // The workloads other replicas publish (through etcd), replacing the previous set; they are

@@ -13,10 +13,10 @@ std::string Encode(const registry::Workload& w) {
   nlohmann::json ports = nlohmann::json::object();
   for (const auto& [service_port, port] : w.inbound_ports)
     ports[std::to_string(service_port)] = port;
-  return nlohmann::json{{"name", w.name},       {"since", w.since_unix_ms},
-                        {"namespace", w.ns},    {"address", w.address},
-                        {"labels", w.labels},   {"serviceAccount", w.service_account},
-                        {"inboundPorts", ports}}
+  return nlohmann::json{{"name", w.name},        {"since", w.since_unix_ms},
+                        {"namespace", w.ns},     {"address", w.address},
+                        {"labels", w.labels},    {"serviceAccount", w.service_account},
+                        {"inboundPorts", ports}, {"healthy", w.healthy}}
       .dump();
 }
 
@@ -26,6 +26,7 @@ std::optional<registry::Workload> Decode(const std::string& value) {
   registry::Workload w;
   w.name = j.value("name", "");
   w.since_unix_ms = j.value("since", int64_t{0});
+  w.healthy = j.value("healthy", false);
   w.ns = j.value("namespace", "");
   w.address = j.value("address", "");
   w.service_account = j.value("serviceAccount", "");

@@ -17,6 +17,7 @@ constexpr char kListener[] = "type.googleapis.com/envoy.config.listener.v3.Liste
 constexpr char kRoute[] = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 constexpr char kCluster[] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 constexpr char kEndpoint[] = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+constexpr char kHealth[] = "istio.io/health";
 constexpr char kSecret[] = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 namespace tls = envoy::extensions::transport_sockets::tls::v3;
 
@@ -115,6 +116,28 @@ void XdsClient::OnConnect(AdsTransport* transport) {
   for (const char* type : {kEndpoint, kSecret, kRoute}) {
     if (types_[type].requested) SendLocked(type, "");
   }
+  SendHealthLocked();
+}
+
+void XdsClient::ReportHealth(bool healthy, const std::string& reason) {
+  std::lock_guard lock(mu_);
+  health_ = healthy ? "" : (reason.empty() ? "unhealthy" : reason);
+  SendHealthLocked();
+}
+
+void XdsClient::SendHealthLocked() {
+  if (!transport_ || !health_) return;
+  DiscoveryRequest req;
+  if (!node_sent_) {
+    *req.mutable_node() = node_;
+    node_sent_ = true;
+  }
+  req.set_type_url(kHealth);
+  if (!health_->empty()) {
+    req.mutable_error_detail()->set_code(14);  // UNAVAILABLE
+    req.mutable_error_detail()->set_message(*health_);
+  }
+  transport_->Send(req);
 }
 
 void XdsClient::OnDisconnect() {

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -62,6 +63,11 @@ class XdsClient {
   void OnResponse(const envoy::service::discovery::v3::DiscoveryResponse& response);
 
   ProxyConfigPtr current() const;
+
+  // Tells the control plane whether this workload can serve (Istio's "istio.io/health" request:
+  // no error_detail when healthy, the reason in it when not). Sent now if a stream is up, and
+  // again on every new stream.
+  void ReportHealth(bool healthy, const std::string& reason);
   struct Stats {
     int64_t accepted = 0, rejected = 0;
     std::string last_error;
@@ -80,6 +86,7 @@ class XdsClient {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After listeners or clusters change, follows the route configs and assignments they name.
   void UpdateSubscriptionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendHealthLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const envoy::config::core::v3::Node node_;
   const ConfigCallback on_config_;
@@ -88,6 +95,7 @@ class XdsClient {
   bool node_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, TypeState> types_ ABSL_GUARDED_BY(mu_);
   ProxyConfigPtr config_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::string> health_ ABSL_GUARDED_BY(mu_);  // "" healthy, else why not
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 

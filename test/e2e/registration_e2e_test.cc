@@ -2,6 +2,7 @@
 // service, whatever labels they claim.
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <csignal>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -76,6 +77,46 @@ TEST_CASE("Sidecars claiming a service's labels without its identity never recei
   CHECK(seen == std::map<std::string, int>{{"pong v1\n", 200}});
   CHECK(absl::StrContains(mesh.pilot().Client().Get("/metrics")->body,
                           "meshpilot_xds_unregistered_sidecars_total 1"));
+}
+
+TEST_CASE("A sidecar whose app stops accepting leaves load balancing, and returns with it") {
+  Mesh mesh;
+  mesh.Apply(kPongYaml);
+  Mesh::Proxy& gateway = mesh.Gateway();
+  mesh.Workload("pong-v1", "default", "app=pong,version=v1", 8080,
+                {"--name", "pong", "--version", "v1"});
+  Mesh::Proxy& v2 = mesh.Workload("pong-v2", "default", "app=pong,version=v2", 8080,
+                                  {"--name", "pong", "--version", "v2"});
+  REQUIRE(mesh.WaitReady());
+  auto count = [&](int n) {
+    std::map<std::string, int> seen;
+    for (int i = 0; i < n; ++i) ++seen[HttpGet(gateway.port, "/").body];
+    return seen;
+  };
+  REQUIRE(WaitFor([&] { return count(20).size() == 2; }, 10s));
+  CHECK(Registrations(mesh)["pong-v2"] == "registered");
+
+  v2.app->Stop(SIGKILL);
+  REQUIRE(WaitFor(
+      [&] {
+        return Registrations(mesh)["pong-v2"] ==
+               absl::StrCat("registered, unhealthy: app port ", v2.port, " refuses connections");
+      },
+      10s));
+  REQUIRE(WaitFor(
+      [&] {
+        return absl::StrContains(gateway.Admin("/stats/prometheus"),
+                                 "meshproxy_eds_endpoints_unhealthy{cluster=\"outbound|8080||pong."
+                                 "default.svc.cluster.local\"} 1");
+      },
+      10s));
+  CHECK(count(100) == std::map<std::string, int>{{"pong v1\n", 100}});
+
+  Process again({MESH_DEMO_APP_BIN, "--listen", absl::StrCat("127.0.0.1:", v2.port), "--name",
+                 "pong", "--version", "v2"},
+                mesh.dir() / "pong-v2-again.log");
+  REQUIRE(WaitFor([&] { return Registrations(mesh)["pong-v2"] == "registered"; }, 10s));
+  REQUIRE(WaitFor([&] { return count(20).count("pong v2\n") == 1; }, 10s));
 }
 
 }  // namespace

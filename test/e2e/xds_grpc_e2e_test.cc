@@ -373,6 +373,13 @@ struct RawStream {
     for (const auto& n : names) req.add_resource_names(n);
     return stream->Write(req);
   }
+  // Istio's health report: this workload can serve (or, with a reason, cannot).
+  bool ReportHealth(const std::string& unhealthy_reason = "") {
+    DiscoveryRequest req;
+    req.set_type_url("istio.io/health");
+    if (!unhealthy_reason.empty()) req.mutable_error_detail()->set_message(unhealthy_reason);
+    return stream->Write(req);
+  }
   bool Ack(const DiscoveryResponse& res, const std::vector<std::string>& names) {
     DiscoveryRequest req;
     req.set_type_url(res.type_url());
@@ -460,8 +467,20 @@ TEST_CASE(
                                          {"INBOUND_PORTS", absl::StrCat("9000=", v1.port)}},
       model_labels_t{{"app", "echo"}, {"version", "v1"}});
   REQUIRE(sidecar->Subscribe("type.googleapis.com/envoy.config.cluster.v3.Cluster", {}));
+  // Registered, but not in anyone's load balancing until it reports itself healthy.
   REQUIRE(watcher.stream->Read(&res));
   REQUIRE(endpoint_count(res) == 1);
+  auto health_of = [](const DiscoveryResponse& r) {
+    envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+    r.resources(0).UnpackTo(&cla);
+    return cla.endpoints(0).lb_endpoints(0).health_status();
+  };
+  CHECK(health_of(res) == envoy::config::core::v3::UNHEALTHY);
+  REQUIRE(watcher.Ack(res, {cluster}));
+  REQUIRE(sidecar->ReportHealth());
+  REQUIRE(watcher.stream->Read(&res));
+  REQUIRE(endpoint_count(res) == 1);
+  CHECK(health_of(res) == envoy::config::core::v3::HEALTHY);
   envoy::config::endpoint::v3::ClusterLoadAssignment cla;
   res.resources(0).UnpackTo(&cla);
   CHECK(cla.endpoints(0).lb_endpoints(0).endpoint().address().socket_address().port_value() ==
