@@ -1,9 +1,11 @@
 #include "common/yaml_json.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <set>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -141,6 +143,60 @@ class Converter {
   size_t nodes_ = 0;
 };
 
+// Reads the stream's events without building anything, to prove that yaml-cpp gets through it.
+// yaml-cpp 0.7 (Debian 12's) loops forever, allocating, on some invalid streams (a document that
+// starts with ','): every document it reports then starts where the previous one did.
+class ProgressProbe : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    stuck_ = documents_++ > 0 && mark.pos == last_.pos && mark.line == last_.line;
+    last_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  bool stuck() const { return stuck_; }
+  size_t documents() const { return documents_; }
+  const YAML::Mark& last() const { return last_; }
+
+ private:
+  size_t documents_ = 0;
+  YAML::Mark last_;
+  bool stuck_ = false;
+};
+
+absl::Status CheckParserProgress(absl::string_view text, const YamlLimits& limits) {
+  std::istringstream in{std::string(text)};
+  YAML::Parser parser(in);
+  ProgressProbe probe;
+  try {
+    while (parser.HandleNextDocument(probe)) {
+      if (probe.stuck()) {
+        return absl::InvalidArgumentError(absl::StrCat("YAML: line ", probe.last().line + 1,
+                                                       ", column ", probe.last().column + 1,
+                                                       ": unexpected character"));
+      }
+      // Empty documents are not counted against the limit later, but are bounded here.
+      if (probe.documents() > 2 * limits.max_documents + 16) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("more than ", limits.max_documents, " documents in one request"));
+      }
+    }
+  } catch (const YAML::Exception&) {
+    // LoadAll reports it, with its position.
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<json>> ParseYamlDocuments(absl::string_view text,
@@ -149,6 +205,7 @@ absl::StatusOr<std::vector<json>> ParseYamlDocuments(absl::string_view text,
   // Block nesting is bounded by the indentation a body of limited size can hold, and is
   // checked again during conversion.
   if (auto s = CheckNestingDepth(text, limits.max_depth); !s.ok()) return s;
+  if (auto s = CheckParserProgress(text, limits); !s.ok()) return s;
   std::vector<json> out;
   std::vector<YAML::Node> docs;
   try {
@@ -215,6 +272,66 @@ std::string JsonToYaml(const json& value) {
   YAML::Emitter out;
   Emit(out, value);
   return std::string(out.c_str()) + "\n";
+}
+
+namespace {
+
+// Whether `s` is well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF).
+bool ValidUtf8(absl::string_view s) {
+  static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = s[i];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c >> 5) == 0x6) {
+      n = 1, cp = c & 0x1F;
+    } else if ((c >> 4) == 0xE) {
+      n = 2, cp = c & 0x0F;
+    } else if ((c >> 3) == 0x1E) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const unsigned char cc = s[i + k];
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// The path of the first key or string in `j` that is not UTF-8 ("metadata.name"), or "".
+std::string FirstBadUtf8(const nlohmann::json& j, const std::string& path) {
+  if (j.is_string()) return ValidUtf8(j.get_ref<const std::string&>()) ? "" : path;
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      std::string here = path.empty() ? k : absl::StrCat(path, ".", k);
+      if (!ValidUtf8(k)) return path.empty() ? "(a key)" : absl::StrCat(path, ".(a key)");
+      if (std::string bad = FirstBadUtf8(v, here); !bad.empty()) return bad;
+    }
+  } else if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i) {
+      if (std::string bad = FirstBadUtf8(j[i], absl::StrCat(path, "[", i, "]")); !bad.empty())
+        return bad;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status CheckUtf8(const nlohmann::json& doc) {
+  std::string bad = FirstBadUtf8(doc, "");
+  if (bad.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(bad, ": not valid UTF-8"));
 }
 
 }  // namespace mesh

@@ -27,6 +27,11 @@ struct YamlLimits {
 absl::StatusOr<std::vector<nlohmann::json>> ParseYamlDocuments(absl::string_view text,
                                                                const YamlLimits& limits = {});
 
+// Checks that every key and string in `doc` is well-formed UTF-8 (YAML hands over raw bytes;
+// JSON output needs UTF-8). InvalidArgument naming the first bad one's path
+// ("metadata.name: not valid UTF-8").
+absl::Status CheckUtf8(const nlohmann::json& doc);
+
 // Checks, without parsing, that `[` and `{` nest at most `max_depth` deep outside quoted strings
 // and comments (YAML flow collections and JSON alike). InvalidArgument otherwise.
 absl::Status CheckNestingDepth(absl::string_view text, size_t max_depth);

@@ -10,6 +10,7 @@ PACKAGES=(
   libre2-dev libssl-dev libboost-dev zlib1g-dev
   redis-server mariadb-server mariadb-client libhiredis-dev libmariadb-dev
   etcd-server etcd-client
+  clang libclang-rt-14-dev
 )
 
 missing=()

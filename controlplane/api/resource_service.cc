@@ -189,60 +189,6 @@ ResourceService::ResourceService(store::Store* store, model::ConfigIndex* index,
                                  ServiceOptions options)
     : store_(store), index_(index), options_(options) {}
 
-namespace {
-
-// Whether `s` is well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF).
-bool ValidUtf8(absl::string_view s) {
-  static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = s[i];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c >> 5) == 0x6) {
-      n = 1, cp = c & 0x1F;
-    } else if ((c >> 4) == 0xE) {
-      n = 2, cp = c & 0x0F;
-    } else if ((c >> 3) == 0x1E) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (s.size() - i <= n) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      const unsigned char cc = s[i + k];
-      if ((cc >> 6) != 0x2) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += n + 1;
-  }
-  return true;
-}
-
-// The path of the first key or string in `j` that is not UTF-8 ("metadata.name"), or "".
-std::string FirstBadUtf8(const json& j, const std::string& path) {
-  if (j.is_string()) return ValidUtf8(j.get_ref<const std::string&>()) ? "" : path;
-  if (j.is_object()) {
-    for (const auto& [k, v] : j.items()) {
-      std::string here = path.empty() ? k : absl::StrCat(path, ".", k);
-      if (!ValidUtf8(k)) return path.empty() ? "(a key)" : absl::StrCat(path, ".(a key)");
-      if (std::string bad = FirstBadUtf8(v, here); !bad.empty()) return bad;
-    }
-  } else if (j.is_array()) {
-    for (size_t i = 0; i < j.size(); ++i) {
-      if (std::string bad = FirstBadUtf8(j[i], absl::StrCat(path, "[", i, "]")); !bad.empty())
-        return bad;
-    }
-  }
-  return "";
-}
-
-}  // namespace
-
 absl::StatusOr<std::vector<json>> ResourceService::ParseBody(absl::string_view body,
                                                              BodyFormat format) const {
   std::vector<json> docs;
@@ -267,9 +213,8 @@ absl::StatusOr<std::vector<json>> ResourceService::ParseBody(absl::string_view b
     docs = std::move(*parsed);
   }
   for (size_t i = 0; i < docs.size(); ++i) {
-    if (std::string bad = FirstBadUtf8(docs[i], ""); !bad.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("document ", i + 1, ": ", bad, ": not valid UTF-8"));
+    if (absl::Status utf8 = CheckUtf8(docs[i]); !utf8.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("document ", i + 1, ": ", utf8.message()));
     }
   }
   docs = model::ExpandDocuments(std::move(docs));

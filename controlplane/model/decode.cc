@@ -98,9 +98,10 @@ Destination ReadDestination(ObjectReader& r) {
 Headers ReadHeaders(ObjectReader& parent, absl::string_view key) {
   Headers h;
   parent.Object(key, [&](ObjectReader& r) {
-    for (auto [name, ops] :
+    for (const auto& side :
          {std::pair{"request", &h.request}, std::pair{"response", &h.response}}) {
-      r.Object(name, [&](ObjectReader& o) {
+      auto* ops = side.second;  // a plain variable: lambdas may not capture structured bindings
+      r.Object(side.first, [&](ObjectReader& o) {
         ops->set = o.StringMap("set");
         ops->add = o.StringMap("add");
         ops->remove = o.StringList("remove");
