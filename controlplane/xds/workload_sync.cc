@@ -1,8 +1,11 @@
 #include "controlplane/xds/workload_sync.h"
 
+#include <arpa/inet.h>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 
@@ -20,31 +23,46 @@ std::string Encode(const registry::Workload& w) {
       .dump();
 }
 
-std::optional<registry::Workload> Decode(const std::string& value) {
+}  // namespace
+
+std::optional<registry::Workload> DecodeWorkload(const std::string& value) {
   nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
   if (!j.is_object()) return std::nullopt;
+  auto text = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   registry::Workload w;
-  w.name = j.value("name", "");
-  w.since_unix_ms = j.value("since", int64_t{0});
-  w.healthy = j.value("healthy", false);
-  w.ns = j.value("namespace", "");
-  w.address = j.value("address", "");
-  w.service_account = j.value("serviceAccount", "");
-  if (j.contains("labels") && j["labels"].is_object()) {
-    for (const auto& [k, v] : j["labels"].items()) {
+  w.name = text("name");
+  w.ns = text("namespace");
+  w.address = text("address");
+  w.service_account = text("serviceAccount");
+  if (auto it = j.find("since"); it != j.end() && it->is_number_integer())
+    w.since_unix_ms = it->get<int64_t>();
+  if (auto it = j.find("healthy"); it != j.end() && it->is_boolean()) w.healthy = it->get<bool>();
+  if (auto it = j.find("labels"); it != j.end() && it->is_object()) {
+    for (const auto& [k, v] : it->items()) {
       if (v.is_string()) w.labels[k] = v.get<std::string>();
     }
   }
-  if (j.contains("inboundPorts") && j["inboundPorts"].is_object()) {
-    for (const auto& [k, v] : j["inboundPorts"].items()) {
-      if (v.is_number_unsigned()) w.inbound_ports[std::stoul(k)] = v.get<uint32_t>();
+  if (auto it = j.find("inboundPorts"); it != j.end() && it->is_object()) {
+    for (const auto& [k, v] : it->items()) {
+      uint32_t service_port = 0;
+      // Another replica wrote it, but it reaches EDS: ports are checked as node metadata is.
+      if (!absl::SimpleAtoi(k, &service_port) || service_port == 0 || service_port > 65535 ||
+          !v.is_number_unsigned() || v.get<uint64_t>() == 0 || v.get<uint64_t>() > 65535) {
+        return std::nullopt;
+      }
+      w.inbound_ports[service_port] = v.get<uint32_t>();
     }
   }
-  if (w.address.empty()) return std::nullopt;
+  in6_addr any;
+  if (inet_pton(AF_INET, w.address.c_str(), &any) != 1 &&
+      inet_pton(AF_INET6, w.address.c_str(), &any) != 1) {
+    return std::nullopt;
+  }
   return w;
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<WorkloadSync>> WorkloadSync::Start(store::EtcdStore* store,
                                                                   SnapshotCache* cache,
@@ -88,7 +106,7 @@ void WorkloadSync::OnEvents(const std::vector<store::Event>& events) {
       if (absl::StartsWith(e.kv.key, own)) continue;
       if (e.type == store::Event::Type::kDelete) {
         remote_.erase(e.kv.key);
-      } else if (std::optional<registry::Workload> w = Decode(e.kv.value)) {
+      } else if (std::optional<registry::Workload> w = DecodeWorkload(e.kv.value)) {
         remote_[e.kv.key] = std::move(*w);
       }
     }

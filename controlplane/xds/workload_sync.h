@@ -55,4 +55,8 @@ class WorkloadSync {
   std::thread thread_;
 };
 
+// A workload as another replica published it, or nullopt when the value is not one: not JSON,
+// no IP address, or a port outside 1-65535. Never throws.
+std::optional<registry::Workload> DecodeWorkload(const std::string& value);
+
 }  // namespace mesh::xds
