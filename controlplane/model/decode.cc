@@ -963,7 +963,7 @@ std::vector<json> ExpandDocuments(std::vector<json> docs) {
   for (json& d : docs) {
     if (d.is_array()) {
       for (json& e : d) out.push_back(std::move(e));
-    } else if (d.is_object() && d.value("kind", "") == "List" && d.contains("items") &&
+    } else if (d.is_object() && d.contains("kind") && d["kind"] == "List" && d.contains("items") &&
                d["items"].is_array()) {
       for (json& e : d["items"]) out.push_back(std::move(e));
     } else {

@@ -162,3 +162,19 @@ TEST_CASE("ExpandDocuments flattens arrays and Lists") {
 
 }  // namespace
 }  // namespace mesh::model
+
+namespace mesh::model {
+namespace {
+
+TEST_CASE("A list whose kind is not a string is one document, never an exception") {
+  // Found by fuzz_rest_decode: `kind: null` threw out of ExpandDocuments (a 500 on /apply).
+  std::vector<nlohmann::json> docs = {
+      nlohmann::json::parse(R"({"kind": null, "items": [1, 2]})"),
+      nlohmann::json::parse(R"({"kind": 7})"),
+      nlohmann::json::parse(R"({"kind": "List", "items": [{"a": 1}, {"b": 2}]})")};
+  std::vector<nlohmann::json> out = ExpandDocuments(docs);
+  CHECK(out.size() == 4);
+}
+
+}  // namespace
+}  // namespace mesh::model
