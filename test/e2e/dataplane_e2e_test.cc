@@ -506,8 +506,10 @@ TEST_CASE("A NACKed update leaves the proxy serving its last good config") {
   CHECK(absl::StrContains(nack, "listener 0.0.0.0_80: filter_chains[0].filters[0].route_config"));
   CHECK(absl::StrContains(nack, "safe_regex.regex"));
   INFO(proxy.Log());
-  Reply r = HttpGet(gateway_port, "/version");
-  CHECK(r.body == "good\n");
+  // The listener of the good version opens (it may still be binding when the NACK is seen) and
+  // serves on through the refused update.
+  CHECK(WaitFor([&] { return HttpGet(gateway_port, "/version").body == "good\n"; }, 10s));
+  for (int i = 0; i < 5; ++i) CHECK(HttpGet(gateway_port, "/version").body == "good\n");
   CHECK(absl::StrContains(HttpGet(admin_port, "/stats/prometheus").body,
                           "meshproxy_xds_updates_total{result=\"rejected\"} 1"));
   server->Shutdown(std::chrono::system_clock::now() + 1s);
