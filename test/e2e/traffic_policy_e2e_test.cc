@@ -363,9 +363,17 @@ TEST_CASE("TCP routes by sourceLabels: voting-app 1.0 reaches Redis, and 2.0 rea
   };
   const httplib::Headers flag = {{"Cookie", "featureflag=on"}};
   INFO(mesh.Logs().substr(0, 6000));
-  REQUIRE(WaitFor([&] { return vote("Cats", {}) == 200 && vote("Dogs", flag) == 200; }, 15s));
+  // Ready when both versions' pages, which read their storage, are served (sidecars become
+  // endpoints once they report healthy); only then vote, so each vote counts once.
+  REQUIRE(WaitFor(
+      [&] {
+        return HttpGet(gw.port, "/").status == 200 && HttpGet(gw.port, "/", flag).status == 200;
+      },
+      15s));
+  CHECK(vote("Cats", {}) == 200);
   for (int i = 0; i < 3; ++i) CHECK(vote("Dogs", {}) == 200);
   for (int i = 0; i < 2; ++i) CHECK(vote("Cats", flag) == 200);
+  CHECK(vote("Dogs", flag) == 200);
 
   // Each version's votes are in its own backend, asked directly.
   CommandResult in_redis = RunCommand({"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(redis),
