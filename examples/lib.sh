@@ -168,8 +168,22 @@ start_mariadb() {
   mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
     --auth-root-authentication-method=normal --skip-test-db > "$dir/install.log" 2>&1 ||
     { cat "$dir/install.log" >&2; return 1; }
-  start "$1" mariadbd --no-defaults --datadir="$dir/data" --user="$(id -un)" --port="$LAST_PORT" \
-    --bind-address=127.0.0.1 --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
-    --skip-log-bin --innodb-buffer-pool-size=16M
-  wait_for_log "$1" 's/.*\(ready for connections\).*/\1/p' > /dev/null
+  # A free port can be taken between the probe and mariadbd's bind (tests run in parallel): then
+  # try another one.
+  for _ in 1 2 3; do
+    start "$1" mariadbd --no-defaults --datadir="$dir/data" --user="$(id -un)" --port="$LAST_PORT" \
+      --bind-address=127.0.0.1 --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+      --skip-log-bin --innodb-buffer-pool-size=16M
+    for _ in $(seq 200); do
+      grep -q "ready for connections" "$WORK/$1.log" && return 0
+      grep -q "Address already in use" "$WORK/$1.log" && break
+      sleep 0.05
+    done
+    grep -q "Address already in use" "$WORK/$1.log" || break
+    sleep 0.2  # mariadbd aborts on its own
+    LAST_PORT=$(free_port)
+  done
+  echo "examples: $1 did not start; its log:" >&2
+  cat "$WORK/$1.log" >&2
+  return 1
 }
