@@ -119,9 +119,15 @@ size_t RestServer::open_connections() const {
 }
 
 void RestServer::Routes() {
-  HttpServer& s = *server_;
-  auto get = [&](const std::string& path, HttpServer::Handler h) { s.Route("GET", path, h); };
+  AddFilters();
+  AddSystemRoutes();
+  AddApplyRoutes();
+  AddResourceRoutes();
+}
 
+// The token check before every route, and the Status body of the server's own errors.
+void RestServer::AddFilters() {
+  HttpServer& s = *server_;
   s.Before([this](HttpRequest& req, HttpResponse& res) {
     ++requests_;
     if (req.path == "/healthz" || req.path == "/readyz" || req.path == "/version") return false;
@@ -139,6 +145,12 @@ void RestServer::Routes() {
   s.OnError([](const HttpRequest& req, HttpResponse& res, const std::string& message) {
     SendStatus(req, res, res.status, message);
   });
+}
+
+// Health, version, metrics and the JSON handlers other parts of meshpilot add.
+void RestServer::AddSystemRoutes() {
+  HttpServer& s = *server_;
+  auto get = [&](const std::string& path, HttpServer::Handler h) { s.Route("GET", path, h); };
 
   get("/healthz",
       [](const HttpRequest&, HttpResponse& res) { res.set_content("ok\n", "text/plain"); });
@@ -178,6 +190,12 @@ void RestServer::Routes() {
       res.set_content(*out + "\n", "application/json");
     });
   }
+}
+
+// POST and DELETE /apply, and /analyze.
+void RestServer::AddApplyRoutes() {
+  HttpServer& s = *server_;
+  auto get = [&](const std::string& path, HttpServer::Handler h) { s.Route("GET", path, h); };
 
   auto apply = [this](const HttpRequest& req, HttpResponse& res, bool remove) {
     ++applies_;
@@ -213,6 +231,12 @@ void RestServer::Routes() {
       list.push_back({{"object", w.object}, {"path", w.path}, {"message", w.message}});
     SendJson(res, 200, {{"warnings", list}});
   });
+}
+
+// List (and watch) and create as Kubernetes does, per resource: GET, PUT and DELETE.
+void RestServer::AddResourceRoutes() {
+  HttpServer& s = *server_;
+  auto get = [&](const std::string& path, HttpServer::Handler h) { s.Route("GET", path, h); };
 
   // Resolves a REST path's group, version and plural to a served kind, or answers 404.
   auto resolve = [](const HttpRequest& req, HttpResponse& res, absl::string_view group,
@@ -228,63 +252,8 @@ void RestServer::Routes() {
   };
 
   auto list = [this](const HttpRequest& req, HttpResponse& res, const model::KindInfo& kind,
-                     std::string version, std::string ns) {
-    if (req.param("watch") != "true" && req.param("watch") != "1") {
-      absl::StatusOr<json> out = service_->List(kind, version, ns);
-      if (!out.ok()) return SendError(req, res, out.status());
-      return SendJson(res, 200, *out);
-    }
-    std::optional<int64_t> from;
-    if (std::string rv = req.param("resourceVersion"); !rv.empty() && rv != "0") {
-      int64_t n;
-      if (!absl::SimpleAtoi(rv, &n) || n < 0) {
-        return SendStatus(req, res, 400, "resourceVersion must be a non-negative integer");
-      }
-      from = n;
-    }
-    int seconds = options_.max_watch_seconds;
-    if (std::string t = req.param("timeoutSeconds"); !t.empty()) {
-      int n;
-      if (!absl::SimpleAtoi(t, &n) || n <= 0)
-        return SendStatus(req, res, 400, "timeoutSeconds must be a positive integer");
-      seconds = std::min(n, seconds);
-    }
-    if (open_watches_.fetch_add(1) >= options_.max_watches) {
-      --open_watches_;
-      return SendStatus(req, res, 429,
-                        absl::StrCat("too many open watches (", options_.max_watches, ")"));
-    }
-    // Released when the stream ends, however it ends.
-    auto slot = std::shared_ptr<void>(nullptr, [this](void*) { --open_watches_; });
-    // Events go straight to the connection; a client that falls more than max_watch_bytes
-    // behind is cut off with kube-apiserver's 410 event and resumes from its last version.
-    auto stream = std::make_shared<HttpStream>(options_.max_watch_bytes);
-    absl::StatusOr<store::WatchPtr> watch =
-        service_->Watch(kind, version, ns, from, [stream](std::string line) {
-          if (stream->Push(line + "\n") || !stream->open()) return;
-          json expired = {{"type", "ERROR"},
-                          {"object",
-                           {{"kind", "Status"},
-                            {"apiVersion", "v1"},
-                            {"status", "Failure"},
-                            {"message",
-                             "the watch fell too far behind; watch again from the "
-                             "last resourceVersion received"},
-                            {"reason", "Expired"},
-                            {"code", 410}}}};
-          stream->PushFinal(expired.dump() + "\n");
-        });
-    if (!watch.ok()) return SendError(req, res, watch.status());
-    struct Held {
-      store::WatchPtr watch;
-      std::shared_ptr<void> slot;
-    };
-    res.status = 200;
-    res.content_type = "application/json";
-    res.stream = std::move(stream);
-    res.keep = std::make_shared<Held>(Held{std::move(*watch), std::move(slot)});
-    res.stream_max = absl::Seconds(seconds);
-  };
+                     const std::string& version,
+                     const std::string& ns) { ServeList(req, res, kind, version, ns); };
 
   auto write = [this](const HttpRequest& req, HttpResponse& res, const model::KindInfo& kind,
                       const std::string& version, const std::string& ns, const std::string& name,
@@ -362,6 +331,66 @@ void RestServer::Routes() {
   get(core_ns_item, core_item);
   s.Route("PUT", core_ns_item, core_item);
   s.Route("DELETE", core_ns_item, core_item);
+}
+
+void RestServer::ServeList(const HttpRequest& req, HttpResponse& res, const model::KindInfo& kind,
+                           const std::string& version, const std::string& ns) {
+  if (req.param("watch") != "true" && req.param("watch") != "1") {
+    absl::StatusOr<json> out = service_->List(kind, version, ns);
+    if (!out.ok()) return SendError(req, res, out.status());
+    return SendJson(res, 200, *out);
+  }
+  std::optional<int64_t> from;
+  if (std::string rv = req.param("resourceVersion"); !rv.empty() && rv != "0") {
+    int64_t n;
+    if (!absl::SimpleAtoi(rv, &n) || n < 0) {
+      return SendStatus(req, res, 400, "resourceVersion must be a non-negative integer");
+    }
+    from = n;
+  }
+  int seconds = options_.max_watch_seconds;
+  if (std::string t = req.param("timeoutSeconds"); !t.empty()) {
+    int n;
+    if (!absl::SimpleAtoi(t, &n) || n <= 0)
+      return SendStatus(req, res, 400, "timeoutSeconds must be a positive integer");
+    seconds = std::min(n, seconds);
+  }
+  if (open_watches_.fetch_add(1) >= options_.max_watches) {
+    --open_watches_;
+    return SendStatus(req, res, 429,
+                      absl::StrCat("too many open watches (", options_.max_watches, ")"));
+  }
+  // Released when the stream ends, however it ends.
+  auto slot = std::shared_ptr<void>(nullptr, [this](void*) { --open_watches_; });
+  // Events go straight to the connection; a client that falls more than
+  // max_watch_bytes behind is cut off with kube-apiserver's 410 event and
+  // resumes from its last version.
+  auto stream = std::make_shared<HttpStream>(options_.max_watch_bytes);
+  absl::StatusOr<store::WatchPtr> watch =
+      service_->Watch(kind, version, ns, from, [stream](std::string line) {
+        if (stream->Push(line + "\n") || !stream->open()) return;
+        json expired = {{"type", "ERROR"},
+                        {"object",
+                         {{"kind", "Status"},
+                          {"apiVersion", "v1"},
+                          {"status", "Failure"},
+                          {"message",
+                           "the watch fell too far behind; watch again from the "
+                           "last resourceVersion received"},
+                          {"reason", "Expired"},
+                          {"code", 410}}}};
+        stream->PushFinal(expired.dump() + "\n");
+      });
+  if (!watch.ok()) return SendError(req, res, watch.status());
+  struct Held {
+    store::WatchPtr watch;
+    std::shared_ptr<void> slot;
+  };
+  res.status = 200;
+  res.content_type = "application/json";
+  res.stream = std::move(stream);
+  res.keep = std::make_shared<Held>(Held{std::move(*watch), std::move(slot)});
+  res.stream_max = absl::Seconds(seconds);
 }
 
 }  // namespace mesh::api

@@ -14,6 +14,8 @@
 namespace mesh::api {
 
 class HttpServer;
+struct HttpRequest;
+struct HttpResponse;
 
 struct RestOptions {
   std::string host = "127.0.0.1";
@@ -69,6 +71,13 @@ class RestServer {
 
  private:
   void Routes();
+  void AddFilters();
+  void AddSystemRoutes();
+  void AddApplyRoutes();
+  void AddResourceRoutes();
+  // GET of a collection: the List, or with ?watch=true a stream of events.
+  void ServeList(const HttpRequest& req, HttpResponse& res, const model::KindInfo& kind,
+                 const std::string& version, const std::string& ns);
 
   ResourceService* service_;
   RestOptions options_;

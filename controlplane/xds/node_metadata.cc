@@ -1,7 +1,5 @@
 #include "controlplane/xds/node_metadata.h"
 
-#include <arpa/inet.h>
-
 #include <map>
 
 #include "absl/strings/ascii.h"
@@ -9,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/ip_address.h"
 
 namespace mesh::xds {
 namespace {
@@ -43,11 +42,6 @@ bool DnsLabel(absl::string_view s) {
     if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '-') return false;
   }
   return true;
-}
-
-bool IpAddress(const std::string& s) {
-  in6_addr any;
-  return inet_pton(AF_INET, s.c_str(), &any) == 1 || inet_pton(AF_INET6, s.c_str(), &any) == 1;
 }
 
 // "a=b,c=d" with every number a port (1-65535); errors name the key and the entry.
@@ -146,7 +140,7 @@ absl::StatusOr<NodeInfo> ParseNode(const envoy::config::core::v3::Node& node) {
         absl::StrCat("metadata.INSTANCE_IPS: more than ", kMaxIps, " addresses"));
   } else {
     for (size_t i = 0; i < ips.size(); ++i) {
-      if (!IpAddress(ips[i])) {
+      if (!IsIpAddress(ips[i])) {
         registration.push_back(absl::StrCat("metadata.INSTANCE_IPS[", i, "] \"",
                                             ips[i].substr(0, 64), "\": not an IP address"));
       }

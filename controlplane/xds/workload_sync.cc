@@ -1,12 +1,11 @@
 #include "controlplane/xds/workload_sync.h"
 
-#include <arpa/inet.h>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/ip_address.h"
 #include "common/log.h"
 
 namespace mesh::xds {
@@ -56,11 +55,7 @@ std::optional<registry::Workload> DecodeWorkload(const std::string& value) {
       w.inbound_ports[service_port] = v.get<uint32_t>();
     }
   }
-  in6_addr any;
-  if (inet_pton(AF_INET, w.address.c_str(), &any) != 1 &&
-      inet_pton(AF_INET6, w.address.c_str(), &any) != 1) {
-    return std::nullopt;
-  }
+  if (!IsIpAddress(w.address)) return std::nullopt;
   return w;
 }
 

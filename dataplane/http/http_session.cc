@@ -121,8 +121,8 @@ struct Attempt {
   UpstreamConnectionPtr upstream;  // the connection, while its response is unread
   std::unique_ptr<http::response_parser<http::buffer_body>> response;
   bool request_sent = false;  // a streamed request body went out: it cannot be sent again
-  std::string pool_key;       // "address:port" of the host
-  std::string overflow;       // the circuit-breaker limit that refused it, if one did
+  const std::string* pool_key = nullptr;  // the host's; the snapshot that holds it outlives us
+  std::string overflow;                   // the circuit-breaker limit that refused it, if one did
   // The client's own request body was malformed (a bad chunk): its fault, answered 400, and
   // never counted against the host.
   std::string client_error;
@@ -649,8 +649,8 @@ class HttpConnection {
   awaitable<Attempt> Exchange(http::request_parser<http::buffer_body>& parser,
                               const Cluster& cluster, const Host& host, absl::Time deadline) {
     Attempt out;
-    out.pool_key = absl::StrCat(cluster.pool_prefix, host.address, ":", host.port);
-    const std::string& key = out.pool_key;
+    out.pool_key = &host.pool_key;
+    const std::string& key = host.pool_key;
     host.state->active_requests.fetch_add(1, std::memory_order_relaxed);
     struct Done {
       const Host& h;
@@ -961,7 +961,7 @@ class HttpConnection {
     const uint32_t per_connection = cluster.limits.max_requests_per_connection;
     if (!ec && parser.is_done() && upstream_keep_alive && upstream_buffer_.size() == 0 &&
         (per_connection == 0 || attempt.upstream->requests < per_connection)) {
-      worker_.pool().Give(attempt.pool_key, std::move(attempt.upstream), absl::Now(),
+      worker_.pool().Give(*attempt.pool_key, std::move(attempt.upstream), absl::Now(),
                           cluster.limits.idle_timeout);
     } else {
       upstream_buffer_.clear();

@@ -72,6 +72,18 @@ std::optional<MessageRefusal> CheckFraming(http::fields& fields, Framing* framin
       return Refuse(400, "Transfer-Encoding must be chunked, applied once");
     }
   }
+  if (has_length && !has_coding && fields.count(http::field::content_length) == 1) {
+    // The usual case, one line holding a plain number: nothing to normalize, nothing allocated.
+    absl::string_view value = View(fields[http::field::content_length]);
+    uint64_t n;
+    if (!value.empty() &&
+        std::all_of(value.begin(), value.end(),
+                    [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) &&
+        absl::SimpleAtoi(value, &n)) {
+      framing->content_length = n;
+      return std::nullopt;
+    }
+  }
   if (has_length) {
     std::optional<uint64_t> length;
     std::vector<std::string> values = ListElements(fields, http::field::content_length);

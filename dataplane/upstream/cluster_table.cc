@@ -1,11 +1,10 @@
 #include "dataplane/upstream/cluster_table.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/ip_address.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh::dataplane {
@@ -81,10 +80,7 @@ const Host* Cluster::Pick(uint64_t random, std::optional<uint64_t> hash, absl::T
 }
 
 bool UsableEndpoint(const std::string& address, uint32_t port) {
-  if (port == 0 || port > 65535) return false;
-  in6_addr any;
-  return inet_pton(AF_INET, address.c_str(), &any) == 1 ||
-         inet_pton(AF_INET6, address.c_str(), &any) == 1;
+  return port > 0 && port <= 65535 && IsIpAddress(address);
 }
 
 absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
@@ -207,6 +203,7 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
             }
           }
           if (!h.state) h.state = std::make_shared<HostState>();
+          h.pool_key = absl::StrCat(c.pool_prefix, h.address, ":", h.port);
           c.hosts.push_back(std::move(h));
         }
       }

@@ -46,6 +46,9 @@ struct Host {
   uint32_t port = 0;
   uint32_t weight = 1;
   std::shared_ptr<HostState> state;
+  // Its connections' key in the connection pool: the cluster's pool_prefix, then address:port.
+  // Made once per update, so the request path builds no string to find a connection.
+  std::string pool_key;
 };
 
 struct Limits {

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <csignal>
 #include <map>
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -14,7 +13,6 @@ namespace mesh::testing {
 namespace {
 
 using namespace std::chrono_literals;
-using nlohmann::json;
 
 const std::string kPongYaml =
     "apiVersion: v1\nkind: Service\nmetadata: {name: pong}\nspec:\n  selector: {app: pong}\n"
@@ -24,15 +22,6 @@ const std::string kPongYaml =
     "  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n---\n"
     "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: pong}\n"
     "spec:\n  hosts: ['*']\n  gateways: [gw]\n  http: [{route: [{destination: {host: pong}}]}]\n";
-
-// Registration state per connected proxy, from meshpilot's /debug/syncz.
-std::map<std::string, std::string> Registrations(Mesh& mesh) {
-  std::map<std::string, std::string> out;
-  auto res = mesh.pilot().Client().Get("/debug/syncz");
-  if (!res) return out;
-  for (const json& p : json::parse(res->body)) out[p.value("id", "")] = p.value("registration", "");
-  return out;
-}
 
 TEST_CASE("Sidecars claiming a service's labels without its identity never receive its traffic") {
   Mesh mesh;
@@ -59,11 +48,11 @@ TEST_CASE("Sidecars claiming a service's labels without its identity never recei
                  mesh.TokenFile("sa-intruder", "default", "intruder")});
   REQUIRE(WaitFor(
       [&] {
-        auto r = Registrations(mesh);
+        auto r = mesh.pilot().Registrations();
         return r.count("plain-intruder") && absl::StartsWith(r["sa-intruder"], "refused");
       },
       10s));
-  std::map<std::string, std::string> r = Registrations(mesh);
+  std::map<std::string, std::string> r = mesh.pilot().Registrations();
   CHECK(r["pong-v1"] == "registered");
   CHECK(r["plain-intruder"] ==
         "not registered: a plaintext stream proves no identity (connect to the TLS xDS port with a "
@@ -94,12 +83,12 @@ TEST_CASE("A sidecar whose app stops accepting leaves load balancing, and return
     return seen;
   };
   REQUIRE(WaitFor([&] { return count(20).size() == 2; }, 10s));
-  CHECK(Registrations(mesh)["pong-v2"] == "registered");
+  CHECK(mesh.pilot().Registrations()["pong-v2"] == "registered");
 
   v2.app->Stop(SIGKILL);
   REQUIRE(WaitFor(
       [&] {
-        return Registrations(mesh)["pong-v2"] ==
+        return mesh.pilot().Registrations()["pong-v2"] ==
                absl::StrCat("registered, unhealthy: app port ", v2.port, " refuses connections");
       },
       10s));
@@ -115,7 +104,7 @@ TEST_CASE("A sidecar whose app stops accepting leaves load balancing, and return
   Process again({MESH_DEMO_APP_BIN, "--listen", absl::StrCat("127.0.0.1:", v2.port), "--name",
                  "pong", "--version", "v2"},
                 mesh.dir() / "pong-v2-again.log");
-  REQUIRE(WaitFor([&] { return Registrations(mesh)["pong-v2"] == "registered"; }, 10s));
+  REQUIRE(WaitFor([&] { return mesh.pilot().Registrations()["pong-v2"] == "registered"; }, 10s));
   REQUIRE(WaitFor([&] { return count(20).count("pong v2\n") == 1; }, 10s));
 }
 

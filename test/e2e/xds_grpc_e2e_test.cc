@@ -443,12 +443,7 @@ TEST_CASE(
                                     model_labels_t{{"app", "echo"}}));
     REQUIRE(poisoned.back()->Subscribe("type.googleapis.com/envoy.config.cluster.v3.Cluster", {}));
   }
-  auto registrations = [&] {
-    std::map<std::string, std::string> out;
-    for (const json& p : json::parse(pilot.Client().Get("/debug/syncz")->body))
-      out[p.value("id", "")] = p.value("registration", "");
-    return out;
-  };
+  auto registrations = [&] { return pilot.Registrations(); };
   REQUIRE(testing::WaitFor([&] { return registrations().size() == 4; }, std::chrono::seconds(5)));
   std::map<std::string, std::string> reasons = registrations();
   CHECK(reasons["poison-9000=0"] ==
@@ -689,15 +684,12 @@ TEST_CASE(
     REQUIRE(apply(8000 + 2 * i));
     std::this_thread::sleep_for(std::chrono::milliseconds(60));
   }
-  auto ids = [&] {
-    std::string syncz = pilot.Client().Get("/debug/syncz")->body;
-    return syncz;
-  };
+  auto syncz = [&] { return pilot.Client().Get("/debug/syncz")->body; };
   int next = 9000;
   REQUIRE(testing::WaitFor(
       [&] {
         if (!apply(next += 2)) return false;
-        return !absl::StrContains(ids(), "\"stuck\"");
+        return !absl::StrContains(syncz(), "\"stuck\"");
       },
       std::chrono::seconds(10)));
   CHECK(absl::StrContains(pilot.Client().Get("/metrics")->body,

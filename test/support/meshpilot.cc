@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 namespace mesh::testing {
 
@@ -58,6 +59,16 @@ httplib::Client MeshpilotProcess::Client() const {
   c.set_read_timeout(10, 0);
   c.set_tcp_nodelay(true);
   return c;
+}
+
+std::map<std::string, std::string> MeshpilotProcess::Registrations() const {
+  std::map<std::string, std::string> out;
+  auto res = Client().Get("/debug/syncz");
+  if (!res || res->status != 200) return out;
+  nlohmann::json proxies = nlohmann::json::parse(res->body, nullptr, false);
+  if (!proxies.is_array()) return out;
+  for (const nlohmann::json& p : proxies) out[p.value("id", "")] = p.value("registration", "");
+  return out;
 }
 
 }  // namespace mesh::testing

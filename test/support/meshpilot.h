@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,9 @@ class MeshpilotProcess {
   const std::string& data_dir() const { return data_dir_; }
   std::string Log() const { return process_ ? process_->Log() : ""; }
   httplib::Client Client() const;
+  // Per connected proxy (node id), its registration as /debug/syncz states it ("registered",
+  // "not registered: ..."; empty for proxies that do not register). Empty if meshpilot is down.
+  std::map<std::string, std::string> Registrations() const;
 
  private:
   std::string binary_, data_dir_;
