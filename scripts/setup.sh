@@ -11,6 +11,7 @@ PACKAGES=(
   redis-server mariadb-server mariadb-client libhiredis-dev libmariadb-dev
   etcd-server etcd-client
   clang libclang-rt-14-dev
+  libnghttp2-dev nghttp2-client
 )
 
 missing=()

@@ -249,7 +249,12 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
         percent(r.fault->delay->percentage, fault.mutable_delay()->mutable_percentage());
       }
       if (r.fault->abort) {
-        fault.mutable_abort()->set_http_status(static_cast<uint32_t>(r.fault->abort->http_status));
+        if (r.fault->abort->grpc_status) {
+          fault.mutable_abort()->set_grpc_status(*r.fault->abort->grpc_status);
+        } else {
+          fault.mutable_abort()->set_http_status(
+              static_cast<uint32_t>(r.fault->abort->http_status));
+        }
         percent(r.fault->abort->percentage, fault.mutable_abort()->mutable_percentage());
       }
       (*out->mutable_typed_per_filter_config())["envoy.filters.http.fault"].PackFrom(fault);

@@ -188,6 +188,29 @@ HTTPRetry ReadRetry(ObjectReader& r) {
   return retry;
 }
 
+// Istio's grpcStatus: a status code name in capitals, as gRPC's statuscodes.md lists them. Its
+// number (as a string or an integer) is accepted too.
+std::optional<uint32_t> GrpcStatusCode(const json& value) {
+  static constexpr absl::string_view kNames[] = {
+      "OK",           "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS", "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",    "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  int64_t code = -1;
+  if (value.is_number_integer()) {
+    code = value.get<int64_t>();
+  } else if (value.is_string()) {
+    const std::string& s = value.get_ref<const std::string&>();
+    for (size_t i = 0; i < std::size(kNames); ++i) {
+      if (s == kNames[i]) return static_cast<uint32_t>(i);
+    }
+    if (!absl::SimpleAtoi(s, &code)) return std::nullopt;
+  }
+  if (code < 0 || code >= static_cast<int64_t>(std::size(kNames))) return std::nullopt;
+  return static_cast<uint32_t>(code);
+}
+
 HTTPFaultInjection ReadFault(ObjectReader& r) {
   HTTPFaultInjection fault;
   r.Object("delay", [&](ObjectReader& d) {
@@ -201,12 +224,19 @@ HTTPFaultInjection ReadFault(ObjectReader& r) {
   });
   r.Object("abort", [&](ObjectReader& a) {
     HTTPFaultInjection::Abort abort;
-    if (!a.Has("httpStatus") && !a.Has("grpcStatus") && !a.Has("http2Error")) {
-      a.Error("httpStatus", "is required");
-    }
+    const int given = a.Has("httpStatus") + a.Has("grpcStatus") + a.Has("http2Error");
+    if (given == 0) a.Error("httpStatus", "one of httpStatus and grpcStatus is required");
+    if (given > 1) a.Error("grpcStatus", "only one of httpStatus, grpcStatus and http2Error");
     if (auto s = a.IntInRange("httpStatus", 200, 599)) abort.http_status = static_cast<int32_t>(*s);
-    a.String("grpcStatus");
-    a.String("http2Error");
+    if (const json* g = a.Get("grpcStatus")) {
+      abort.grpc_status = GrpcStatusCode(*g);
+      if (!abort.grpc_status) {
+        a.Error("grpcStatus",
+                "must be a gRPC status code name such as UNAVAILABLE (or its number, 0-16)");
+      }
+    }
+    if (a.Has("http2Error")) a.Error("http2Error", "is not supported; use httpStatus or grpcStatus");
+    a.Get("http2Error");
     abort.percentage = ReadPercent(a, "percentage");
     if (auto p = a.IntInRange("percent", 0, 100)) abort.percentage = static_cast<double>(*p);
     fault.abort = abort;

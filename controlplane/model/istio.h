@@ -96,7 +96,8 @@ struct HTTPFaultInjection {
     bool operator==(const Delay&) const = default;
   };
   struct Abort {
-    int32_t http_status = 0;
+    int32_t http_status = 0;              // one of http_status and grpc_status is set
+    std::optional<uint32_t> grpc_status;  // the code of Istio's grpcStatus name ("UNAVAILABLE")
     double percentage = 100;
     bool operator==(const Abort&) const = default;
   };

@@ -282,12 +282,18 @@ absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
             fault.delay_per_million = PerMillion(pf.delay().percentage());
           }
           if (pf.has_abort()) {
-            fault.abort_status = pf.abort().http_status();
-            fault.abort_per_million = PerMillion(pf.abort().percentage());
-            if (fault.abort_status < 200 || fault.abort_status > 599) {
-              errors.Add(
-                  rpath + ".typed_per_filter_config[envoy.filters.http.fault].abort.http_status",
-                  "must be between 200 and 599");
+            const auto& abort = pf.abort();
+            const std::string apath =
+                rpath + ".typed_per_filter_config[envoy.filters.http.fault].abort";
+            fault.abort_per_million = PerMillion(abort.percentage());
+            if (abort.has_grpc_status()) {
+              fault.abort_grpc_status = abort.grpc_status();
+              if (abort.grpc_status() > 16)
+                errors.Add(apath + ".grpc_status", "must be a gRPC status code (0-16)");
+            } else {
+              fault.abort_status = abort.http_status();
+              if (fault.abort_status < 200 || fault.abort_status > 599)
+                errors.Add(apath + ".http_status", "must be between 200 and 599");
             }
           }
           route.fault = fault;

@@ -178,3 +178,44 @@ TEST_CASE("A list whose kind is not a string is one document, never an exception
 
 }  // namespace
 }  // namespace mesh::model
+
+namespace mesh::model {
+namespace {
+
+DecodedDocument DecodeAbort(const std::string& abort) {
+  auto docs = ParseYamlDocuments(
+      "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: rpc}\n"
+      "spec:\n  hosts: [rpc]\n  http:\n  - route: [{destination: {host: rpc}}]\n"
+      "    fault: {abort: " +
+      abort + "}\n");
+  REQUIRE(docs.ok());
+  return DecodeDocument((*docs)[0], "default", 1);
+}
+
+TEST_CASE("A gRPC fault abort decodes Istio's status names, and refuses what it cannot compile") {
+  DecodedDocument named = DecodeAbort("{grpcStatus: UNAVAILABLE, percentage: {value: 50}}");
+  REQUIRE(named.outcome == DecodedDocument::Outcome::kObject);
+  const auto& abort = *std::get<VirtualService>(named.object->spec).http[0].fault->abort;
+  CHECK(abort.grpc_status == 14u);
+  CHECK(abort.http_status == 0);
+  CHECK(abort.percentage == 50);
+
+  DecodedDocument numbered = DecodeAbort("{grpcStatus: \"4\"}");
+  REQUIRE(numbered.outcome == DecodedDocument::Outcome::kObject);
+  CHECK(std::get<VirtualService>(numbered.object->spec).http[0].fault->abort->grpc_status == 4u);
+
+  DecodedDocument unknown = DecodeAbort("{grpcStatus: Unavailable}");
+  REQUIRE(unknown.outcome == DecodedDocument::Outcome::kInvalid);
+  CHECK(unknown.errors[0].path == "spec.http[0].fault.abort.grpcStatus");
+  CHECK(unknown.errors[0].message ==
+        "must be a gRPC status code name such as UNAVAILABLE (or its number, 0-16)");
+  DecodedDocument both = DecodeAbort("{httpStatus: 503, grpcStatus: UNAVAILABLE}");
+  REQUIRE(both.outcome == DecodedDocument::Outcome::kInvalid);
+  CHECK(both.errors[0].message == "only one of httpStatus, grpcStatus and http2Error");
+  DecodedDocument h2 = DecodeAbort("{http2Error: REFUSED_STREAM}");
+  REQUIRE(h2.outcome == DecodedDocument::Outcome::kInvalid);
+  CHECK(h2.errors[0].path == "spec.http[0].fault.abort.http2Error");
+}
+
+}  // namespace
+}  // namespace mesh::model

@@ -229,5 +229,53 @@ spec:
   CHECK(*r->cors->allow_credentials);
 }
 
+TEST_CASE("A VirtualService's gRPC fault abort compiles to grpc_status, which the table accepts") {
+  // Before: compiled to abort {http_status: 0}, which the proxy refused with the whole route
+  // config, leaving the port's listeners warming.
+  mesh::testing::ServiceFixture fx;
+  REQUIRE(fx.service
+              ->Apply(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: rpc}
+spec: {ports: [{name: grpc, port: 9000}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: rpc}
+spec:
+  hosts: [rpc]
+  http:
+  - route: [{destination: {host: rpc}}]
+    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}
+)",
+                      api::BodyFormat::kYaml, "default")
+              .ok());
+  registry::Registry reg = registry::Registry::Build(*fx.index->Current(), {});
+  compiler::Resources res =
+      compiler::Compile(*fx.index->Current(), reg, {compiler::Role::kProxyless, "default", {}, {}});
+  envoy::config::route::v3::RouteConfiguration rc;
+  REQUIRE(res.Of(compiler::kRouteType).at("rpc.default.svc.cluster.local:9000")->UnpackTo(&rc));
+  RouteTablePtr t = Table(rc.DebugString());
+  const Route* r = t->Match(RequestView{"POST", "rpc", "/echo.Echo/Say", {}});
+  REQUIRE(r != nullptr);
+  REQUIRE(r->fault.has_value());
+  CHECK(r->fault->abort_grpc_status == 14u);
+  CHECK(r->fault->abort_status == 0);
+  CHECK(r->fault->aborts());
+  CHECK(r->fault->abort_per_million == 1'000'000);
+
+  auto out_of_range = RouteTable::FromProto(Parse(R"(
+    name: "r"
+    virtual_hosts { name: "a" domains: "*"
+      routes { match { prefix: "/" } route { cluster: "c" }
+        typed_per_filter_config { key: "envoy.filters.http.fault" value {
+          [type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault] {
+            abort { grpc_status: 17 } } } } } })"));
+  CHECK(out_of_range.status().message() ==
+        "route config r: virtual_hosts[0].routes[0].typed_per_filter_config[envoy.filters.http."
+        "fault].abort.grpc_status: must be a gRPC status code (0-16)");
+}
+
 }  // namespace
 }  // namespace mesh::dataplane

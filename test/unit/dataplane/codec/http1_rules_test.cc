@@ -1,22 +1,28 @@
-#include "dataplane/http/message_rules.h"
+#include "dataplane/codec/http1_rules.h"
 
 #include <catch2/catch.hpp>
 
 namespace mesh::dataplane {
 namespace {
 
-namespace http = boost::beast::http;
-
-http::fields Fields(std::initializer_list<std::pair<std::string, std::string>> lines) {
-  http::fields f;
-  for (const auto& [name, value] : lines) f.insert(name, value);
+HeaderMap Fields(std::initializer_list<std::pair<std::string, std::string>> lines) {
+  HeaderMap f;
+  for (const auto& [name, value] : lines) f.Add(name, value);
   return f;
 }
 
+// As the codec calls it: the Host lines apart from the other fields.
+std::optional<MessageRefusal> CheckRequest(HeaderMap& f, unsigned version, Framing* framing) {
+  const int hosts = static_cast<int>(f.Count("host"));
+  const std::string host = hosts ? *f.Get("host") : "";
+  f.Remove("host");
+  return CheckRequestHeader(f, hosts, host, version, framing);
+}
+
 // The refusal's status and reason, or "ok".
-std::string Request(http::fields f, unsigned version = 11, Framing* framing = nullptr) {
+std::string Request(HeaderMap f, unsigned version = 11, Framing* framing = nullptr) {
   Framing ignored;
-  auto refusal = CheckRequestHeader(f, version, framing ? framing : &ignored);
+  auto refusal = CheckRequest(f, version, framing ? framing : &ignored);
   return refusal ? std::to_string(refusal->status) + " " + refusal->reason : "ok";
 }
 
@@ -54,11 +60,11 @@ TEST_CASE("An HTTP/1.1 request needs exactly one valid Host") {
 
 TEST_CASE("Content-Length is one decimal value, normalized to one line") {
   Framing framing;
-  http::fields f = Fields({{"Host", "a"}, {"Content-Length", "5, 5"}});
-  CHECK(CheckRequestHeader(f, 11, &framing) == std::nullopt);
+  HeaderMap f = Fields({{"Host", "a"}, {"Content-Length", "5, 5"}});
+  CHECK(CheckRequest(f, 11, &framing) == std::nullopt);
   CHECK(framing.content_length == 5u);
-  CHECK(f.count(http::field::content_length) == 1);
-  CHECK(std::string(f[http::field::content_length]) == "5");
+  CHECK(f.Count("content-length") == 1);
+  CHECK(*f.Get("content-length") == "5");
   CHECK(Request(Fields({{"Host", "a"}, {"Content-Length", "5, 6"}})) ==
         "400 Content-Length with differing values");
   CHECK(Request(Fields({{"Host", "a"}, {"Content-Length", "+5"}})) ==
@@ -91,26 +97,27 @@ TEST_CASE("Transfer-Encoding is chunked alone, and other codings and CL.TE are r
 
 TEST_CASE("Upstream responses: framing headers stay, TE wins over CL, 101 is refused") {
   Framing framing;
-  http::fields nominated = Fields({{"Connection", "Content-Length"}, {"Content-Length", "5"}});
-  auto refusal = CheckResponseHeader(nominated, 200, &framing);
+  HeaderMap nominated = Fields({{"Connection", "Content-Length"}, {"Content-Length", "5"}});
+  auto refusal = CheckResponseHeader(nominated, 200, false, &framing);
   REQUIRE(refusal);
   CHECK(refusal->status == 502);
   CHECK(refusal->reason == "Connection may not nominate Content-Length");
 
-  http::fields both = Fields({{"Transfer-Encoding", "chunked"}, {"Content-Length", "5"}});
-  CHECK(CheckResponseHeader(both, 200, &framing) == std::nullopt);
+  HeaderMap both = Fields({{"Transfer-Encoding", "chunked"}, {"Content-Length", "5"}});
+  CHECK(CheckResponseHeader(both, 200, false, &framing) == std::nullopt);
   CHECK(framing.chunked);
-  CHECK(both.count(http::field::content_length) == 0);
+  CHECK(both.Count("content-length") == 0);
 
-  http::fields upgrade = Fields({});
-  refusal = CheckResponseHeader(upgrade, 101, &framing);
+  HeaderMap upgrade = Fields({});
+  refusal = CheckResponseHeader(upgrade, 101, false, &framing);
   REQUIRE(refusal);
   CHECK(refusal->reason == "upstream switched protocols without being asked");
+  CHECK(CheckResponseHeader(upgrade, 101, true, &framing) == std::nullopt);  // a WebSocket
 
-  http::fields listed = Fields({{"Content-Length", "7,7"}});
-  CHECK(CheckResponseHeader(listed, 200, &framing) == std::nullopt);
+  HeaderMap listed = Fields({{"Content-Length", "7,7"}});
+  CHECK(CheckResponseHeader(listed, 200, false, &framing) == std::nullopt);
   CHECK(framing.content_length == 7u);
-  CHECK(std::string(listed[http::field::content_length]) == "7");
+  CHECK(*listed.Get("content-length") == "7");
 }
 
 }  // namespace
