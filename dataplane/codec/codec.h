@@ -63,11 +63,11 @@ class ServerCodecCallbacks {
   virtual RequestDecoder& NewStream(ResponseEncoder& encoder) = 0;
 };
 
-class ServerCodec : public Codec {};
+class ServerCodec : public virtual Codec {};
 using ServerCodecPtr = std::unique_ptr<ServerCodec>;
 
 // An upstream connection's codec.
-class ClientCodec : public Codec {
+class ClientCodec : public virtual Codec {
  public:
   // Whether NewStream may be called now: HTTP/1.1 carries one exchange at a time, HTTP/2 up to
   // the peer's SETTINGS_MAX_CONCURRENT_STREAMS; neither after a GOAWAY or an error.
