@@ -24,6 +24,8 @@ class CodecOwner {
   // The codec can take bytes again after it stopped consuming them (an HTTP/1.1 pipelined request
   // waits until the previous response is complete): the owner should Dispatch what it holds.
   virtual void OnCodecReadResumed() {}
+  // A stream ended (completed or reset); an upstream connection may now carry another.
+  virtual void OnCodecStreamClosed() {}
 };
 
 class Codec {
@@ -35,7 +37,9 @@ class Codec {
   // means the connection is unusable: the owner writes what is pending (an error answer, a
   // GOAWAY) and closes. Every open stream is then reset.
   virtual absl::StatusOr<size_t> Dispatch(absl::string_view data) = 0;
-  // Bytes waiting to be written, in order; the owner writes some and calls ConsumeOutput.
+  // The next bytes to write (maybe not all that wait: the owner writes, calls ConsumeOutput, and
+  // asks again until this is empty). The bytes stay valid and unmoved until consumed, whatever
+  // is encoded meanwhile.
   virtual absl::string_view PendingOutput() = 0;
   virtual void ConsumeOutput(size_t n) = 0;
   // The connection should close once its output is written: HTTP/1.1 "Connection: close", a

@@ -76,6 +76,7 @@ class Http1ClientCodec::ClientStream : public RequestEncoder, public Stream {
     codec_.stream_active_ = false;
     codec_.decoder_ = nullptr;
     codec_.Output();  // the owner sees WantsClose
+    codec_.owner_.OnCodecStreamClosed();
   }
   void ReadDisable(bool disable) override {
     codec_.read_disabled_ += disable ? 1 : -1;
@@ -219,12 +220,14 @@ void Http1ClientCodec::ResetStream(ResetReason reason, absl::string_view detail)
   stream_active_ = false;
   decoder_ = nullptr;
   if (StreamCallbacks* callbacks = stream_->callbacks()) callbacks->OnReset(reason, detail);
+  owner_.OnCodecStreamClosed();
 }
 
 void Http1ClientCodec::MaybeFinishStream() {
   if (!stream_active_ || !request_complete_ || !response_complete_) return;
   stream_active_ = false;
   decoder_ = nullptr;
+  owner_.OnCodecStreamClosed();
 }
 
 void Http1ClientCodec::OnConnectionClosed(ResetReason reason) {
@@ -249,7 +252,20 @@ void Http1ClientCodec::OnConnectionClosed(ResetReason reason) {
   ResetStream(reason, "upstream connection closed");
 }
 
+void Http1ClientCodec::ConsumeOutput(size_t n) {
+  output_.Consume(n);
+  if (above_watermark_ && output_.size() < limits_.output_high_watermark / 2) {
+    above_watermark_ = false;
+    if (stream_active_ && stream_->callbacks()) stream_->callbacks()->OnBelowWriteBufferLowWatermark();
+  }
+}
+
 void Http1ClientCodec::Output() {
+  if (!above_watermark_ && output_.size() > limits_.output_high_watermark) {
+    // The upstream reads the request body slower than the client sends it.
+    above_watermark_ = true;
+    if (stream_active_ && stream_->callbacks()) stream_->callbacks()->OnAboveWriteBufferHighWatermark();
+  }
   if (!dispatching_) owner_.OnCodecOutput();
 }
 

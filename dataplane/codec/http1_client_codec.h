@@ -25,8 +25,8 @@ class Http1ClientCodec : public ClientCodec, private http1::MessageEvents {
 
   // Codec
   absl::StatusOr<size_t> Dispatch(absl::string_view data) override;
-  absl::string_view PendingOutput() override { return output_.View(); }
-  void ConsumeOutput(size_t n) override { output_.Consume(n); }
+  absl::string_view PendingOutput() override { return output_.Front(); }
+  void ConsumeOutput(size_t n) override;
   bool WantsClose() const override { return broken_ && output_.empty(); }
   bool WantsRead() const override { return read_disabled_ == 0; }
   void GoAway() override { going_away_ = true; }
@@ -76,6 +76,7 @@ class Http1ClientCodec : public ClientCodec, private http1::MessageEvents {
   std::optional<uint64_t> response_remaining_;
   std::string protocol_error_;
   int read_disabled_ = 0;
+  bool above_watermark_ = false;
   uint32_t exchanges_ = 0;
 };
 

@@ -319,6 +319,10 @@ void Http1ServerCodec::MaybeFinishStream() {
 
 void Http1ServerCodec::ConsumeOutput(size_t n) {
   output_.Consume(n);
+  if (above_watermark_ && output_.size() < limits_.output_high_watermark / 2) {
+    above_watermark_ = false;
+    if (stream_active_ && stream_->callbacks()) stream_->callbacks()->OnBelowWriteBufferLowWatermark();
+  }
 }
 
 void Http1ServerCodec::GoAway() {
@@ -340,6 +344,11 @@ void Http1ServerCodec::OnConnectionClosed(ResetReason reason) {
 }
 
 void Http1ServerCodec::Output() {
+  if (!above_watermark_ && output_.size() > limits_.output_high_watermark) {
+    // The client reads slower than the upstream answers: the layer above pauses the upstream.
+    above_watermark_ = true;
+    if (stream_active_ && stream_->callbacks()) stream_->callbacks()->OnAboveWriteBufferHighWatermark();
+  }
   if (!dispatching_) owner_.OnCodecOutput();
 }
 

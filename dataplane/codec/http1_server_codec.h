@@ -28,7 +28,7 @@ class Http1ServerCodec : public ServerCodec, private http1::MessageEvents {
 
   // Codec
   absl::StatusOr<size_t> Dispatch(absl::string_view data) override;
-  absl::string_view PendingOutput() override { return output_.View(); }
+  absl::string_view PendingOutput() override { return output_.Front(); }
   void ConsumeOutput(size_t n) override;
   bool WantsClose() const override { return close_after_output_ && output_.empty(); }
   bool WantsRead() const override;
@@ -72,6 +72,7 @@ class Http1ServerCodec : public ServerCodec, private http1::MessageEvents {
   bool request_body_expected_ = false;
   std::optional<uint64_t> request_remaining_;  // Content-Length bytes still to come
   int read_disabled_ = 0;
+  bool above_watermark_ = false;
   std::string refusal_;  // why OnHeader refused the request
   int refusal_status_ = 0;
 };

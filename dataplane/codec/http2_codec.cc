@@ -125,7 +125,8 @@ class Http2Stream : public Stream, public ResponseEncoder, public RequestEncoder
     std::vector<nghttp2_nv> nva;
     nva.reserve(head.headers.size() + 4);
     nva.push_back(Nv(kMethod, head.method));
-    nva.push_back(Nv(kScheme, head.scheme.empty() ? std::string("http") : head.scheme));
+    static const std::string kHttp = "http";
+    nva.push_back(Nv(kScheme, head.scheme.empty() ? kHttp : head.scheme));
     nva.push_back(Nv(kAuthority, head.authority));
     nva.push_back(Nv(kPath, head.path));
     AppendFields(head.headers, nva);
@@ -408,6 +409,7 @@ int Http2Codec::Callbacks::OnStreamClose(nghttp2_session*, int32_t stream_id, ui
   }
   codec.closed_.push_back(std::move(it->second));
   codec.streams_.erase(it);
+  codec.owner_.OnCodecStreamClosed();
   return 0;
 }
 
@@ -493,7 +495,7 @@ absl::string_view Http2Codec::PendingOutput() {
     output_.Append(absl::string_view(reinterpret_cast<const char*>(bytes), n));
   }
   in_session_ = false;
-  return output_.View();
+  return output_.Front();
 }
 
 void Http2Codec::ConsumeOutput(size_t n) {

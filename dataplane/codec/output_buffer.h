@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <deque>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -8,31 +9,48 @@
 namespace mesh::dataplane {
 
 // Bytes a codec has encoded and its connection has not yet written: appended at the back,
-// consumed from the front. One contiguous block, so a small response leaves in one write.
+// written and consumed from the front. The front block, once handed out by Front(), never moves
+// until it is consumed, so the connection may write from it while the codec keeps appending.
+// A small response is one block, and leaves in one write.
 class OutputBuffer {
  public:
-  void Append(absl::string_view bytes) { buffer_.append(bytes.data(), bytes.size()); }
-  // For encoders that write in place (a head built field by field).
-  std::string& back() { return buffer_; }
-  absl::string_view View() const {
-    return absl::string_view(buffer_).substr(start_);
+  void Append(absl::string_view bytes) { back().append(bytes.data(), bytes.size()); }
+  // The block to append to in place (a head built field by field).
+  std::string& back() {
+    if (blocks_.empty() || (blocks_.size() == 1 && front_locked_) ||
+        blocks_.back().size() >= kBlock) {
+      blocks_.emplace_back();
+    }
+    return blocks_.back();
   }
+  // The first contiguous bytes to write; stable until Consume takes all of them.
+  absl::string_view Front() {
+    while (!front_locked_ && !blocks_.empty() && blocks_.front().empty()) blocks_.pop_front();
+    if (blocks_.empty()) return {};
+    front_locked_ = true;
+    return absl::string_view(blocks_.front()).substr(start_);
+  }
+  // `n` bytes of Front() were written.
   void Consume(size_t n) {
     start_ += n;
-    if (start_ >= buffer_.size()) {
-      buffer_.clear();
+    if (!blocks_.empty() && start_ >= blocks_.front().size()) {
+      blocks_.pop_front();
       start_ = 0;
-    } else if (start_ > 64 * 1024 && start_ * 2 > buffer_.size()) {
-      buffer_.erase(0, start_);  // keep a long-lived slow writer from growing without bound
-      start_ = 0;
+      front_locked_ = false;
     }
   }
-  size_t size() const { return buffer_.size() - start_; }
+  size_t size() const {
+    size_t n = 0;
+    for (const std::string& b : blocks_) n += b.size();
+    return n - start_;
+  }
   bool empty() const { return size() == 0; }
 
  private:
-  std::string buffer_;
+  static constexpr size_t kBlock = 64 * 1024;  // appends start a new block past this size
+  std::deque<std::string> blocks_;
   size_t start_ = 0;
+  bool front_locked_ = false;
 };
 
 }  // namespace mesh::dataplane

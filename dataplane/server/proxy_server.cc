@@ -227,9 +227,9 @@ asio::awaitable<void> ProxyServer::AcceptLoop(std::shared_ptr<Active> a) {
       continue;
     }
     if (a->config->kind == ListenerConfig::Kind::kHttp) {
-      asio::co_spawn(worker.io(),
-                     ServeHttp(worker, std::move(socket), a->runtime, a->config, options_.http),
-                     asio::detached);
+      asio::post(worker.io(), [&worker, s = std::move(socket), a, this]() mutable {
+        ServeHttp(worker, std::move(s), a->runtime, a->config, options_.http);
+      });
     } else {
       asio::co_spawn(worker.io(), ServeTcp(worker, std::move(socket), a->runtime, a->config),
                      asio::detached);

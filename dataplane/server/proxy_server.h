@@ -16,7 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "dataplane/http/http_session.h"
+#include "dataplane/server/http_connection.h"
 #include "dataplane/server/snapshot.h"
 #include "dataplane/server/worker.h"
 

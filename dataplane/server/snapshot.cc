@@ -62,6 +62,7 @@ absl::StatusOr<SnapshotPtr> Snapshot::Build(ProxyConfigPtr config, const Snapsho
             "listener ", name, ": TLS certificate files (", files->cert_file, ", ", files->key_file,
             files->ca_file.empty() ? "" : ", " + files->ca_file, "): ", ec.message()));
       }
+      OfferAlpn(*ctx);
       out->file_tls[name] = std::move(ctx);
     }
     out->listeners[name] = *std::move(lc);

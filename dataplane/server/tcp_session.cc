@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "dataplane/tls/mesh_stream.h"
 
 namespace mesh::dataplane {
 namespace {

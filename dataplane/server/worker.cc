@@ -2,16 +2,82 @@
 
 #include <boost/asio/post.hpp>
 
-namespace mesh::dataplane {
+#include "absl/strings/str_cat.h"
 
-Worker::Worker(int index, ConnectionPool::Options pool_options)
+namespace mesh::dataplane {
+namespace {
+
+// A TimeSource timer on the worker's loop.
+class AsioTimer : public Timer {
+ public:
+  AsioTimer(boost::asio::io_context& io, std::function<void()> on_fire)
+      : timer_(io), on_fire_(std::move(on_fire)), alive_(std::make_shared<bool>(true)) {}
+  ~AsioTimer() override { *alive_ = false; }
+  void Enable(absl::Duration delay) override {
+    enabled_ = true;
+    timer_.expires_after(absl::ToChronoNanoseconds(delay));
+    timer_.async_wait([this, alive = alive_, generation = ++generation_](
+                          const boost::system::error_code& ec) {
+      if (ec || !*alive || generation != generation_ || !enabled_) return;
+      enabled_ = false;
+      on_fire_();  // may destroy this timer
+    });
+  }
+  void Disable() override {
+    if (!enabled_) return;
+    enabled_ = false;
+    timer_.cancel();
+  }
+  bool Enabled() const override { return enabled_; }
+
+ private:
+  boost::asio::steady_timer timer_;
+  std::function<void()> on_fire_;
+  std::shared_ptr<bool> alive_;
+  uint64_t generation_ = 0;
+  bool enabled_ = false;
+};
+
+}  // namespace
+
+Worker::Worker(int index, HttpPools::Options pool_options)
     : index_(index),
       guard_(boost::asio::make_work_guard(io_)),
-      pool_(pool_options),
-      rng_(std::random_device{}()) {}
+      rng_(std::random_device{}()) {
+  // The client TLS context for a secured cluster: its own files' context from the snapshot, or
+  // the mesh identity's (ISTIO_MUTUAL).
+  auto tls = [this](const Cluster& cluster)
+      -> absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> {
+    if (cluster.tls->files) {
+      if (snapshot_) {
+        auto it = snapshot_->cluster_tls.find(cluster.name);
+        if (it != snapshot_->cluster_tls.end()) return it->second;
+      }
+      return absl::UnavailableError(absl::StrCat("no TLS context for cluster ", cluster.name));
+    }
+    if (!tls_) return absl::UnavailableError("no workload certificate yet for mutual TLS");
+    return std::shared_ptr<boost::asio::ssl::context>(tls_, &tls_->client);
+  };
+  http_pools_ = std::make_unique<HttpPools>(io_, *this, std::move(tls), pool_options);
+}
 
 Worker::~Worker() {
   Stop();
+}
+
+TimerPtr Worker::CreateTimer(std::function<void()> on_fire) {
+  return std::make_unique<AsioTimer>(io_, std::move(on_fire));
+}
+
+HttpContext::Routing Worker::RoutingFor(const ListenerConfig& accepted) {
+  Routing routing;
+  const ListenerConfig* listener = snapshot_ ? snapshot_->Listener(accepted.name) : nullptr;
+  if (!listener) listener = &accepted;
+  routing.hold = snapshot_;
+  routing.routes = listener->inline_routes ? listener->inline_routes.get()
+                                           : (snapshot_ ? snapshot_->RoutesFor(*listener) : nullptr);
+  routing.clusters = snapshot_ ? snapshot_->clusters.get() : nullptr;
+  return routing;
 }
 
 void Worker::Start() {
@@ -24,7 +90,7 @@ void Worker::SweepPoolLater() {
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
     absl::Time now = absl::Now();
-    pool_.Sweep(now);
+    http_pools_->Sweep(now);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       auto next = std::next(it);  // a tick may close its session
       if (it->tick) it->tick(now);

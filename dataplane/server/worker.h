@@ -14,9 +14,11 @@
 #include <utility>
 
 #include "dataplane/admin/stats.h"
+#include "dataplane/http/http_context.h"
 #include "dataplane/server/snapshot.h"
+#include "dataplane/stream/time_source.h"
 #include "dataplane/tls/tls_contexts.h"
-#include "dataplane/upstream/connection_pool.h"
+#include "dataplane/upstream/http_pools.h"
 
 namespace mesh::dataplane {
 
@@ -29,11 +31,12 @@ struct ListenerRuntime {
 using ListenerRuntimePtr = std::shared_ptr<ListenerRuntime>;
 
 // One event loop on one thread. Connections are accepted onto a worker and live there until they
-// close; everything a request touches on the worker (snapshot, connection pool, stats, random
-// numbers) belongs to it alone, so the request path takes no lock.
-class Worker {
+// close; everything a request touches on the worker (snapshot, connection pools, stats, random
+// numbers, timers) belongs to it alone, so the request path takes no lock. It is the HTTP layer's
+// HttpContext and TimeSource.
+class Worker : public HttpContext, public TimeSource {
  public:
-  explicit Worker(int index, ConnectionPool::Options pool_options = {});
+  explicit Worker(int index, HttpPools::Options pool_options = {});
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -58,9 +61,17 @@ class Worker {
   // --- Worker thread only.
   const SnapshotPtr& snapshot() const { return snapshot_; }
   const TlsContextsPtr& tls() const { return tls_; }  // nullptr until a certificate arrived
-  ConnectionPool& pool() { return pool_; }
-  WorkerStats& stats() { return stats_; }
-  uint64_t Random() { return rng_(); }
+  HttpPools& http_pools() { return *http_pools_; }
+
+  // HttpContext
+  Routing RoutingFor(const ListenerConfig& listener) override;
+  TimeSource& time() override { return *this; }
+  ConnectionSource& pools() override { return *http_pools_; }
+  WorkerStats& stats() override { return stats_; }
+  uint64_t Random() override { return rng_(); }
+  // TimeSource
+  absl::Time Now() override { return absl::Now(); }
+  TimerPtr CreateTimer(std::function<void()> on_fire) override;
 
   // Open connections register so that draining can reach them. `close_if_idle` closes the
   // connection if it is between requests (or is a TCP connection). `tick`, when set, is called
@@ -84,7 +95,7 @@ class Worker {
   std::thread thread_;
   SnapshotPtr snapshot_;
   TlsContextsPtr tls_;
-  ConnectionPool pool_;
+  std::unique_ptr<HttpPools> http_pools_;
   WorkerStats stats_;
   std::mt19937_64 rng_;
   std::list<Session> sessions_;

@@ -45,6 +45,7 @@ absl::StatusOr<TlsContextsPtr> TlsContexts::Make(const WorkloadCertificate::Cred
   auto out = std::make_shared<TlsContexts>();
   if (absl::Status s = Configure(out->client, c, false); !s.ok()) return s;
   if (absl::Status s = Configure(out->server, c, true); !s.ok()) return s;
+  OfferAlpn(out->server);
   out->spiffe_id = c.spiffe_id;
   return out;
 }
@@ -70,6 +71,23 @@ std::string HandshakeFailure(SSL* ssl, const std::string& error) {
   long verdict = SSL_get_verify_result(ssl);
   if (verdict != X509_V_OK) return X509_verify_cert_error_string(verdict);
   return error;
+}
+
+void OfferAlpn(ssl::context& server) {
+  SSL_CTX_set_alpn_select_cb(
+      server.native_handle(),
+      [](SSL*, const unsigned char** out, unsigned char* out_length, const unsigned char* in,
+         unsigned int in_length, void*) -> int {
+        static const unsigned char kOurs[] = "\x02h2\x08http/1.1";
+        unsigned char* chosen = nullptr;
+        if (SSL_select_next_proto(&chosen, out_length, kOurs, sizeof kOurs - 1, in, in_length) !=
+            OPENSSL_NPN_NEGOTIATED) {
+          return SSL_TLSEXT_ERR_NOACK;
+        }
+        *out = chosen;
+        return SSL_TLSEXT_ERR_OK;
+      },
+      nullptr);
 }
 
 }  // namespace mesh::dataplane

@@ -29,6 +29,10 @@ using TlsContextsPtr = std::shared_ptr<TlsContexts>;
 std::shared_ptr<boost::asio::ssl::context> NewTlsContext(boost::asio::ssl::context::method method,
                                                          boost::system::error_code& ec);
 
+// Makes a server context choose the application protocol by ALPN: "h2" when the client offers
+// it, else "http/1.1"; a client offering neither gets no ALPN answer.
+void OfferAlpn(boost::asio::ssl::context& server);
+
 // The peer's SPIFFE ID (its certificate's first URI SAN), or empty.
 std::string PeerSpiffeId(SSL* ssl);
 

@@ -83,7 +83,12 @@ struct UpstreamTls {
 
 struct Cluster {
   enum class Policy { kRoundRobin, kLeastRequest, kRandom, kRingHash };
+  // What the cluster's hosts speak, from its HttpProtocolOptions: HTTP/1.1, HTTP/2, or whatever
+  // the client spoke (useClientProtocol).
+  enum class Protocol { kHttp11, kHttp2, kDownstream };
   std::string name;
+  Protocol protocol = Protocol::kHttp11;
+  uint32_t max_concurrent_streams = 0;  // HTTP/2, per connection; 0: the peer's setting
   Policy policy = Policy::kRoundRobin;
   absl::Duration connect_timeout = absl::Seconds(10);
   Limits limits;

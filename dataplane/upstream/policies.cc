@@ -88,4 +88,22 @@ bool RecordForOutlierDetection(const Cluster& cluster, const Host& host, const A
   return true;
 }
 
+std::optional<absl::Duration> ParseGrpcTimeout(absl::string_view value) {
+  if (value.size() < 2 || value.size() > 9) return std::nullopt;
+  int64_t n = 0;
+  for (char c : value.substr(0, value.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  switch (value.back()) {
+    case 'H': return absl::Hours(n);
+    case 'M': return absl::Minutes(n);
+    case 'S': return absl::Seconds(n);
+    case 'm': return absl::Milliseconds(n);
+    case 'u': return absl::Microseconds(n);
+    case 'n': return absl::Nanoseconds(n);
+    default: return std::nullopt;
+  }
+}
+
 }  // namespace mesh::dataplane

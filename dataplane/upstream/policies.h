@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -37,5 +38,9 @@ absl::Duration RetryBackoff(int retry, uint64_t random);
 // whether this result ejected the host. Any non-error result resets the counters.
 bool RecordForOutlierDetection(const Cluster& cluster, const Host& host,
                                const AttemptResult& result, absl::Time now);
+
+// A grpc-timeout header's value (gRPC over HTTP/2: up to 8 digits and a unit, H M S m u n);
+// nullopt when it is malformed, which gRPC says to treat as no timeout.
+std::optional<absl::Duration> ParseGrpcTimeout(absl::string_view value);
 
 }  // namespace mesh::dataplane

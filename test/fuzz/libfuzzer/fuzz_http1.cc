@@ -1,62 +1,100 @@
-// libFuzzer: bytes from a client, then bytes from an upstream, as meshproxy's HTTP/1.1 edge reads
-// them. Whatever the parser accepts must pass or fail the framing rules without crashing, and
-// what passes must be unambiguous: one framing, one Host.
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
+// libFuzzer: bytes from a client into meshproxy's HTTP/1.1 server codec, and the same bytes from
+// an upstream into its client codec, as the proxy reads them. Nothing may crash; every request
+// the server codec passes up is unambiguous (an authority, a path), and every refusal is a
+// complete 4xx/5xx answer that closes the connection.
 #include <cstdlib>
+#include <memory>
+#include <vector>
 
-#include "dataplane/http/message_rules.h"
+#include "dataplane/codec/http1_client_codec.h"
+#include "dataplane/codec/http1_server_codec.h"
 
-namespace http = boost::beast::http;
-using mesh::dataplane::Framing;
+namespace dp = mesh::dataplane;
 
 namespace {
 
-template <bool isRequest>
-void Feed(http::parser<isRequest, http::buffer_body>& parser, const uint8_t* data, size_t size) {
-  parser.header_limit(60 * 1024);
-  parser.body_limit(std::numeric_limits<uint64_t>::max());
-  boost::system::error_code ec;
-  size_t used = parser.put(boost::asio::buffer(data, size), ec);
-  if (ec || !parser.is_header_done()) return;
-  auto& m = parser.get();
-  Framing framing;
-  std::optional<mesh::dataplane::MessageRefusal> refusal;
-  if constexpr (isRequest) {
-    refusal = mesh::dataplane::CheckRequestHeader(m.base(), m.version(), &framing);
-    if (!refusal && m.version() >= 11 && m.count(http::field::host) != 1) std::abort();
-  } else {
-    refusal = mesh::dataplane::CheckResponseHeader(m.base(), m.result_int(), &framing);
+struct Owner : dp::CodecOwner {
+  void OnCodecOutput() override {}
+};
+
+// Answers every request as soon as it has its head, so pipelined requests keep parsing.
+struct Answering : dp::ServerCodecCallbacks, dp::RequestDecoder {
+  dp::ResponseEncoder* encoder = nullptr;
+  dp::RequestDecoder& NewStream(dp::ResponseEncoder& e) override {
+    encoder = &e;
+    return *this;
   }
-  if (!refusal) {
-    // What passes frames one way only.
-    if (framing.chunked && m.count(http::field::content_length)) std::abort();
-    if (m.count(http::field::content_length) > 1) std::abort();
-    // The body streams through a fixed buffer, as the proxy relays it.
-    char chunk[4096];
-    while (!parser.is_done() && used < size) {
-      parser.get().body().data = chunk;
-      parser.get().body().size = sizeof chunk;
-      size_t n = parser.put(boost::asio::buffer(data + used, size - used), ec);
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec || n == 0) break;
-      used += n;
-    }
+  void DecodeHeaders(dp::RequestHeadPtr head, bool) override {
+    if (head->path.empty() || (head->protocol != dp::HttpProtocol::kHttp10 && head->authority.empty()))
+      std::abort();
+    dp::ResponseHead response;
+    response.headers.Add("content-length", "0");
+    encoder->EncodeHeaders(response, true);
   }
+  void DecodeData(absl::string_view, bool) override {}
+  void DecodeTrailers(dp::HeaderMap) override {}
+};
+
+struct Ignoring : dp::ResponseDecoder {
+  void DecodeHeaders(dp::ResponseHeadPtr head, bool) override {
+    if (head->status < 100 || head->status > 999) std::abort();
+  }
+  void DecodeData(absl::string_view, bool) override {}
+  void DecodeTrailers(dp::HeaderMap) override {}
+};
+
+// Feeds `bytes` in two reads split at `split`, keeping what the codec left for the next read.
+template <class Codec>
+bool Feed(Codec& codec, absl::string_view bytes, size_t split) {
+  std::string held;
+  for (absl::string_view piece : {bytes.substr(0, split), bytes.substr(split)}) {
+    held.append(piece.data(), piece.size());
+    absl::StatusOr<size_t> used = codec.Dispatch(held);
+    if (!used.ok()) return false;
+    held.erase(0, *used);
+  }
+  return true;
+}
+
+std::string Drain(dp::Codec& codec) {
+  std::string out;
+  for (absl::string_view next = codec.PendingOutput(); !next.empty(); next = codec.PendingOutput()) {
+    out.append(next.data(), next.size());
+    codec.ConsumeOutput(next.size());
+  }
+  return out;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  absl::string_view bytes(reinterpret_cast<const char*>(data), size);
+  const size_t split = size ? data[0] % (size + 1) : 0;
+  dp::CodecLimits limits;
+  limits.max_header_bytes = 4096;
   {
-    http::request_parser<http::buffer_body> request;
-    request.eager(true);
-    Feed(request, data, size);
+    Owner owner;
+    Answering answering;
+    dp::Http1ServerCodec server(owner, answering, limits, false);
+    if (!Feed(server, bytes, split)) {
+      std::string out = Drain(server);
+      if (!server.WantsClose()) std::abort();
+      size_t last = out.rfind("HTTP/1.1 ");
+      if (last == std::string::npos || (out[last + 9] != '4' && out[last + 9] != '5')) std::abort();
+    }
+    server.OnConnectionClosed(dp::ResetReason::kRemote);
   }
   {
-    http::response_parser<http::buffer_body> response;
-    response.eager(true);
-    Feed(response, data, size);
+    Owner owner;
+    dp::Http1ClientCodec client(owner, limits);
+    Ignoring ignoring;
+    dp::RequestHead request;
+    request.method = "GET";
+    request.authority = "a";
+    request.path = "/";
+    client.NewStream(ignoring).EncodeHeaders(request, true);
+    if (!Feed(client, bytes, split) && client.Reusable()) std::abort();
+    client.OnConnectionClosed(dp::ResetReason::kRemote);
   }
   return 0;
 }

@@ -111,8 +111,12 @@ inline std::string Feed(Codec& codec, absl::string_view bytes, bool byte_by_byte
 
 // Everything the codec wants written, taken.
 inline std::string Drain(Codec& codec) {
-  std::string out(codec.PendingOutput());
-  codec.ConsumeOutput(out.size());
+  std::string out;
+  for (absl::string_view next = codec.PendingOutput(); !next.empty();
+       next = codec.PendingOutput()) {
+    absl::StrAppend(&out, next);
+    codec.ConsumeOutput(next.size());
+  }
   return out;
 }
 

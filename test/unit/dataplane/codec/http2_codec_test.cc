@@ -32,8 +32,7 @@ struct Pair {
     }
   }
   static bool Move(Codec& from, Codec& to, size_t piece, std::string* error) {
-    std::string bytes(from.PendingOutput());
-    from.ConsumeOutput(bytes.size());
+    std::string bytes = testing::Drain(from);
     for (size_t at = 0; at < bytes.size(); at += piece) {
       absl::StatusOr<size_t> used = to.Dispatch(absl::string_view(bytes).substr(at, piece));
       if (!used.ok()) {
