@@ -28,33 +28,18 @@ TlsStream& ConnectionIo::StartTls(asio::ssl::context& context) {
 }
 
 void ConnectionIo::Read(char* data, size_t size, Keep keep) {
+  auto done = [this, keep = std::move(keep)](const error_code& ec, size_t n) {
+    owner_.OnRead(ec, n);
+  };
   if (tls_) {
-    tls_->async_read_some(asio::buffer(data, size),
-                          [this, keep = std::move(keep)](const error_code& ec, size_t n) {
-                            owner_.OnRead(ec, n);
-                          });
-    return;
+    tls_->async_read_some(asio::buffer(data, size), std::move(done));
+  } else {
+    // Asio's reactor reads at once only after the socket signalled readiness since its last read
+    // came up short; otherwise it waits on the edge-triggered registration made when the socket
+    // opened. Either way: no read that finds nothing, and no epoll_ctl per read (async_wait
+    // would re-arm the descriptor every time).
+    socket_.async_read_some(asio::buffer(data, size), std::move(done));
   }
-  // Readiness first, then one read: a request costs epoll and read, never a read that finds
-  // nothing. OnRead never runs before Read returns.
-  WaitAndRead(data, size, std::move(keep));
-}
-
-void ConnectionIo::WaitAndRead(char* data, size_t size, Keep keep) {
-  socket_.async_wait(Socket::wait_read,
-                     [this, data, size, keep = std::move(keep)](const error_code& ec) mutable {
-                       if (ec) {
-                         owner_.OnRead(ec, 0);
-                         return;
-                       }
-                       error_code read_ec;
-                       size_t n = socket_.read_some(asio::buffer(data, size), read_ec);
-                       if (WouldBlock(read_ec)) {
-                         WaitAndRead(data, size, std::move(keep));  // woken without data
-                         return;
-                       }
-                       owner_.OnRead(read_ec, n);
-                     });
 }
 
 size_t ConnectionIo::TryWrite(absl::string_view data, error_code& ec) {
@@ -77,21 +62,10 @@ void ConnectionIo::Write(absl::string_view data, Keep keep) {
 }
 
 void ConnectionIo::WriteRest(absl::string_view data, Keep keep) {
-  error_code ec;
-  size_t n = TryWrite(data, ec);
-  if (ec || n == data.size()) {
-    owner_.OnWritten(ec);
-    return;
-  }
-  data.remove_prefix(n);
-  socket_.async_wait(Socket::wait_write,
-                     [this, data, keep = std::move(keep)](const error_code& ec) mutable {
-                       if (ec) {
-                         owner_.OnWritten(ec);
-                         return;
-                       }
-                       WriteRest(data, std::move(keep));
-                     });
+  asio::async_write(socket_, asio::buffer(data.data(), data.size()),
+                    [this, keep = std::move(keep)](const error_code& ec, size_t) {
+                      owner_.OnWritten(ec);
+                    });
 }
 
 void ConnectionIo::Close() {

@@ -16,7 +16,7 @@ using Socket =
 using TlsStream = boost::asio::ssl::stream<Socket&>;
 
 // The bytes of one connection, plain or TLS. Plain sockets are driven by readiness, as nginx
-// drives them: a read waits until the socket is readable, and a write is tried at once
+// drives them: a read happens once the socket is readable, and a write is tried at once
 // (non-blocking), waiting for the socket only when it would block. TLS goes through OpenSSL via
 // Asio.
 // Worker-thread only; the owner keeps it alive until every callback it started has run.
@@ -40,8 +40,8 @@ class ConnectionIo {
   TlsStream& StartTls(boost::asio::ssl::context& context);
   TlsStream* tls() { return tls_.get(); }
 
-  // Waits for the socket, reads what is available (at most `size` bytes into `data`), then calls
-  // OnRead once, never before Read returns.
+  // Reads what is available once the socket has it (at most `size` bytes into `data`), then
+  // calls OnRead once, never before Read returns.
   void Read(char* data, size_t size, Keep keep);
   // Plain only: writes what the socket takes now without waiting; returns how much (0 when it
   // would block, or for TLS, where everything goes through Write).
@@ -51,7 +51,6 @@ class ConnectionIo {
   void Close();
 
  private:
-  void WaitAndRead(char* data, size_t size, Keep keep);
   void WriteRest(absl::string_view data, Keep keep);
 
   Socket socket_;

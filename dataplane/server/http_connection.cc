@@ -22,7 +22,8 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
                        public CodecOwner,
-                       public ConnectionIo::Owner {
+                       public ConnectionIo::Owner,
+                       public DeferredTask {
  public:
   HttpConnection(Worker& worker, Socket socket, ListenerRuntimePtr listener,
                  ListenerConfigPtr config, const HttpOptions& options)
@@ -64,6 +65,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
   void OnRead(const error_code& ec, size_t n) override {
     reading_ = false;
     if (closed_) return;
+    DeferredQueue::Scope scope(worker_.deferred());
     if (ec) {
       Close();
       return;
@@ -78,6 +80,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
   void OnWritten(const error_code& ec) override {
     writing_ = false;
     if (closed_) return;
+    DeferredQueue::Scope scope(worker_.deferred());
     if (ec) {
       Close();
       return;
@@ -90,10 +93,20 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
 
   // CodecOwner
   void OnCodecOutput() override {
-    if (!dispatching_) Flush();
+    // Written once the event that produced it is handled: a head and its body, encoded one after
+    // the other, leave in one write.
+    if (dispatching_ || flush_scheduled_ || closed_) return;
+    flush_scheduled_ = true;
+    worker_.deferred().Defer(shared_from_this());
+  }
+  // DeferredTask
+  void RunDeferred() override {
+    flush_scheduled_ = false;
+    Flush();
   }
   void OnCodecReadResumed() override {
     asio::post(worker_.io(), [self = shared_from_this()] {
+      DeferredQueue::Scope scope(self->worker_.deferred());
       self->DispatchHeld();
       self->StartRead();
     });
@@ -230,6 +243,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
     auto self = shared_from_this();
     io_.socket().async_wait(Socket::wait_read, [this, self](const error_code& ec) {
       if (ec || closed_) return Close();
+      DeferredQueue::Scope scope(worker_.deferred());
       unsigned char first = 0;
       if (::recv(io_.socket().native_handle(), &first, 1, MSG_PEEK) != 1) return Close();
       if (first != 0x16) {  // not a TLS handshake record
@@ -261,6 +275,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
       stream.async_handshake(asio::ssl::stream_base::server, [this, self](const error_code& ec) {
         handshake_deadline_.reset();
         if (closed_) return;
+        DeferredQueue::Scope scope(worker_.deferred());
         SSL* ssl = io_.tls()->native_handle();
         if (ec) {
           ++worker_.stats().downstream_rejected;
@@ -301,6 +316,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
   bool dispatching_ = false;
   bool closed_ = false;
   bool close_scheduled_ = false;
+  bool flush_scheduled_ = false;
   std::optional<absl::Time> handshake_deadline_;
   absl::Time last_activity_, request_started_;
 };

@@ -10,8 +10,11 @@ namespace {
 // A TimeSource timer on the worker's loop.
 class AsioTimer : public Timer {
  public:
-  AsioTimer(boost::asio::io_context& io, std::function<void()> on_fire)
-      : timer_(io), on_fire_(std::move(on_fire)), alive_(std::make_shared<bool>(true)) {}
+  AsioTimer(boost::asio::io_context& io, DeferredQueue& deferred, std::function<void()> on_fire)
+      : timer_(io),
+        deferred_(deferred),
+        on_fire_(std::move(on_fire)),
+        alive_(std::make_shared<bool>(true)) {}
   ~AsioTimer() override { *alive_ = false; }
   void Enable(absl::Duration delay) override {
     enabled_ = true;
@@ -20,6 +23,7 @@ class AsioTimer : public Timer {
                           const boost::system::error_code& ec) {
       if (ec || !*alive || generation != generation_ || !enabled_) return;
       enabled_ = false;
+      DeferredQueue::Scope scope(deferred_);
       on_fire_();  // may destroy this timer
     });
   }
@@ -32,6 +36,7 @@ class AsioTimer : public Timer {
 
  private:
   boost::asio::steady_timer timer_;
+  DeferredQueue& deferred_;
   std::function<void()> on_fire_;
   std::shared_ptr<bool> alive_;
   uint64_t generation_ = 0;
@@ -58,7 +63,8 @@ Worker::Worker(int index, HttpPools::Options pool_options)
     if (!tls_) return absl::UnavailableError("no workload certificate yet for mutual TLS");
     return std::shared_ptr<boost::asio::ssl::context>(tls_, &tls_->client);
   };
-  http_pools_ = std::make_unique<HttpPools>(io_, *this, std::move(tls), pool_options);
+  http_pools_ =
+      std::make_unique<HttpPools>(io_, deferred_, *this, std::move(tls), pool_options);
 }
 
 Worker::~Worker() {
@@ -66,7 +72,7 @@ Worker::~Worker() {
 }
 
 TimerPtr Worker::CreateTimer(std::function<void()> on_fire) {
-  return std::make_unique<AsioTimer>(io_, std::move(on_fire));
+  return std::make_unique<AsioTimer>(io_, deferred_, std::move(on_fire));
 }
 
 HttpContext::Routing Worker::RoutingFor(const ListenerConfig& accepted) {
@@ -89,6 +95,7 @@ void Worker::SweepPoolLater() {
   sweep_timer_.expires_after(std::chrono::milliseconds(250));
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
+    DeferredQueue::Scope scope(deferred_);
     absl::Time now = absl::Now();
     http_pools_->Sweep(now);
     for (auto it = sessions_.begin(); it != sessions_.end();) {

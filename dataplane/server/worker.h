@@ -15,6 +15,7 @@
 
 #include "dataplane/admin/stats.h"
 #include "dataplane/http/http_context.h"
+#include "dataplane/network/deferred_queue.h"
 #include "dataplane/server/snapshot.h"
 #include "dataplane/stream/time_source.h"
 #include "dataplane/tls/tls_contexts.h"
@@ -62,6 +63,7 @@ class Worker : public HttpContext, public TimeSource {
   const SnapshotPtr& snapshot() const { return snapshot_; }
   const TlsContextsPtr& tls() const { return tls_; }  // nullptr until a certificate arrived
   HttpPools& http_pools() { return *http_pools_; }
+  DeferredQueue& deferred() { return deferred_; }
 
   // HttpContext
   Routing RoutingFor(const ListenerConfig& listener) override;
@@ -95,6 +97,7 @@ class Worker : public HttpContext, public TimeSource {
   std::thread thread_;
   SnapshotPtr snapshot_;
   TlsContextsPtr tls_;
+  DeferredQueue deferred_{io_};
   std::unique_ptr<HttpPools> http_pools_;
   WorkerStats stats_;
   std::mt19937_64 rng_;

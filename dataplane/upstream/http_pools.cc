@@ -81,9 +81,9 @@ class HttpPools::Waiter : public PendingStream {
   TimerPtr timer_;
 };
 
-HttpPools::HttpPools(boost::asio::io_context& io, TimeSource& time, TlsProvider tls,
-                     Options options)
-    : io_(io), time_(time), tls_(std::move(tls)), options_(options) {}
+HttpPools::HttpPools(boost::asio::io_context& io, DeferredQueue& deferred, TimeSource& time,
+                     TlsProvider tls, Options options)
+    : io_(io), deferred_(deferred), time_(time), tls_(std::move(tls)), options_(options) {}
 
 HttpPools::~HttpPools() {
   for (auto& pools : pools_) {
@@ -154,7 +154,8 @@ PendingStreamPtr HttpPools::NewStream(const Cluster& cluster, const Host& host,
   }
   auto connection =
       std::make_shared<UpstreamConnection>(
-      io_, static_cast<UpstreamConnectionEvents&>(*this), cluster.state, protocol, options_.limits);
+      io_, deferred_, static_cast<UpstreamConnectionEvents&>(*this), cluster.state, protocol,
+      options_.limits);
   pool.connections.push_back(connection);
   owner_[connection.get()] = &pool;
   auto waiter = std::make_unique<Waiter>(*this, pool, cluster, host, decoder, callbacks,
@@ -195,6 +196,7 @@ void HttpPools::ServeLater(Pool& pool) {
   Pool* p = &pool;
   boost::asio::post(io_, [this, p, alive = std::weak_ptr<int>(alive_)] {
     if (!alive.lock()) return;
+    DeferredQueue::Scope scope(deferred_);
     p->serve_scheduled = false;
     ServeWaiters(*p);
   });

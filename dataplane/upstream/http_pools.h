@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "absl/status/statusor.h"
+#include "dataplane/network/deferred_queue.h"
 #include "dataplane/stream/time_source.h"
 #include "dataplane/upstream/upstream_connection.h"
 
@@ -31,7 +32,8 @@ class HttpPools : public ConnectionSource, private UpstreamConnectionEvents {
     absl::Duration idle_timeout = absl::Seconds(30);  // unless the cluster sets one
     CodecLimits limits;
   };
-  HttpPools(boost::asio::io_context& io, TimeSource& time, TlsProvider tls, Options options);
+  HttpPools(boost::asio::io_context& io, DeferredQueue& deferred, TimeSource& time,
+            TlsProvider tls, Options options);
   ~HttpPools() override;
 
   // ConnectionSource
@@ -64,6 +66,7 @@ class HttpPools : public ConnectionSource, private UpstreamConnectionEvents {
   Pool* PoolOf(const UpstreamConnection& connection);
 
   boost::asio::io_context& io_;
+  DeferredQueue& deferred_;
   TimeSource& time_;
   const TlsProvider tls_;
   const Options options_;

@@ -19,10 +19,12 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 }  // namespace
 
-UpstreamConnection::UpstreamConnection(asio::io_context& io, UpstreamConnectionEvents& events,
+UpstreamConnection::UpstreamConnection(asio::io_context& io, DeferredQueue& deferred,
+                                       UpstreamConnectionEvents& events,
                                        std::shared_ptr<ClusterState> cluster,
                                        HttpProtocol protocol, const CodecLimits& limits)
     : io_(io),
+      deferred_(deferred),
       events_(events),
       cluster_(std::move(cluster)),
       protocol_(protocol),
@@ -51,6 +53,7 @@ void UpstreamConnection::Connect(const Cluster& cluster, const Host& host,
   auto self = shared_from_this();
   connect_timer_.async_wait([this, self](const error_code& ec) {
     if (ec || connected() || closed_) return;
+    DeferredQueue::Scope scope(deferred_);
     Fail(PoolCallbacks::Failure::kTimeout, "connect timeout");
   });
   // Copies: the config the host and cluster came from may be replaced while connecting.
@@ -61,6 +64,7 @@ void UpstreamConnection::Connect(const Cluster& cluster, const Host& host,
       asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(host.port)),
       [this, self, cluster_copy](const error_code& ec) {
         if (closed_) return;
+        DeferredQueue::Scope scope(deferred_);
         if (ec) {
           Fail(PoolCallbacks::Failure::kConnect, ec.message());
           return;
@@ -83,6 +87,7 @@ void UpstreamConnection::Connect(const Cluster& cluster, const Host& host,
           stream.async_handshake(
               asio::ssl::stream_base::client, [this, self, cluster_copy](const error_code& ec) {
                 if (closed_) return;
+                DeferredQueue::Scope scope(deferred_);
                 SSL* ssl = io_conn_->tls()->native_handle();
                 if (ec) {
                   Fail(PoolCallbacks::Failure::kConnect,
@@ -154,6 +159,7 @@ void UpstreamConnection::StartRead() {
 void UpstreamConnection::OnRead(const error_code& ec, size_t n) {
   reading_ = false;
   if (closed_) return;
+  DeferredQueue::Scope scope(deferred_);
   if (ec) {
     Close();
     return;
@@ -207,6 +213,7 @@ void UpstreamConnection::Flush() {
 void UpstreamConnection::OnWritten(const error_code& ec) {
   writing_ = false;
   if (closed_) return;
+  DeferredQueue::Scope scope(deferred_);
   if (ec) {
     Close();
     return;
@@ -217,11 +224,21 @@ void UpstreamConnection::OnWritten(const error_code& ec) {
 }
 
 void UpstreamConnection::OnCodecOutput() {
-  if (!dispatching_) Flush();
+  // Written once the event that produced it is handled: a request head and its body leave in
+  // one write.
+  if (dispatching_ || flush_scheduled_ || closed_) return;
+  flush_scheduled_ = true;
+  deferred_.Defer(shared_from_this());
+}
+
+void UpstreamConnection::RunDeferred() {
+  flush_scheduled_ = false;
+  Flush();
 }
 
 void UpstreamConnection::OnCodecReadResumed() {
   asio::post(io_, [self = shared_from_this()] {
+    DeferredQueue::Scope scope(self->deferred_);
     self->DispatchHeld();
     self->StartRead();
   });

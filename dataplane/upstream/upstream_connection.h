@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "dataplane/codec/codec.h"
 #include "dataplane/network/connection_io.h"
+#include "dataplane/network/deferred_queue.h"
 #include "dataplane/upstream/cluster_table.h"
 #include "dataplane/upstream/connection_source.h"
 
@@ -37,9 +38,11 @@ class UpstreamConnectionEvents {
 // only; owned by the pool through a shared_ptr that its pending I/O also holds.
 class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnection>,
                            public CodecOwner,
-                           public ConnectionIo::Owner {
+                           public ConnectionIo::Owner,
+                           public DeferredTask {
  public:
-  UpstreamConnection(boost::asio::io_context& io, UpstreamConnectionEvents& events,
+  UpstreamConnection(boost::asio::io_context& io, DeferredQueue& deferred,
+                     UpstreamConnectionEvents& events,
                      std::shared_ptr<ClusterState> cluster, HttpProtocol protocol,
                      const CodecLimits& limits);
   ~UpstreamConnection() override;
@@ -66,6 +69,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   // ConnectionIo::Owner
   void OnRead(const boost::system::error_code& ec, size_t n) override;
   void OnWritten(const boost::system::error_code& ec) override;
+  // DeferredTask
+  void RunDeferred() override;
 
  private:
   void Handshake(const Cluster& cluster, const Host& host);
@@ -76,6 +81,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   void Flush();
 
   boost::asio::io_context& io_;
+  DeferredQueue& deferred_;
   UpstreamConnectionEvents& events_;
   const std::shared_ptr<ClusterState> cluster_;
   const HttpProtocol protocol_;
@@ -91,6 +97,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   bool reading_ = false;
   bool writing_ = false;
   bool dispatching_ = false;
+  bool flush_scheduled_ = false;
   bool closed_ = false;
   bool failed_ = false;
   size_t write_length_ = 0;  // bytes handed to an async write
