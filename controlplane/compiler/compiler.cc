@@ -25,6 +25,7 @@
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace mesh::compiler {
@@ -441,7 +442,56 @@ tls::UpstreamTlsContext UpstreamTls(const model::ClientTLSSettings& t,
   return ctx;
 }
 
-cluster::Cluster BuildCluster(const std::string& name, const model::TrafficPolicy& tp) {
+// The upstream HTTP protocol, as Istio decides it: HTTP/2 for ports whose protocol is HTTP2, GRPC
+// or GRPC-WEB, and for HTTP ports whose DestinationRule says h2UpgradePolicy: UPGRADE; the
+// client's own protocol under useClientProtocol. Sent as Envoy does, in the cluster's
+// typed_extension_protocol_options, with the pool's idle timeout, requests per connection and
+// concurrent streams.
+void SetHttpProtocolOptions(const model::TrafficPolicy& tp, const std::string& port_protocol,
+                            cluster::Cluster* c) {
+  namespace uhttp = envoy::extensions::upstreams::http::v3;
+  if (port_protocol == "TCP" || port_protocol == "TLS" || port_protocol == "MONGO" ||
+      port_protocol == "REDIS" || port_protocol == "MYSQL") {
+    return;
+  }
+  const model::ConnectionPoolSettings::Http* http =
+      tp.connection_pool && tp.connection_pool->http ? &*tp.connection_pool->http : nullptr;
+  const bool h2_port =
+      port_protocol == "HTTP2" || port_protocol == "GRPC" || port_protocol == "GRPC-WEB";
+  const bool upgrade = http && http->h2_upgrade_policy == "UPGRADE";
+  const bool downstream = http && http->use_client_protocol;
+  const bool common = http && (http->idle_timeout || http->max_requests_per_connection);
+  if (!h2_port && !upgrade && !downstream && !common) return;
+  uhttp::HttpProtocolOptions options;
+  if (http && http->idle_timeout) {
+    SetDuration(*http->idle_timeout,
+                options.mutable_common_http_protocol_options()->mutable_idle_timeout());
+  }
+  if (http && http->max_requests_per_connection) {
+    options.mutable_common_http_protocol_options()->mutable_max_requests_per_connection()->set_value(
+        static_cast<uint32_t>(*http->max_requests_per_connection));
+  }
+  envoy::config::core::v3::Http2ProtocolOptions h2;
+  if (http && http->max_concurrent_streams) {
+    h2.mutable_max_concurrent_streams()->set_value(
+        static_cast<uint32_t>(*http->max_concurrent_streams));
+  }
+  if (downstream) {
+    auto* config = options.mutable_use_downstream_protocol_config();
+    config->mutable_http_protocol_options();
+    *config->mutable_http2_protocol_options() = h2;
+  } else if (h2_port || upgrade) {
+    *options.mutable_explicit_http_config()->mutable_http2_protocol_options() = h2;
+  } else {
+    options.mutable_explicit_http_config()->mutable_http_protocol_options();
+  }
+  (*c->mutable_typed_extension_protocol_options())
+      ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+          .PackFrom(options);
+}
+
+cluster::Cluster BuildCluster(const std::string& name, const model::TrafficPolicy& tp,
+                              const std::string& port_protocol) {
   cluster::Cluster c;
   c.set_name(name);
   c.set_type(cluster::Cluster::EDS);
@@ -480,15 +530,8 @@ cluster::Cluster BuildCluster(const std::string& name, const model::TrafficPolic
       t->mutable_max_requests()->set_value(static_cast<uint32_t>(*pool.http->http2_max_requests));
     if (pool.http && pool.http->max_retries)
       t->mutable_max_retries()->set_value(static_cast<uint32_t>(*pool.http->max_retries));
-    if (pool.http && pool.http->idle_timeout) {
-      SetDuration(*pool.http->idle_timeout,
-                  c.mutable_common_http_protocol_options()->mutable_idle_timeout());
-    }
-    if (pool.http && pool.http->max_requests_per_connection) {
-      c.mutable_max_requests_per_connection()->set_value(
-          static_cast<uint32_t>(*pool.http->max_requests_per_connection));
-    }
   }
+  SetHttpProtocolOptions(tp, port_protocol, &c);
   if (tp.tls && tp.tls->mode != model::ClientTLSSettings::Mode::kDisable) {
     c.mutable_transport_socket()->set_name("envoy.transport_sockets.tls");
     c.mutable_transport_socket()->mutable_typed_config()->PackFrom(UpstreamTls(*tp.tls, name));
@@ -646,13 +689,14 @@ void CompileServicePort(
     out->emplace_back(type, std::make_pair(std::move(name), std::move(any)));
   };
   std::string name = ClusterName(sp.port, "", sp.host);
-  add(kClusterType, name, Pack(BuildCluster(name, EffectivePolicy(dr, nullptr, sp.port))));
+  add(kClusterType, name,
+      Pack(BuildCluster(name, EffectivePolicy(dr, nullptr, sp.port), sp.protocol)));
   add(kEndpointType, name, Pack(BuildLoadAssignment(name, sp, {})));
   if (dr) {
     for (const model::Subset& subset : dr->subsets) {
       std::string sub_name = ClusterName(sp.port, subset.name, sp.host);
       add(kClusterType, sub_name,
-          Pack(BuildCluster(sub_name, EffectivePolicy(dr, &subset, sp.port))));
+          Pack(BuildCluster(sub_name, EffectivePolicy(dr, &subset, sp.port), sp.protocol)));
       add(kEndpointType, sub_name, Pack(BuildLoadAssignment(sub_name, sp, subset.labels)));
     }
   }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "common/ip_address.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 
 namespace mesh::dataplane {
 namespace {
@@ -83,6 +84,66 @@ bool UsableEndpoint(const std::string& address, uint32_t port) {
   return port > 0 && port <= 65535 && IsIpAddress(address);
 }
 
+namespace {
+
+// The cluster's upstream HTTP protocol from typed_extension_protocol_options. Options this proxy
+// cannot honour are refused by field path, so the update is NACKed rather than half applied.
+absl::Status ReadProtocolOptions(const envoy::config::cluster::v3::Cluster& pc, Cluster* c) {
+  namespace uhttp = envoy::extensions::upstreams::http::v3;
+  constexpr absl::string_view kName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+  for (const auto& [key, any] : pc.typed_extension_protocol_options()) {
+    const std::string path =
+        absl::StrCat("cluster ", pc.name(), ": typed_extension_protocol_options[", key, "]");
+    if (key != kName) return absl::InvalidArgumentError(absl::StrCat(path, ": not supported"));
+    uhttp::HttpProtocolOptions options;
+    if (!any.UnpackTo(&options))
+      return absl::InvalidArgumentError(absl::StrCat(path, ": is not an HttpProtocolOptions"));
+    const auto& common = options.common_http_protocol_options();
+    if (common.has_idle_timeout()) c->limits.idle_timeout = ToDuration(common.idle_timeout());
+    if (common.has_max_requests_per_connection())
+      c->limits.max_requests_per_connection = common.max_requests_per_connection().value();
+    const envoy::config::core::v3::Http2ProtocolOptions* h2 = nullptr;
+    std::string h2_path;
+    switch (options.upstream_protocol_options_case()) {
+      case uhttp::HttpProtocolOptions::kExplicitHttpConfig:
+        if (options.explicit_http_config().has_http2_protocol_options()) {
+          c->protocol = Cluster::Protocol::kHttp2;
+          h2 = &options.explicit_http_config().http2_protocol_options();
+          h2_path = ".explicit_http_config.http2_protocol_options";
+        }
+        break;
+      case uhttp::HttpProtocolOptions::kUseDownstreamProtocolConfig:
+        c->protocol = Cluster::Protocol::kDownstream;
+        h2 = &options.use_downstream_protocol_config().http2_protocol_options();
+        h2_path = ".use_downstream_protocol_config.http2_protocol_options";
+        break;
+      case uhttp::HttpProtocolOptions::kAutoConfig:
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ".auto_config: ALPN-chosen upstream protocol is not supported"));
+      default: break;
+    }
+    if (!h2) continue;
+    if (h2->has_max_concurrent_streams())
+      c->max_concurrent_streams = h2->max_concurrent_streams().value();
+    // What meshproxy's HTTP/2 client does not let config change: refused, never ignored.
+    if (h2->allow_connect())
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, h2_path, ".allow_connect: CONNECT over HTTP/2 is not supported"));
+    for (auto [set, field] : {std::pair{h2->has_hpack_table_size(), "hpack_table_size"},
+                              std::pair{h2->has_initial_stream_window_size(),
+                                        "initial_stream_window_size"},
+                              std::pair{h2->has_initial_connection_window_size(),
+                                        "initial_connection_window_size"}}) {
+      if (set)
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, h2_path, ".", field, ": not supported by meshproxy"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
     const ProxyConfig& config, const ClusterTable* previous) {
   auto table = std::make_shared<ClusterTable>();
@@ -113,6 +174,7 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
     }
     if (pc.has_max_requests_per_connection())
       c.limits.max_requests_per_connection = pc.max_requests_per_connection().value();
+    if (absl::Status s = ReadProtocolOptions(pc, &c); !s.ok()) return s;
     if (pc.has_transport_socket()) {
       namespace tls = envoy::extensions::transport_sockets::tls::v3;
       tls::UpstreamTlsContext ctx;

@@ -167,9 +167,59 @@ spec:
   CHECK(cluster("outbound|8080||web.default.svc.cluster.local")["lb_policy"] == "RANDOM");
   CHECK(cluster("outbound|9090||web.default.svc.cluster.local")["lb_policy"] == "LEAST_REQUEST");
   CHECK(!cluster("outbound|8080|v2|web.default.svc.cluster.local").contains("lb_policy"));
-  const json& pool = cluster("outbound|8080||web.default.svc.cluster.local");
-  CHECK(pool["common_http_protocol_options"]["idle_timeout"] == "30s");
-  CHECK(pool["max_requests_per_connection"] == 10);
+  json options = cluster("outbound|8080||web.default.svc.cluster.local")
+      ["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+  CHECK(options["common_http_protocol_options"]["idle_timeout"] == "30s");
+  CHECK(options["common_http_protocol_options"]["max_requests_per_connection"] == 10);
+  CHECK(options["explicit_http_config"] == json({{"http_protocol_options", json::object()}}));
+}
+
+TEST_CASE("The upstream protocol follows Istio: HTTP/2 for grpc and http2 ports, on UPGRADE, "
+          "and the client's under useClientProtocol") {
+  json got = CompileJson(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: rpc}
+spec:
+  ports:
+  - {name: grpc, port: 9000}
+  - {name: web, port: 8080, appProtocol: http2}
+  - {name: http, port: 80}
+  - {name: tcp-db, port: 5432}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: up}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: up}
+spec:
+  host: up
+  trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 50}}}
+  subsets:
+  - name: mirror
+    labels: {v: m}
+    trafficPolicy: {connectionPool: {http: {useClientProtocol: true}}}
+)");
+  const std::string kOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+  auto options = [&](const std::string& cluster) {
+    const json& c = got[kClusterType][cluster];
+    return c.contains("typed_extension_protocol_options")
+               ? c["typed_extension_protocol_options"][kOptions]
+               : json();
+  };
+  CHECK(options("outbound|9000||rpc.default.svc.cluster.local")["explicit_http_config"] ==
+        json({{"http2_protocol_options", json::object()}}));
+  CHECK(options("outbound|8080||rpc.default.svc.cluster.local")["explicit_http_config"] ==
+        json({{"http2_protocol_options", json::object()}}));
+  CHECK(options("outbound|80||rpc.default.svc.cluster.local").is_null());
+  CHECK(options("outbound|5432||rpc.default.svc.cluster.local").is_null());
+  CHECK(options("outbound|80||up.default.svc.cluster.local")["explicit_http_config"] ==
+        json({{"http2_protocol_options", {{"max_concurrent_streams", 50}}}}));
+  CHECK(options("outbound|80|mirror|up.default.svc.cluster.local")
+            .contains("use_downstream_protocol_config"));
 }
 
 TEST_CASE("connectionPool.tcp.idleTimeout becomes the TCP proxy's idle timeout") {

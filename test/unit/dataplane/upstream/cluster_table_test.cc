@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 
 namespace mesh::dataplane {
 namespace {
@@ -246,6 +247,56 @@ TEST_CASE("A cluster's TLS settings are part of its connections' pool key") {
   CHECK(any->Find(name)->pool_prefix != plain->Find(name)->pool_prefix);
   CHECK(one->Find(name)->pool_prefix != any->Find(name)->pool_prefix);
   CHECK(one->Find(name)->pool_prefix == again->Find(name)->pool_prefix);
+}
+
+}  // namespace
+}  // namespace mesh::dataplane
+
+namespace mesh::dataplane {
+namespace {
+
+TEST_CASE("A cluster's HttpProtocolOptions choose its upstream protocol; options meshproxy "
+          "cannot honour are refused by field path") {
+  namespace uhttp = envoy::extensions::upstreams::http::v3;
+  const std::string kKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+  auto with = [&](const uhttp::HttpProtocolOptions& options) {
+    ProxyConfig config = Config(pb::Cluster::ROUND_ROBIN, 1);
+    (*config.clusters["outbound|80||web"].mutable_typed_extension_protocol_options())[kKey]
+        .PackFrom(options);
+    return ClusterTable::Build(config, nullptr);
+  };
+  CHECK(Build(Config(pb::Cluster::ROUND_ROBIN, 1))->Find("outbound|80||web")->protocol ==
+        Cluster::Protocol::kHttp11);
+
+  uhttp::HttpProtocolOptions h2;
+  h2.mutable_explicit_http_config()
+      ->mutable_http2_protocol_options()
+      ->mutable_max_concurrent_streams()
+      ->set_value(50);
+  h2.mutable_common_http_protocol_options()->mutable_idle_timeout()->set_seconds(30);
+  auto table = with(h2);
+  REQUIRE(table.ok());
+  const Cluster* c = (*table)->Find("outbound|80||web");
+  CHECK(c->protocol == Cluster::Protocol::kHttp2);
+  CHECK(c->max_concurrent_streams == 50);
+  CHECK(c->limits.idle_timeout == absl::Seconds(30));
+
+  uhttp::HttpProtocolOptions downstream;
+  downstream.mutable_use_downstream_protocol_config()->mutable_http2_protocol_options();
+  CHECK((*with(downstream))->Find("outbound|80||web")->protocol ==
+        Cluster::Protocol::kDownstream);
+
+  uhttp::HttpProtocolOptions automatic;
+  automatic.mutable_auto_config();
+  CHECK(with(automatic).status().message() ==
+        "cluster outbound|80||web: typed_extension_protocol_options[" + kKey +
+            "].auto_config: ALPN-chosen upstream protocol is not supported");
+  uhttp::HttpProtocolOptions connect;
+  connect.mutable_explicit_http_config()->mutable_http2_protocol_options()->set_allow_connect(true);
+  CHECK(with(connect).status().message() ==
+        "cluster outbound|80||web: typed_extension_protocol_options[" + kKey +
+            "].explicit_http_config.http2_protocol_options.allow_connect: CONNECT over HTTP/2 is "
+            "not supported");
 }
 
 }  // namespace
