@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "controlplane/compiler/compiler.h"
 #include "controlplane/model/names.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
@@ -126,11 +127,16 @@ envoy::config::route::v3::VirtualHost ServiceVirtualHost(const Lookup& lookup,
 envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager Manager(
     const std::string& stat_prefix);
 
-// The traffic policy for one cluster: the DestinationRule's top level, overridden by the
-// port-level settings for `port`, overridden by the subset's policy (Istio's precedence).
 // An SDS secret reference fetched over the ADS stream ("default", "ROOTCA", ...).
 envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig AdsSecret(const std::string& name);
 
+// The cluster's upstream HTTP protocol and pool options (typed_extension_protocol_options), as
+// Istio sets them for a port of `port_protocol` under `tp`.
+void SetHttpProtocolOptions(const model::TrafficPolicy& tp, const std::string& port_protocol,
+                            envoy::config::cluster::v3::Cluster* c);
+
+// The traffic policy for one cluster: the DestinationRule's top level, overridden by the
+// port-level settings for `port`, overridden by the subset's policy (Istio's precedence).
 model::TrafficPolicy EffectivePolicy(const model::DestinationRule* dr, const model::Subset* subset,
                                      uint32_t port);
 

@@ -347,6 +347,8 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
         group->add_lb_endpoints()->mutable_endpoint()->mutable_address()->mutable_socket_address();
     addr->set_address("127.0.0.1");
     addr->set_port_value(app_port);
+    // The app speaks its port's protocol: HTTP/2 (prior knowledge) for grpc and http2 ports.
+    if (IsHttp(protocol)) SetHttpProtocolOptions({}, protocol, &c);
     out->by_type[kClusterType][cluster_name] = Pack(c);
 
     std::string name = absl::StrCat("inbound|", in.listen_port);

@@ -154,6 +154,11 @@ absl::StatusOr<size_t> Http1ClientCodec::Dispatch(absl::string_view data) {
 
 boost::system::error_code Http1ClientCodec::OnHeader() {
   http1::Parser<false>& p = *parser_;
+  if (p.status < 100) {
+    // Three digits, but not a status (found by fuzz_http1: "HTTP/1.0 000 OK").
+    protocol_error_ = absl::StrCat("invalid status code ", p.status);
+    return http::error::bad_status;
+  }
   if (p.status >= 100 && p.status < 200 && p.status != 101) {
     // 100 Continue, 103 Early Hints: dropped; the final response follows on this connection.
     if (++interim_ > kMaxInterim) {

@@ -9,6 +9,8 @@
 //   before answering, and /seen counts the requests served.
 //   --mode tcp-echo          a TCP server: reads to the client's half-close, answers
 //                            "NAME VERSION: <what it read>", closes.
+//   --mode grpc              the meshpilot.testing.v1.Echo gRPC service over h2c, in all four
+//                            RPC shapes; --grpc-fail N ends every call with status N.
 //   --mode voting-analytics  counts votes and renders them: "Cats: 2 | Dogs: 4" in 1.0, and
 //                            "Cats: 2/6 (33%) | Dogs: 4/6 (67%)" from 1.1 on.
 #include <arpa/inet.h>
@@ -32,11 +34,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
+#include "examples/app/grpc_echo.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:9081", "where the app serves (IP:PORT)");
 ABSL_FLAG(std::string, name, "mesh-demo-app", "service name it reports");
 ABSL_FLAG(std::string, version, "1.0", "version it reports");
-ABSL_FLAG(std::string, mode, "pong", "pong, voting-app or voting-analytics");
+ABSL_FLAG(std::string, mode, "pong", "pong, voting-app, voting-analytics, tcp-echo or grpc");
 ABSL_FLAG(std::string, proxy, "127.0.0.1:15001", "its sidecar's outbound listener (IP:PORT)");
 ABSL_FLAG(std::string, storage, "memory",
           "where votes are kept: memory, redis or mysql (the latter two through the sidecar, at "
@@ -46,6 +49,7 @@ ABSL_FLAG(int, storage_port, 0,
 ABSL_FLAG(int, fail_status, 0,
           "answer every request but /seen with this status (a broken instance, for tests)");
 ABSL_FLAG(absl::Duration, delay, absl::ZeroDuration(), "wait this long before every answer");
+ABSL_FLAG(int, grpc_fail, 0, "--mode grpc: end every call with this gRPC status code instead");
 ABSL_FLAG(std::string, analytics, "voting-analytics:8080",
           "voting-app: the analytics service, as a Host through the sidecar");
 
@@ -455,9 +459,14 @@ int main(int argc, char** argv) {
     ServePong(server);
   } else if (mode == "tcp-echo") {
     return ServeTcpEcho(host, port);
+  } else if (mode == "grpc") {
+    return mesh::demo::ServeGrpcEcho({absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_name),
+                                      absl::GetFlag(FLAGS_version),
+                                      absl::GetFlag(FLAGS_grpc_fail)});
   } else {
     std::fprintf(stderr,
-                 "mesh-demo-app: --mode %s: want pong, voting-app, voting-analytics or tcp-echo\n",
+                 "mesh-demo-app: --mode %s: want pong, voting-app, voting-analytics, tcp-echo or "
+                 "grpc\n",
                  mode.c_str());
     return 2;
   }

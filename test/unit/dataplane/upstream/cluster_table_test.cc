@@ -255,7 +255,7 @@ TEST_CASE("A cluster's TLS settings are part of its connections' pool key") {
 namespace mesh::dataplane {
 namespace {
 
-TEST_CASE("A cluster's HttpProtocolOptions choose its upstream protocol; options meshproxy "
+TEST_CASE("A cluster's HttpProtocolOptions choose its upstream protocol, and options meshproxy "
           "cannot honour are refused by field path") {
   namespace uhttp = envoy::extensions::upstreams::http::v3;
   const std::string kKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
