@@ -172,4 +172,29 @@ std::optional<MessageRefusal> CheckResponseHeader(HeaderMap& fields, int status,
   return std::nullopt;
 }
 
+bool SplitRequestTarget(absl::string_view method, absl::string_view target, std::string* authority,
+                 std::string* path) {
+  if (absl::StartsWith(target, "/")) {
+    *path = std::string(target);
+    return true;
+  }
+  if (target == "*" && method == "OPTIONS") {
+    *path = "*";
+    return true;
+  }
+  for (absl::string_view scheme : {"http://", "https://"}) {
+    if (!absl::StartsWithIgnoreCase(target, scheme)) continue;
+    absl::string_view rest = target.substr(scheme.size());
+    size_t slash = rest.find_first_of("/?");
+    absl::string_view host = rest.substr(0, slash);
+    if (host.empty()) return false;
+    *authority = std::string(host);
+    *path = slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
+    if ((*path)[0] == '?') path->insert(0, "/");
+    return true;
+  }
+  return false;
+}
+
+
 }  // namespace mesh::dataplane

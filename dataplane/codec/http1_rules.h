@@ -53,6 +53,12 @@ std::optional<MessageRefusal> CheckResponseHeader(HeaderMap& fields, int status,
 // headers only, never the ones that frame or route the message.
 bool NominationAllowed(absl::string_view name);
 
+// Splits an HTTP/1.1 request target: origin form ("/p?q") leaves `authority` empty; absolute
+// form ("http://host:port/p?q", an HTTP proxy request) gives both, the path "/" when it has none;
+// "*" is OPTIONS's alone. False for anything else, such as an authority-form CONNECT target.
+bool SplitRequestTarget(absl::string_view method, absl::string_view target, std::string* authority,
+                        std::string* path);
+
 // Whether `value` is a valid Host (RFC 9110 7.2: uri-host [":" port]).
 bool ValidHost(absl::string_view value);
 

@@ -12,32 +12,6 @@ namespace {
 
 namespace http = boost::beast::http;
 
-// Splits a request target: origin form keeps `authority` empty; absolute form (an HTTP proxy
-// request) gives both; "*" is OPTIONS's. False for anything else (authority-form CONNECT).
-bool SplitTarget(absl::string_view method, absl::string_view target, std::string* authority,
-                 std::string* path) {
-  if (absl::StartsWith(target, "/")) {
-    *path = std::string(target);
-    return true;
-  }
-  if (target == "*" && method == "OPTIONS") {
-    *path = "*";
-    return true;
-  }
-  for (absl::string_view scheme : {"http://", "https://"}) {
-    if (!absl::StartsWithIgnoreCase(target, scheme)) continue;
-    absl::string_view rest = target.substr(scheme.size());
-    size_t slash = rest.find_first_of("/?");
-    absl::string_view host = rest.substr(0, slash);
-    if (host.empty()) return false;
-    *authority = std::string(host);
-    *path = slash == absl::string_view::npos ? "/" : std::string(rest.substr(slash));
-    if ((*path)[0] == '?') path->insert(0, "/");
-    return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 class Http1ServerCodec::ServerStream : public ResponseEncoder, public Stream {
@@ -227,7 +201,7 @@ boost::system::error_code Http1ServerCodec::OnHeader() {
     return http::error::bad_value;
   }
   auto head = std::make_unique<RequestHead>();
-  if (!SplitTarget(p.method, p.target, &head->authority, &head->path)) {
+  if (!SplitRequestTarget(p.method, p.target, &head->authority, &head->path)) {
     refusal_ = "unsupported request target";
     refusal_status_ = 400;
     return http::error::bad_target;

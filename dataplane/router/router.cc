@@ -84,25 +84,6 @@ std::string RedirectLocation(const Redirect& redirect, const Route& route,
   return absl::StrCat(scheme, "://", host, new_path);
 }
 
-bool SplitTarget(absl::string_view target, absl::string_view* authority, absl::string_view* path) {
-  if (absl::StartsWith(target, "/")) {
-    *authority = {};
-    *path = target;
-    return true;
-  }
-  size_t scheme_end = target.find("://");
-  if (scheme_end == absl::string_view::npos) return false;
-  absl::string_view scheme = target.substr(0, scheme_end);
-  if (!absl::EqualsIgnoreCase(scheme, "http") && !absl::EqualsIgnoreCase(scheme, "https"))
-    return false;
-  absl::string_view rest = target.substr(scheme_end + 3);
-  size_t slash = rest.find_first_of("/?");
-  *authority = rest.substr(0, slash);
-  if (authority->empty()) return false;
-  *path = slash == absl::string_view::npos ? absl::string_view("/") : rest.substr(slash);
-  return true;
-}
-
 }  // namespace mesh::dataplane
 
 namespace mesh::dataplane {

@@ -37,10 +37,6 @@ std::string RewritePath(const Route& route, absl::string_view path);
 std::string RedirectLocation(const Redirect& redirect, const Route& route,
                              absl::string_view authority, absl::string_view path);
 
-// Splits an HTTP/1.1 request target: origin form ("/p?q") leaves `authority` empty; absolute form
-// ("http://host:port/p?q", an HTTP proxy request) yields both. Returns false for a target that is
-// neither, such as "*" or an authority-form CONNECT target.
-bool SplitTarget(absl::string_view target, absl::string_view* authority, absl::string_view* path);
 
 }  // namespace mesh::dataplane
 

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "dataplane/xds/xds_client.h"
+#include "dataplane/config/proxy_config.h"
 
 // meshproxy's upstream clusters: an immutable, validated view of CDS and EDS (endpoints, load
 // balancer, limits, outlier detection, TLS), rebuilt on every update, plus per-host runtime state

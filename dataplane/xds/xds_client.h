@@ -10,7 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "dataplane/config/route_table.h"
+#include "dataplane/config/proxy_config.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/core/v3/base.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
@@ -20,19 +20,6 @@
 #include "envoy/service/discovery/v3/discovery.pb.h"
 
 namespace mesh::dataplane {
-
-// Everything meshproxy has applied, per type: immutable once published, swapped whole, so the
-// request path reads it without a lock and in-flight requests keep the one they started with.
-struct ProxyConfig {
-  std::map<std::string, envoy::config::listener::v3::Listener> listeners;
-  std::map<std::string, RouteTablePtr> routes;
-  std::map<std::string, envoy::config::route::v3::RouteConfiguration> route_configs;  // as sent
-  std::map<std::string, envoy::config::cluster::v3::Cluster> clusters;
-  std::map<std::string, envoy::config::endpoint::v3::ClusterLoadAssignment> endpoints;
-  std::map<std::string, envoy::extensions::transport_sockets::tls::v3::Secret> secrets;  // SDS
-  std::map<std::string, std::string> versions;  // type URL -> accepted version
-};
-using ProxyConfigPtr = std::shared_ptr<const ProxyConfig>;
 
 // Where requests go: one ADS stream. The client never sees gRPC, so it is tested with a fake.
 class AdsTransport {

@@ -120,5 +120,25 @@ TEST_CASE("Upstream responses: framing headers stay, TE wins over CL, 101 is ref
   CHECK(*listed.Get("content-length") == "7");
 }
 
+TEST_CASE("Request targets: origin and absolute forms, OPTIONS *, and nothing else") {
+  std::string authority, path;
+  REQUIRE(SplitRequestTarget("GET", "/p?q", &authority, &path));
+  CHECK(authority.empty());
+  CHECK(path == "/p?q");
+  REQUIRE(SplitRequestTarget("GET", "http://reviews:9080/p?q", &authority, &path));
+  CHECK(authority == "reviews:9080");
+  CHECK(path == "/p?q");
+  authority.clear();
+  REQUIRE(SplitRequestTarget("GET", "HTTP://reviews", &authority, &path));
+  CHECK(path == "/");
+  REQUIRE(SplitRequestTarget("GET", "http://reviews?x=1", &authority, &path));
+  CHECK(path == "/?x=1");
+  REQUIRE(SplitRequestTarget("OPTIONS", "*", &authority, &path));
+  CHECK_FALSE(SplitRequestTarget("GET", "*", &authority, &path));
+  CHECK_FALSE(SplitRequestTarget("CONNECT", "reviews:9080", &authority, &path));
+  CHECK_FALSE(SplitRequestTarget("GET", "ftp://x/", &authority, &path));
+  CHECK_FALSE(SplitRequestTarget("GET", "http:///nohost", &authority, &path));
+}
+
 }  // namespace
 }  // namespace mesh::dataplane

@@ -79,22 +79,6 @@ TEST_CASE("RedirectLocation: scheme, port and path redirects") {
   CHECK(RedirectLocation(r, route, "shop", "/old/a?q=2") == "http://shop/elsewhere?q=2");
 }
 
-TEST_CASE("SplitTarget accepts origin and absolute forms and refuses the rest") {
-  absl::string_view authority, path;
-  REQUIRE(SplitTarget("/p?q", &authority, &path));
-  CHECK(authority.empty());
-  CHECK(path == "/p?q");
-  REQUIRE(SplitTarget("http://reviews:9080/p?q", &authority, &path));
-  CHECK(authority == "reviews:9080");
-  CHECK(path == "/p?q");
-  REQUIRE(SplitTarget("HTTP://reviews", &authority, &path));
-  CHECK(path == "/");
-  CHECK_FALSE(SplitTarget("*", &authority, &path));
-  CHECK_FALSE(SplitTarget("reviews:9080", &authority, &path));
-  CHECK_FALSE(SplitTarget("ftp://x/", &authority, &path));
-  CHECK_FALSE(SplitTarget("http:///nohost", &authority, &path));
-}
-
 TEST_CASE("RequestHash follows the route's hash policies, and is absent when none applies") {
   RouteTablePtr t = Table(kRoutes);
   const Route& split = *t->Match({"GET", "h", "/", {}});
