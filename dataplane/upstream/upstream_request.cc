@@ -22,6 +22,8 @@ UpstreamRequest::UpstreamRequest(Context context, const Cluster& cluster, const 
       callbacks_(callbacks),
       retry_(route.retry, *cluster.state, cluster.limits.max_retries) {
   cluster_.state->requests.fetch_add(1, std::memory_order_relaxed);
+  // An upgrade's "body" is a tunnel's bytes: never kept, never replayed.
+  if (!head_->upgrade.empty()) replayable_ = false;
   per_try_timer_ = context_.time.CreateTimer([this] { OnPerTryTimeout(); });
   global_timer_ = context_.time.CreateTimer([this] { OnGlobalTimeout(); });
   backoff_timer_ = context_.time.CreateTimer([this] { StartAttempt(); });
@@ -155,6 +157,7 @@ void UpstreamRequest::DecodeHeaders(ResponseHeadPtr head, bool end_stream) {
   if (decision == RetryState::Decision::kOverflow) ++context_.stats.overflows[cluster_.name];
   context_.stats.upstream_latency[cluster_.name].Record(now - start_);
   response_started_ = true;
+  if (head->status == 101) global_timer_->Disable();  // an upgraded tunnel has no deadline
   if (end_stream) response_complete_ = true;
   callbacks_.OnUpstreamHeaders(std::move(head), end_stream);
   if (end_stream) Finish();

@@ -11,6 +11,8 @@
 //                            "NAME VERSION: <what it read>", closes.
 //   --mode grpc              the meshpilot.testing.v1.Echo gRPC service over h2c, in all four
 //                            RPC shapes; --grpc-fail N ends every call with status N.
+//   --mode ws-echo           WebSocket echo: each message back as "NAME VERSION: <message>";
+//                            plain HTTP requests get "NAME VERSION".
 //   --mode voting-analytics  counts votes and renders them: "Cats: 2 | Dogs: 4" in 1.0, and
 //                            "Cats: 2/6 (33%) | Dogs: 4/6 (67%)" from 1.1 on.
 #include <arpa/inet.h>
@@ -35,11 +37,12 @@
 #include "absl/time/clock.h"
 #include "common/flags.h"
 #include "examples/app/grpc_echo.h"
+#include "examples/app/ws_echo.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:9081", "where the app serves (IP:PORT)");
 ABSL_FLAG(std::string, name, "mesh-demo-app", "service name it reports");
 ABSL_FLAG(std::string, version, "1.0", "version it reports");
-ABSL_FLAG(std::string, mode, "pong", "pong, voting-app, voting-analytics, tcp-echo or grpc");
+ABSL_FLAG(std::string, mode, "pong", "pong, voting-app, voting-analytics, tcp-echo, ws-echo or grpc");
 ABSL_FLAG(std::string, proxy, "127.0.0.1:15001", "its sidecar's outbound listener (IP:PORT)");
 ABSL_FLAG(std::string, storage, "memory",
           "where votes are kept: memory, redis or mysql (the latter two through the sidecar, at "
@@ -459,14 +462,17 @@ int main(int argc, char** argv) {
     ServePong(server);
   } else if (mode == "tcp-echo") {
     return ServeTcpEcho(host, port);
+  } else if (mode == "ws-echo") {
+    return mesh::demo::ServeWebSocketEcho(absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_name),
+                                          absl::GetFlag(FLAGS_version));
   } else if (mode == "grpc") {
     return mesh::demo::ServeGrpcEcho({absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_name),
                                       absl::GetFlag(FLAGS_version),
                                       absl::GetFlag(FLAGS_grpc_fail)});
   } else {
     std::fprintf(stderr,
-                 "mesh-demo-app: --mode %s: want pong, voting-app, voting-analytics, tcp-echo or "
-                 "grpc\n",
+                 "mesh-demo-app: --mode %s: want pong, voting-app, voting-analytics, tcp-echo, "
+                 "ws-echo or grpc\n",
                  mode.c_str());
     return 2;
   }

@@ -2,12 +2,18 @@
 // server (the Echo service in mesh-demo-app --mode grpc), curl and h2load.
 #include <grpcpp/grpcpp.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <thread>
 #include <map>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "dataplane/codec/http2_codec.h"
 #include "meshpilot/testing/v1/echo.grpc.pb.h"
 #include "test/support/mesh.h"
 #include "test/support/process.h"
@@ -302,6 +308,115 @@ spec: {host: echo, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
   // A plaintext client to the server's sidecar is refused under STRICT.
   auto direct = Stub(absl::StrCat(server.ip, ":", server.inbound_port), "echo:9000");
   CHECK_FALSE(Say(*direct, &res, {}, 0, 2s).ok());
+}
+
+// The process's peak resident memory (VmHWM), in KiB.
+int64_t PeakRssKb(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (!absl::StartsWith(line, "VmHWM:")) continue;
+    int64_t kb = 0;
+    std::string digits;
+    for (char c : line) {
+      if (c >= '0' && c <= '9') digits += c;
+    }
+    if (absl::SimpleAtoi(digits, &kb)) return kb;
+  }
+  return -1;
+}
+
+TEST_CASE("A 64 MiB gRPC client stream to a slow reader keeps meshproxy's memory bounded") {
+  GrpcGateway g;
+  INFO(g.mesh.Logs());
+  grpc::ClientContext context;
+  EchoResponse res;
+  auto writer = g.stub->Collect(&context, &res);
+  EchoRequest req;
+  req.set_payload(std::string(256 * 1024, 'x'));
+  req.set_delay_ms(4);  // the server takes each message slowly: about 1 s for all of them
+  for (int i = 0; i < 256; ++i) REQUIRE(writer->Write(req));
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  REQUIRE(s.ok());
+  CHECK(res.bytes() == 64 * 1024 * 1024);
+  const int64_t peak = PeakRssKb(g.gateway->process->pid());
+  WARN("gateway meshproxy peak RSS after a 64 MiB stream: " << peak / 1024 << " MiB");
+  CHECK(peak > 0);
+  CHECK(peak < 48 * 1024);  // far below the stream: flow control held it back
+}
+
+TEST_CASE("A rapid-reset attack closes that connection while other clients keep being served") {
+  GrpcGateway g;
+  INFO(g.mesh.Logs());
+  // The attacker: HEADERS then RST_STREAM, over and over, on one connection (CVE-2023-44487).
+  // Its frames are made by an HTTP/2 client codec; the bytes go out on a plain socket.
+  struct Quiet : dataplane::CodecOwner {
+    void OnCodecOutput() override {}
+  } owner;
+  struct Ignore : dataplane::ResponseDecoder {
+    void DecodeHeaders(dataplane::ResponseHeadPtr, bool) override {}
+    void DecodeData(absl::string_view, bool) override {}
+    void DecodeTrailers(dataplane::HeaderMap) override {}
+  } ignore;
+  dataplane::Http2ClientCodec attacker(owner, dataplane::CodecLimits{});
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(g.gateway->port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  auto flush = [&] {
+    for (absl::string_view out = attacker.PendingOutput(); !out.empty();
+         out = attacker.PendingOutput()) {
+      if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) <= 0) return false;
+      attacker.ConsumeOutput(out.size());
+    }
+    return true;
+  };
+  dataplane::RequestHead head;
+  head.method = "POST";
+  head.scheme = "http";
+  head.authority = "echo.example.com";
+  head.path = "/meshpilot.testing.v1.Echo/Say";
+  head.headers.Add("content-type", "application/grpc");
+  bool sent_all = true;
+  for (int i = 0; i < 5000 && sent_all; ++i) {
+    if (!attacker.CanOpenStream()) break;
+    dataplane::RequestEncoder& stream = attacker.NewStream(ignore);
+    stream.EncodeHeaders(head, false);
+    sent_all = flush();  // HEADERS first: a stream reset before they left is never sent
+    stream.stream().Reset(dataplane::ResetReason::kLocal);
+    sent_all = sent_all && flush();
+  }
+  // Meanwhile and after, a well-behaved client is served.
+  EchoResponse res;
+  CHECK(Say(*g.stub, &res).ok());
+  // The attacker's connection is told to go away and closed.
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string received;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      CHECK(n == 0);  // closed by meshproxy, not timed out
+      break;
+    }
+    received.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  // A GOAWAY frame (type 7) came back among the frames.
+  bool goaway = false;
+  for (size_t at = 0; at + 9 <= received.size();) {
+    const size_t length = (static_cast<unsigned char>(received[at]) << 16) |
+                          (static_cast<unsigned char>(received[at + 1]) << 8) |
+                          static_cast<unsigned char>(received[at + 2]);
+    if (received[at + 3] == 7) goaway = true;
+    at += 9 + length;
+  }
+  CHECK(goaway);
+  CHECK(Say(*g.stub, &res).ok());
 }
 
 }  // namespace
