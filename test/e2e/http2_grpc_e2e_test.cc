@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <atomic>
+#include <mutex>
 #include <thread>
 #include <map>
 
@@ -417,6 +419,71 @@ TEST_CASE("A rapid-reset attack closes that connection while other clients keep 
   }
   CHECK(goaway);
   CHECK(Say(*g.stub, &res).ok());
+}
+
+TEST_CASE("100 config changes during a gRPC load, unary and streaming, fail no call") {
+  GrpcGateway g;
+  INFO(g.mesh.Logs());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_error;
+  std::mutex mu;
+  auto fail = [&](const std::string& what) {
+    ++failed;
+    std::lock_guard lock(mu);
+    if (first_error.empty()) first_error = what;
+  };
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 3; ++c) {
+    clients.emplace_back([&] {
+      auto stub = Stub(g.target, "echo.example.com");
+      while (!stop) {
+        EchoResponse res;
+        grpc::Status s = Say(*stub, &res);
+        s.ok() ? ++ok : (fail("unary: " + s.error_message()), 0);
+      }
+    });
+  }
+  clients.emplace_back([&] {
+    auto stub = Stub(g.target, "echo.example.com");
+    while (!stop) {
+      grpc::ClientContext context;
+      auto stream = stub->Chat(&context);
+      for (int i = 0; i < 20; ++i) {
+        EchoRequest req;
+        req.set_message(absl::StrCat(i));
+        EchoResponse res;
+        if (!stream->Write(req) || !stream->Read(&res)) break;
+      }
+      stream->WritesDone();
+      grpc::Status s = stream->Finish();
+      s.ok() ? ++ok : (fail("stream: " + s.error_message()), 0);
+    }
+  });
+  for (int change = 0; change < 100; ++change) {
+    const int v1 = change % 2 ? 50 : 80;
+    g.mesh.Apply(absl::StrCat(R"(
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: edge}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - match: [{uri: {prefix: /meshpilot.testing.v1.Echo/}}]
+    route:
+    - {destination: {host: echo, subset: v1}, weight: )",
+                              v1, R"(}
+    - {destination: {host: echo, subset: v2}, weight: )",
+                              100 - v1, "}\n"));
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  stop = true;
+  for (auto& t : clients) t.join();
+  INFO(first_error);
+  CHECK(failed == 0);
+  CHECK(ok > 100);
 }
 
 }  // namespace
