@@ -52,6 +52,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
                                 },
                                 [weak](absl::Time now) {
                                   if (auto self = weak.lock()) self->Tick(now);
+                                },
+                                [weak] {
+                                  if (auto self = weak.lock()) self->Close();
                                 }});
     registered_ = true;
     if (config_->tls != ListenerConfig::Tls::kNone) {
@@ -213,6 +216,14 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
 
   void Tick(absl::Time now) {
     if (closed_) return;
+    if (listener_->draining && codec_ && !going_away_) {
+      // Drain: HTTP/2 clients get GOAWAY, HTTP/1.1 ones "Connection: close" on their next
+      // response (an idle one closes now); what is in flight finishes.
+      going_away_ = true;
+      codec_->GoAway();
+      Flush();
+      if (closed_) return;
+    }
     if (handshake_deadline_ && now > *handshake_deadline_) {
       ++worker_.stats().downstream_rejected;
       Close();
@@ -317,6 +328,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
   bool closed_ = false;
   bool close_scheduled_ = false;
   bool flush_scheduled_ = false;
+  bool going_away_ = false;
   std::optional<absl::Time> handshake_deadline_;
   absl::Time last_activity_, request_started_;
 };

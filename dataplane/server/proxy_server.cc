@@ -78,6 +78,23 @@ void ProxyServer::Stop() {
   for (auto& w : workers_) w->Stop();
 }
 
+void ProxyServer::DrainAll(absl::Duration wait) {
+  asio::post(control_, [this] {
+    for (auto& [name, a] : active_) Drain(a);
+    active_.clear();
+  });
+  const absl::Time give_up = absl::Now() + wait;
+  while (absl::Now() < give_up && ActiveConnections() > 0) absl::SleepFor(absl::Milliseconds(50));
+}
+
+int64_t ProxyServer::ActiveConnections() {
+  std::vector<std::future<WorkerStats>> stats;
+  for (auto& w : workers_) stats.push_back(w->CollectStats());
+  int64_t active = 0;
+  for (auto& f : stats) active += f.get().downstream_active;
+  return active;
+}
+
 std::vector<Worker*> ProxyServer::workers() {
   std::vector<Worker*> out;
   for (auto& w : workers_) out.push_back(w.get());

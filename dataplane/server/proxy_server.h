@@ -42,8 +42,14 @@ class ProxyServer {
   ~ProxyServer();
 
   void Start();
+  // Graceful shutdown's first half (SIGTERM): every listener stops accepting and drains as a
+  // removed one does (GOAWAY, Connection: close), and connections still open after the drain
+  // time are closed. Then returns once no downstream connection is left or `wait` has passed.
+  void DrainAll(absl::Duration wait);
   // Stops accepting, stops the workers and joins every thread. Idempotent.
   void Stop();
+  // Downstream connections open now, over all workers. Thread-safe.
+  int64_t ActiveConnections();
 
   // Builds the snapshot for `config` and, when it builds, makes it current (workers first, then
   // listeners). An error means the config cannot be served; nothing changes then. Thread-safe.

@@ -69,6 +69,20 @@ Worker::Worker(int index, HttpPools::Options pool_options)
 
 Worker::~Worker() {
   Stop();
+  // Teardown in order, on this thread now that the loop is stopped: downstream connections first
+  // (their requests cancel what they hold upstream while the upstream connections still exist),
+  // then the pools. What is left in the loop's queue is destroyed with it, never run.
+  DeferredQueue::Scope scope(deferred_);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto next = std::next(it);  // closing unregisters the session
+    if (it->close) {
+      it->close();
+    } else {
+      it->close_if_idle();
+    }
+    it = next;
+  }
+  http_pools_.reset();
 }
 
 TimerPtr Worker::CreateTimer(std::function<void()> on_fire) {

@@ -83,6 +83,9 @@ class Worker : public HttpContext, public TimeSource {
     const ListenerRuntime* listener;
     std::function<void()> close_if_idle;
     std::function<void(absl::Time)> tick;
+    // Closes the connection whatever it is doing (the worker's teardown); close_if_idle when
+    // unset.
+    std::function<void()> close = nullptr;
   };
   using SessionHandle = std::list<Session>::iterator;
   SessionHandle Register(Session session);

@@ -86,11 +86,16 @@ HttpPools::HttpPools(boost::asio::io_context& io, DeferredQueue& deferred, TimeS
     : io_(io), deferred_(deferred), time_(time), tls_(std::move(tls)), options_(options) {}
 
 HttpPools::~HttpPools() {
+  // Closing a connection reports back (OnClosed); with owner_ emptied first, those reports find
+  // nothing to change while the lists are walked.
+  owner_.clear();
+  std::vector<UpstreamConnectionPtr> all;
   for (auto& pools : pools_) {
     for (auto& [key, pool] : pools) {
-      for (auto& connection : pool->connections) connection->Close();
+      all.insert(all.end(), pool->connections.begin(), pool->connections.end());
     }
   }
+  for (const UpstreamConnectionPtr& connection : all) connection->Close();
 }
 
 bool HttpPools::Usable(const UpstreamConnection& connection, const Pool& pool) const {

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <netinet/in.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
@@ -484,6 +485,27 @@ spec:
   INFO(first_error);
   CHECK(failed == 0);
   CHECK(ok > 100);
+}
+
+TEST_CASE("SIGTERM drains the gateway: a call in flight finishes with GOAWAY, then it exits") {
+  GrpcGateway g;
+  INFO(g.mesh.Logs());
+  grpc::Status slow_status;
+  std::thread slow([&] {
+    EchoResponse res;
+    slow_status = Say(*g.stub, &res, {}, 1500, 10s);
+  });
+  std::this_thread::sleep_for(300ms);  // the call is in flight
+  const auto start = std::chrono::steady_clock::now();
+  const int status = g.gateway->process->Stop(SIGTERM);
+  slow.join();
+  CHECK(slow_status.ok());
+  INFO("wait status " << status << " signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // It left once the call was done, not at the end of the 5 s drain time.
+  CHECK(std::chrono::steady_clock::now() - start < 4s);
+  CHECK(absl::StrContains(g.gateway->process->Log(), "draining for up to 5s"));
 }
 
 }  // namespace
