@@ -20,8 +20,10 @@ class PoolCallbacks {
     kTimeout,   // no connection within the connect timeout or the request's deadline
     kOverflow,  // a circuit breaker refused it (max_connections, max_pending_requests)
   };
-  // A stream is open: send the request on `encoder`. `protocol` is what the connection speaks.
-  virtual void OnPoolReady(RequestEncoder& encoder, HttpProtocol protocol) = 0;
+  // A stream is open: send the request on `encoder`. `protocol` is what the connection speaks;
+  // `reused` says the connection carried requests before (it may have been closed by the peer
+  // an instant ago, which a request on it then finds out).
+  virtual void OnPoolReady(RequestEncoder& encoder, HttpProtocol protocol, bool reused) = 0;
   // `detail` says which limit or why, for the reply and the log.
   virtual void OnPoolFailure(Failure failure, absl::string_view detail) = 0;
 };

@@ -46,8 +46,9 @@ class HttpPools::Waiter : public PendingStream {
   // Each ends the wait; the callback is the last thing that touches this object.
   void Ready(UpstreamConnection& connection) {
     Leave();
+    const bool reused = connection.streams_opened() > 0;
     RequestEncoder& encoder = connection.NewStream(decoder_);
-    callbacks_.OnPoolReady(encoder, connection.protocol());
+    callbacks_.OnPoolReady(encoder, connection.protocol(), reused);
   }
   void Fail(PoolCallbacks::Failure failure, const std::string& detail) {
     Leave();
@@ -122,8 +123,9 @@ PendingStreamPtr HttpPools::NewStream(const Cluster& cluster, const Host& host,
   pool.idle_timeout = cluster.limits.idle_timeout;
   for (const UpstreamConnectionPtr& c : pool.connections) {
     if (!Usable(*c, pool)) continue;
+    const bool reused = c->streams_opened() > 0;
     RequestEncoder& encoder = c->NewStream(decoder);
-    callbacks.OnPoolReady(encoder, c->protocol());
+    callbacks.OnPoolReady(encoder, c->protocol(), reused);
     return nullptr;
   }
   if (h2) {

@@ -78,9 +78,10 @@ void UpstreamRequest::StartAttempt() {
   if (waiting_for_pool_) pending_ = std::move(pending);
 }
 
-void UpstreamRequest::OnPoolReady(RequestEncoder& encoder, HttpProtocol) {
+void UpstreamRequest::OnPoolReady(RequestEncoder& encoder, HttpProtocol, bool reused) {
   waiting_for_pool_ = false;
   if (done_) return;
+  attempt_reused_ = reused;
   encoder_ = &encoder;
   encoder.stream().SetCallbacks(this);
   if (read_disabled_ > 0) encoder.stream().ReadDisable(true);
@@ -192,6 +193,19 @@ void UpstreamRequest::OnReset(ResetReason reason, absl::string_view detail) {
     global_timer_->Disable();
     ReleaseAttempt(false);
     callbacks_.OnUpstreamReset();
+    return;
+  }
+  // A pooled connection the peer closed an instant before this request went out (a keep-alive
+  // race, a draining listener), or an HTTP/2 stream refused unprocessed: nothing reached the
+  // application, so the request goes again once, on whatever the pool has, outside the retry
+  // policy and without counting against the host.
+  const bool unprocessed = reason == ResetReason::kRefused ||
+                           (attempt_reused_ && reason == ResetReason::kConnectionTermination);
+  if (unprocessed && !stale_retry_used_ && replayable_) {
+    stale_retry_used_ = true;
+    previous_host_ = nullptr;
+    ReleaseAttempt(false);
+    StartAttempt();
     return;
   }
   AttemptResult result;

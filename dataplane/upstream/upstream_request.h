@@ -77,7 +77,7 @@ class UpstreamRequest : public ResponseDecoder, public StreamCallbacks, public P
   void OnAboveWriteBufferHighWatermark() override;
   void OnBelowWriteBufferLowWatermark() override;
   // PoolCallbacks
-  void OnPoolReady(RequestEncoder& encoder, HttpProtocol protocol) override;
+  void OnPoolReady(RequestEncoder& encoder, HttpProtocol protocol, bool reused) override;
   void OnPoolFailure(Failure failure, absl::string_view detail) override;
 
   const Host* host() const { return host_; }
@@ -116,6 +116,8 @@ class UpstreamRequest : public ResponseDecoder, public StreamCallbacks, public P
   RequestEncoder* encoder_ = nullptr;
   int attempts_ = 0;
   bool waiting_for_pool_ = false;
+  bool attempt_reused_ = false;    // the attempt's connection had carried requests before
+  bool stale_retry_used_ = false;  // the one free retry for a pooled connection found closed
 
   std::string body_;       // request body: all of it while replayable, else what is unsent
   size_t body_sent_ = 0;   // of body_, on the current attempt

@@ -57,10 +57,11 @@ class FakePools : public ConnectionSource {
     requests.push_back({&host, &decoder, &callbacks});
     return std::make_unique<Pending>(requests.back());
   }
-  // Completes the latest request with a stream; returns its encoder.
-  FakeEncoder& Ready(Log& log) {
+  // Completes the latest request with a stream (on a connection used before, if `reused`);
+  // returns its encoder.
+  FakeEncoder& Ready(Log& log, bool reused = false) {
     encoders.push_back(std::make_unique<FakeEncoder>(log, static_cast<int>(requests.size())));
-    requests.back().callbacks->OnPoolReady(*encoders.back(), HttpProtocol::kHttp11);
+    requests.back().callbacks->OnPoolReady(*encoders.back(), HttpProtocol::kHttp11, reused);
     return *encoders.back();
   }
   std::deque<Request> requests;
@@ -307,6 +308,31 @@ TEST_CASE("Upstream request: cancelling stops the wait for a connection and the 
   CHECK(g.log.back() == "1: reset");
   CHECK(g.cluster.hosts[0].state->active_requests + g.cluster.hosts[1].state->active_requests ==
         0);
+}
+
+TEST_CASE("Upstream request: a reused connection found closed is replaced once, not retried") {
+  Fixture f;  // no retry policy at all
+  auto request = f.Make();
+  request->Start(false);
+  request->SendData("abc", true);
+  FakeEncoder& stale = f.pools.Ready(f.log, true);
+  stale.callbacks->OnReset(ResetReason::kConnectionTermination, "upstream connection closed");
+  REQUIRE(f.pools.requests.size() == 2);  // at once, no back-off
+  FakeEncoder& again = f.pools.Ready(f.log, true);
+  again.callbacks->OnReset(ResetReason::kConnectionTermination, "upstream connection closed");
+  CHECK(f.pools.requests.size() == 2);  // once only
+  CHECK(f.log.back() ==
+        "client: local 503 upstream connect error or disconnect/reset before headers. reset "
+        "reason: connection termination");
+  CHECK(f.log[2] == "2: headers POST /orders");  // the body went again
+  CHECK(f.log[3] == "2: data abc END");
+
+  Fixture g;  // a new connection that closes is the upstream's failure, not a race
+  auto fresh = g.Make();
+  fresh->Start(true);
+  g.pools.Ready(g.log, false).callbacks->OnReset(ResetReason::kConnectionTermination, "closed");
+  CHECK(g.pools.requests.size() == 1);
+  REQUIRE(g.downstream.failure.has_value());
 }
 
 TEST_CASE("Retry state: attempts, the budget, and what counts as a failure") {
