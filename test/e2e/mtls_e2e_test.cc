@@ -192,7 +192,7 @@ TEST_CASE("An expired certificate, or one from another CA, is refused and logged
   CHECK(absl::StrContains(log, "refused: unable to get local issuer certificate"));
 }
 
-TEST_CASE("Gateway TLS: SIMPLE and MUTUAL servers from certificate files, and httpsRedirect") {
+TEST_CASE("Gateway TLS: SIMPLE and MUTUAL servers from certificate files, HTTP/2 by ALPN, and httpsRedirect") {
   Mesh mesh;
   // Server and client certificates from a CA of the test's own, as files.
   auto test_ca =
@@ -264,6 +264,13 @@ spec:
   CHECK(redirect.Header("Location") == "https://127.0.0.1/page?x=1");
   CHECK(absl::StrContains(curl({absl::StrCat("https://127.0.0.1:", https, "/echo")}).out,
                           "header: x-forwarded-proto: https"));
+  // HTTP/2 over TLS, chosen by ALPN: curl --http2 gets h2, and HTTP/1.1 still works beside it.
+  CHECK(curl({"--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+              absl::StrCat("https://127.0.0.1:", https, "/")})
+            .out == "2 200");
+  CHECK(curl({"--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+              absl::StrCat("https://127.0.0.1:", https, "/")})
+            .out == "1.1 200");
   // MUTUAL: no client certificate, no answer; the test CA's client certificate, the app.
   CHECK(curl({absl::StrCat("https://127.0.0.1:", mutual, "/")}).out != "web a\n");
   CHECK(curl({"--cert", mesh.dir() / "client-cert.pem", "--key", mesh.dir() / "client-key.pem",
