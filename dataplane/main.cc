@@ -398,7 +398,8 @@ int Run() {
        " admin=", absl::GetFlag(FLAGS_admin).substr(0, absl::GetFlag(FLAGS_admin).rfind(':')), ":",
        *admin_port, " workers=", options.concurrency);
   int sig = mesh::signals::WaitForStopSignal(signals);
-  Info("meshproxy: signal ", sig, ", draining for up to ", absl::FormatDuration(options.drain_time));
+  Info("meshproxy: signal ", sig, ", draining for up to ",
+       absl::FormatDuration(options.drain_time));
   // Leave the control plane first (this workload stops being an endpoint), then let what is in
   // flight finish.
   if (health) health->Stop();

@@ -468,8 +468,9 @@ void SetHttpProtocolOptions(const model::TrafficPolicy& tp, const std::string& p
                 options.mutable_common_http_protocol_options()->mutable_idle_timeout());
   }
   if (http && http->max_requests_per_connection) {
-    options.mutable_common_http_protocol_options()->mutable_max_requests_per_connection()->set_value(
-        static_cast<uint32_t>(*http->max_requests_per_connection));
+    options.mutable_common_http_protocol_options()
+        ->mutable_max_requests_per_connection()
+        ->set_value(static_cast<uint32_t>(*http->max_requests_per_connection));
   }
   envoy::config::core::v3::Http2ProtocolOptions h2;
   if (http && http->max_concurrent_streams) {

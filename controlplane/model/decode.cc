@@ -191,12 +191,23 @@ HTTPRetry ReadRetry(ObjectReader& r) {
 // Istio's grpcStatus: a status code name in capitals, as gRPC's statuscodes.md lists them. Its
 // number (as a string or an integer) is accepted too.
 std::optional<uint32_t> GrpcStatusCode(const json& value) {
-  static constexpr absl::string_view kNames[] = {
-      "OK",           "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS", "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",    "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static constexpr absl::string_view kNames[] = {"OK",
+                                                 "CANCELLED",
+                                                 "UNKNOWN",
+                                                 "INVALID_ARGUMENT",
+                                                 "DEADLINE_EXCEEDED",
+                                                 "NOT_FOUND",
+                                                 "ALREADY_EXISTS",
+                                                 "PERMISSION_DENIED",
+                                                 "RESOURCE_EXHAUSTED",
+                                                 "FAILED_PRECONDITION",
+                                                 "ABORTED",
+                                                 "OUT_OF_RANGE",
+                                                 "UNIMPLEMENTED",
+                                                 "INTERNAL",
+                                                 "UNAVAILABLE",
+                                                 "DATA_LOSS",
+                                                 "UNAUTHENTICATED"};
   int64_t code = -1;
   if (value.is_number_integer()) {
     code = value.get<int64_t>();
@@ -235,7 +246,8 @@ HTTPFaultInjection ReadFault(ObjectReader& r) {
                 "must be a gRPC status code name such as UNAVAILABLE (or its number, 0-16)");
       }
     }
-    if (a.Has("http2Error")) a.Error("http2Error", "is not supported; use httpStatus or grpcStatus");
+    if (a.Has("http2Error"))
+      a.Error("http2Error", "is not supported; use httpStatus or grpcStatus");
     a.Get("http2Error");
     abort.percentage = ReadPercent(a, "percentage");
     if (auto p = a.IntInRange("percent", 0, 100)) abort.percentage = static_cast<double>(*p);

@@ -86,9 +86,9 @@ using ClientCodecPtr = std::unique_ptr<ClientCodec>;
 
 // Limits shared by the codecs; the defaults are Envoy's.
 struct CodecLimits {
-  size_t max_header_bytes = 60 * 1024;  // a larger request header: 431
-  uint32_t max_concurrent_streams = 100;   // HTTP/2, per connection
-  uint32_t initial_stream_window = 256 * 1024;   // HTTP/2 receive window per stream
+  size_t max_header_bytes = 60 * 1024;          // a larger request header: 431
+  uint32_t max_concurrent_streams = 100;        // HTTP/2, per connection
+  uint32_t initial_stream_window = 256 * 1024;  // HTTP/2 receive window per stream
   uint32_t initial_connection_window = 1024 * 1024;
   // Output held for one connection before streams writing to it are told to stop their source
   // (high watermark); they resume below half of it.

@@ -26,8 +26,7 @@ class Http1ClientCodec::ClientStream : public RequestEncoder, public Stream {
     if (headers_sent_ || !codec_.stream_active_) return;
     headers_sent_ = true;
     std::string& b = codec_.output_.back();
-    absl::StrAppend(&b, head.method, " ", head.path, " HTTP/1.1\r\nhost: ", head.authority,
-                    "\r\n");
+    absl::StrAppend(&b, head.method, " ", head.path, " HTTP/1.1\r\nhost: ", head.authority, "\r\n");
     http1::AppendFields(head.headers, b);
     codec_.head_request_ = head.method == "HEAD";
     const std::string* length = head.headers.Get("content-length");
@@ -176,9 +175,8 @@ boost::system::error_code Http1ClientCodec::OnHeader() {
   keep_alive_ = p.keep_alive();
   response_remaining_.reset();
   if (!framing.chunked && framing.content_length) response_remaining_ = framing.content_length;
-  const bool end_stream = p.status != 101 &&
-                          (head_request_ || p.status == 204 || p.status == 304 ||
-                           (!framing.chunked && framing.content_length == 0u));
+  const bool end_stream = p.status != 101 && (head_request_ || p.status == 204 || p.status == 304 ||
+                                              (!framing.chunked && framing.content_length == 0u));
   auto head = std::make_unique<ResponseHead>();
   head->status = p.status;
   head->headers = std::move(p.fields);
@@ -261,7 +259,8 @@ void Http1ClientCodec::ConsumeOutput(size_t n) {
   output_.Consume(n);
   if (above_watermark_ && output_.size() < limits_.output_high_watermark / 2) {
     above_watermark_ = false;
-    if (stream_active_ && stream_->callbacks()) stream_->callbacks()->OnBelowWriteBufferLowWatermark();
+    if (stream_active_ && stream_->callbacks())
+      stream_->callbacks()->OnBelowWriteBufferLowWatermark();
   }
 }
 
@@ -269,7 +268,8 @@ void Http1ClientCodec::Output() {
   if (!above_watermark_ && output_.size() > limits_.output_high_watermark) {
     // The upstream reads the request body slower than the client sends it.
     above_watermark_ = true;
-    if (stream_active_ && stream_->callbacks()) stream_->callbacks()->OnAboveWriteBufferHighWatermark();
+    if (stream_active_ && stream_->callbacks())
+      stream_->callbacks()->OnAboveWriteBufferHighWatermark();
   }
   if (!dispatching_) owner_.OnCodecOutput();
 }

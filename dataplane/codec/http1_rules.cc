@@ -173,7 +173,7 @@ std::optional<MessageRefusal> CheckResponseHeader(HeaderMap& fields, int status,
 }
 
 bool SplitRequestTarget(absl::string_view method, absl::string_view target, std::string* authority,
-                 std::string* path) {
+                        std::string* path) {
   if (absl::StartsWith(target, "/")) {
     *path = std::string(target);
     return true;
@@ -195,6 +195,5 @@ bool SplitRequestTarget(absl::string_view method, absl::string_view target, std:
   }
   return false;
 }
-
 
 }  // namespace mesh::dataplane

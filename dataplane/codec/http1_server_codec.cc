@@ -32,8 +32,8 @@ class Http1ServerCodec::ServerStream : public ResponseEncoder, public Stream {
     absl::StrAppend(&b, http10_ ? "HTTP/1.0 " : "HTTP/1.1 ", status, " ",
                     http1::ReasonPhrase(status), "\r\n");
     http1::AppendFields(head.headers, b);
-    const bool no_body = head_request_ || status == 204 || status == 304 ||
-                         (status >= 100 && status < 200);
+    const bool no_body =
+        head_request_ || status == 204 || status == 304 || (status >= 100 && status < 200);
     const std::string* length = head.headers.Get("content-length");
     if (status == 101 && codec_.upgrade_requested_) {
       framing_ = http1::BodyFraming::kTunnel;
@@ -108,8 +108,8 @@ class Http1ServerCodec::ServerStream : public ResponseEncoder, public Stream {
  private:
   void End() {
     ended_ = true;
-    const bool close = framing_ == http1::BodyFraming::kClose ||
-                       framing_ == http1::BodyFraming::kTunnel;
+    const bool close =
+        framing_ == http1::BodyFraming::kClose || framing_ == http1::BodyFraming::kTunnel;
     if (close) codec_.keep_alive_ = false;
     codec_.OnResponseComplete();
   }
@@ -193,9 +193,8 @@ absl::StatusOr<size_t> Http1ServerCodec::Dispatch(absl::string_view data) {
 boost::system::error_code Http1ServerCodec::OnHeader() {
   http1::Parser<true>& p = *parser_;
   Framing framing;
-  if (std::optional<MessageRefusal> refusal =
-          CheckRequestHeader(p.fields, p.hosts, p.host, static_cast<unsigned>(p.version),
-                             &framing)) {
+  if (std::optional<MessageRefusal> refusal = CheckRequestHeader(
+          p.fields, p.hosts, p.host, static_cast<unsigned>(p.version), &framing)) {
     refusal_ = refusal->reason;
     refusal_status_ = refusal->status;
     return http::error::bad_value;
@@ -267,8 +266,8 @@ void Http1ServerCodec::OnComplete(HeaderMap* trailers) {
 }
 
 void Http1ServerCodec::RefuseRequest(int status, absl::string_view reason) {
-  std::string body = absl::StrCat(status == 501 ? "not implemented: " : "bad request: ", reason,
-                                  "\n");
+  std::string body =
+      absl::StrCat(status == 501 ? "not implemented: " : "bad request: ", reason, "\n");
   if (status == 431) body = absl::StrCat(reason, "\n");
   absl::StrAppend(&output_.back(), "HTTP/1.1 ", status, " ", http1::ReasonPhrase(status),
                   "\r\ncontent-type: text/plain\r\ncontent-length: ", body.size(),
@@ -295,7 +294,8 @@ void Http1ServerCodec::ConsumeOutput(size_t n) {
   output_.Consume(n);
   if (above_watermark_ && output_.size() < limits_.output_high_watermark / 2) {
     above_watermark_ = false;
-    if (stream_active_ && stream_->callbacks()) stream_->callbacks()->OnBelowWriteBufferLowWatermark();
+    if (stream_active_ && stream_->callbacks())
+      stream_->callbacks()->OnBelowWriteBufferLowWatermark();
   }
 }
 
@@ -321,7 +321,8 @@ void Http1ServerCodec::Output() {
   if (!above_watermark_ && output_.size() > limits_.output_high_watermark) {
     // The client reads slower than the upstream answers: the layer above pauses the upstream.
     above_watermark_ = true;
-    if (stream_active_ && stream_->callbacks()) stream_->callbacks()->OnAboveWriteBufferHighWatermark();
+    if (stream_active_ && stream_->callbacks())
+      stream_->callbacks()->OnAboveWriteBufferHighWatermark();
   }
   if (!dispatching_) owner_.OnCodecOutput();
 }

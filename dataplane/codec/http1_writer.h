@@ -12,11 +12,11 @@ namespace mesh::dataplane::http1 {
 
 // How a body is delimited on the wire.
 enum class BodyFraming {
-  kNone,           // no body (HEAD, 204, 304, or ended with the head)
-  kLength,         // Content-Length
-  kChunked,        // Transfer-Encoding: chunked
-  kClose,          // until the connection closes (a response to an HTTP/1.0 client)
-  kTunnel,         // raw bytes after a 101 or an upgrade request
+  kNone,     // no body (HEAD, 204, 304, or ended with the head)
+  kLength,   // Content-Length
+  kChunked,  // Transfer-Encoding: chunked
+  kClose,    // until the connection closes (a response to an HTTP/1.0 client)
+  kTunnel,   // raw bytes after a 101 or an upgrade request
 };
 
 // The reason phrase for a status ("OK", "Not Found"; "Unknown" for codes without one).

@@ -44,8 +44,8 @@ uint32_t ErrorCode(ResetReason reason) {
 
 // nghttp2's callbacks; `user` is the codec.
 struct Http2Codec::Callbacks {
-  static ssize_t ReadData(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
-                          uint32_t* flags, nghttp2_data_source* source, void*);
+  static ssize_t ReadData(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                          nghttp2_data_source* source, void*);
   static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t name_length, const uint8_t* value, size_t value_length, uint8_t,
@@ -60,8 +60,7 @@ struct Http2Codec::Callbacks {
 // them to its decoder; what the layer above encodes waits in `send_` until nghttp2 asks for it.
 class Http2Stream : public Stream, public ResponseEncoder, public RequestEncoder {
  public:
-  Http2Stream(Http2Codec& codec, RequestDecoder* request_decoder,
-              ResponseDecoder* response_decoder)
+  Http2Stream(Http2Codec& codec, RequestDecoder* request_decoder, ResponseDecoder* response_decoder)
       : codec_(codec), request_decoder_(request_decoder), response_decoder_(response_decoder) {}
 
   int32_t id = -1;
@@ -86,7 +85,8 @@ class Http2Stream : public Stream, public ResponseEncoder, public RequestEncoder
     reset = true;
     request_decoder_ = nullptr;
     response_decoder_ = nullptr;
-    if (id > 0) nghttp2_submit_rst_stream(codec_.session_, NGHTTP2_FLAG_NONE, id, ErrorCode(reason));
+    if (id > 0)
+      nghttp2_submit_rst_stream(codec_.session_, NGHTTP2_FLAG_NONE, id, ErrorCode(reason));
     codec_.Output();
   }
   void ReadDisable(bool disable) override {
@@ -120,8 +120,8 @@ class Http2Stream : public Stream, public ResponseEncoder, public RequestEncoder
   void EncodeHeaders(const RequestHead& head, bool end_stream) override {
     if (reset || headers_sent_) return;
     headers_sent_ = true;
-    static const std::string kMethod = ":method", kScheme = ":scheme",
-                             kAuthority = ":authority", kPath = ":path";
+    static const std::string kMethod = ":method", kScheme = ":scheme", kAuthority = ":authority",
+                             kPath = ":path";
     std::vector<nghttp2_nv> nva;
     nva.reserve(head.headers.size() + 4);
     nva.push_back(Nv(kMethod, head.method));
@@ -325,8 +325,8 @@ int Http2Codec::Callbacks::OnFrameRecv(nghttp2_session* session, const nghttp2_f
     }
     auto head = std::make_unique<RequestHead>();
     head->method = std::move(stream->method);
-    head->scheme = stream->scheme.empty() ? (server.tls() ? "https" : "http")
-                                          : std::move(stream->scheme);
+    head->scheme =
+        stream->scheme.empty() ? (server.tls() ? "https" : "http") : std::move(stream->scheme);
     head->authority = std::move(stream->authority);
     if (head->authority.empty()) {
       if (const std::string* host = stream->fields.Get("host")) head->authority = *host;
@@ -402,8 +402,8 @@ int Http2Codec::Callbacks::OnStreamClose(nghttp2_session*, int32_t stream_id, ui
   if (!stream.reset && !complete) {
     stream.reset = true;
     if (stream.callbacks) {
-      ResetReason reason = error_code == NGHTTP2_REFUSED_STREAM ? ResetReason::kRefused
-                                                                 : ResetReason::kRemote;
+      ResetReason reason =
+          error_code == NGHTTP2_REFUSED_STREAM ? ResetReason::kRefused : ResetReason::kRemote;
       stream.callbacks->OnReset(reason, nghttp2_http2_strerror(error_code));
     }
   }
@@ -422,14 +422,13 @@ Http2Codec::Http2Codec(CodecOwner& owner, const CodecLimits& limits, bool server
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &Callbacks::OnBeginHeaders);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, &Callbacks::OnHeader);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &Callbacks::OnFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks,
-                                                            &Callbacks::OnDataChunkRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &Callbacks::OnDataChunkRecv);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &Callbacks::OnStreamClose);
   nghttp2_option* options;
   nghttp2_option_new(&options);
   nghttp2_option_set_no_auto_window_update(options, 1);
   nghttp2_option_set_no_closed_streams(options, 1);
-  nghttp2_option_set_max_outbound_ack(options, 1000);        // SETTINGS and PING floods
+  nghttp2_option_set_max_outbound_ack(options, 1000);  // SETTINGS and PING floods
   nghttp2_option_set_max_settings(options, 32);
   nghttp2_option_set_stream_reset_rate_limit(options, 1000, 33);  // rapid reset
   nghttp2_option_set_max_continuations(options, 8);
@@ -446,8 +445,7 @@ Http2Codec::Http2Codec(CodecOwner& owner, const CodecLimits& limits, bool server
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(limits.max_header_bytes)},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
   };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
-                          server ? 3 : std::size(settings));
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, server ? 3 : std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(limits.initial_connection_window));
 }

@@ -56,7 +56,7 @@ class Http2Codec : public virtual Codec {
   OutputBuffer output_;
   std::map<int32_t, std::unique_ptr<Http2Stream>> streams_;
   std::vector<std::unique_ptr<Http2Stream>> closed_;  // destroyed outside nghttp2's callbacks
-  bool in_session_ = false;  // inside mem_recv or mem_send
+  bool in_session_ = false;                           // inside mem_recv or mem_send
   bool fatal_ = false;
   bool goaway_received_ = false;
   bool goaway_sent_ = false;

@@ -87,7 +87,7 @@ struct HashPolicy {
 struct FaultPolicy {
   std::optional<absl::Duration> delay;
   uint32_t delay_per_million = 0;
-  uint32_t abort_status = 0;               // an HTTP status, or 0 with abort_grpc_status
+  uint32_t abort_status = 0;                  // an HTTP status, or 0 with abort_grpc_status
   std::optional<uint32_t> abort_grpc_status;  // a gRPC status code (0-16)
   uint32_t abort_per_million = 0;
   bool aborts() const { return abort_status != 0 || abort_grpc_status.has_value(); }

@@ -23,8 +23,8 @@ class ConnectionManager : public ServerCodecCallbacks {
     size_t buffer_limit = 1024 * 1024;  // request body kept for retries (per_request_buffer_limit)
   };
   // `listener` is the config the connection was accepted under; it must outlive the manager.
-  ConnectionManager(HttpContext& context, const ListenerConfig& listener,
-                    DownstreamInfo downstream, Settings settings);
+  ConnectionManager(HttpContext& context, const ListenerConfig& listener, DownstreamInfo downstream,
+                    Settings settings);
   ~ConnectionManager() override;
 
   // ServerCodecCallbacks

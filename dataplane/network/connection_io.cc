@@ -15,7 +15,8 @@ bool WouldBlock(const error_code& ec) {
 
 }  // namespace
 
-ConnectionIo::ConnectionIo(Socket socket, Owner& owner) : socket_(std::move(socket)), owner_(owner) {
+ConnectionIo::ConnectionIo(Socket socket, Owner& owner)
+    : socket_(std::move(socket)), owner_(owner) {
   error_code ignored;
   socket_.non_blocking(true, ignored);
 }
@@ -52,20 +53,18 @@ size_t ConnectionIo::TryWrite(absl::string_view data, error_code& ec) {
 
 void ConnectionIo::Write(absl::string_view data, Keep keep) {
   if (tls_) {
-    asio::async_write(*tls_, asio::buffer(data.data(), data.size()),
-                      [this, keep = std::move(keep)](const error_code& ec, size_t) {
-                        owner_.OnWritten(ec);
-                      });
+    asio::async_write(
+        *tls_, asio::buffer(data.data(), data.size()),
+        [this, keep = std::move(keep)](const error_code& ec, size_t) { owner_.OnWritten(ec); });
     return;
   }
   WriteRest(data, std::move(keep));
 }
 
 void ConnectionIo::WriteRest(absl::string_view data, Keep keep) {
-  asio::async_write(socket_, asio::buffer(data.data(), data.size()),
-                    [this, keep = std::move(keep)](const error_code& ec, size_t) {
-                      owner_.OnWritten(ec);
-                    });
+  asio::async_write(
+      socket_, asio::buffer(data.data(), data.size()),
+      [this, keep = std::move(keep)](const error_code& ec, size_t) { owner_.OnWritten(ec); });
 }
 
 void ConnectionIo::Close() {

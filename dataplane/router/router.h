@@ -37,7 +37,6 @@ std::string RewritePath(const Route& route, absl::string_view path);
 std::string RedirectLocation(const Redirect& redirect, const Route& route,
                              absl::string_view authority, absl::string_view path);
 
-
 }  // namespace mesh::dataplane
 
 namespace mesh::dataplane {

@@ -80,9 +80,7 @@ RoutingResult RouteRequest(const RouteTable* routes, const ClusterTable* cluster
     case Decision::Kind::kRedirect:
       out.reply = Reply(d.status, "", {{"location", d.location}});
       return out;
-    case Decision::Kind::kDirect:
-      out.reply = Reply(d.status, "");
-      return out;
+    case Decision::Kind::kDirect: out.reply = Reply(d.status, ""); return out;
     case Decision::Kind::kForward: break;
   }
   const Route& route = *d.route;

@@ -7,8 +7,8 @@
 
 #include "absl/status/statusor.h"
 #include "dataplane/config/listener_config.h"
-#include "dataplane/upstream/cluster_table.h"
 #include "dataplane/config/proxy_config.h"
+#include "dataplane/upstream/cluster_table.h"
 
 namespace mesh::dataplane {
 

@@ -19,13 +19,13 @@ class AsioTimer : public Timer {
   void Enable(absl::Duration delay) override {
     enabled_ = true;
     timer_.expires_after(absl::ToChronoNanoseconds(delay));
-    timer_.async_wait([this, alive = alive_, generation = ++generation_](
-                          const boost::system::error_code& ec) {
-      if (ec || !*alive || generation != generation_ || !enabled_) return;
-      enabled_ = false;
-      DeferredQueue::Scope scope(deferred_);
-      on_fire_();  // may destroy this timer
-    });
+    timer_.async_wait(
+        [this, alive = alive_, generation = ++generation_](const boost::system::error_code& ec) {
+          if (ec || !*alive || generation != generation_ || !enabled_) return;
+          enabled_ = false;
+          DeferredQueue::Scope scope(deferred_);
+          on_fire_();  // may destroy this timer
+        });
   }
   void Disable() override {
     if (!enabled_) return;
@@ -46,13 +46,11 @@ class AsioTimer : public Timer {
 }  // namespace
 
 Worker::Worker(int index, HttpPools::Options pool_options)
-    : index_(index),
-      guard_(boost::asio::make_work_guard(io_)),
-      rng_(std::random_device{}()) {
+    : index_(index), guard_(boost::asio::make_work_guard(io_)), rng_(std::random_device{}()) {
   // The client TLS context for a secured cluster: its own files' context from the snapshot, or
   // the mesh identity's (ISTIO_MUTUAL).
-  auto tls = [this](const Cluster& cluster)
-      -> absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> {
+  auto tls =
+      [this](const Cluster& cluster) -> absl::StatusOr<std::shared_ptr<boost::asio::ssl::context>> {
     if (cluster.tls->files) {
       if (snapshot_) {
         auto it = snapshot_->cluster_tls.find(cluster.name);
@@ -63,8 +61,7 @@ Worker::Worker(int index, HttpPools::Options pool_options)
     if (!tls_) return absl::UnavailableError("no workload certificate yet for mutual TLS");
     return std::shared_ptr<boost::asio::ssl::context>(tls_, &tls_->client);
   };
-  http_pools_ =
-      std::make_unique<HttpPools>(io_, deferred_, *this, std::move(tls), pool_options);
+  http_pools_ = std::make_unique<HttpPools>(io_, deferred_, *this, std::move(tls), pool_options);
 }
 
 Worker::~Worker() {
@@ -94,8 +91,9 @@ HttpContext::Routing Worker::RoutingFor(const ListenerConfig& accepted) {
   const ListenerConfig* listener = snapshot_ ? snapshot_->Listener(accepted.name) : nullptr;
   if (!listener) listener = &accepted;
   routing.hold = snapshot_;
-  routing.routes = listener->inline_routes ? listener->inline_routes.get()
-                                           : (snapshot_ ? snapshot_->RoutesFor(*listener) : nullptr);
+  routing.routes = listener->inline_routes
+                       ? listener->inline_routes.get()
+                       : (snapshot_ ? snapshot_->RoutesFor(*listener) : nullptr);
   routing.clusters = snapshot_ ? snapshot_->clusters.get() : nullptr;
   return routing;
 }

@@ -129,11 +129,10 @@ absl::Status ReadProtocolOptions(const envoy::config::cluster::v3::Cluster& pc, 
     if (h2->allow_connect())
       return absl::InvalidArgumentError(
           absl::StrCat(path, h2_path, ".allow_connect: CONNECT over HTTP/2 is not supported"));
-    for (auto [set, field] : {std::pair{h2->has_hpack_table_size(), "hpack_table_size"},
-                              std::pair{h2->has_initial_stream_window_size(),
-                                        "initial_stream_window_size"},
-                              std::pair{h2->has_initial_connection_window_size(),
-                                        "initial_connection_window_size"}}) {
+    for (auto [set, field] :
+         {std::pair{h2->has_hpack_table_size(), "hpack_table_size"},
+          std::pair{h2->has_initial_stream_window_size(), "initial_stream_window_size"},
+          std::pair{h2->has_initial_connection_window_size(), "initial_connection_window_size"}}) {
       if (set)
         return absl::InvalidArgumentError(
             absl::StrCat(path, h2_path, ".", field, ": not supported by meshproxy"));

@@ -143,10 +143,10 @@ PendingStreamPtr HttpPools::NewStream(const Cluster& cluster, const Host& host,
       callbacks.OnPoolFailure(PoolCallbacks::Failure::kOverflow, "max_pending_requests");
       return nullptr;
     }
-    auto waiter = std::make_unique<Waiter>(*this, pool, cluster, host, decoder, callbacks,
-                                           nullptr, true);
-    waiter->GiveUpAt(std::max(absl::ZeroDuration(),
-                              std::min(deadline - now, cluster.connect_timeout)));
+    auto waiter =
+        std::make_unique<Waiter>(*this, pool, cluster, host, decoder, callbacks, nullptr, true);
+    waiter->GiveUpAt(
+        std::max(absl::ZeroDuration(), std::min(deadline - now, cluster.connect_timeout)));
     return waiter;
   }
   std::shared_ptr<boost::asio::ssl::context> tls;
@@ -159,8 +159,7 @@ PendingStreamPtr HttpPools::NewStream(const Cluster& cluster, const Host& host,
     }
     tls = *std::move(context);
   }
-  auto connection =
-      std::make_shared<UpstreamConnection>(
+  auto connection = std::make_shared<UpstreamConnection>(
       io_, deferred_, static_cast<UpstreamConnectionEvents&>(*this), cluster.state, protocol,
       options_.limits);
   pool.connections.push_back(connection);
@@ -247,7 +246,8 @@ void HttpPools::Remove(UpstreamConnection& connection) {
   for (Waiter* w : pool.waiters) {
     if (w->bound == &connection) w->bound = nullptr;
   }
-  pool.connections.remove_if([&](const UpstreamConnectionPtr& c) { return c.get() == &connection; });
+  pool.connections.remove_if(
+      [&](const UpstreamConnectionPtr& c) { return c.get() == &connection; });
 }
 
 void HttpPools::Sweep(absl::Time now) {

@@ -32,8 +32,8 @@ class HttpPools : public ConnectionSource, private UpstreamConnectionEvents {
     absl::Duration idle_timeout = absl::Seconds(30);  // unless the cluster sets one
     CodecLimits limits;
   };
-  HttpPools(boost::asio::io_context& io, DeferredQueue& deferred, TimeSource& time,
-            TlsProvider tls, Options options);
+  HttpPools(boost::asio::io_context& io, DeferredQueue& deferred, TimeSource& time, TlsProvider tls,
+            Options options);
   ~HttpPools() override;
 
   // ConnectionSource
@@ -72,7 +72,8 @@ class HttpPools : public ConnectionSource, private UpstreamConnectionEvents {
   const Options options_;
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools_[2];  // [0] HTTP/1.1, [1] HTTP/2
   std::unordered_map<const UpstreamConnection*, Pool*> owner_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // waiters outliving the pools see it gone
+  std::shared_ptr<int> alive_ =
+      std::make_shared<int>(0);  // waiters outliving the pools see it gone
 };
 
 }  // namespace mesh::dataplane

@@ -24,7 +24,7 @@ bool RetryState::Failed(const AttemptResult& r) {
 }
 
 RetryState::Decision RetryState::OnAttemptEnded(const AttemptResult& result, bool replayable,
-                                                 uint64_t random, absl::Duration* backoff) {
+                                                uint64_t random, absl::Duration* backoff) {
   ReleaseSlot();  // the retry that held it has ended
   ++ended_;
   if (!policy_ || !Failed(result) || !replayable) return Decision::kNoRetry;

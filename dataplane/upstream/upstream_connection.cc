@@ -21,8 +21,8 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 UpstreamConnection::UpstreamConnection(asio::io_context& io, DeferredQueue& deferred,
                                        UpstreamConnectionEvents& events,
-                                       std::shared_ptr<ClusterState> cluster,
-                                       HttpProtocol protocol, const CodecLimits& limits)
+                                       std::shared_ptr<ClusterState> cluster, HttpProtocol protocol,
+                                       const CodecLimits& limits)
     : io_(io),
       deferred_(deferred),
       events_(events),

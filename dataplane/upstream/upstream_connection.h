@@ -42,9 +42,8 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
                            public DeferredTask {
  public:
   UpstreamConnection(boost::asio::io_context& io, DeferredQueue& deferred,
-                     UpstreamConnectionEvents& events,
-                     std::shared_ptr<ClusterState> cluster, HttpProtocol protocol,
-                     const CodecLimits& limits);
+                     UpstreamConnectionEvents& events, std::shared_ptr<ClusterState> cluster,
+                     HttpProtocol protocol, const CodecLimits& limits);
   ~UpstreamConnection() override;
 
   // `tls`: the client context for a secured cluster (nullptr for plaintext); it must live as
@@ -92,7 +91,7 @@ class UpstreamConnection : public std::enable_shared_from_this<UpstreamConnectio
   std::vector<std::string> san_uris_;
   std::string cluster_name_;
   std::unique_ptr<ClientCodec> codec_;
-  std::string in_;       // read buffer; the first `held_` bytes are unconsumed
+  std::string in_;  // read buffer; the first `held_` bytes are unconsumed
   size_t held_ = 0;
   bool reading_ = false;
   bool writing_ = false;

@@ -73,8 +73,8 @@ void UpstreamRequest::StartAttempt() {
   if (retry_.per_try_timeout()) per_try_timer_->Enable(*retry_.per_try_timeout());
   body_sent_ = 0;
   waiting_for_pool_ = true;
-  PendingStreamPtr pending = context_.pools.NewStream(cluster_, *host_, settings_.protocol,
-                                                      deadline_, *this, *this);
+  PendingStreamPtr pending =
+      context_.pools.NewStream(cluster_, *host_, settings_.protocol, deadline_, *this, *this);
   if (waiting_for_pool_) pending_ = std::move(pending);
 }
 

@@ -53,8 +53,8 @@ class UpstreamRequest : public ResponseDecoder, public StreamCallbacks, public P
     size_t buffer_limit = 1024 * 1024;  // request body kept for retries; beyond it, no retry
     std::optional<absl::Duration> grpc_timeout;  // the request's grpc-timeout, when valid
   };
-  UpstreamRequest(Context context, const Cluster& cluster, const Route& route,
-                  RequestHeadPtr head, std::optional<uint64_t> hash, Settings settings,
+  UpstreamRequest(Context context, const Cluster& cluster, const Route& route, RequestHeadPtr head,
+                  std::optional<uint64_t> hash, Settings settings,
                   UpstreamRequestCallbacks& callbacks);
   ~UpstreamRequest() override;
 
@@ -119,8 +119,8 @@ class UpstreamRequest : public ResponseDecoder, public StreamCallbacks, public P
   bool attempt_reused_ = false;    // the attempt's connection had carried requests before
   bool stale_retry_used_ = false;  // the one free retry for a pooled connection found closed
 
-  std::string body_;       // request body: all of it while replayable, else what is unsent
-  size_t body_sent_ = 0;   // of body_, on the current attempt
+  std::string body_;      // request body: all of it while replayable, else what is unsent
+  size_t body_sent_ = 0;  // of body_, on the current attempt
   bool replayable_ = true;
   bool request_complete_ = false;
   std::optional<HeaderMap> trailers_;

@@ -64,7 +64,8 @@ class EchoService final : public Echo::Service {
     res->set_bytes(bytes);
     return Status::OK;
   }
-  Status Chat(ServerContext*, grpc::ServerReaderWriter<EchoResponse, EchoRequest>* stream) override {
+  Status Chat(ServerContext*,
+              grpc::ServerReaderWriter<EchoResponse, EchoRequest>* stream) override {
     if (options_.fail_code) return Failing();
     EchoRequest req;
     while (stream->Read(&req)) {
@@ -108,9 +109,7 @@ int ServeGrpcEcho(const GrpcEchoOptions& options) {
     return 1;
   }
   g_grpc_server = server.get();
-  std::signal(SIGTERM, [](int) {
-    std::thread([] { g_grpc_server->Shutdown(); }).detach();
-  });
+  std::signal(SIGTERM, [](int) { std::thread([] { g_grpc_server->Shutdown(); }).detach(); });
   std::fprintf(stderr, "mesh-demo-app: ready name=%s version=%s mode=grpc listen=%s\n",
                options.name.c_str(), options.version.c_str(), options.listen.c_str());
   server->Wait();

@@ -42,7 +42,8 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:9081", "where the app serves (IP:PORT)");
 ABSL_FLAG(std::string, name, "mesh-demo-app", "service name it reports");
 ABSL_FLAG(std::string, version, "1.0", "version it reports");
-ABSL_FLAG(std::string, mode, "pong", "pong, voting-app, voting-analytics, tcp-echo, ws-echo or grpc");
+ABSL_FLAG(std::string, mode, "pong",
+          "pong, voting-app, voting-analytics, tcp-echo, ws-echo or grpc");
 ABSL_FLAG(std::string, proxy, "127.0.0.1:15001", "its sidecar's outbound listener (IP:PORT)");
 ABSL_FLAG(std::string, storage, "memory",
           "where votes are kept: memory, redis or mysql (the latter two through the sidecar, at "

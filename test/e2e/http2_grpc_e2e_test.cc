@@ -1,17 +1,16 @@
 // HTTP/2 and gRPC through meshproxy, driven by peers nobody here wrote: gRPC's C++ client and
 // server (the Echo service in mesh-demo-app --mode grpc), curl and h2load.
 #include <grpcpp/grpcpp.h>
-
 #include <netinet/in.h>
-#include <sys/wait.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <fstream>
-#include <atomic>
+#include <map>
 #include <mutex>
 #include <thread>
-#include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -34,8 +33,7 @@ std::unique_ptr<Echo::Stub> Stub(const std::string& target, const std::string& a
   grpc::ChannelArguments args;
   args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, authority);
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // the mesh retries, not the client
-  return Echo::NewStub(
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+  return Echo::NewStub(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
 }
 
 grpc::Status Say(Echo::Stub& stub, EchoResponse* res,
@@ -108,8 +106,8 @@ struct GrpcGateway {
   GrpcGateway() {
     const int v1 = mesh.App("echo-v1", {"--mode", "grpc", "--version", "v1"});
     const int v2 = mesh.App("echo-v2", {"--mode", "grpc", "--version", "v2"});
-    const int bad = mesh.App("flaky-bad", {"--mode", "grpc", "--version", "bad", "--grpc-fail",
-                                           "14"});
+    const int bad =
+        mesh.App("flaky-bad", {"--mode", "grpc", "--version", "bad", "--grpc-fail", "14"});
     const int good = mesh.App("flaky-good", {"--mode", "grpc", "--version", "good"});
     pong = mesh.App("pong", {"--version", "v1"});
     mesh.Apply(absl::StrCat(R"(
@@ -235,8 +233,9 @@ TEST_CASE("gRPC faults, deadlines and retries as a gRPC client sees them") {
   CHECK(failed == 0);
 }
 
-TEST_CASE("HTTP/2 clients through the gateway (curl with prior knowledge, h2load's 10,000 "
-          "requests), and HTTP/1.1 clients to an HTTP/2 upstream") {
+TEST_CASE(
+    "HTTP/2 clients through the gateway (curl with prior knowledge, h2load's 10,000 "
+    "requests), and HTTP/1.1 clients to an HTTP/2 upstream") {
   GrpcGateway g;
   INFO(g.mesh.Logs());
   const std::string url = absl::StrCat("http://127.0.0.1:", g.gateway->port, "/ping");
@@ -258,13 +257,10 @@ TEST_CASE("HTTP/2 clients through the gateway (curl with prior knowledge, h2load
   frame.push_back(static_cast<char>(message.size()));
   frame += message;
   const std::string body_file = g.mesh.dir() / "say.bin";
-  {
-    std::ofstream(body_file, std::ios::binary) << frame;
-  }
+  { std::ofstream(body_file, std::ios::binary) << frame; }
   CommandResult h1 = RunCommand(
       {"curl", "-sS", "--http1.1", "-D", "-", "-o", "/dev/null", "-H",
-       "content-type: application/grpc", "-H", "te: trailers", "--data-binary",
-       "@" + body_file,
+       "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@" + body_file,
        absl::StrCat("http://127.0.0.1:", g.gateway->port, "/meshpilot.testing.v1.Echo/Say")});
   INFO(h1.out);
   CHECK(absl::StartsWith(h1.out, "HTTP/1.1 200"));

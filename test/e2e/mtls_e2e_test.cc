@@ -192,7 +192,9 @@ TEST_CASE("An expired certificate, or one from another CA, is refused and logged
   CHECK(absl::StrContains(log, "refused: unable to get local issuer certificate"));
 }
 
-TEST_CASE("Gateway TLS: SIMPLE and MUTUAL servers from certificate files, HTTP/2 by ALPN, and httpsRedirect") {
+TEST_CASE(
+    "Gateway TLS: SIMPLE and MUTUAL servers from certificate files, HTTP/2 by ALPN, and "
+    "httpsRedirect") {
   Mesh mesh;
   // Server and client certificates from a CA of the test's own, as files.
   auto test_ca =

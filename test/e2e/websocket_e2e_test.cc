@@ -30,8 +30,8 @@ std::string Chat(const std::string& address, const std::string& host,
     int port = 0;
     if (!absl::SimpleAtoi(address.substr(colon + 1), &port)) return "error: bad address";
     websocket::stream<tcp::socket> ws(io);
-    ws.next_layer().connect(
-        tcp::endpoint(asio::ip::make_address(address.substr(0, colon)), static_cast<uint16_t>(port)));
+    ws.next_layer().connect(tcp::endpoint(asio::ip::make_address(address.substr(0, colon)),
+                                          static_cast<uint16_t>(port)));
     ws.handshake(host, "/chat");
     std::string out;
     for (const std::string& m : messages) {

@@ -26,7 +26,8 @@ struct Answering : dp::ServerCodecCallbacks, dp::RequestDecoder {
     return *this;
   }
   void DecodeHeaders(dp::RequestHeadPtr head, bool) override {
-    if (head->path.empty() || (head->protocol != dp::HttpProtocol::kHttp10 && head->authority.empty()))
+    if (head->path.empty() ||
+        (head->protocol != dp::HttpProtocol::kHttp10 && head->authority.empty()))
       std::abort();
     dp::ResponseHead response;
     response.headers.Add("content-length", "0");
@@ -60,7 +61,8 @@ bool Feed(Codec& codec, absl::string_view bytes, size_t split) {
 
 std::string Drain(dp::Codec& codec) {
   std::string out;
-  for (absl::string_view next = codec.PendingOutput(); !next.empty(); next = codec.PendingOutput()) {
+  for (absl::string_view next = codec.PendingOutput(); !next.empty();
+       next = codec.PendingOutput()) {
     out.append(next.data(), next.size());
     codec.ConsumeOutput(next.size());
   }

@@ -1,9 +1,9 @@
 #pragma once
 
-#include <functional>
 #include <algorithm>
-#include <vector>
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "dataplane/stream/time_source.h"
 

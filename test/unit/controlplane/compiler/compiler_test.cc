@@ -168,14 +168,16 @@ spec:
   CHECK(cluster("outbound|9090||web.default.svc.cluster.local")["lb_policy"] == "LEAST_REQUEST");
   CHECK(!cluster("outbound|8080|v2|web.default.svc.cluster.local").contains("lb_policy"));
   json options = cluster("outbound|8080||web.default.svc.cluster.local")
-      ["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+      ["typed_extension_protocol_options"]
+      ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
   CHECK(options["common_http_protocol_options"]["idle_timeout"] == "30s");
   CHECK(options["common_http_protocol_options"]["max_requests_per_connection"] == 10);
   CHECK(options["explicit_http_config"] == json({{"http_protocol_options", json::object()}}));
 }
 
-TEST_CASE("The upstream protocol follows Istio: HTTP/2 for grpc and http2 ports, on UPGRADE, "
-          "and the client's under useClientProtocol") {
+TEST_CASE(
+    "The upstream protocol follows Istio: HTTP/2 for grpc and http2 ports, on UPGRADE, "
+    "and the client's under useClientProtocol") {
   json got = CompileJson(R"(
 apiVersion: v1
 kind: Service

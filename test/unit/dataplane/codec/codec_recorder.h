@@ -43,8 +43,8 @@ class RecordingRequestDecoder : public RequestDecoder {
     encoder_.stream().SetCallbacks(&callbacks_);
   }
   void DecodeHeaders(RequestHeadPtr head, bool end_stream) override {
-    log_.push_back(absl::StrCat("headers ", head->method, " ", head->scheme, "://",
-                                head->authority, head->path, " ", ProtocolName(head->protocol),
+    log_.push_back(absl::StrCat("headers ", head->method, " ", head->scheme, "://", head->authority,
+                                head->path, " ", ProtocolName(head->protocol),
                                 head->upgrade.empty() ? "" : " upgrade=" + head->upgrade,
                                 Describe(head->headers), end_stream ? " END" : ""));
     this->head = std::move(head);
@@ -79,8 +79,8 @@ class RecordingResponseDecoder : public ResponseDecoder {
  public:
   explicit RecordingResponseDecoder(std::vector<std::string>& log) : log_(log) {}
   void DecodeHeaders(ResponseHeadPtr head, bool end_stream) override {
-    log_.push_back(absl::StrCat("headers ", head->status, Describe(head->headers),
-                                end_stream ? " END" : ""));
+    log_.push_back(
+        absl::StrCat("headers ", head->status, Describe(head->headers), end_stream ? " END" : ""));
   }
   void DecodeData(absl::string_view data, bool end_stream) override {
     log_.push_back(absl::StrCat("data ", data, end_stream ? " END" : ""));

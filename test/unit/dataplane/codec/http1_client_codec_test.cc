@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 
 #include "absl/strings/match.h"
-
 #include "test/unit/dataplane/codec/codec_recorder.h"
 
 namespace mesh::dataplane {
@@ -109,7 +108,8 @@ TEST_CASE("HTTP/1.1 client codec: responses that break the rules reset the strea
        "reset protocol error: transfer coding \"gzip\" is not supported"},
       {std::string(9 * 30, ' '), "reset protocol error: bad version"},
       // Found by fuzz_http1: three digits that are no status.
-      {"HTTP/1.0 000 OK\r\nConnection: close\r\n\r\n", "reset protocol error: invalid status code 0"},
+      {"HTTP/1.0 000 OK\r\nConnection: close\r\n\r\n",
+       "reset protocol error: invalid status code 0"},
   };
   for (const Case& k : cases) {
     INFO(k.response);

@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 
 #include "absl/strings/match.h"
-
 #include "test/unit/dataplane/codec/codec_recorder.h"
 
 namespace mesh::dataplane {

@@ -101,8 +101,7 @@ TEST_CASE("HTTP/2 codecs: a trailers-only response is one header block that ends
   head.headers.Add("grpc-status", "14");
   p.server_streams.last().encoder().EncodeHeaders(head, true);
   p.Pump();
-  CHECK(p.client_log ==
-        Log{"headers 200 content-type=application/grpc grpc-status=14 END"});
+  CHECK(p.client_log == Log{"headers 200 content-type=application/grpc grpc-status=14 END"});
 }
 
 TEST_CASE("HTTP/2 server codec: split cookies are joined into one field") {
@@ -147,7 +146,8 @@ TEST_CASE("HTTP/2 flow control: a read-disabled stream holds the sender at its w
   auto received = [&] {
     size_t n = 0;
     for (const std::string& line : p.server_streams.log) {
-      if (absl::StartsWith(line, "data ")) n += line.size() - 5 - (absl::EndsWith(line, " END") ? 4 : 0);
+      if (absl::StartsWith(line, "data "))
+        n += line.size() - 5 - (absl::EndsWith(line, " END") ? 4 : 0);
     }
     return n;
   };
@@ -187,7 +187,7 @@ TEST_CASE("HTTP/2 server codec: bad bytes and floods end the connection") {
     request.stream().Reset(ResetReason::kLocal);
     attacked.Pump();
   }
-  CHECK(sent > 900);   // nghttp2's burst: 1000 resets
+  CHECK(sent > 900);  // nghttp2's burst: 1000 resets
   CHECK(sent < 1100);
   CHECK(attacked.server.WantsClose());
   CHECK_FALSE(attacked.client.Reusable());  // it got the GOAWAY

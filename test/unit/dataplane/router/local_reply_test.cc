@@ -41,8 +41,8 @@ TEST_CASE("A local reply is a trailers-only gRPC response for gRPC clients, text
   RenderedReply text = Render(reply, false);
   CHECK(text.status == 503);
   CHECK(text.body == "no healthy upstream\n");
-  CHECK(text.headers == HeaderPairs{{"content-type", "text/plain"},
-                                    {"x-envoy-overloaded", "true"}});
+  CHECK(text.headers ==
+        HeaderPairs{{"content-type", "text/plain"}, {"x-envoy-overloaded", "true"}});
 
   LocalReply fault{0, "fault filter abort", {}, 14};
   CHECK(Render(fault, true).headers[1] == std::pair<std::string, std::string>{"grpc-status", "14"});

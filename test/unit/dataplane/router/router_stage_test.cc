@@ -30,7 +30,10 @@ std::shared_ptr<const ClusterTable> Clusters(uint32_t max_requests = 1024) {
   }
   envoy::config::endpoint::v3::ClusterLoadAssignment cla;
   cla.set_cluster_name("up");
-  auto* addr = cla.add_endpoints()->add_lb_endpoints()->mutable_endpoint()->mutable_address()
+  auto* addr = cla.add_endpoints()
+                   ->add_lb_endpoints()
+                   ->mutable_endpoint()
+                   ->mutable_address()
                    ->mutable_socket_address();
   addr->set_address("10.0.0.1");
   addr->set_port_value(8080);
@@ -124,8 +127,8 @@ TEST_CASE("Router stage: faults, CORS preflight and overflow are answered here")
   CHECK(r.delay == absl::Seconds(2));
   CHECK(r.cluster != nullptr);
 
-  RequestHead preflight = Head("OPTIONS", "/cors",
-                               {{"origin", "https://app"}, {"access-control-request-method", "GET"}});
+  RequestHead preflight = Head(
+      "OPTIONS", "/cors", {{"origin", "https://app"}, {"access-control-request-method", "GET"}});
   r = RouteRequest(routes.get(), clusters.get(), preflight, downstream, Zero);
   REQUIRE(r.reply);
   CHECK(r.reply->status == 200);

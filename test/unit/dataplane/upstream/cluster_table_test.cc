@@ -255,8 +255,9 @@ TEST_CASE("A cluster's TLS settings are part of its connections' pool key") {
 namespace mesh::dataplane {
 namespace {
 
-TEST_CASE("A cluster's HttpProtocolOptions choose its upstream protocol, and options meshproxy "
-          "cannot honour are refused by field path") {
+TEST_CASE(
+    "A cluster's HttpProtocolOptions choose its upstream protocol, and options meshproxy "
+    "cannot honour are refused by field path") {
   namespace uhttp = envoy::extensions::upstreams::http::v3;
   const std::string kKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
   auto with = [&](const uhttp::HttpProtocolOptions& options) {
@@ -283,8 +284,7 @@ TEST_CASE("A cluster's HttpProtocolOptions choose its upstream protocol, and opt
 
   uhttp::HttpProtocolOptions downstream;
   downstream.mutable_use_downstream_protocol_config()->mutable_http2_protocol_options();
-  CHECK((*with(downstream))->Find("outbound|80||web")->protocol ==
-        Cluster::Protocol::kDownstream);
+  CHECK((*with(downstream))->Find("outbound|80||web")->protocol == Cluster::Protocol::kDownstream);
 
   uhttp::HttpProtocolOptions automatic;
   automatic.mutable_auto_config();

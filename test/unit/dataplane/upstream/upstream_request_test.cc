@@ -17,8 +17,8 @@ class FakeEncoder : public RequestEncoder, public Stream {
   FakeEncoder(Log& log, int attempt) : log_(log), attempt_(attempt) {}
   Stream& stream() override { return *this; }
   void EncodeHeaders(const RequestHead& head, bool end) override {
-    log_.push_back(absl::StrCat(attempt_, ": headers ", head.method, " ", head.path,
-                                end ? " END" : ""));
+    log_.push_back(
+        absl::StrCat(attempt_, ": headers ", head.method, " ", head.path, end ? " END" : ""));
   }
   void EncodeData(absl::string_view data, bool end) override {
     log_.push_back(absl::StrCat(attempt_, ": data ", data, end ? " END" : ""));
@@ -137,8 +137,8 @@ TEST_CASE("Upstream request: the request goes out and the response comes back") 
   f.pools.Ready(f.log);
   request->DecodeHeaders(Fixture::Status(201), false);
   request->DecodeData("ok", true);
-  CHECK(f.log == Log{"1: headers POST /orders", "1: data abc END", "client: 201",
-                     "client: data ok END"});
+  CHECK(f.log ==
+        Log{"1: headers POST /orders", "1: data abc END", "client: 201", "client: data ok END"});
   CHECK(f.cluster.state->requests == 1);
   request.reset();
   CHECK(f.cluster.state->requests == 0);
@@ -306,8 +306,7 @@ TEST_CASE("Upstream request: cancelling stops the wait for a connection and the 
   g.pools.Ready(g.log);
   sent->Cancel();
   CHECK(g.log.back() == "1: reset");
-  CHECK(g.cluster.hosts[0].state->active_requests + g.cluster.hosts[1].state->active_requests ==
-        0);
+  CHECK(g.cluster.hosts[0].state->active_requests + g.cluster.hosts[1].state->active_requests == 0);
 }
 
 TEST_CASE("Upstream request: a reused connection found closed is replaced once, not retried") {
@@ -352,8 +351,7 @@ TEST_CASE("Retry state: attempts, the budget, and what counts as a failure") {
   }
   CHECK(state.retries == 0);
   RetryState unreplayable(policy, state, 3);
-  CHECK(unreplayable.OnAttemptEnded(failed, false, 7, &backoff) ==
-        RetryState::Decision::kNoRetry);
+  CHECK(unreplayable.OnAttemptEnded(failed, false, 7, &backoff) == RetryState::Decision::kNoRetry);
   CHECK_FALSE(RetryState::Failed({AttemptResult::Kind::kResponse, 200, "0"}));
   CHECK(RetryState::Failed({AttemptResult::Kind::kResponse, 200, "14"}));
   CHECK(RetryState::Failed({AttemptResult::Kind::kTimeout, 0, ""}));
