@@ -111,7 +111,6 @@ RequestEncoder& Http1ClientCodec::NewStream(ResponseDecoder& decoder) {
   head_request_ = upgrade_requested_ = tunnel_ = false;
   interim_ = 0;
   parser_.reset();
-  ++exchanges_;
   return *stream_;
 }
 

@@ -39,9 +39,6 @@ class Http1ClientCodec : public ClientCodec, private http1::MessageEvents {
   bool Reusable() const override { return !broken_ && !going_away_ && keep_alive_; }
   RequestEncoder& NewStream(ResponseDecoder& decoder) override;
 
-  // How many exchanges this connection has carried.
-  uint32_t exchanges() const { return exchanges_; }
-
  private:
   class ClientStream;
   friend class ClientStream;
@@ -77,7 +74,6 @@ class Http1ClientCodec : public ClientCodec, private http1::MessageEvents {
   std::string protocol_error_;
   int read_disabled_ = 0;
   bool above_watermark_ = false;
-  uint32_t exchanges_ = 0;
 };
 
 }  // namespace mesh::dataplane

@@ -62,7 +62,6 @@ class Worker : public HttpContext, public TimeSource {
   // --- Worker thread only.
   const SnapshotPtr& snapshot() const { return snapshot_; }
   const TlsContextsPtr& tls() const { return tls_; }  // nullptr until a certificate arrived
-  HttpPools& http_pools() { return *http_pools_; }
   DeferredQueue& deferred() { return deferred_; }
 
   // HttpContext

@@ -59,12 +59,6 @@ std::string HeaderMap::Join(absl::string_view name) const {
   return out;
 }
 
-size_t HeaderMap::ByteSize() const {
-  size_t n = 0;
-  for (const Field& f : fields_) n += f.name.size() + f.value.size();
-  return n;
-}
-
 void ForEachListElement(absl::string_view value, const std::function<void(absl::string_view)>& f) {
   for (absl::string_view element : absl::StrSplit(value, ',')) {
     element = absl::StripAsciiWhitespace(element);

@@ -42,8 +42,6 @@ class HeaderMap {
   size_t size() const { return fields_.size(); }
   bool empty() const { return fields_.empty(); }
   void clear() { fields_.clear(); }
-  // Bytes of names and values, as HTTP/2 counts a header list (plus 32 per field).
-  size_t ByteSize() const;
 
  private:
   std::vector<Field> fields_;

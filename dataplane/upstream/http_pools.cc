@@ -268,20 +268,4 @@ void HttpPools::Sweep(absl::Time now) {
   }
 }
 
-size_t HttpPools::idle_count() const {
-  size_t n = 0;
-  for (const auto& pools : pools_) {
-    for (const auto& [key, pool] : pools) {
-      for (const auto& c : pool->connections) {
-        if (c->connected() && c->codec().ActiveStreams() == 0) ++n;
-      }
-    }
-  }
-  return n;
-}
-
-size_t HttpPools::connection_count() const {
-  return owner_.size();
-}
-
 }  // namespace mesh::dataplane

@@ -43,8 +43,6 @@ class HttpPools : public ConnectionSource, private UpstreamConnectionEvents {
 
   // Closes connections idle past their timeout.
   void Sweep(absl::Time now);
-  size_t idle_count() const;
-  size_t connection_count() const;
 
  private:
   struct Pool;
