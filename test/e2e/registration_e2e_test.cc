@@ -83,7 +83,8 @@ TEST_CASE("A sidecar whose app stops accepting leaves load balancing, and return
     return seen;
   };
   REQUIRE(WaitFor([&] { return count(20).size() == 2; }, 10s));
-  CHECK(mesh.pilot().Registrations()["pong-v2"] == "registered");
+  // (Polled: /debug/syncz can show a sidecar's first report a moment after EDS has the newer.)
+  CHECK(WaitFor([&] { return mesh.pilot().Registrations()["pong-v2"] == "registered"; }, 10s));
 
   v2.app->Stop(SIGKILL);
   REQUIRE(WaitFor(
