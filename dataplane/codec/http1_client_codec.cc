@@ -58,11 +58,7 @@ class Http1ClientCodec::ClientStream : public RequestEncoder, public Stream {
   }
   void EncodeTrailers(const HeaderMap& trailers) override {
     if (!headers_sent_ || ended_ || !codec_.stream_active_) return;
-    if (framing_ == http1::BodyFraming::kChunked) {
-      http1::AppendTrailers(trailers, codec_.output_);
-    } else {
-      http1::AppendBody(framing_, "", true, codec_.output_);
-    }
+    http1::AppendTrailers(framing_, trailers, codec_.output_);
     End();
     codec_.Output();
   }
@@ -256,21 +252,26 @@ void Http1ClientCodec::OnConnectionClosed(ResetReason reason) {
 
 void Http1ClientCodec::ConsumeOutput(size_t n) {
   output_.Consume(n);
-  if (above_watermark_ && output_.size() < limits_.output_high_watermark / 2) {
-    above_watermark_ = false;
-    if (stream_active_ && stream_->callbacks())
-      stream_->callbacks()->OnBelowWriteBufferLowWatermark();
-  }
+  TellWatermark();
 }
 
 void Http1ClientCodec::Output() {
-  if (!above_watermark_ && output_.size() > limits_.output_high_watermark) {
-    // The upstream reads the request body slower than the client sends it.
-    above_watermark_ = true;
-    if (stream_active_ && stream_->callbacks())
-      stream_->callbacks()->OnAboveWriteBufferHighWatermark();
-  }
+  TellWatermark();  // above: the upstream reads the body slower than the client sends it
   if (!dispatching_) owner_.OnCodecOutput();
+}
+
+void Http1ClientCodec::TellWatermark() {
+  switch (output_.CrossedWatermark(limits_.output_high_watermark)) {
+    case OutputBuffer::Watermark::kNone: return;
+    case OutputBuffer::Watermark::kAbove:
+      if (stream_active_ && stream_->callbacks())
+        stream_->callbacks()->OnAboveWriteBufferHighWatermark();
+      return;
+    case OutputBuffer::Watermark::kBelow:
+      if (stream_active_ && stream_->callbacks())
+        stream_->callbacks()->OnBelowWriteBufferLowWatermark();
+      return;
+  }
 }
 
 }  // namespace mesh::dataplane

@@ -51,7 +51,8 @@ class Http1ClientCodec : public ClientCodec, private http1::MessageEvents {
   // Ends the exchange with a reset: the connection is not reused.
   void ResetStream(ResetReason reason, absl::string_view detail);
   void MaybeFinishStream();
-  void Output();  // new bytes in output_: tell the owner when not inside Dispatch
+  void Output();         // new bytes in output_: tell the owner when not inside Dispatch
+  void TellWatermark();  // the stream's callbacks learn when output_ crosses a watermark
 
   CodecOwner& owner_;
   const CodecLimits limits_;
@@ -73,7 +74,6 @@ class Http1ClientCodec : public ClientCodec, private http1::MessageEvents {
   std::optional<uint64_t> response_remaining_;
   std::string protocol_error_;
   int read_disabled_ = 0;
-  bool above_watermark_ = false;
 };
 
 }  // namespace mesh::dataplane

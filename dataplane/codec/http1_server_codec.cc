@@ -79,11 +79,7 @@ class Http1ServerCodec::ServerStream : public ResponseEncoder, public Stream {
   }
   void EncodeTrailers(const HeaderMap& trailers) override {
     if (!headers_sent_ || ended_ || !codec_.stream_active_) return;
-    if (framing_ == http1::BodyFraming::kChunked) {
-      http1::AppendTrailers(trailers, codec_.output_);
-    } else {
-      http1::AppendBody(framing_, "", true, codec_.output_);
-    }
+    http1::AppendTrailers(framing_, trailers, codec_.output_);
     End();
     codec_.Output();
   }
@@ -292,11 +288,7 @@ void Http1ServerCodec::MaybeFinishStream() {
 
 void Http1ServerCodec::ConsumeOutput(size_t n) {
   output_.Consume(n);
-  if (above_watermark_ && output_.size() < limits_.output_high_watermark / 2) {
-    above_watermark_ = false;
-    if (stream_active_ && stream_->callbacks())
-      stream_->callbacks()->OnBelowWriteBufferLowWatermark();
-  }
+  TellWatermark();
 }
 
 void Http1ServerCodec::GoAway() {
@@ -318,13 +310,22 @@ void Http1ServerCodec::OnConnectionClosed(ResetReason reason) {
 }
 
 void Http1ServerCodec::Output() {
-  if (!above_watermark_ && output_.size() > limits_.output_high_watermark) {
-    // The client reads slower than the upstream answers: the layer above pauses the upstream.
-    above_watermark_ = true;
-    if (stream_active_ && stream_->callbacks())
-      stream_->callbacks()->OnAboveWriteBufferHighWatermark();
-  }
+  TellWatermark();  // above: the client reads slower than the upstream answers
   if (!dispatching_) owner_.OnCodecOutput();
+}
+
+void Http1ServerCodec::TellWatermark() {
+  switch (output_.CrossedWatermark(limits_.output_high_watermark)) {
+    case OutputBuffer::Watermark::kNone: return;
+    case OutputBuffer::Watermark::kAbove:
+      if (stream_active_ && stream_->callbacks())
+        stream_->callbacks()->OnAboveWriteBufferHighWatermark();
+      return;
+    case OutputBuffer::Watermark::kBelow:
+      if (stream_active_ && stream_->callbacks())
+        stream_->callbacks()->OnBelowWriteBufferLowWatermark();
+      return;
+  }
 }
 
 }  // namespace mesh::dataplane

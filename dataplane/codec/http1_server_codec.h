@@ -50,7 +50,8 @@ class Http1ServerCodec : public ServerCodec, private http1::MessageEvents {
   void RefuseRequest(int status, absl::string_view reason);
   void OnResponseComplete();
   void MaybeFinishStream();
-  void Output();  // new bytes in output_: tell the owner when not inside Dispatch
+  void Output();         // new bytes in output_: tell the owner when not inside Dispatch
+  void TellWatermark();  // the stream's callbacks learn when output_ crosses a watermark
 
   CodecOwner& owner_;
   ServerCodecCallbacks& callbacks_;
@@ -72,7 +73,6 @@ class Http1ServerCodec : public ServerCodec, private http1::MessageEvents {
   bool request_body_expected_ = false;
   std::optional<uint64_t> request_remaining_;  // Content-Length bytes still to come
   int read_disabled_ = 0;
-  bool above_watermark_ = false;
   std::string refusal_;  // why OnHeader refused the request
   int refusal_status_ = 0;
 };

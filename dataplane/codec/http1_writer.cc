@@ -72,7 +72,11 @@ void AppendBody(BodyFraming framing, absl::string_view data, bool end, OutputBuf
   if (framing != BodyFraming::kNone) out.Append(data);
 }
 
-void AppendTrailers(const HeaderMap& trailers, OutputBuffer& out) {
+void AppendTrailers(BodyFraming framing, const HeaderMap& trailers, OutputBuffer& out) {
+  if (framing != BodyFraming::kChunked) {
+    AppendBody(framing, "", true, out);
+    return;
+  }
   std::string& b = out.back();
   b.append("0\r\n");
   for (const HeaderMap::Field& f : trailers) {

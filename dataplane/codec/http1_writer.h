@@ -33,7 +33,8 @@ void AppendFields(const HeaderMap& fields, std::string& out);
 // Appends one body piece in `framing` (a chunk when chunked), and the final chunk when `end`.
 void AppendBody(BodyFraming framing, absl::string_view data, bool end, OutputBuffer& out);
 
-// Appends the last chunk with trailers (chunked framing only).
-void AppendTrailers(const HeaderMap& trailers, OutputBuffer& out);
+// Ends the body with trailers: the last chunk carrying them when chunked; other framings cannot
+// carry trailers, so they are dropped and the body just ends.
+void AppendTrailers(BodyFraming framing, const HeaderMap& trailers, OutputBuffer& out);
 
 }  // namespace mesh::dataplane::http1

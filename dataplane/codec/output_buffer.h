@@ -39,6 +39,21 @@ class OutputBuffer {
       front_locked_ = false;
     }
   }
+  // Flow control: kAbove the first time the buffer holds more than `high` bytes, kBelow the first
+  // time it drains under half of that afterwards, kNone otherwise.
+  enum class Watermark { kNone, kAbove, kBelow };
+  Watermark CrossedWatermark(size_t high) {
+    const size_t held = size();
+    if (!above_ && held > high) {
+      above_ = true;
+      return Watermark::kAbove;
+    }
+    if (above_ && held < high / 2) {
+      above_ = false;
+      return Watermark::kBelow;
+    }
+    return Watermark::kNone;
+  }
   size_t size() const {
     size_t n = 0;
     for (const std::string& b : blocks_) n += b.size();
@@ -51,6 +66,7 @@ class OutputBuffer {
   std::deque<std::string> blocks_;
   size_t start_ = 0;
   bool front_locked_ = false;
+  bool above_ = false;
 };
 
 }  // namespace mesh::dataplane

@@ -24,14 +24,23 @@ UpstreamRequest::UpstreamRequest(Context context, const Cluster& cluster, const 
   cluster_.state->requests.fetch_add(1, std::memory_order_relaxed);
   // An upgrade's "body" is a tunnel's bytes: never kept, never replayed.
   if (!head_->upgrade.empty()) replayable_ = false;
-  per_try_timer_ = context_.time.CreateTimer([this] { OnPerTryTimeout(); });
-  global_timer_ = context_.time.CreateTimer([this] { OnGlobalTimeout(); });
-  backoff_timer_ = context_.time.CreateTimer([this] { StartAttempt(); });
 }
 
 UpstreamRequest::~UpstreamRequest() {
   ReleaseAttempt(true);
   cluster_.state->requests.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void UpstreamRequest::Arm(TimerPtr& timer, void (UpstreamRequest::*on_fire)(),
+                          absl::Duration delay) {
+  // Made on first use: most requests never set a deadline, retry or per-try timeout, and the
+  // request path then creates no timer at all.
+  if (!timer) timer = context_.time.CreateTimer([this, on_fire] { (this->*on_fire)(); });
+  timer->Enable(delay);
+}
+
+void UpstreamRequest::Disarm(const TimerPtr& timer) {
+  if (timer) timer->Disable();
 }
 
 void UpstreamRequest::Start(bool end_stream) {
@@ -45,7 +54,7 @@ void UpstreamRequest::Start(bool end_stream) {
   }
   if (timeout) {
     deadline_ = start_ + *timeout;
-    global_timer_->Enable(*timeout);
+    Arm(global_timer_, &UpstreamRequest::OnGlobalTimeout, *timeout);
   }
   StartAttempt();
 }
@@ -63,14 +72,15 @@ void UpstreamRequest::StartAttempt() {
   if (!host) {
     ++context_.stats.no_healthy_upstream[cluster_.name];
     done_ = true;
-    global_timer_->Disable();
+    Disarm(global_timer_);
     callbacks_.OnUpstreamFailure(
         {503, "no healthy upstream", {{"x-meshproxy-reason", "no_healthy_upstream"}}, {}});
     return;
   }
   host_ = host;
   host_->state->active_requests.fetch_add(1, std::memory_order_relaxed);
-  if (retry_.per_try_timeout()) per_try_timer_->Enable(*retry_.per_try_timeout());
+  if (retry_.per_try_timeout())
+    Arm(per_try_timer_, &UpstreamRequest::OnPerTryTimeout, *retry_.per_try_timeout());
   body_sent_ = 0;
   waiting_for_pool_ = true;
   PendingStreamPtr pending =
@@ -139,7 +149,7 @@ void UpstreamRequest::UpdateWriteBlocked() {
 
 void UpstreamRequest::DecodeHeaders(ResponseHeadPtr head, bool end_stream) {
   if (done_) return;
-  per_try_timer_->Disable();
+  Disarm(per_try_timer_);
   const absl::Time now = context_.time.Now();
   AttemptResult result;
   result.kind = AttemptResult::Kind::kResponse;
@@ -152,13 +162,13 @@ void UpstreamRequest::DecodeHeaders(ResponseHeadPtr head, bool end_stream) {
   if (decision == RetryState::Decision::kRetry && !DeadlinePassed(now + backoff)) {
     previous_host_ = host_;
     ReleaseAttempt(true);
-    backoff_timer_->Enable(backoff);
+    Arm(backoff_timer_, &UpstreamRequest::StartAttempt, backoff);
     return;
   }
   if (decision == RetryState::Decision::kOverflow) ++context_.stats.overflows[cluster_.name];
   context_.stats.upstream_latency[cluster_.name].Record(now - start_);
   response_started_ = true;
-  if (head->status == 101) global_timer_->Disable();  // an upgraded tunnel has no deadline
+  if (head->status == 101) Disarm(global_timer_);  // an upgraded tunnel has no deadline
   if (end_stream) response_complete_ = true;
   callbacks_.OnUpstreamHeaders(std::move(head), end_stream);
   if (end_stream) Finish();
@@ -180,7 +190,7 @@ void UpstreamRequest::DecodeTrailers(HeaderMap trailers) {
 
 void UpstreamRequest::Finish() {
   done_ = true;
-  global_timer_->Disable();
+  Disarm(global_timer_);
   // An upstream that answered before the whole request went out keeps no half-sent request.
   ReleaseAttempt(!end_sent_);
 }
@@ -190,7 +200,7 @@ void UpstreamRequest::OnReset(ResetReason reason, absl::string_view detail) {
   if (done_) return;
   if (response_started_) {
     done_ = true;
-    global_timer_->Disable();
+    Disarm(global_timer_);
     ReleaseAttempt(false);
     callbacks_.OnUpstreamReset();
     return;
@@ -242,7 +252,7 @@ void UpstreamRequest::OnPoolFailure(Failure failure, absl::string_view detail) {
       ++context_.stats.overflows[cluster_.name];
       cluster_.state->overflows.fetch_add(1, std::memory_order_relaxed);
       done_ = true;
-      global_timer_->Disable();
+      Disarm(global_timer_);
       callbacks_.OnUpstreamFailure({503,
                                     absl::StrCat(kBeforeHeaders, "overflow"),
                                     {{"x-envoy-overloaded", "true"},
@@ -275,17 +285,17 @@ void UpstreamRequest::AttemptFailed(AttemptResult result, LocalReply reply) {
   RetryState::Decision decision =
       retry_.OnAttemptEnded(result, replayable_, context_.random(), &backoff);
   if (decision == RetryState::Decision::kRetry && !DeadlinePassed(now + backoff)) {
-    backoff_timer_->Enable(backoff);
+    Arm(backoff_timer_, &UpstreamRequest::StartAttempt, backoff);
     return;
   }
   if (decision == RetryState::Decision::kOverflow) ++context_.stats.overflows[cluster_.name];
   done_ = true;
-  global_timer_->Disable();
+  Disarm(global_timer_);
   callbacks_.OnUpstreamFailure(std::move(reply));
 }
 
 void UpstreamRequest::ReleaseAttempt(bool reset) {
-  per_try_timer_->Disable();
+  Disarm(per_try_timer_);
   if (encoder_) {
     Stream& stream = encoder_->stream();
     encoder_ = nullptr;
@@ -313,7 +323,7 @@ void UpstreamRequest::OnGlobalTimeout() {
   if (done_) return;
   ++context_.stats.upstream_timeouts[cluster_.name];
   done_ = true;
-  backoff_timer_->Disable();
+  Disarm(backoff_timer_);
   if (host_) {
     AttemptResult result;
     result.kind = AttemptResult::Kind::kTimeout;
@@ -339,8 +349,8 @@ LocalReply UpstreamRequest::TimeoutReply() const {
 
 void UpstreamRequest::Cancel() {
   done_ = true;
-  global_timer_->Disable();
-  backoff_timer_->Disable();
+  Disarm(global_timer_);
+  Disarm(backoff_timer_);
   ReleaseAttempt(true);
 }
 

@@ -96,6 +96,8 @@ class UpstreamRequest : public ResponseDecoder, public StreamCallbacks, public P
   void UpdateWriteBlocked();
   bool DeadlinePassed(absl::Time when) const;
   LocalReply TimeoutReply() const;
+  void Arm(TimerPtr& timer, void (UpstreamRequest::*on_fire)(), absl::Duration delay);
+  static void Disarm(const TimerPtr& timer);
 
   Context context_;
   const Cluster& cluster_;
@@ -105,7 +107,7 @@ class UpstreamRequest : public ResponseDecoder, public StreamCallbacks, public P
   const Settings settings_;
   UpstreamRequestCallbacks& callbacks_;
   RetryState retry_;
-  TimerPtr per_try_timer_, global_timer_, backoff_timer_;
+  TimerPtr per_try_timer_, global_timer_, backoff_timer_;  // made when first armed
   absl::Time start_;
   absl::Time deadline_ = absl::InfiniteFuture();
   bool deadline_from_grpc_ = false;
