@@ -35,10 +35,11 @@ void ConnectionIo::Read(char* data, size_t size, Keep keep) {
   if (tls_) {
     tls_->async_read_some(asio::buffer(data, size), std::move(done));
   } else {
-    // Asio's reactor reads at once only after the socket signalled readiness since its last read
-    // came up short; otherwise it waits on the edge-triggered registration made when the socket
-    // opened. Either way: no read that finds nothing, and no epoll_ctl per read (async_wait
-    // would re-arm the descriptor every time).
+    // Asio tries the read at once (on a drained socket that costs one recv that finds nothing),
+    // then waits on the edge-triggered registration made when the socket opened, with no
+    // epoll_ctl per read (async_wait would re-arm the descriptor every time). Skipping that
+    // first try needs to know whether a FIN came in with the last bytes (EPOLLRDHUP, which
+    // Asio does not ask for); without it a close-delimited response would stall.
     socket_.async_read_some(asio::buffer(data, size), std::move(done));
   }
 }

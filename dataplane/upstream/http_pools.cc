@@ -19,10 +19,13 @@ struct HttpPools::Pool {
 // connection of its pool to have room.
 class HttpPools::Waiter : public PendingStream {
  public:
+  UpstreamConnection* bound;
+
   Waiter(HttpPools& pools, Pool& pool, const Cluster& cluster, const Host& host,
          ResponseDecoder& decoder, PoolCallbacks& callbacks, UpstreamConnection* bound,
          bool counts_pending)
-      : pools_(pools),
+      : bound(bound),
+        pools_(pools),
         alive_(pools.alive_),
         pool_(pool),
         cluster_(cluster),
@@ -30,7 +33,6 @@ class HttpPools::Waiter : public PendingStream {
         state_(cluster.state),
         decoder_(decoder),
         callbacks_(callbacks),
-        bound(bound),
         counts_pending_(counts_pending) {
     pool_.waiters.push_back(this);
     if (counts_pending_) state_->pending.fetch_add(1, std::memory_order_relaxed);
@@ -56,8 +58,6 @@ class HttpPools::Waiter : public PendingStream {
   }
   const Cluster& cluster() const { return cluster_; }
   const Host& host() const { return host_; }
-
-  UpstreamConnection* bound;
 
  private:
   using Failure = PoolCallbacks::Failure;
