@@ -7,9 +7,12 @@
 # request from /proc (user + system time over the run). Needs nginx, haproxy and h2load
 # (apt-get install nginx haproxy nghttp2-client).
 #   test/bench/h2_bench.sh                    REQUESTS=200000 ROUNDS=3 by default
+#   CONNS=1 STREAMS=1 REQUESTS=20000 test/bench/h2_bench.sh    one request at a time: latency
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/examples/lib.sh"
 REQUESTS=${REQUESTS:-200000}
+CONNS=${CONNS:-32}
+STREAMS=${STREAMS:-10}
 ROUNDS=${ROUNDS:-3}
 for tool in nginx haproxy h2load taskset; do
   command -v "$tool" > /dev/null || { echo "h2_bench: $tool is missing" >&2; exit 1; }
@@ -104,7 +107,7 @@ for round in $(seq "$ROUNDS"); do
   for c in direct haproxy nginx meshproxy; do
     pid=$(proxy_pid "$c")
     before=0; [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-    out=$(taskset -c 0 h2load -n "$REQUESTS" -c 32 -m 10 -t 1 "http://127.0.0.1:$(port_of "$c")/" 2>&1)
+    out=$(taskset -c 0 h2load -n "$REQUESTS" -c "$CONNS" -m "$STREAMS" -t 1 "http://127.0.0.1:$(port_of "$c")/" 2>&1)
     after=0; [ -n "$pid" ] && after=$(cpu_ticks "$pid")
     if ! grep -q "0 failed, 0 errored" <<< "$out"; then
       echo "h2_bench: $c had failures:" >&2
