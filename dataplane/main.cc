@@ -1,6 +1,5 @@
-// meshproxy: the mesh's data plane. Subscribes to meshpilot over ADS and serves HTTP/1.1 and TCP
-// as an ingress gateway or as a workload's sidecar.
-#include <google/protobuf/util/json_util.h>
+// meshproxy: the mesh's data plane. Subscribes to meshpilot over ADS and serves HTTP/1.1, HTTP/2
+// (gRPC, WebSocket) and TCP as an ingress gateway or as a workload's sidecar.
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,7 +14,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -23,8 +21,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/signals.h"
-#include "dataplane/admin/admin_server.h"
-#include "dataplane/admin/stats.h"
+#include "dataplane/admin/admin_pages.h"
 #include "dataplane/health/health_prober.h"
 #include "dataplane/server/proxy_server.h"
 #include "dataplane/tls/tls_contexts.h"
@@ -135,54 +132,189 @@ envoy::config::core::v3::Node MakeNode(const std::string& id, const std::string&
   return node;
 }
 
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(m, &out, options).ok()) return "null";
-  return out;
-}
+// The command line, checked: everything Run needs before it starts a thread.
+struct ProxyFlags {
+  std::string id, role;
+  bool sidecar = false;
+  std::map<std::string, std::string> labels;
+  std::vector<Inbound> inbound;
+  std::map<uint32_t, uint32_t> port_map;
+  boost::asio::ip::address address;
+  tcp::endpoint outbound;
+  std::string token;         // from --token-file; empty without one
+  std::string xds_root_pem;  // from --xds-root-cert; empty without one
+};
 
-// /config_dump: every applied resource, as JSON, with the version of its type.
-std::string ConfigDump(const std::string& id, const dp::ProxyConfig& config,
-                       const std::vector<dp::ProxyServer::ListenerStatus>& listeners) {
-  auto section = [](const auto& resources) {
-    std::vector<std::string> items;
-    for (const auto& [name, r] : resources) items.push_back(ToJson(r));
-    return absl::StrCat("[", absl::StrJoin(items, ","), "]");
-  };
-  std::vector<std::string> versions, states;
-  for (const auto& [type, v] : config.versions)
-    versions.push_back(absl::StrCat("\"", type, "\":\"", v, "\""));
-  for (const auto& l : listeners) {
-    states.push_back(absl::StrCat("{\"name\":\"", l.name, "\",\"address\":\"", l.address,
-                                  "\",\"state\":\"", l.state, "\"}"));
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
+    const std::vector<std::string>& specs) {
+  std::map<std::string, std::string> labels;
+  for (const std::string& kv : specs) {
+    std::vector<std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    if (parts.size() != 2 || parts[0].empty())
+      return absl::InvalidArgumentError(absl::StrCat("--labels ", kv, ": want k=v"));
+    labels[parts[0]] = parts[1];
   }
-  return absl::StrCat("{\"node\":\"", id, "\",\"versions\":{", absl::StrJoin(versions, ","),
-                      "},\"listener_states\":[", absl::StrJoin(states, ","),
-                      "],\"listeners\":", section(config.listeners),
-                      ",\"route_configs\":", section(config.route_configs),
-                      ",\"clusters\":", section(config.clusters),
-                      ",\"endpoints\":", section(config.endpoints),
-                      ",\"secrets\":", section(config.secrets), "}\n");
+  return labels;
 }
 
-// /clusters, in Envoy's text form: one line per host and property.
-std::string Clusters(const dp::Snapshot* snapshot) {
-  std::string out;
-  if (!snapshot) return out;
-  absl::Time now = absl::Now();
-  for (const auto& [name, c] : snapshot->clusters->clusters()) {
-    for (const dp::Host& h : c.hosts) {
-      std::string prefix = absl::StrCat(name, "::", h.address, ":", h.port, "::");
-      bool ejected = h.state->Ejected(now);
-      absl::StrAppend(&out, prefix, "health_flags::", ejected ? "/failed_outlier_check" : "healthy",
-                      "\n", prefix, "weight::", h.weight, "\n", prefix,
-                      "rq_active::", h.state->active_requests.load(), "\n", prefix,
-                      "ejections::", h.state->ejections.load(), "\n");
+absl::StatusOr<std::map<uint32_t, uint32_t>> ParsePortMap(const std::vector<std::string>& specs) {
+  std::map<uint32_t, uint32_t> port_map;
+  for (const std::string& kv : specs) {
+    std::vector<std::string> parts = absl::StrSplit(kv, '=');
+    uint32_t from, to;
+    if (parts.size() != 2 || !ParsePort(parts[0], &from) || !ParsePort(parts[1], &to))
+      return absl::InvalidArgumentError(absl::StrCat("--port-map ", kv, ": want PORT=LOCAL_PORT"));
+    port_map[from] = to;
+  }
+  return port_map;
+}
+
+// The first line of `path`, trimmed: the join token.
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path);
+  std::string token;
+  std::getline(in, token);
+  token = std::string(absl::StripAsciiWhitespace(token));
+  if (token.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--token-file ", path, ": no token in it"));
+  return token;
+}
+
+absl::StatusOr<std::string> ReadRootCert(const std::string& path, bool have_token) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--xds-root-cert ", path, ": no PEM certificate in it"));
+  if (!have_token) {
+    return absl::InvalidArgumentError(
+        "--xds-root-cert needs --token-file: ADS over TLS asks for the proxy's workload "
+        "certificate");
+  }
+  return text.str();
+}
+
+absl::StatusOr<ProxyFlags> ReadFlags() {
+  ProxyFlags f;
+  f.role = absl::GetFlag(FLAGS_role);
+  if (f.role != "gateway" && f.role != "sidecar")
+    return absl::InvalidArgumentError(absl::StrCat("--role ", f.role, ": want gateway or sidecar"));
+  f.sidecar = f.role == "sidecar";
+  absl::StatusOr<std::map<std::string, std::string>> labels =
+      ParseLabels(absl::GetFlag(FLAGS_labels));
+  if (!labels.ok()) return labels.status();
+  f.labels = std::move(*labels);
+  absl::StatusOr<std::vector<Inbound>> inbound = ParseInbound(absl::GetFlag(FLAGS_inbound));
+  if (!inbound.ok()) return inbound.status();
+  f.inbound = std::move(*inbound);
+  absl::StatusOr<std::map<uint32_t, uint32_t>> port_map =
+      ParsePortMap(absl::GetFlag(FLAGS_port_map));
+  if (!port_map.ok()) return port_map.status();
+  f.port_map = std::move(*port_map);
+  boost::system::error_code ec;
+  const std::string address = absl::GetFlag(FLAGS_address);
+  f.address = boost::asio::ip::make_address(address, ec);
+  if (ec)
+    return absl::InvalidArgumentError(absl::StrCat("--address ", address, ": not an IP address"));
+  absl::StatusOr<tcp::endpoint> outbound = ParseEndpoint("outbound", absl::GetFlag(FLAGS_outbound));
+  if (!outbound.ok()) return outbound.status();
+  f.outbound = *outbound;
+  f.id = absl::GetFlag(FLAGS_id);
+  if (f.id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    f.id = absl::StrCat(host, ".", getpid());
+  }
+  if (std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    absl::StatusOr<std::string> token = ReadToken(path);
+    if (!token.ok()) return token.status();
+    f.token = std::move(*token);
+  }
+  if (std::string path = absl::GetFlag(FLAGS_xds_root_cert); !path.empty()) {
+    absl::StatusOr<std::string> pem = ReadRootCert(path, !f.token.empty());
+    if (!pem.ok()) return pem.status();
+    f.xds_root_pem = std::move(*pem);
+  }
+  return f;
+}
+
+// The serving options, with where each listener binds. Listeners come as 0.0.0.0:PORT, Istio's
+// "this proxy's address".
+dp::ProxyServer::Options ServerOptions(const ProxyFlags& f) {
+  dp::ProxyServer::Options options;
+  int concurrency = absl::GetFlag(FLAGS_concurrency);
+  options.concurrency =
+      concurrency > 0 ? concurrency : std::max(1u, std::thread::hardware_concurrency());
+  options.drain_time = absl::GetFlag(FLAGS_drain_time);
+  options.expect_tls = !f.token.empty();
+  options.http.header_timeout = absl::GetFlag(FLAGS_header_timeout);
+  options.http.max_header_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_header_bytes));
+  options.bind = [port_map = f.port_map, sidecar = f.sidecar, address = f.address,
+                  outbound =
+                      f.outbound](const dp::ListenerConfig& l) -> std::optional<tcp::endpoint> {
+    uint32_t port = l.port;
+    if (auto it = port_map.find(port); it != port_map.end()) port = it->second;
+    if (sidecar && l.name == "virtualOutbound") return outbound;
+    boost::asio::ip::address ip = address;
+    if (sidecar && l.direction == dp::ListenerConfig::Direction::kOutbound) ip = outbound.address();
+    if (l.address != "0.0.0.0" && !l.address.empty()) {
+      boost::system::error_code e;
+      boost::asio::ip::address configured = boost::asio::ip::make_address(l.address, e);
+      if (!e) ip = configured;
     }
-  }
-  return out;
+    return tcp::endpoint(ip, static_cast<uint16_t>(port));
+  };
+  return options;
+}
+
+// The workload certificate, from meshpilot's CA with the join token; each one issued (and
+// renewed) goes to the listeners' TLS.
+std::unique_ptr<dp::WorkloadCertificate> MakeCertificate(const ProxyFlags& f,
+                                                         dp::ProxyServer& server) {
+  if (f.token.empty()) return nullptr;
+  dp::WorkloadCertificate::Options options;
+  options.servers = absl::GetFlag(FLAGS_xds);
+  options.token = f.token;
+  options.xds_root_pem = f.xds_root_pem;
+  return std::make_unique<dp::WorkloadCertificate>(
+      options, [&server](dp::WorkloadCertificate::CredentialsPtr c) {
+        absl::StatusOr<dp::TlsContextsPtr> tls = dp::TlsContexts::Make(*c);
+        if (!tls.ok()) {
+          Error("meshproxy: ", tls.status().message());
+          return;
+        }
+        server.SetTls(*tls);
+      });
+}
+
+dp::AdsConnection::Options AdsOptions(const ProxyFlags& f, dp::WorkloadCertificate* certificate) {
+  dp::AdsConnection::Options options;
+  if (f.xds_root_pem.empty()) return options;
+  options.credentials = [pem = f.xds_root_pem,
+                         certificate]() -> std::shared_ptr<grpc::ChannelCredentials> {
+    dp::WorkloadCertificate::CredentialsPtr c = certificate->current();
+    if (!c) return nullptr;
+    return dp::ControlPlaneCredentials(pem, c->cert_pem, c->key_pem);
+  };
+  return options;
+}
+
+// A sidecar tells meshpilot whether its workload can serve; until it says so, meshpilot keeps it
+// out of every other proxy's load balancing. A gateway has no workload: null.
+std::unique_ptr<dp::HealthProber> MakeHealthProber(const ProxyFlags& f, dp::XdsClient& client,
+                                                   dp::WorkloadCertificate* certificate) {
+  if (!f.sidecar) return nullptr;
+  dp::HealthProber::Options options;
+  for (const Inbound& in : f.inbound) options.app_ports.push_back(in.app_port);
+  options.interval = absl::GetFlag(FLAGS_health_interval);
+  if (certificate)
+    options.has_identity = [certificate] { return certificate->current() != nullptr; };
+  return std::make_unique<dp::HealthProber>(
+      options, [&client, id = f.id](bool healthy, const std::string& reason) {
+        Info("meshproxy: ", id, healthy ? " healthy" : " unhealthy: ", reason);
+        client.ReportHealth(healthy, reason);
+      });
 }
 
 int Run() {
@@ -192,211 +324,43 @@ int Run() {
     return 2;
   }
   mesh::log::SetLevel(level);
-  const std::string role = absl::GetFlag(FLAGS_role);
-  if (role != "gateway" && role != "sidecar") {
-    Error("meshproxy: --role ", role, ": want gateway or sidecar");
+  absl::StatusOr<ProxyFlags> flags = ReadFlags();
+  if (!flags.ok()) {
+    Error("meshproxy: ", flags.status().message());
     return 2;
   }
-  std::map<std::string, std::string> labels;
-  for (const std::string& kv : absl::GetFlag(FLAGS_labels)) {
-    std::vector<std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-    if (parts.size() != 2 || parts[0].empty()) {
-      Error("meshproxy: --labels ", kv, ": want k=v");
-      return 2;
-    }
-    labels[parts[0]] = parts[1];
-  }
-  absl::StatusOr<std::vector<Inbound>> inbound = ParseInbound(absl::GetFlag(FLAGS_inbound));
-  if (!inbound.ok()) {
-    Error("meshproxy: ", inbound.status().message());
-    return 2;
-  }
-  std::map<uint32_t, uint32_t> port_map;
-  for (const std::string& kv : absl::GetFlag(FLAGS_port_map)) {
-    std::vector<std::string> parts = absl::StrSplit(kv, '=');
-    uint32_t from, to;
-    if (parts.size() != 2 || !ParsePort(parts[0], &from) || !ParsePort(parts[1], &to)) {
-      Error("meshproxy: --port-map ", kv, ": want PORT=LOCAL_PORT");
-      return 2;
-    }
-    port_map[from] = to;
-  }
-  boost::system::error_code ec;
-  const std::string address_flag = absl::GetFlag(FLAGS_address);
-  boost::asio::ip::address address = boost::asio::ip::make_address(address_flag, ec);
-  if (ec) {
-    Error("meshproxy: --address ", address_flag, ": not an IP address");
-    return 2;
-  }
-  absl::StatusOr<tcp::endpoint> outbound = ParseEndpoint("outbound", absl::GetFlag(FLAGS_outbound));
-  if (!outbound.ok()) {
-    Error("meshproxy: ", outbound.status().message());
-    return 2;
-  }
-  std::string id = absl::GetFlag(FLAGS_id);
-  if (id.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    id = absl::StrCat(host, ".", getpid());
-  }
+  const ProxyFlags& f = *flags;
 
+  // Before any thread starts, so only the wait below receives the stop signals.
   const sigset_t signals = mesh::signals::BlockStopSignals();
 
-  dp::ProxyServer::Options options;
-  int concurrency = absl::GetFlag(FLAGS_concurrency);
-  options.concurrency =
-      concurrency > 0 ? concurrency : std::max(1u, std::thread::hardware_concurrency());
-  options.drain_time = absl::GetFlag(FLAGS_drain_time);
-  options.expect_tls = !absl::GetFlag(FLAGS_token_file).empty();
-  options.http.header_timeout = absl::GetFlag(FLAGS_header_timeout);
-  options.http.max_header_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_header_bytes));
-  // Where each listener binds. Listeners come as 0.0.0.0:PORT, Istio's "this proxy's address".
-  const bool sidecar = role == "sidecar";
-  const tcp::endpoint outbound_ep = *outbound;
-  options.bind = [=](const dp::ListenerConfig& l) -> std::optional<tcp::endpoint> {
-    uint32_t port = l.port;
-    if (auto it = port_map.find(port); it != port_map.end()) port = it->second;
-    if (sidecar && l.name == "virtualOutbound") return outbound_ep;
-    boost::asio::ip::address ip = address;
-    if (sidecar && l.direction == dp::ListenerConfig::Direction::kOutbound)
-      ip = outbound_ep.address();
-    if (l.address != "0.0.0.0" && !l.address.empty()) {
-      boost::system::error_code e;
-      boost::asio::ip::address configured = boost::asio::ip::make_address(l.address, e);
-      if (!e) ip = configured;
-    }
-    return tcp::endpoint(ip, static_cast<uint16_t>(port));
-  };
-  std::string xds_root_pem;
-  if (std::string path = absl::GetFlag(FLAGS_xds_root_cert); !path.empty()) {
-    std::ifstream in(path);
-    std::stringstream text;
-    text << in.rdbuf();
-    xds_root_pem = text.str();
-    if (!in || xds_root_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-      Error("meshproxy: --xds-root-cert ", path, ": no PEM certificate in it");
-      return 2;
-    }
-    if (absl::GetFlag(FLAGS_token_file).empty()) {
-      Error(
-          "meshproxy: --xds-root-cert needs --token-file: ADS over TLS asks for the proxy's "
-          "workload certificate");
-      return 2;
-    }
-  }
+  const dp::ProxyServer::Options options = ServerOptions(f);
   dp::ProxyServer server(options);
-  std::unique_ptr<dp::WorkloadCertificate> certificate;
-  if (std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
-    std::ifstream in(path);
-    std::string token;
-    std::getline(in, token);
-    token = std::string(absl::StripAsciiWhitespace(token));
-    if (token.empty()) {
-      Error("meshproxy: --token-file ", path, ": no token in it");
-      return 2;
-    }
-    dp::WorkloadCertificate::Options cert_options;
-    cert_options.servers = absl::GetFlag(FLAGS_xds);
-    cert_options.token = token;
-    cert_options.xds_root_pem = xds_root_pem;
-    certificate = std::make_unique<dp::WorkloadCertificate>(
-        cert_options, [&server](dp::WorkloadCertificate::CredentialsPtr c) {
-          absl::StatusOr<dp::TlsContextsPtr> tls = dp::TlsContexts::Make(*c);
-          if (!tls.ok()) {
-            Error("meshproxy: ", tls.status().message());
-            return;
-          }
-          server.SetTls(*tls);
-        });
-  }
-
-  dp::XdsClient client(MakeNode(id, role, labels, address.to_string(), *inbound),
+  std::unique_ptr<dp::WorkloadCertificate> certificate = MakeCertificate(f, server);
+  dp::XdsClient client(MakeNode(f.id, f.role, f.labels, f.address.to_string(), f.inbound),
                        [&](dp::ProxyConfigPtr config) { return server.Apply(std::move(config)); });
-  dp::AdsConnection::Options ads_options;
-  if (!xds_root_pem.empty()) {
-    ads_options.credentials = [&]() -> std::shared_ptr<grpc::ChannelCredentials> {
-      dp::WorkloadCertificate::CredentialsPtr c = certificate->current();
-      if (!c) return nullptr;
-      return dp::ControlPlaneCredentials(xds_root_pem, c->cert_pem, c->key_pem);
-    };
-  }
-  dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, ads_options);
-
-  dp::AdminServer admin([&](const std::string& method, const std::string& path,
-                            const std::string&) -> dp::AdminResponse {
-    if (method != "GET") return {405, "text/plain", "only GET\n"};
-    if (path == "/ready") {
-      return server.ready() ? dp::AdminResponse{200, "text/plain", "LIVE\n"}
-                            : dp::AdminResponse{503, "text/plain", "NOT READY\n"};
-    }
-    if (path == "/config_dump") {
-      return {200, "application/json", ConfigDump(id, *client.current(), server.listeners())};
-    }
-    if (path == "/clusters") return {200, "text/plain", Clusters(server.snapshot().get())};
-    if (path == "/certs") {
-      // The workload certificate's identity and lifetime; never the key.
-      if (!certificate) return {404, "text/plain", "no --token-file: no workload certificate\n"};
-      dp::WorkloadCertificate::CredentialsPtr c = certificate->current();
-      std::string out = absl::StrCat(
-          "{\"spiffe_id\":\"", c ? c->spiffe_id : "", "\",\"not_before\":\"",
-          c ? absl::FormatTime(absl::RFC3339_sec, c->not_before, absl::UTCTimeZone()) : "",
-          "\",\"not_after\":\"",
-          c ? absl::FormatTime(absl::RFC3339_sec, c->not_after, absl::UTCTimeZone()) : "",
-          "\",\"renewals\":", certificate->renewals(), ",\"last_error\":\"",
-          absl::CEscape(certificate->last_error()), "\"}\n");
-      return {200, "application/json", out};
-    }
-    if (path == "/stats/prometheus" || path == "/stats") {
-      dp::WorkerStats total;
-      std::vector<std::future<dp::WorkerStats>> parts;
-      for (dp::Worker* w : server.workers()) parts.push_back(w->CollectStats());
-      for (auto& p : parts) total.Merge(p.get());
-      dp::ProxyCounters counters;
-      dp::XdsClient::Stats xds = client.stats();
-      counters.xds_accepted = xds.accepted;
-      counters.xds_rejected = xds.rejected;
-      counters.xds_connected = !ads.connected_to().empty();
-      for (const auto& l : server.listeners()) {
-        if (l.state == "active") ++counters.listeners_active;
-      }
-      std::string text = dp::RenderPrometheus(total, counters);
-      if (dp::SnapshotPtr snapshot = server.snapshot())
-        text += dp::RenderClusterGauges(*snapshot->clusters, absl::Now());
-      return {200, "text/plain; version=0.0.4", text};
-    }
-    if (path == "/") {
-      return {200, "text/plain",
-              "meshproxy admin: /ready /config_dump /clusters /certs /stats/prometheus\n"};
-    }
-    return {404, "text/plain", absl::StrCat("no admin page ", path, "\n")};
-  });
+  dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, AdsOptions(f, certificate.get()));
+  const dp::AdminSources admin_sources{f.id, &server, &client, &ads, certificate.get()};
+  dp::AdminServer admin(
+      [&](const std::string& method, const std::string& path, const std::string&) {
+        return dp::ServeAdminPage(admin_sources, method, path);
+      });
   absl::StatusOr<int> admin_port = admin.Start(absl::GetFlag(FLAGS_admin));
   if (!admin_port.ok()) {
     Error("meshproxy: ", admin_port.status().message());
     return 1;
   }
-  // A sidecar tells meshpilot whether its workload can serve; until it says so, meshpilot keeps
-  // it out of every other proxy's load balancing.
-  std::unique_ptr<dp::HealthProber> health;
-  if (role == "sidecar") {
-    dp::HealthProber::Options health_options;
-    for (const Inbound& in : *inbound) health_options.app_ports.push_back(in.app_port);
-    health_options.interval = absl::GetFlag(FLAGS_health_interval);
-    if (certificate)
-      health_options.has_identity = [&] { return certificate->current() != nullptr; };
-    health = std::make_unique<dp::HealthProber>(
-        health_options, [&client, &id](bool healthy, const std::string& reason) {
-          Info("meshproxy: ", id, healthy ? " healthy" : " unhealthy: ", reason);
-          client.ReportHealth(healthy, reason);
-        });
-  }
+  std::unique_ptr<dp::HealthProber> health = MakeHealthProber(f, client, certificate.get());
+
   server.Start();
   ads.Start();
   if (certificate) certificate->Start();
   if (health) health->Start();
-  Info("meshproxy: ready version=", MESHPILOT_VERSION, " id=", id, " role=", role,
-       " admin=", absl::GetFlag(FLAGS_admin).substr(0, absl::GetFlag(FLAGS_admin).rfind(':')), ":",
-       *admin_port, " workers=", options.concurrency);
+  const std::string admin_flag = absl::GetFlag(FLAGS_admin);
+  Info("meshproxy: ready version=", MESHPILOT_VERSION, " id=", f.id, " role=", f.role,
+       " admin=", admin_flag.substr(0, admin_flag.rfind(':')), ":", *admin_port,
+       " workers=", options.concurrency);
+
   int sig = mesh::signals::WaitForStopSignal(signals);
   Info("meshproxy: signal ", sig, ", draining for up to ",
        absl::FormatDuration(options.drain_time));

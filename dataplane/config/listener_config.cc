@@ -8,7 +8,16 @@
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh::dataplane {
+
 namespace {
+
+// A Duration field as Envoy reads an optional timeout: absent keeps `unset`, 0 disables.
+std::optional<absl::Duration> Timeout(bool has, const google::protobuf::Duration& d,
+                                      std::optional<absl::Duration> unset) {
+  if (!has) return unset;
+  if (d.seconds() == 0 && d.nanos() == 0) return std::nullopt;
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
 
 namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
 using envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
@@ -89,6 +98,8 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
       return Invalid(l.name(), "filter_chains[0].filters[0]: does not parse");
     out->kind = Kind::kHttp;
     out->stat_prefix = m.stat_prefix();
+    out->stream_idle_timeout =
+        Timeout(m.has_stream_idle_timeout(), m.stream_idle_timeout(), absl::Minutes(5));
     if (m.has_rds()) {
       out->rds_name = m.rds().route_config_name();
       if (out->rds_name.empty())
@@ -124,12 +135,7 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
                        "filter_chains[0].filters[0]: cluster or weighted_clusters is required");
     }
     // Envoy's default: an hour without a byte either way closes the connection; 0 disables it.
-    if (!t.has_idle_timeout()) {
-      out->tcp_idle_timeout = absl::Hours(1);
-    } else if (t.idle_timeout().seconds() || t.idle_timeout().nanos()) {
-      out->tcp_idle_timeout =
-          absl::Seconds(t.idle_timeout().seconds()) + absl::Nanoseconds(t.idle_timeout().nanos());
-    }
+    out->tcp_idle_timeout = Timeout(t.has_idle_timeout(), t.idle_timeout(), absl::Hours(1));
   } else {
     return Invalid(l.name(), absl::StrCat("filter_chains[0].filters[0]: unsupported filter ",
                                           typed.type_url()));

@@ -46,6 +46,10 @@ struct ListenerConfig {
   // kHttp: the RDS route config name, or an inline table (then `rds_name` is empty).
   std::string rds_name;
   RouteTablePtr inline_routes;
+  // kHttp: how long a request stream may go without a byte either way before it ends (408 when
+  // no response has started, else a reset): Envoy's 5 minutes when the config has none; none
+  // when it says 0.
+  std::optional<absl::Duration> stream_idle_timeout = absl::Minutes(5);
 
   // kTcp: where connections go; the idle timeout (Envoy's default of 1 h when the config has
   // none; none when it says 0).

@@ -127,6 +127,255 @@ std::optional<absl::string_view> HeaderValue(const RequestView& request, absl::s
   return first;
 }
 
+// Each reader below converts one part of a RouteConfiguration, adding what is wrong with it to
+// `errors` under its field path.
+
+HeaderMatcher ReadHeaderMatcher(const pb::HeaderMatcher& in, const std::string& path,
+                                Errors* errors) {
+  HeaderMatcher hm;
+  hm.name = absl::AsciiStrToLower(in.name());
+  hm.invert = in.invert_match();
+  switch (in.header_match_specifier_case()) {
+    case pb::HeaderMatcher::kExactMatch:
+      hm.kind = HeaderMatcher::Kind::kExact;
+      hm.value = in.exact_match();
+      break;
+    case pb::HeaderMatcher::kPrefixMatch:
+      hm.kind = HeaderMatcher::Kind::kPrefix;
+      hm.value = in.prefix_match();
+      break;
+    case pb::HeaderMatcher::kSuffixMatch:
+      hm.kind = HeaderMatcher::Kind::kSuffix;
+      hm.value = in.suffix_match();
+      break;
+    case pb::HeaderMatcher::kSafeRegexMatch:
+      hm.kind = HeaderMatcher::Kind::kRegex;
+      hm.regex = Compile(in.safe_regex_match().regex(), path + ".safe_regex_match.regex", errors);
+      break;
+    default: hm.kind = HeaderMatcher::Kind::kPresent; break;  // present_match, or nothing: presence
+  }
+  if (hm.name.empty()) errors->Add(path + ".name", "is required");
+  return hm;
+}
+
+void ReadMatch(const pb::RouteMatch& m, const std::string& rpath, Route* route, Errors* errors) {
+  switch (m.path_specifier_case()) {
+    case pb::RouteMatch::kPrefix:
+      route->path_kind = Route::PathKind::kPrefix;
+      route->path = m.prefix();
+      break;
+    case pb::RouteMatch::kPath:
+      route->path_kind = Route::PathKind::kExact;
+      route->path = m.path();
+      break;
+    case pb::RouteMatch::kSafeRegex:
+      route->path_kind = Route::PathKind::kRegex;
+      route->path_regex =
+          Compile(m.safe_regex().regex(), rpath + ".match.safe_regex.regex", errors);
+      break;
+    default:
+      errors->Add(rpath + ".match", "a path specifier (prefix, path or safe_regex) is required");
+  }
+  if (m.has_case_sensitive()) route->case_sensitive = m.case_sensitive().value();
+  for (int h = 0; h < m.headers_size(); ++h) {
+    route->headers.push_back(
+        ReadHeaderMatcher(m.headers(h), absl::StrCat(rpath, ".match.headers[", h, "]"), errors));
+  }
+  for (int q = 0; q < m.query_parameters_size(); ++q) {
+    const pb::QueryParameterMatcher& pq = m.query_parameters(q);
+    QueryMatcher qm;
+    qm.name = pq.name();
+    if (pq.has_string_match()) {
+      static_cast<StringPattern&>(qm) = FromStringMatcher(
+          pq.string_match(), absl::StrCat(rpath, ".match.query_parameters[", q, "].string_match"),
+          errors);
+    } else {
+      qm.kind = StringPattern::Kind::kPresent;
+    }
+    route->query.push_back(std::move(qm));
+  }
+}
+
+// The route's envoy.filters.http.fault override, if it has one.
+std::optional<FaultPolicy> ReadFault(const pb::Route& in, const std::string& rpath,
+                                     Errors* errors) {
+  auto it = in.typed_per_filter_config().find("envoy.filters.http.fault");
+  if (it == in.typed_per_filter_config().end()) return std::nullopt;
+  const std::string path = rpath + ".typed_per_filter_config[envoy.filters.http.fault]";
+  envoy::extensions::filters::http::fault::v3::HTTPFault pf;
+  if (!it->second.UnpackTo(&pf)) {
+    errors->Add(path, "is not an HTTPFault");
+    return std::nullopt;
+  }
+  FaultPolicy fault;
+  if (pf.has_delay()) {
+    fault.delay = ToDuration(pf.delay().fixed_delay());
+    fault.delay_per_million = PerMillion(pf.delay().percentage());
+  }
+  if (pf.has_abort()) {
+    const auto& abort = pf.abort();
+    fault.abort_per_million = PerMillion(abort.percentage());
+    if (abort.has_grpc_status()) {
+      fault.abort_grpc_status = abort.grpc_status();
+      if (abort.grpc_status() > 16)
+        errors->Add(path + ".abort.grpc_status", "must be a gRPC status code (0-16)");
+    } else {
+      fault.abort_status = abort.http_status();
+      if (fault.abort_status < 200 || fault.abort_status > 599)
+        errors->Add(path + ".abort.http_status", "must be between 200 and 599");
+    }
+  }
+  return fault;
+}
+
+void ReadTargets(const pb::RouteAction& a, const std::string& rpath, Route* route, Errors* errors) {
+  if (a.cluster_specifier_case() == pb::RouteAction::kCluster) {
+    if (a.cluster().empty()) errors->Add(rpath + ".route.cluster", "must not be empty");
+    route->targets.push_back({a.cluster(), 1, {}, {}, {}, {}});
+    route->total_weight = 1;
+    return;
+  }
+  if (a.cluster_specifier_case() != pb::RouteAction::kWeightedClusters) {
+    errors->Add(rpath + ".route", "cluster or weighted_clusters is required");
+    return;
+  }
+  uint32_t sum = 0;
+  for (const auto& cw : a.weighted_clusters().clusters()) {
+    WeightedTarget t{cw.name(),
+                     cw.weight().value(),
+                     Ops(cw.request_headers_to_add()),
+                     Ops(cw.response_headers_to_add()),
+                     Names(cw.request_headers_to_remove()),
+                     Names(cw.response_headers_to_remove())};
+    sum += t.weight;
+    route->targets.push_back(std::move(t));
+  }
+  uint32_t total =
+      a.weighted_clusters().has_total_weight() ? a.weighted_clusters().total_weight().value() : 100;
+  if (route->targets.empty())
+    errors->Add(rpath + ".route.weighted_clusters.clusters", "at least one cluster is required");
+  if (sum != total) {
+    errors->Add(rpath + ".route.weighted_clusters",
+                absl::StrCat("weights sum to ", sum, ", not total_weight ", total));
+  }
+  route->total_weight = total;
+}
+
+RetryPolicy ReadRetry(const pb::RetryPolicy& rp) {
+  RetryPolicy retry;
+  for (absl::string_view on : absl::StrSplit(rp.retry_on(), ',', absl::SkipEmpty()))
+    retry.retry_on.emplace_back(absl::StripAsciiWhitespace(on));
+  if (rp.has_num_retries()) retry.num_retries = rp.num_retries().value();
+  if (rp.has_per_try_timeout()) retry.per_try_timeout = ToDuration(rp.per_try_timeout());
+  retry.retriable_status_codes.assign(rp.retriable_status_codes().begin(),
+                                      rp.retriable_status_codes().end());
+  return retry;
+}
+
+std::optional<HashPolicy> ReadHashPolicy(const pb::RouteAction::HashPolicy& hp,
+                                         const std::string& path, Errors* errors) {
+  HashPolicy policy;
+  if (hp.has_header()) {
+    policy.kind = HashPolicy::Kind::kHeader;
+    policy.name = absl::AsciiStrToLower(hp.header().header_name());
+  } else if (hp.has_cookie()) {
+    policy.kind = HashPolicy::Kind::kCookie;
+    policy.name = hp.cookie().name();
+    policy.cookie_path = hp.cookie().path();
+    if (hp.cookie().has_ttl()) policy.cookie_ttl = ToDuration(hp.cookie().ttl());
+  } else if (hp.has_connection_properties()) {
+    policy.kind = HashPolicy::Kind::kSourceIp;
+  } else if (hp.has_query_parameter()) {
+    policy.kind = HashPolicy::Kind::kQueryParameter;
+    policy.name = hp.query_parameter().name();
+  } else {
+    errors->Add(path, "a policy specifier is required");
+    return std::nullopt;
+  }
+  return policy;
+}
+
+CorsPolicy ReadCors(const pb::CorsPolicy& cp, const std::string& path, Errors* errors) {
+  CorsPolicy cors;
+  for (int o = 0; o < cp.allow_origin_string_match_size(); ++o) {
+    cors.allow_origins.push_back(
+        FromStringMatcher(cp.allow_origin_string_match(o),
+                          absl::StrCat(path, ".allow_origin_string_match[", o, "]"), errors));
+  }
+  cors.allow_methods = cp.allow_methods();
+  cors.allow_headers = cp.allow_headers();
+  cors.expose_headers = cp.expose_headers();
+  cors.max_age = cp.max_age();
+  if (cp.has_allow_credentials()) cors.allow_credentials = cp.allow_credentials().value();
+  return cors;
+}
+
+void ReadRouteAction(const pb::RouteAction& a, const std::string& rpath, Route* route,
+                     Errors* errors) {
+  ReadTargets(a, rpath, route, errors);
+  route->prefix_rewrite = a.prefix_rewrite();
+  route->host_rewrite = a.host_rewrite_literal();
+  if (a.has_timeout()) route->timeout = ToDuration(a.timeout());
+  if (a.has_retry_policy()) route->retry = ReadRetry(a.retry_policy());
+  for (int h = 0; h < a.hash_policy_size(); ++h) {
+    std::optional<HashPolicy> policy = ReadHashPolicy(
+        a.hash_policy(h), absl::StrCat(rpath, ".route.hash_policy[", h, "]"), errors);
+    if (policy) route->hash_policies.push_back(std::move(*policy));
+  }
+  for (const auto& mp : a.request_mirror_policies()) {
+    MirrorPolicy mirror{mp.cluster(), 1'000'000};
+    if (mp.has_runtime_fraction())
+      mirror.per_million = PerMillion(mp.runtime_fraction().default_value());
+    route->mirrors.push_back(std::move(mirror));
+  }
+  if (a.has_cors()) route->cors = ReadCors(a.cors(), rpath + ".route.cors", errors);
+}
+
+Redirect ReadRedirect(const pb::RedirectAction& rd) {
+  Redirect redirect;
+  redirect.scheme = rd.https_redirect() ? "https" : rd.scheme_redirect();
+  redirect.host = rd.host_redirect();
+  redirect.port = rd.port_redirect();
+  redirect.path = rd.path_redirect();
+  redirect.prefix_rewrite = rd.prefix_rewrite();
+  static constexpr int kCodes[] = {301, 302, 303, 307, 308};
+  redirect.status = kCodes[std::min<int>(rd.response_code(), 4)];
+  return redirect;
+}
+
+Route ReadRoute(const pb::Route& in, const std::string& rpath, Errors* errors) {
+  Route route;
+  route.name = in.name();
+  ReadMatch(in.match(), rpath, &route, errors);
+  route.fault = ReadFault(in, rpath, errors);
+  route.request_headers_to_add = Ops(in.request_headers_to_add());
+  route.response_headers_to_add = Ops(in.response_headers_to_add());
+  route.request_headers_to_remove = Names(in.request_headers_to_remove());
+  route.response_headers_to_remove = Names(in.response_headers_to_remove());
+  switch (in.action_case()) {
+    case pb::Route::kRoute: ReadRouteAction(in.route(), rpath, &route, errors); break;
+    case pb::Route::kRedirect: route.redirect = ReadRedirect(in.redirect()); break;
+    case pb::Route::kDirectResponse:
+      route.direct_status = static_cast<int>(in.direct_response().status());
+      if (route.direct_status < 200 || route.direct_status > 599)
+        errors->Add(rpath + ".direct_response.status", "must be between 200 and 599");
+      break;
+    default: errors->Add(rpath, "an action (route, redirect or direct_response) is required");
+  }
+  return route;
+}
+
+VirtualHost ReadVirtualHost(const pb::VirtualHost& in, const std::string& vpath, Errors* errors) {
+  VirtualHost vh;
+  vh.name = in.name();
+  if (in.domains_size() == 0) errors->Add(vpath + ".domains", "at least one domain is required");
+  for (const auto& d : in.domains()) vh.domains.push_back(absl::AsciiStrToLower(d));
+  vh.require_tls = in.require_tls() != pb::VirtualHost::NONE;
+  for (int r = 0; r < in.routes_size(); ++r)
+    vh.routes.push_back(ReadRoute(in.routes(r), absl::StrCat(vpath, ".routes[", r, "]"), errors));
+  return vh;
+}
+
 }  // namespace
 
 bool StringPattern::Matches(absl::string_view candidate) const {
@@ -193,235 +442,8 @@ absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
   table->name_ = config.name();
   Errors errors;
   for (int v = 0; v < config.virtual_hosts_size(); ++v) {
-    const pb::VirtualHost& in = config.virtual_hosts(v);
-    std::string vpath = absl::StrCat("virtual_hosts[", v, "]");
-    VirtualHost vh;
-    vh.name = in.name();
-    if (in.domains_size() == 0) errors.Add(vpath + ".domains", "at least one domain is required");
-    for (const auto& d : in.domains()) vh.domains.push_back(absl::AsciiStrToLower(d));
-    vh.require_tls = in.require_tls() != pb::VirtualHost::NONE;
-    for (int r = 0; r < in.routes_size(); ++r) {
-      const pb::Route& pr = in.routes(r);
-      std::string rpath = absl::StrCat(vpath, ".routes[", r, "]");
-      Route route;
-      route.name = pr.name();
-      const pb::RouteMatch& m = pr.match();
-      switch (m.path_specifier_case()) {
-        case pb::RouteMatch::kPrefix:
-          route.path_kind = Route::PathKind::kPrefix;
-          route.path = m.prefix();
-          break;
-        case pb::RouteMatch::kPath:
-          route.path_kind = Route::PathKind::kExact;
-          route.path = m.path();
-          break;
-        case pb::RouteMatch::kSafeRegex:
-          route.path_kind = Route::PathKind::kRegex;
-          route.path_regex =
-              Compile(m.safe_regex().regex(), rpath + ".match.safe_regex.regex", &errors);
-          break;
-        default:
-          errors.Add(rpath + ".match", "a path specifier (prefix, path or safe_regex) is required");
-      }
-      if (m.has_case_sensitive()) route.case_sensitive = m.case_sensitive().value();
-      for (int h = 0; h < m.headers_size(); ++h) {
-        const pb::HeaderMatcher& ph = m.headers(h);
-        std::string hpath = absl::StrCat(rpath, ".match.headers[", h, "]");
-        HeaderMatcher hm;
-        hm.name = absl::AsciiStrToLower(ph.name());
-        hm.invert = ph.invert_match();
-        switch (ph.header_match_specifier_case()) {
-          case pb::HeaderMatcher::kExactMatch:
-            hm.kind = HeaderMatcher::Kind::kExact;
-            hm.value = ph.exact_match();
-            break;
-          case pb::HeaderMatcher::kPrefixMatch:
-            hm.kind = HeaderMatcher::Kind::kPrefix;
-            hm.value = ph.prefix_match();
-            break;
-          case pb::HeaderMatcher::kSuffixMatch:
-            hm.kind = HeaderMatcher::Kind::kSuffix;
-            hm.value = ph.suffix_match();
-            break;
-          case pb::HeaderMatcher::kSafeRegexMatch:
-            hm.kind = HeaderMatcher::Kind::kRegex;
-            hm.regex =
-                Compile(ph.safe_regex_match().regex(), hpath + ".safe_regex_match.regex", &errors);
-            break;
-          default:
-            hm.kind = HeaderMatcher::Kind::kPresent;
-            break;  // present_match, or nothing: presence
-        }
-        if (hm.name.empty()) errors.Add(hpath + ".name", "is required");
-        route.headers.push_back(std::move(hm));
-      }
-      for (int q = 0; q < m.query_parameters_size(); ++q) {
-        const pb::QueryParameterMatcher& pq = m.query_parameters(q);
-        std::string qpath = absl::StrCat(rpath, ".match.query_parameters[", q, "]");
-        QueryMatcher qm;
-        qm.name = pq.name();
-        if (pq.has_string_match()) {
-          static_cast<StringPattern&>(qm) =
-              FromStringMatcher(pq.string_match(), qpath + ".string_match", &errors);
-        } else {
-          qm.kind = StringPattern::Kind::kPresent;
-        }
-        route.query.push_back(std::move(qm));
-      }
-
-      if (auto it = pr.typed_per_filter_config().find("envoy.filters.http.fault");
-          it != pr.typed_per_filter_config().end()) {
-        envoy::extensions::filters::http::fault::v3::HTTPFault pf;
-        if (!it->second.UnpackTo(&pf)) {
-          errors.Add(rpath + ".typed_per_filter_config[envoy.filters.http.fault]",
-                     "is not an HTTPFault");
-        } else {
-          FaultPolicy fault;
-          if (pf.has_delay()) {
-            fault.delay = ToDuration(pf.delay().fixed_delay());
-            fault.delay_per_million = PerMillion(pf.delay().percentage());
-          }
-          if (pf.has_abort()) {
-            const auto& abort = pf.abort();
-            const std::string apath =
-                rpath + ".typed_per_filter_config[envoy.filters.http.fault].abort";
-            fault.abort_per_million = PerMillion(abort.percentage());
-            if (abort.has_grpc_status()) {
-              fault.abort_grpc_status = abort.grpc_status();
-              if (abort.grpc_status() > 16)
-                errors.Add(apath + ".grpc_status", "must be a gRPC status code (0-16)");
-            } else {
-              fault.abort_status = abort.http_status();
-              if (fault.abort_status < 200 || fault.abort_status > 599)
-                errors.Add(apath + ".http_status", "must be between 200 and 599");
-            }
-          }
-          route.fault = fault;
-        }
-      }
-      route.request_headers_to_add = Ops(pr.request_headers_to_add());
-      route.response_headers_to_add = Ops(pr.response_headers_to_add());
-      route.request_headers_to_remove = Names(pr.request_headers_to_remove());
-      route.response_headers_to_remove = Names(pr.response_headers_to_remove());
-      switch (pr.action_case()) {
-        case pb::Route::kRoute: {
-          const pb::RouteAction& a = pr.route();
-          if (a.cluster_specifier_case() == pb::RouteAction::kCluster) {
-            if (a.cluster().empty()) errors.Add(rpath + ".route.cluster", "must not be empty");
-            route.targets.push_back({a.cluster(), 1, {}, {}, {}, {}});
-            route.total_weight = 1;
-          } else if (a.cluster_specifier_case() == pb::RouteAction::kWeightedClusters) {
-            uint32_t sum = 0;
-            for (const auto& cw : a.weighted_clusters().clusters()) {
-              WeightedTarget t{cw.name(),
-                               cw.weight().value(),
-                               Ops(cw.request_headers_to_add()),
-                               Ops(cw.response_headers_to_add()),
-                               Names(cw.request_headers_to_remove()),
-                               Names(cw.response_headers_to_remove())};
-              sum += t.weight;
-              route.targets.push_back(std::move(t));
-            }
-            uint32_t total = a.weighted_clusters().has_total_weight()
-                                 ? a.weighted_clusters().total_weight().value()
-                                 : 100;
-            if (route.targets.empty())
-              errors.Add(rpath + ".route.weighted_clusters.clusters",
-                         "at least one cluster is required");
-            if (sum != total) {
-              errors.Add(rpath + ".route.weighted_clusters",
-                         absl::StrCat("weights sum to ", sum, ", not total_weight ", total));
-            }
-            route.total_weight = total;
-          } else {
-            errors.Add(rpath + ".route", "cluster or weighted_clusters is required");
-          }
-          route.prefix_rewrite = a.prefix_rewrite();
-          route.host_rewrite = a.host_rewrite_literal();
-          if (a.has_timeout()) route.timeout = ToDuration(a.timeout());
-          if (a.has_retry_policy()) {
-            const pb::RetryPolicy& rp = a.retry_policy();
-            RetryPolicy retry;
-            for (absl::string_view on : absl::StrSplit(rp.retry_on(), ',', absl::SkipEmpty())) {
-              retry.retry_on.emplace_back(absl::StripAsciiWhitespace(on));
-            }
-            if (rp.has_num_retries()) retry.num_retries = rp.num_retries().value();
-            if (rp.has_per_try_timeout()) retry.per_try_timeout = ToDuration(rp.per_try_timeout());
-            retry.retriable_status_codes.assign(rp.retriable_status_codes().begin(),
-                                                rp.retriable_status_codes().end());
-            route.retry = std::move(retry);
-          }
-          for (int h = 0; h < a.hash_policy_size(); ++h) {
-            const auto& hp = a.hash_policy(h);
-            HashPolicy policy;
-            if (hp.has_header()) {
-              policy.kind = HashPolicy::Kind::kHeader;
-              policy.name = absl::AsciiStrToLower(hp.header().header_name());
-            } else if (hp.has_cookie()) {
-              policy.kind = HashPolicy::Kind::kCookie;
-              policy.name = hp.cookie().name();
-              policy.cookie_path = hp.cookie().path();
-              if (hp.cookie().has_ttl()) policy.cookie_ttl = ToDuration(hp.cookie().ttl());
-            } else if (hp.has_connection_properties()) {
-              policy.kind = HashPolicy::Kind::kSourceIp;
-            } else if (hp.has_query_parameter()) {
-              policy.kind = HashPolicy::Kind::kQueryParameter;
-              policy.name = hp.query_parameter().name();
-            } else {
-              errors.Add(absl::StrCat(rpath, ".route.hash_policy[", h, "]"),
-                         "a policy specifier is required");
-              continue;
-            }
-            route.hash_policies.push_back(std::move(policy));
-          }
-          for (const auto& mp : a.request_mirror_policies()) {
-            MirrorPolicy mirror{mp.cluster(), 1'000'000};
-            if (mp.has_runtime_fraction())
-              mirror.per_million = PerMillion(mp.runtime_fraction().default_value());
-            route.mirrors.push_back(std::move(mirror));
-          }
-          if (a.has_cors()) {
-            const pb::CorsPolicy& cp = a.cors();
-            CorsPolicy cors;
-            for (int o = 0; o < cp.allow_origin_string_match_size(); ++o) {
-              StringPattern m = FromStringMatcher(
-                  cp.allow_origin_string_match(o),
-                  absl::StrCat(rpath, ".route.cors.allow_origin_string_match[", o, "]"), &errors);
-              cors.allow_origins.push_back(std::move(m));
-            }
-            cors.allow_methods = cp.allow_methods();
-            cors.allow_headers = cp.allow_headers();
-            cors.expose_headers = cp.expose_headers();
-            cors.max_age = cp.max_age();
-            if (cp.has_allow_credentials()) cors.allow_credentials = cp.allow_credentials().value();
-            route.cors = std::move(cors);
-          }
-          break;
-        }
-        case pb::Route::kRedirect: {
-          const pb::RedirectAction& rd = pr.redirect();
-          Redirect redirect;
-          redirect.scheme = rd.https_redirect() ? "https" : rd.scheme_redirect();
-          redirect.host = rd.host_redirect();
-          redirect.port = rd.port_redirect();
-          redirect.path = rd.path_redirect();
-          redirect.prefix_rewrite = rd.prefix_rewrite();
-          static constexpr int kCodes[] = {301, 302, 303, 307, 308};
-          redirect.status = kCodes[std::min<int>(rd.response_code(), 4)];
-          route.redirect = redirect;
-          break;
-        }
-        case pb::Route::kDirectResponse:
-          route.direct_status = static_cast<int>(pr.direct_response().status());
-          if (route.direct_status < 200 || route.direct_status > 599) {
-            errors.Add(rpath + ".direct_response.status", "must be between 200 and 599");
-          }
-          break;
-        default: errors.Add(rpath, "an action (route, redirect or direct_response) is required");
-      }
-      vh.routes.push_back(std::move(route));
-    }
-    table->virtual_hosts_.push_back(std::move(vh));
+    table->virtual_hosts_.push_back(
+        ReadVirtualHost(config.virtual_hosts(v), absl::StrCat("virtual_hosts[", v, "]"), &errors));
   }
   if (!errors.empty()) {
     return absl::InvalidArgumentError(

@@ -40,8 +40,22 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     if (upstream_) upstream_->Cancel();
   }
 
+  absl::Time last_activity() const { return last_activity_; }
+  void OnIdleTimeout() {
+    if (upstream_) upstream_->Cancel();
+    if (!response_started_) SendLocalReply(LocalReply{408, "stream timeout"});
+    if (!finished_) {
+      // The request had not ended (or the response had started): the stream ends here.
+      reset_ = true;
+      encoder_.stream().SetCallbacks(nullptr);
+      encoder_.stream().Reset(ResetReason::kLocal);
+      MaybeFinish();
+    }
+  }
+
   // RequestDecoder
   void DecodeHeaders(RequestHeadPtr head, bool end_stream) override {
+    Touch();
     request_ended_ = end_stream;
     protocol_ = head->protocol;
     const std::string* content_type = head->headers.Get("content-type");
@@ -61,6 +75,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     Proceed();
   }
   void DecodeData(absl::string_view data, bool end_stream) override {
+    Touch();
     if (end_stream) request_ended_ = true;
     if (upstream_) {
       upstream_->SendData(data, end_stream);
@@ -70,6 +85,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     MaybeFinish();
   }
   void DecodeTrailers(HeaderMap trailers) override {
+    Touch();
     request_ended_ = true;
     if (upstream_) {
       upstream_->SendTrailers(std::move(trailers));
@@ -94,6 +110,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
 
   // UpstreamRequestCallbacks
   void OnUpstreamHeaders(ResponseHeadPtr head, bool end_stream) override {
+    Touch();
     StripHopByHop(head->headers, head->status == 101);
     if (const Route* route = result_.route) {
       ApplyHeaderOps(head->headers, route->response_headers_to_remove,
@@ -118,11 +135,13 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     MaybeFinish();
   }
   void OnUpstreamData(absl::string_view data, bool end_stream) override {
+    Touch();
     if (end_stream) response_ended_ = true;
     encoder_.EncodeData(data, end_stream);
     MaybeFinish();
   }
   void OnUpstreamTrailers(HeaderMap trailers) override {
+    Touch();
     response_ended_ = true;
     encoder_.EncodeTrailers(trailers);
     MaybeFinish();
@@ -137,6 +156,8 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   void OnUpstreamWriteBlocked(bool blocked) override { encoder_.stream().ReadDisable(blocked); }
 
  private:
+  void Touch() { last_activity_ = manager_.context_.time().Now(); }
+
   // After the router stage (and any fault delay): answer, or go upstream.
   void Proceed() {
     if (reset_) return;
@@ -220,6 +241,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   std::optional<HeaderMap> pending_trailers_;
   std::string route_name_, cluster_name_;
   HttpProtocol protocol_ = HttpProtocol::kHttp11;
+  absl::Time last_activity_;
   bool grpc_ = false;
   bool request_ended_ = false;
   bool response_started_ = false;
@@ -316,6 +338,15 @@ void ConnectionManager::MirrorDone(Mirror* mirror) {
 void ConnectionManager::Cleanup() {
   finished_.clear();
   finished_mirrors_.clear();
+}
+
+void ConnectionManager::CheckIdleStreams(absl::Time now) {
+  const std::optional<absl::Duration>& timeout = listener_config_.stream_idle_timeout;
+  if (!timeout) return;
+  for (auto it = streams_.begin(); it != streams_.end();) {
+    ActiveStream& stream = **it++;  // ending it moves it to finished_
+    if (now - stream.last_activity() >= *timeout) stream.OnIdleTimeout();
+  }
 }
 
 }  // namespace mesh::dataplane

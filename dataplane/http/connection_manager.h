@@ -32,6 +32,9 @@ class ConnectionManager : public ServerCodecCallbacks {
 
   // Destroys streams that ended; call outside the codec's callbacks.
   void Cleanup();
+  // Ends each stream that moved no byte either way for the listener's stream_idle_timeout: 408
+  // "stream timeout" when its response has not started, else a reset (Envoy's rule).
+  void CheckIdleStreams(absl::Time now);
   size_t active_streams() const { return streams_.size(); }
 
  private:

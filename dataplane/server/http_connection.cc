@@ -231,8 +231,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
     }
     const bool busy = codec_ && codec_->ActiveStreams() > 0;
     if (busy) {
-      // A body that stopped moving either way ends the connection.
-      if (now - last_activity_ > options_.stream_idle_timeout) Close();
+      // A stream that stopped moving either way ends, alone (Envoy's stream_idle_timeout).
+      manager_->CheckIdleStreams(now);
+      manager_->Cleanup();
+      Flush();
       return;
     }
     if (held_ > 0) {

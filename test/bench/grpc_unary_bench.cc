@@ -59,7 +59,9 @@ std::vector<double> Run(Echo::Stub& stub, int calls) {
   return us;
 }
 
-double Median(std::vector<double> v) { return Percentile(std::move(v), 50); }
+double Median(std::vector<double> v) {
+  return Percentile(std::move(v), 50);
+}
 
 }  // namespace
 
@@ -79,12 +81,14 @@ spec: {selector: {app: echo}, ports: [{name: grpc, port: 9000}]}
 apiVersion: security.istio.io/v1beta1
 kind: PeerAuthentication
 metadata: {name: default, namespace: istio-system}
-spec: {mtls: {mode: )", plaintext ? "PERMISSIVE" : "STRICT", R"(}}
+spec: {mtls: {mode: )",
+                          plaintext ? "PERMISSIVE" : "STRICT", R"(}}
 ---
 apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
 metadata: {name: echo}
-spec: {host: echo, trafficPolicy: {tls: {mode: )", plaintext ? "DISABLE" : "ISTIO_MUTUAL", R"(}}}
+spec: {host: echo, trafficPolicy: {tls: {mode: )",
+                          plaintext ? "DISABLE" : "ISTIO_MUTUAL", R"(}}}
 )"));
   mesh.Sidecar("echo", "default", "app=echo", 9000, app);
   mesh::testing::Mesh::Proxy& client =

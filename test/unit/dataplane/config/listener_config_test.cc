@@ -50,6 +50,18 @@ TEST_CASE("An HTTP listener names its RDS route config, or carries its routes in
   CHECK((*inline_routes)->inline_routes->name() == "in");
 }
 
+TEST_CASE("An HTTP listener's stream idle timeout: Envoy's 5 minutes, the config's, or none") {
+  auto parse = [](const std::string& extra) {
+    auto l = ListenerConfig::FromProto(With(Parse<hcm::HttpConnectionManager>(
+        R"(stat_prefix: "s" rds { route_config_name: "http.80" } )" + extra)));
+    REQUIRE(l.ok());
+    return (*l)->stream_idle_timeout;
+  };
+  CHECK(parse("") == absl::Minutes(5));
+  CHECK(parse("stream_idle_timeout { seconds: 30 }") == absl::Seconds(30));
+  CHECK(!parse("stream_idle_timeout {}").has_value());
+}
+
 TEST_CASE("A TCP listener picks among weighted clusters, and keeps its idle timeout") {
   auto tcp = ListenerConfig::FromProto(With(Parse<TcpProxy>(R"(
       stat_prefix: "t" weighted_clusters { clusters { name: "redis" weight: 75 }
