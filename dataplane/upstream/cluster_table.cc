@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/ip_address.h"
@@ -141,6 +142,152 @@ absl::Status ReadProtocolOptions(const envoy::config::cluster::v3::Cluster& pc, 
   return absl::OkStatus();
 }
 
+absl::Status ReadPolicy(const pb::Cluster& pc, Cluster* c) {
+  switch (pc.lb_policy()) {
+    case pb::Cluster::ROUND_ROBIN: c->policy = Cluster::Policy::kRoundRobin; break;
+    case pb::Cluster::LEAST_REQUEST: c->policy = Cluster::Policy::kLeastRequest; break;
+    case pb::Cluster::RANDOM: c->policy = Cluster::Policy::kRandom; break;
+    case pb::Cluster::RING_HASH: c->policy = Cluster::Policy::kRingHash; break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("cluster ", pc.name(), ": lb_policy ",
+                                                     pb::Cluster::LbPolicy_Name(pc.lb_policy()),
+                                                     " is not supported"));
+  }
+  return absl::OkStatus();
+}
+
+void ReadLimits(const pb::Cluster& pc, Cluster* c) {
+  if (pc.has_connect_timeout()) c->connect_timeout = ToDuration(pc.connect_timeout());
+  for (const auto& t : pc.circuit_breakers().thresholds()) {
+    if (t.priority() != 0) continue;  // DEFAULT priority only
+    if (t.has_max_connections()) c->limits.max_connections = t.max_connections().value();
+    if (t.has_max_pending_requests())
+      c->limits.max_pending_requests = t.max_pending_requests().value();
+    if (t.has_max_requests()) c->limits.max_requests = t.max_requests().value();
+    if (t.has_max_retries()) c->limits.max_retries = t.max_retries().value();
+  }
+  if (pc.common_http_protocol_options().has_idle_timeout())
+    c->limits.idle_timeout = ToDuration(pc.common_http_protocol_options().idle_timeout());
+  if (pc.has_max_requests_per_connection())
+    c->limits.max_requests_per_connection = pc.max_requests_per_connection().value();
+}
+
+// The cluster's UpstreamTlsContext: the mesh identity (ISTIO_MUTUAL), or certificates from files
+// (SIMPLE or MUTUAL); SDS names other than the mesh's (credentialName) cannot be served.
+UpstreamTls ReadUpstreamTls(const google::protobuf::Any& typed) {
+  namespace tls = envoy::extensions::transport_sockets::tls::v3;
+  tls::UpstreamTlsContext ctx;
+  UpstreamTls t;
+  if (!typed.UnpackTo(&ctx)) {
+    t.unsupported = true;
+    return t;
+  }
+  const tls::CommonTlsContext& common = ctx.common_tls_context();
+  t.sni = ctx.sni();
+  t.istio_mutual = common.tls_certificate_sds_secret_configs_size() == 1 &&
+                   common.tls_certificate_sds_secret_configs(0).name() == "default";
+  if (!t.istio_mutual) {
+    t.unsupported = common.tls_certificate_sds_secret_configs_size() > 0 ||
+                    common.has_combined_validation_context();
+    t.files = !t.unsupported;
+    if (common.tls_certificates_size() > 0) {
+      t.cert_file = common.tls_certificates(0).certificate_chain().filename();
+      t.key_file = common.tls_certificates(0).private_key().filename();
+    }
+    t.ca_file = common.validation_context().trusted_ca().filename();
+    t.verify = common.has_validation_context();
+  }
+  for (const auto& m : common.combined_validation_context()
+                           .default_validation_context()
+                           .match_typed_subject_alt_names()) {
+    if (m.san_type() == tls::SubjectAltNameMatcher::URI && !m.matcher().exact().empty())
+      t.san_uris.push_back(m.matcher().exact());
+  }
+  return t;
+}
+
+OutlierSettings ReadOutlier(const envoy::config::cluster::v3::OutlierDetection& od) {
+  OutlierSettings o;
+  o.enabled = true;
+  bool enforce_5xx =
+      !od.has_enforcing_consecutive_5xx() || od.enforcing_consecutive_5xx().value() > 0;
+  o.consecutive_5xx =
+      enforce_5xx ? (od.has_consecutive_5xx() ? od.consecutive_5xx().value() : 5) : 0;
+  if (od.has_consecutive_gateway_failure() &&
+      (!od.has_enforcing_consecutive_gateway_failure() ||
+       od.enforcing_consecutive_gateway_failure().value() > 0)) {
+    o.consecutive_gateway_errors = od.consecutive_gateway_failure().value();
+  }
+  if (od.has_interval()) o.interval = ToDuration(od.interval());
+  if (od.has_base_ejection_time()) o.base_ejection_time = ToDuration(od.base_ejection_time());
+  if (od.has_max_ejection_percent()) o.max_ejection_percent = od.max_ejection_percent().value();
+  return o;
+}
+
+// The cluster's endpoints: inline for STATIC, else the EDS assignment of its service name.
+const envoy::config::endpoint::v3::ClusterLoadAssignment* FindAssignment(
+    const pb::Cluster& pc, const ProxyConfig& config) {
+  if (pc.type() == pb::Cluster::STATIC) return &pc.load_assignment();
+  const std::string& service = pc.eds_cluster_config().service_name().empty()
+                                   ? pc.name()
+                                   : pc.eds_cluster_config().service_name();
+  auto it = config.endpoints.find(service);
+  return it == config.endpoints.end() ? nullptr : &it->second;
+}
+
+// The usable, healthy endpoints of `cla` as hosts; a host the previous table had keeps its
+// state (outlier ejection, active requests).
+void ReadHosts(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla, const Cluster* before,
+               Cluster* c) {
+  absl::flat_hash_map<std::pair<std::string, uint32_t>, std::shared_ptr<HostState>> old_states;
+  if (before) {
+    for (const Host& old : before->hosts) old_states[{old.address, old.port}] = old.state;
+  }
+  for (const auto& group : cla.endpoints()) {
+    for (const auto& lb : group.lb_endpoints()) {
+      const auto& addr = lb.endpoint().address().socket_address();
+      if (!UsableEndpoint(addr.address(), addr.port_value())) {
+        ++c->invalid_endpoints;
+        continue;
+      }
+      if (lb.health_status() == envoy::config::core::v3::UNHEALTHY ||
+          lb.health_status() == envoy::config::core::v3::DRAINING ||
+          lb.health_status() == envoy::config::core::v3::TIMEOUT) {
+        ++c->unhealthy_endpoints;
+        continue;
+      }
+      Host h{addr.address(), addr.port_value(),
+             lb.has_load_balancing_weight() ? lb.load_balancing_weight().value() : 1, nullptr};
+      auto it = old_states.find({h.address, h.port});
+      h.state = it != old_states.end() ? it->second : std::make_shared<HostState>();
+      h.pool_key = absl::StrCat(c->pool_prefix, h.address, ":", h.port);
+      c->hosts.push_back(std::move(h));
+    }
+  }
+}
+
+// Each host gets 160 points per unit of weight (ketama's replication), so its points do not
+// depend on the other hosts and a host leaving moves only its own keys. An explicit
+// minimum_ring_size raises the points per weight (and then, as in Envoy, a change in the total
+// weight can move some keys).
+void BuildRing(const pb::Cluster& pc, Cluster* c) {
+  uint64_t total_weight = 0;
+  for (const Host& h : c->hosts) total_weight += std::max<uint32_t>(h.weight, 1);
+  uint64_t per_weight = 160;
+  if (pc.ring_hash_lb_config().has_minimum_ring_size() && total_weight > 0) {
+    uint64_t min_ring = pc.ring_hash_lb_config().minimum_ring_size().value();
+    per_weight = std::max<uint64_t>(per_weight, (min_ring + total_weight - 1) / total_weight);
+  }
+  for (size_t i = 0; i < c->hosts.size(); ++i) {
+    uint64_t points = per_weight * std::max<uint32_t>(c->hosts[i].weight, 1);
+    for (uint64_t p = 0; p < points; ++p) {
+      c->ring.emplace_back(
+          HashKey(absl::StrCat(c->hosts[i].address, ":", c->hosts[i].port, "_", p)), i);
+    }
+  }
+  std::sort(c->ring.begin(), c->ring.end());
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
@@ -149,147 +296,23 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
   for (const auto& [name, pc] : config.clusters) {
     Cluster c;
     c.name = name;
-    switch (pc.lb_policy()) {
-      case pb::Cluster::ROUND_ROBIN: c.policy = Cluster::Policy::kRoundRobin; break;
-      case pb::Cluster::LEAST_REQUEST: c.policy = Cluster::Policy::kLeastRequest; break;
-      case pb::Cluster::RANDOM: c.policy = Cluster::Policy::kRandom; break;
-      case pb::Cluster::RING_HASH: c.policy = Cluster::Policy::kRingHash; break;
-      default:
-        return absl::InvalidArgumentError(absl::StrCat("cluster ", name, ": lb_policy ",
-                                                       pb::Cluster::LbPolicy_Name(pc.lb_policy()),
-                                                       " is not supported"));
-    }
-    if (pc.has_connect_timeout()) c.connect_timeout = ToDuration(pc.connect_timeout());
-    for (const auto& t : pc.circuit_breakers().thresholds()) {
-      if (t.priority() != 0) continue;  // DEFAULT priority only
-      if (t.has_max_connections()) c.limits.max_connections = t.max_connections().value();
-      if (t.has_max_pending_requests())
-        c.limits.max_pending_requests = t.max_pending_requests().value();
-      if (t.has_max_requests()) c.limits.max_requests = t.max_requests().value();
-      if (t.has_max_retries()) c.limits.max_retries = t.max_retries().value();
-    }
-    if (pc.common_http_protocol_options().has_idle_timeout()) {
-      c.limits.idle_timeout = ToDuration(pc.common_http_protocol_options().idle_timeout());
-    }
-    if (pc.has_max_requests_per_connection())
-      c.limits.max_requests_per_connection = pc.max_requests_per_connection().value();
+    if (absl::Status s = ReadPolicy(pc, &c); !s.ok()) return s;
+    ReadLimits(pc, &c);
     if (absl::Status s = ReadProtocolOptions(pc, &c); !s.ok()) return s;
     if (pc.has_transport_socket()) {
-      namespace tls = envoy::extensions::transport_sockets::tls::v3;
-      tls::UpstreamTlsContext ctx;
-      UpstreamTls t;
-      if (!pc.transport_socket().typed_config().UnpackTo(&ctx)) {
-        t.unsupported = true;
-      } else {
-        const tls::CommonTlsContext& common = ctx.common_tls_context();
-        t.sni = ctx.sni();
-        t.istio_mutual = common.tls_certificate_sds_secret_configs_size() == 1 &&
-                         common.tls_certificate_sds_secret_configs(0).name() == "default";
-        if (!t.istio_mutual) {
-          // Files, as compiled from SIMPLE or MUTUAL; SDS names other than the mesh's
-          // (credentialName) cannot be served.
-          t.unsupported = common.tls_certificate_sds_secret_configs_size() > 0 ||
-                          common.has_combined_validation_context();
-          t.files = !t.unsupported;
-          if (common.tls_certificates_size() > 0) {
-            t.cert_file = common.tls_certificates(0).certificate_chain().filename();
-            t.key_file = common.tls_certificates(0).private_key().filename();
-          }
-          t.ca_file = common.validation_context().trusted_ca().filename();
-          t.verify = common.has_validation_context();
-        }
-        for (const auto& m : common.combined_validation_context()
-                                 .default_validation_context()
-                                 .match_typed_subject_alt_names()) {
-          if (m.san_type() == tls::SubjectAltNameMatcher::URI && !m.matcher().exact().empty())
-            t.san_uris.push_back(m.matcher().exact());
-        }
-      }
+      UpstreamTls t = ReadUpstreamTls(pc.transport_socket().typed_config());
+      // Connections are pooled per TLS setting too: one pool never mixes identities.
       c.pool_prefix = absl::StrCat("tls|", t.istio_mutual ? "mesh" : "files", "|", t.sni, "|",
                                    absl::StrJoin(t.san_uris, ","), "|", t.ca_file, "|", t.cert_file,
                                    "|", t.key_file, "|", t.verify ? "verify" : "", "|");
       c.tls = std::move(t);
     }
-    if (pc.has_outlier_detection()) {
-      const auto& od = pc.outlier_detection();
-      c.outlier.enabled = true;
-      bool enforce_5xx =
-          !od.has_enforcing_consecutive_5xx() || od.enforcing_consecutive_5xx().value() > 0;
-      c.outlier.consecutive_5xx =
-          enforce_5xx ? (od.has_consecutive_5xx() ? od.consecutive_5xx().value() : 5) : 0;
-      if (od.has_consecutive_gateway_failure() &&
-          (!od.has_enforcing_consecutive_gateway_failure() ||
-           od.enforcing_consecutive_gateway_failure().value() > 0)) {
-        c.outlier.consecutive_gateway_errors = od.consecutive_gateway_failure().value();
-      }
-      if (od.has_interval()) c.outlier.interval = ToDuration(od.interval());
-      if (od.has_base_ejection_time())
-        c.outlier.base_ejection_time = ToDuration(od.base_ejection_time());
-      if (od.has_max_ejection_percent())
-        c.outlier.max_ejection_percent = od.max_ejection_percent().value();
-    }
-
-    const envoy::config::endpoint::v3::ClusterLoadAssignment* cla = nullptr;
-    if (pc.type() == pb::Cluster::STATIC) {
-      cla = &pc.load_assignment();
-    } else {
-      std::string service = pc.eds_cluster_config().service_name().empty()
-                                ? name
-                                : pc.eds_cluster_config().service_name();
-      auto it = config.endpoints.find(service);
-      if (it != config.endpoints.end()) cla = &it->second;
-    }
+    if (pc.has_outlier_detection()) c.outlier = ReadOutlier(pc.outlier_detection());
     const Cluster* before = previous ? previous->Find(name) : nullptr;
     c.next = before ? before->next : std::make_shared<std::atomic<uint64_t>>(0);
     c.state = before ? before->state : std::make_shared<ClusterState>();
-    if (cla) {
-      for (const auto& group : cla->endpoints()) {
-        for (const auto& lb : group.lb_endpoints()) {
-          const auto& addr = lb.endpoint().address().socket_address();
-          if (!UsableEndpoint(addr.address(), addr.port_value())) {
-            ++c.invalid_endpoints;
-            continue;
-          }
-          if (lb.health_status() == envoy::config::core::v3::UNHEALTHY ||
-              lb.health_status() == envoy::config::core::v3::DRAINING ||
-              lb.health_status() == envoy::config::core::v3::TIMEOUT) {
-            ++c.unhealthy_endpoints;
-            continue;
-          }
-          Host h{addr.address(), addr.port_value(),
-                 lb.has_load_balancing_weight() ? lb.load_balancing_weight().value() : 1, nullptr};
-          if (before) {
-            for (const Host& old : before->hosts) {
-              if (old.address == h.address && old.port == h.port) h.state = old.state;
-            }
-          }
-          if (!h.state) h.state = std::make_shared<HostState>();
-          h.pool_key = absl::StrCat(c.pool_prefix, h.address, ":", h.port);
-          c.hosts.push_back(std::move(h));
-        }
-      }
-    }
-    if (c.policy == Cluster::Policy::kRingHash) {
-      // Each host gets 160 points per unit of weight (ketama's replication), so its points do not
-      // depend on the other hosts and a host leaving moves only its own keys. An explicit
-      // minimum_ring_size raises the points per weight (and then, as in Envoy, a change in the
-      // total weight can move some keys).
-      uint64_t total_weight = 0;
-      for (const Host& h : c.hosts) total_weight += std::max<uint32_t>(h.weight, 1);
-      uint64_t per_weight = 160;
-      if (pc.ring_hash_lb_config().has_minimum_ring_size() && total_weight > 0) {
-        uint64_t min_ring = pc.ring_hash_lb_config().minimum_ring_size().value();
-        per_weight = std::max<uint64_t>(per_weight, (min_ring + total_weight - 1) / total_weight);
-      }
-      for (size_t i = 0; i < c.hosts.size(); ++i) {
-        uint64_t points = per_weight * std::max<uint32_t>(c.hosts[i].weight, 1);
-        for (uint64_t p = 0; p < points; ++p) {
-          c.ring.emplace_back(
-              HashKey(absl::StrCat(c.hosts[i].address, ":", c.hosts[i].port, "_", p)), i);
-        }
-      }
-      std::sort(c.ring.begin(), c.ring.end());
-    }
+    if (const auto* cla = FindAssignment(pc, config)) ReadHosts(*cla, before, &c);
+    if (c.policy == Cluster::Policy::kRingHash) BuildRing(pc, &c);
     table->clusters_.emplace(name, std::move(c));
   }
   return std::shared_ptr<const ClusterTable>(std::move(table));
