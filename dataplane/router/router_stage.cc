@@ -63,6 +63,97 @@ void ApplyHeaderOps(HeaderMap& headers, const std::vector<std::string>& remove,
   }
 }
 
+namespace {
+
+// The fault filter runs before the router: a delay (into `out`), then an abort (returned).
+std::optional<LocalReply> ApplyFault(const Route& route, const std::function<uint64_t()>& random,
+                                     RoutingResult* out) {
+  if (!route.fault) return std::nullopt;
+  const FaultPolicy& fault = *route.fault;
+  if (fault.delay && Chance(fault.delay_per_million, random)) out->delay = *fault.delay;
+  if (!fault.aborts() || !Chance(fault.abort_per_million, random)) return std::nullopt;
+  LocalReply reply = Reply(static_cast<int>(fault.abort_status), "fault filter abort");
+  reply.grpc_status = fault.abort_grpc_status;
+  return reply;
+}
+
+// CORS: a preflight from an allowed origin is answered here (returned); other requests from it
+// get the allow headers on their response (into `out`).
+std::optional<LocalReply> ApplyCors(const Route& route, const RequestHead& head,
+                                    RoutingResult* out) {
+  const std::string* origin = head.headers.Get("origin");
+  if (!route.cors || !origin) return std::nullopt;
+  const CorsPolicy& cors = *route.cors;
+  bool allowed = false;
+  for (const StringPattern& p : cors.allow_origins) allowed = allowed || p.Matches(*origin);
+  if (!allowed) return std::nullopt;
+  HeaderPairs& headers = out->response_headers;
+  headers.emplace_back("access-control-allow-origin", *origin);
+  if (cors.allow_credentials.value_or(false))
+    headers.emplace_back("access-control-allow-credentials", "true");
+  if (head.method == "OPTIONS" && head.headers.Get("access-control-request-method")) {
+    auto add = [&](const char* name, const std::string& value) {
+      if (!value.empty()) headers.emplace_back(name, value);
+    };
+    add("access-control-allow-methods", cors.allow_methods);
+    add("access-control-allow-headers", cors.allow_headers);
+    add("access-control-max-age", cors.max_age);
+    LocalReply reply = Reply(200, "", std::move(headers));
+    headers.clear();
+    return reply;
+  }
+  if (!cors.expose_headers.empty())
+    headers.emplace_back("access-control-expose-headers", cors.expose_headers);
+  return std::nullopt;
+}
+
+// Why `cluster` cannot take the request now (Envoy's 503 forms), or nothing.
+std::optional<LocalReply> RefuseCluster(const Cluster* cluster, const std::string& name) {
+  if (!cluster) {
+    return Reply(503, absl::StrCat("cluster not found: ", name),
+                 {{"x-meshproxy-reason", "cluster_not_found"}});
+  }
+  if (cluster->hosts.empty())
+    return Reply(503, "no healthy upstream", {{"x-meshproxy-reason", "no_healthy_upstream"}});
+  if (cluster->tls && cluster->tls->unsupported) {
+    return Reply(503, "upstream TLS settings (credentialName) not supported by meshproxy",
+                 {{"x-meshproxy-reason", "upstream_tls_unsupported"}});
+  }
+  if (cluster->state->requests.load(std::memory_order_relaxed) >= cluster->limits.max_requests) {
+    return Reply(
+        503, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        {{"x-envoy-overloaded", "true"}, {"x-meshproxy-reason", "overflow_max_requests"}});
+  }
+  return std::nullopt;
+}
+
+// The request as it goes upstream: hop-by-hop headers out, rewrites, the route's and the
+// target's header operations, and the forwarding headers.
+void PrepareUpstreamHead(const Route& route, const WeightedTarget& target,
+                         const DownstreamInfo& downstream, RequestHead& head) {
+  StripHopByHop(head.headers, !head.upgrade.empty());
+  if (!route.prefix_rewrite.empty()) head.path = RewritePath(route, head.path);
+  if (!route.host_rewrite.empty()) head.authority = route.host_rewrite;
+  ApplyHeaderOps(head.headers, route.request_headers_to_remove, route.request_headers_to_add);
+  ApplyHeaderOps(head.headers, target.request_headers_to_remove, target.request_headers_to_add);
+  if (downstream.append_forwarded_for && !downstream.peer_ip.empty()) {
+    const std::string* xff = head.headers.Get("x-forwarded-for");
+    head.headers.Set("x-forwarded-for",
+                     xff ? absl::StrCat(*xff, ", ", downstream.peer_ip) : downstream.peer_ip);
+  }
+  // Who the client is, as the mTLS handshake proved it (Envoy's XFCC); never a client's claim.
+  if (!downstream.peer_identity.empty()) {
+    head.headers.Set("x-forwarded-client-cert", absl::StrCat("By=", downstream.local_identity,
+                                                             ";URI=", downstream.peer_identity));
+  } else {
+    head.headers.Remove("x-forwarded-client-cert");
+  }
+  if (!head.headers.Get("x-forwarded-proto"))
+    head.headers.Add("x-forwarded-proto", downstream.tls ? "https" : "http");
+}
+
+}  // namespace
+
 RoutingResult RouteRequest(const RouteTable* routes, const ClusterTable* clusters,
                            RequestHead& head, const DownstreamInfo& downstream,
                            const std::function<uint64_t()>& random) {
@@ -89,91 +180,15 @@ RoutingResult RouteRequest(const RouteTable* routes, const ClusterTable* cluster
   std::string set_cookie;
   out.hash = RequestHash(route, view, downstream.peer_ip, random(), &set_cookie);
   if (!set_cookie.empty()) out.response_headers.emplace_back("set-cookie", set_cookie);
-
-  // The fault filter runs before the router: a delay, then an abort.
-  if (route.fault) {
-    const FaultPolicy& fault = *route.fault;
-    if (fault.delay && Chance(fault.delay_per_million, random)) out.delay = *fault.delay;
-    if (fault.aborts() && Chance(fault.abort_per_million, random)) {
-      out.reply = Reply(static_cast<int>(fault.abort_status), "fault filter abort");
-      out.reply->grpc_status = fault.abort_grpc_status;
-      return out;
-    }
-  }
-  // CORS: a preflight from an allowed origin is answered here; other requests from it get the
-  // allow headers on their response.
-  const std::string* origin = head.headers.Get("origin");
-  if (route.cors && origin) {
-    const CorsPolicy& cors = *route.cors;
-    bool allowed = false;
-    for (const StringPattern& p : cors.allow_origins) allowed = allowed || p.Matches(*origin);
-    if (allowed) {
-      out.response_headers.emplace_back("access-control-allow-origin", *origin);
-      if (cors.allow_credentials.value_or(false))
-        out.response_headers.emplace_back("access-control-allow-credentials", "true");
-      if (head.method == "OPTIONS" && head.headers.Get("access-control-request-method")) {
-        auto add = [&](const char* name, const std::string& value) {
-          if (!value.empty()) out.response_headers.emplace_back(name, value);
-        };
-        add("access-control-allow-methods", cors.allow_methods);
-        add("access-control-allow-headers", cors.allow_headers);
-        add("access-control-max-age", cors.max_age);
-        out.reply = Reply(200, "", std::move(out.response_headers));
-        out.response_headers.clear();
-        return out;
-      }
-      if (!cors.expose_headers.empty())
-        out.response_headers.emplace_back("access-control-expose-headers", cors.expose_headers);
-    }
-  }
-
-  const WeightedTarget& target = *d.target;
-  const Cluster* cluster = clusters ? clusters->Find(target.cluster) : nullptr;
-  if (!cluster) {
-    out.reply = Reply(503, absl::StrCat("cluster not found: ", target.cluster),
-                      {{"x-meshproxy-reason", "cluster_not_found"}});
-    return out;
-  }
-  if (cluster->hosts.empty()) {
-    out.reply = Reply(503, "no healthy upstream", {{"x-meshproxy-reason", "no_healthy_upstream"}});
-    return out;
-  }
-  if (cluster->tls && cluster->tls->unsupported) {
-    out.reply = Reply(503, "upstream TLS settings (credentialName) not supported by meshproxy",
-                      {{"x-meshproxy-reason", "upstream_tls_unsupported"}});
-    return out;
-  }
-  if (cluster->state->requests.load(std::memory_order_relaxed) >= cluster->limits.max_requests) {
-    out.reply = Reply(
-        503, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-        {{"x-envoy-overloaded", "true"}, {"x-meshproxy-reason", "overflow_max_requests"}});
-    return out;
-  }
+  if ((out.reply = ApplyFault(route, random, &out))) return out;
+  if ((out.reply = ApplyCors(route, head, &out))) return out;
+  const Cluster* cluster = clusters ? clusters->Find(d.target->cluster) : nullptr;
+  if ((out.reply = RefuseCluster(cluster, d.target->cluster))) return out;
   out.cluster = cluster;
   for (const MirrorPolicy& m : route.mirrors) {
     if (Chance(m.per_million, random)) out.mirrors.push_back(&m);
   }
-
-  // The request as it goes upstream.
-  StripHopByHop(head.headers, !head.upgrade.empty());
-  if (!route.prefix_rewrite.empty()) head.path = RewritePath(route, head.path);
-  if (!route.host_rewrite.empty()) head.authority = route.host_rewrite;
-  ApplyHeaderOps(head.headers, route.request_headers_to_remove, route.request_headers_to_add);
-  ApplyHeaderOps(head.headers, target.request_headers_to_remove, target.request_headers_to_add);
-  if (downstream.append_forwarded_for && !downstream.peer_ip.empty()) {
-    const std::string* xff = head.headers.Get("x-forwarded-for");
-    head.headers.Set("x-forwarded-for",
-                     xff ? absl::StrCat(*xff, ", ", downstream.peer_ip) : downstream.peer_ip);
-  }
-  // Who the client is, as the mTLS handshake proved it (Envoy's XFCC); never a client's claim.
-  if (!downstream.peer_identity.empty()) {
-    head.headers.Set("x-forwarded-client-cert", absl::StrCat("By=", downstream.local_identity,
-                                                             ";URI=", downstream.peer_identity));
-  } else {
-    head.headers.Remove("x-forwarded-client-cert");
-  }
-  if (!head.headers.Get("x-forwarded-proto"))
-    head.headers.Add("x-forwarded-proto", downstream.tls ? "https" : "http");
+  PrepareUpstreamHead(route, *d.target, downstream, head);
   return out;
 }
 
