@@ -174,6 +174,11 @@ std::string FormatTable(const model::KindInfo& kind, const std::vector<json>& ob
                   }},
                  {"PORT(S)", ServicePorts}};
       break;
+    case model::Kind::kAuthorizationPolicy:
+      // Istio's printer column: the action as written (blank for the default ALLOW).
+      columns = {
+          {"ACTION", [](const json& o) { return Str(o, json::json_pointer("/spec/action")); }}};
+      break;
     case model::Kind::kGateway: break;
   }
   for (const auto& c : columns) header.push_back(c.first);

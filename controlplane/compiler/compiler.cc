@@ -644,6 +644,15 @@ ProxyClass ClassOf(const model::ConfigSnapshot& config, Role role, const std::st
       }
     }
   });
+  // The selectors of the AuthorizationPolicies that can apply to it (its namespace's and the
+  // root namespace's).
+  config.ForEach(model::Kind::kAuthorizationPolicy, [&](const model::Object& o) {
+    if (o.meta.namespace_ != ns && o.meta.namespace_ != "istio-system") return;
+    const auto& selector = std::get<model::AuthorizationPolicy>(o.spec).selector;
+    if (selector) {
+      for (const auto& [k, v] : *selector) keys.insert(k);
+    }
+  });
   if (role == Role::kGateway) {
     config.ForEach(model::Kind::kGateway, [&](const model::Object& o) {
       for (const auto& [k, v] : std::get<model::Gateway>(o.spec).selector) keys.insert(k);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "controlplane/compiler/authn.h"
+#include "controlplane/compiler/authz.h"
 #include "controlplane/compiler/builders.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
@@ -59,18 +60,44 @@ listener::Listener BaseListener(const std::string& name, uint32_t port,
   return l;
 }
 
-void AddRdsChain(const std::string& route_config, listener::Listener* l) {
-  hcm::HttpConnectionManager m = Manager(l->name());
-  m.mutable_rds()->set_route_config_name(route_config);
-  m.mutable_rds()->mutable_config_source()->mutable_ads();
-  m.mutable_rds()->mutable_config_source()->set_resource_api_version(core::V3);
+// The workload's HTTP RBAC filters, before the manager's own (fault, router).
+void AddHttpRbac(const AuthzFilters& authz, hcm::HttpConnectionManager* m) {
+  if (authz.http.empty()) return;
+  google::protobuf::RepeatedPtrField<hcm::HttpFilter> filters;
+  for (const auto& rbac : authz.http) {
+    hcm::HttpFilter* f = filters.Add();
+    f->set_name("envoy.filters.http.rbac");
+    f->mutable_typed_config()->PackFrom(rbac);
+  }
+  for (auto& f : *m->mutable_http_filters()) *filters.Add() = std::move(f);
+  m->mutable_http_filters()->Swap(&filters);
+}
+
+void AddHttpChain(hcm::HttpConnectionManager m, const AuthzFilters& authz, listener::Listener* l) {
+  AddHttpRbac(authz, &m);
   listener::Filter* f = l->add_filter_chains()->add_filters();
   f->set_name("envoy.filters.network.http_connection_manager");
   f->mutable_typed_config()->PackFrom(m);
 }
 
-void AddTcpChain(const TcpProxy& proxy, listener::Listener* l) {
-  listener::Filter* f = l->add_filter_chains()->add_filters();
+void AddRdsChain(const std::string& route_config, const AuthzFilters& authz,
+                 listener::Listener* l) {
+  hcm::HttpConnectionManager m = Manager(l->name());
+  m.mutable_rds()->set_route_config_name(route_config);
+  m.mutable_rds()->mutable_config_source()->mutable_ads();
+  m.mutable_rds()->mutable_config_source()->set_resource_api_version(core::V3);
+  AddHttpChain(std::move(m), authz, l);
+}
+
+// The workload's network RBAC filters, then the tcp_proxy.
+void AddTcpChain(const TcpProxy& proxy, const AuthzFilters& authz, listener::Listener* l) {
+  listener::FilterChain* chain = l->add_filter_chains();
+  for (const auto& rbac : authz.tcp) {
+    listener::Filter* f = chain->add_filters();
+    f->set_name("envoy.filters.network.rbac");
+    f->mutable_typed_config()->PackFrom(rbac);
+  }
+  listener::Filter* f = chain->add_filters();
   f->set_name("envoy.filters.network.tcp_proxy");
   f->mutable_typed_config()->PackFrom(proxy);
 }
@@ -169,6 +196,8 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
     }
   }
   std::vector<const model::Object*> services = config.Sorted(model::Kind::kVirtualService);
+  // A gateway is a workload too: AuthorizationPolicies select it by its labels.
+  const AuthzFilters authz = BuildAuthz(config, proxy.ns, proxy.labels);
   for (const auto& [port, bound] : by_port) {
     const std::string& protocol = bound[0].server->port.protocol;
     std::string name = absl::StrCat("0.0.0.0_", port);
@@ -217,7 +246,7 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
       if (!https && tls && tls->https_redirect) {
         for (auto& vh : *rc.mutable_virtual_hosts()) vh.set_require_tls(route::VirtualHost::ALL);
       }
-      AddRdsChain(rc_name, &l);
+      AddRdsChain(rc_name, authz, &l);
       if (https) {
         envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext ctx;
         auto* cert = ctx.mutable_common_tls_context()->add_tls_certificates();
@@ -253,7 +282,7 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
       if (!chosen) continue;  // nothing routes this port yet
       TcpProxy tcp = TcpRoute(lookup, proxy, host, port, chosen, gateway);
       if (tcp.cluster().empty() && tcp.weighted_clusters().clusters().empty()) continue;
-      AddTcpChain(tcp, &l);
+      AddTcpChain(tcp, authz, &l);
     } else {
       // TLS passthrough, credentialName (Kubernetes secrets) and ISTIO_MUTUAL gateway servers
       // are not served yet.
@@ -292,13 +321,13 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     }
   }
   listener::Listener vo = BaseListener("virtualOutbound", 15001, core::OUTBOUND);
-  AddRdsChain("virtualOutbound", &vo);
+  AddRdsChain("virtualOutbound", {}, &vo);
   out->by_type[kListenerType]["virtualOutbound"] = Pack(vo);
   out->by_type[kRouteType]["virtualOutbound"] = Pack(virtual_outbound);
   for (const auto& [port, rc] : by_port) {
     std::string name = absl::StrCat("0.0.0.0_", port);
     listener::Listener l = BaseListener(name, port, core::OUTBOUND);
-    AddRdsChain(rc.name(), &l);
+    AddRdsChain(rc.name(), {}, &l);
     out->by_type[kListenerType][name] = Pack(l);
     out->by_type[kRouteType][rc.name()] = Pack(rc);
   }
@@ -306,7 +335,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     if (by_port.count(port)) continue;  // an HTTP service already owns the port
     std::string name = absl::StrCat("0.0.0.0_", port);
     listener::Listener l = BaseListener(name, port, core::OUTBOUND);
-    AddTcpChain(TcpRoute(lookup, proxy, sp->host, port, lookup.VirtualServiceFor(sp->host), ""),
+    AddTcpChain(TcpRoute(lookup, proxy, sp->host, port, lookup.VirtualServiceFor(sp->host), ""), {},
                 &l);
     out->by_type[kListenerType][name] = Pack(l);
   }
@@ -353,6 +382,9 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
 
     std::string name = absl::StrCat("inbound|", in.listen_port);
     listener::Listener l = BaseListener(name, in.listen_port, core::INBOUND);
+    // Authorization at the destination: the policies' ports are the app's port.
+    const AuthzFilters authz =
+        BuildAuthz(config, proxy.ns, proxy.labels, {{app_port, in.listen_port}});
     if (IsHttp(protocol)) {
       hcm::HttpConnectionManager m = Manager(name);
       route::RouteConfiguration* rc = m.mutable_route_config();
@@ -364,14 +396,12 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
       r->set_name("default");
       r->mutable_match()->set_prefix("/");
       r->mutable_route()->set_cluster(cluster_name);
-      listener::Filter* f = l.add_filter_chains()->add_filters();
-      f->set_name("envoy.filters.network.http_connection_manager");
-      f->mutable_typed_config()->PackFrom(m);
+      AddHttpChain(std::move(m), authz, &l);
     } else {
       TcpProxy tcp;
       tcp.set_stat_prefix(name);
       tcp.set_cluster(cluster_name);
-      AddTcpChain(tcp, &l);
+      AddTcpChain(tcp, authz, &l);
     }
     // Mutual TLS on the way in, as PeerAuthentication or Policy decide: STRICT terminates TLS
     // and requires a client certificate; PERMISSIVE adds a TLS chain before the plaintext one

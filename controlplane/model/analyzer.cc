@@ -54,7 +54,7 @@ class View {
 
  private:
   const ConfigSnapshot& base_;
-  std::array<std::map<std::string, const Object*>, 8> overlay_;
+  std::array<std::map<std::string, const Object*>, kKindCount> overlay_;
 };
 
 bool HostProvided(const View& view, const std::string& host) {

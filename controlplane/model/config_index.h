@@ -38,7 +38,7 @@ class ConfigSnapshot {
 
  private:
   friend class ConfigIndex;
-  static constexpr size_t kKinds = 8;
+  static constexpr size_t kKinds = kKindCount;
   static constexpr size_t kShards = 64;
   // Objects keyed by "namespace/name".
   using Shard = std::map<std::string, std::shared_ptr<const Object>>;

@@ -7,12 +7,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "controlplane/model/decode_internal.h"
 #include "controlplane/model/names.h"
 #include "controlplane/model/reader.h"
 #include "re2/re2.h"
 
 namespace mesh::model {
-namespace {
 
 using nlohmann::json;
 
@@ -30,6 +30,8 @@ Labels ReadLabels(ObjectReader& r, absl::string_view key) {
   }
   return labels;
 }
+
+namespace {
 
 std::optional<StringMatch> ReadStringMatch(const json& value, const std::string& path,
                                            FieldErrors* errors, bool allow_presence) {
@@ -988,6 +990,7 @@ Spec ReadSpec(Kind kind, ObjectReader& r) {
     case Kind::kPolicy: return ReadPolicy(r);
     case Kind::kPeerAuthentication: return ReadPeerAuthentication(r);
     case Kind::kService: return ReadService(r);
+    case Kind::kAuthorizationPolicy: return ReadAuthorizationPolicy(r);
   }
   return Gateway{};
 }
@@ -995,7 +998,7 @@ Spec ReadSpec(Kind kind, ObjectReader& r) {
 // Istio kinds meshpilot does not serve: skipped with a note rather than refused, so that a
 // whole folder of Istio manifests can be applied.
 const std::set<absl::string_view> kUnservedIstioKinds = {
-    "Sidecar",   "EnvoyFilter", "WorkloadGroup", "AuthorizationPolicy", "RequestAuthentication",
+    "Sidecar",   "EnvoyFilter", "WorkloadGroup", "RequestAuthentication",
     "Telemetry", "ProxyConfig", "WasmPlugin"};
 
 }  // namespace

@@ -356,6 +356,40 @@ struct PeerAuthentication {
   bool operator==(const PeerAuthentication&) const = default;
 };
 
+// security.istio.io AuthorizationPolicy (v1, v1beta1). Values keep Istio's string forms: "*",
+// "prefix*" and "*suffix" patterns, CIDRs, port numbers as strings.
+struct AuthorizationPolicy {
+  enum class Action { kAllow, kDeny, kAudit };
+  struct Source {
+    std::vector<std::string> principals, not_principals, request_principals,
+        not_request_principals, namespaces, not_namespaces, ip_blocks, not_ip_blocks,
+        remote_ip_blocks, not_remote_ip_blocks;
+    bool operator==(const Source&) const = default;
+  };
+  struct Operation {
+    std::vector<std::string> hosts, not_hosts, ports, not_ports, methods, not_methods, paths,
+        not_paths;
+    bool operator==(const Operation&) const = default;
+  };
+  struct Condition {
+    std::string key;  // "request.headers[x-token]", "source.ip", ...
+    std::vector<std::string> values, not_values;
+    bool operator==(const Condition&) const = default;
+  };
+  // Matches when one `from`, one `to` and every `when` match (an absent list matches anything).
+  struct Rule {
+    std::vector<Source> from;
+    std::vector<Operation> to;
+    std::vector<Condition> when;
+    bool operator==(const Rule&) const = default;
+  };
+  std::optional<Labels> selector;
+  Action action = Action::kAllow;
+  // No rules: an ALLOW policy allows nothing; a DENY or AUDIT policy matches nothing.
+  std::vector<Rule> rules;
+  bool operator==(const AuthorizationPolicy&) const = default;
+};
+
 // core/v1 Service: the parts a mesh needs.
 struct Service {
   struct Port {
@@ -375,6 +409,6 @@ struct Service {
 };
 
 using Spec = std::variant<Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
-                          Policy, PeerAuthentication, Service>;
+                          Policy, PeerAuthentication, Service, AuthorizationPolicy>;
 
 }  // namespace mesh::model

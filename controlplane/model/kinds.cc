@@ -62,6 +62,12 @@ const std::vector<KindInfo>& AllKinds() {
        "peerauthentications",
        {"pa"}},
       {Kind::kService, "Service", "", {"v1"}, "services", {"svc"}},
+      {Kind::kAuthorizationPolicy,
+       "AuthorizationPolicy",
+       "security.istio.io",
+       {"v1", "v1beta1"},
+       "authorizationpolicies",
+       {"ap"}},
   };
   return kinds;
 }

@@ -43,6 +43,8 @@ void WorkerStats::Merge(const WorkerStats& o) {
   downstream_rejected += o.downstream_rejected;
   tcp_bytes_sent += o.tcp_bytes_sent;
   tcp_bytes_received += o.tcp_bytes_received;
+  rbac_denied += o.rbac_denied;
+  rbac_denied_connections += o.rbac_denied_connections;
 }
 
 namespace {
@@ -113,6 +115,11 @@ std::string RenderPrometheus(const WorkerStats& s, const ProxyCounters& p) {
   Counter(&out, "meshproxy_tcp_bytes_total", "Bytes proxied by TCP listeners, by direction.");
   absl::StrAppend(&out, "meshproxy_tcp_bytes_total{direction=\"upstream\"} ", s.tcp_bytes_sent,
                   "\nmeshproxy_tcp_bytes_total{direction=\"downstream\"} ", s.tcp_bytes_received,
+                  "\n");
+  Counter(&out, "meshproxy_rbac_denied_total",
+          "Refused by an authorization policy: HTTP requests (403) and TCP connections (closed).");
+  absl::StrAppend(&out, "meshproxy_rbac_denied_total{kind=\"request\"} ", s.rbac_denied,
+                  "\nmeshproxy_rbac_denied_total{kind=\"connection\"} ", s.rbac_denied_connections,
                   "\n");
   Counter(&out, "meshproxy_xds_updates_total", "xDS responses accepted (ACK) and rejected (NACK).");
   absl::StrAppend(&out, "meshproxy_xds_updates_total{result=\"accepted\"} ", p.xds_accepted,

@@ -53,6 +53,8 @@ struct WorkerStats {
   uint64_t downstream_total = 0;
   uint64_t downstream_rejected = 0;  // malformed or oversized requests, header timeouts
   uint64_t tcp_bytes_sent = 0, tcp_bytes_received = 0;
+  // Refused by an RBAC filter (AuthorizationPolicy): requests (403) and TCP connections (closed).
+  uint64_t rbac_denied = 0, rbac_denied_connections = 0;
 
   void CountRequest(const std::string& listener, const std::string& route,
                     const std::string& cluster, int status);

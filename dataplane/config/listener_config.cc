@@ -3,7 +3,11 @@
 #include "absl/strings/str_cat.h"
 #include "dataplane/config/weighted.h"
 #include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
+#include "envoy/extensions/filters/http/rbac/v3/rbac.pb.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/rbac/v3/rbac.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
@@ -25,6 +29,49 @@ using envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 
 absl::Status Invalid(const std::string& listener, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat("listener ", listener, ": ", why));
+}
+
+// The HCM's http_filters: RBAC filters are kept, in order; fault and router are the manager's
+// own; anything else is refused unless it is marked optional (as Envoy does).
+absl::Status ReadHttpFilters(const hcm::HttpConnectionManager& m, const std::string& listener,
+                             const std::string& path, std::vector<RbacPolicyPtr>* out) {
+  for (int i = 0; i < m.http_filters_size(); ++i) {
+    const hcm::HttpFilter& f = m.http_filters(i);
+    const std::string fpath = absl::StrCat(path, ".http_filters[", i, "]");
+    const google::protobuf::Any& typed = f.typed_config();
+    if (typed.Is<envoy::extensions::filters::http::rbac::v3::RBAC>()) {
+      envoy::extensions::filters::http::rbac::v3::RBAC rbac;
+      if (!typed.UnpackTo(&rbac)) return Invalid(listener, fpath + ": does not parse");
+      if (!rbac.has_rules()) continue;  // no rules: nothing enforced
+      auto policy = RbacPolicy::FromProto(rbac.rules(), fpath + ".typed_config.rules");
+      if (!policy.ok()) return Invalid(listener, std::string(policy.status().message()));
+      out->push_back(*policy);
+    } else if (!typed.Is<envoy::extensions::filters::http::fault::v3::HTTPFault>() &&
+               !typed.Is<envoy::extensions::filters::http::router::v3::Router>() &&
+               !f.is_optional()) {
+      return Invalid(listener, absl::StrCat(fpath, ": unsupported filter ", f.name(), " (",
+                                            typed.type_url(), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Network RBAC filters in front of the chain's last filter, in order.
+absl::Status ReadNetworkRbac(const envoy::config::listener::v3::FilterChain& chain,
+                             const std::string& listener, std::vector<RbacPolicyPtr>* out) {
+  for (int i = 0; i + 1 < chain.filters_size(); ++i) {
+    const std::string fpath = absl::StrCat("filter_chains[0].filters[", i, "]");
+    envoy::extensions::filters::network::rbac::v3::RBAC rbac;
+    if (!chain.filters(i).typed_config().UnpackTo(&rbac)) {
+      return Invalid(listener,
+                     fpath + ": only envoy.filters.network.rbac may come before the last filter");
+    }
+    if (!rbac.has_rules()) continue;
+    auto policy = RbacPolicy::FromProto(rbac.rules(), fpath + ".typed_config.rules");
+    if (!policy.ok()) return Invalid(listener, std::string(policy.status().message()));
+    out->push_back(*policy);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -88,36 +135,37 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
                    "filter_chains: one chain, or a TLS and a plaintext chain, are supported");
   }
   const auto& chain = l.filter_chains(main_chain);
-  if (chain.filters_size() != 1) {
-    return Invalid(l.name(), "filter_chains[0].filters: exactly one network filter is supported");
+  if (chain.filters_size() < 1) {
+    return Invalid(l.name(), "filter_chains[0].filters: a network filter is required");
   }
-  const google::protobuf::Any& typed = chain.filters(0).typed_config();
+  if (absl::Status s = ReadNetworkRbac(chain, l.name(), &out->network_rbac); !s.ok()) return s;
+  const int last = chain.filters_size() - 1;
+  const std::string fpath = absl::StrCat("filter_chains[0].filters[", last, "]");
+  const google::protobuf::Any& typed = chain.filters(last).typed_config();
   if (typed.Is<hcm::HttpConnectionManager>()) {
     hcm::HttpConnectionManager m;
-    if (!typed.UnpackTo(&m))
-      return Invalid(l.name(), "filter_chains[0].filters[0]: does not parse");
+    if (!typed.UnpackTo(&m)) return Invalid(l.name(), fpath + ": does not parse");
     out->kind = Kind::kHttp;
     out->stat_prefix = m.stat_prefix();
     out->stream_idle_timeout =
         Timeout(m.has_stream_idle_timeout(), m.stream_idle_timeout(), absl::Minutes(5));
+    if (absl::Status s = ReadHttpFilters(m, l.name(), fpath, &out->http_rbac); !s.ok()) return s;
     if (m.has_rds()) {
       out->rds_name = m.rds().route_config_name();
       if (out->rds_name.empty())
-        return Invalid(l.name(), "filter_chains[0].filters[0].rds.route_config_name: required");
+        return Invalid(l.name(), fpath + ".rds.route_config_name: required");
     } else if (m.has_route_config()) {
       absl::StatusOr<RouteTablePtr> table = RouteTable::FromProto(m.route_config());
       if (!table.ok()) {
-        return Invalid(l.name(), absl::StrCat("filter_chains[0].filters[0].route_config: ",
-                                              table.status().message()));
+        return Invalid(l.name(), absl::StrCat(fpath, ".route_config: ", table.status().message()));
       }
       out->inline_routes = *table;
     } else {
-      return Invalid(l.name(), "filter_chains[0].filters[0]: rds or route_config is required");
+      return Invalid(l.name(), fpath + ": rds or route_config is required");
     }
   } else if (typed.Is<TcpProxy>()) {
     TcpProxy t;
-    if (!typed.UnpackTo(&t))
-      return Invalid(l.name(), "filter_chains[0].filters[0]: does not parse");
+    if (!typed.UnpackTo(&t)) return Invalid(l.name(), fpath + ": does not parse");
     out->kind = Kind::kTcp;
     out->stat_prefix = t.stat_prefix();
     if (!t.cluster().empty()) {
@@ -125,20 +173,17 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
     } else {
       for (const auto& c : t.weighted_clusters().clusters()) {
         if (c.name().empty())
-          return Invalid(l.name(),
-                         "filter_chains[0].filters[0].weighted_clusters: a name is required");
+          return Invalid(l.name(), fpath + ".weighted_clusters: a name is required");
         out->tcp_targets.push_back({c.name(), c.weight()});
         out->tcp_total_weight += c.weight();
       }
       if (out->tcp_targets.empty())
-        return Invalid(l.name(),
-                       "filter_chains[0].filters[0]: cluster or weighted_clusters is required");
+        return Invalid(l.name(), fpath + ": cluster or weighted_clusters is required");
     }
     // Envoy's default: an hour without a byte either way closes the connection; 0 disables it.
     out->tcp_idle_timeout = Timeout(t.has_idle_timeout(), t.idle_timeout(), absl::Hours(1));
   } else {
-    return Invalid(l.name(), absl::StrCat("filter_chains[0].filters[0]: unsupported filter ",
-                                          typed.type_url()));
+    return Invalid(l.name(), absl::StrCat(fpath, ": unsupported filter ", typed.type_url()));
   }
   return ListenerConfigPtr(std::move(out));
 }

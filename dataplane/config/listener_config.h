@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dataplane/config/rbac_policy.h"
 #include "absl/time/time.h"
 #include "dataplane/config/route_table.h"
 
@@ -50,6 +51,10 @@ struct ListenerConfig {
   // no response has started, else a reset): Envoy's 5 minutes when the config has none; none
   // when it says 0.
   std::optional<absl::Duration> stream_idle_timeout = absl::Minutes(5);
+  // kHttp: the RBAC filters every request passes, in order (envoy.filters.http.rbac).
+  std::vector<RbacPolicyPtr> http_rbac;
+  // Every connection passes these first, once (envoy.filters.network.rbac).
+  std::vector<RbacPolicyPtr> network_rbac;
 
   // kTcp: where connections go; the idle timeout (Envoy's default of 1 h when the config has
   // none; none when it says 0).

@@ -17,28 +17,6 @@ namespace {
 
 namespace pb = envoy::config::route::v3;
 
-class Errors {
- public:
-  void Add(std::string path, std::string message) {
-    list_.push_back(absl::StrCat(path, ": ", message));
-  }
-  bool empty() const { return list_.empty(); }
-  std::string Join() const { return absl::StrJoin(list_, "; "); }
-
- private:
-  std::vector<std::string> list_;
-};
-
-std::shared_ptr<const re2::RE2> Compile(const std::string& pattern, const std::string& path,
-                                        Errors* errors) {
-  auto re = std::make_shared<re2::RE2>(pattern, re2::RE2::Quiet);
-  if (!re->ok()) {
-    errors->Add(path, absl::StrCat("invalid regex \"", pattern, "\": ", re->error()));
-    return nullptr;
-  }
-  return re;
-}
-
 std::vector<HeaderOp> Ops(
     const google::protobuf::RepeatedPtrField<envoy::config::core::v3::HeaderValueOption>& in) {
   std::vector<HeaderOp> out;
@@ -73,33 +51,6 @@ uint32_t PerMillion(const envoy::type::v3::FractionalPercent& p) {
   return static_cast<uint32_t>(std::min<uint64_t>(n, 1'000'000));
 }
 
-// An Envoy StringMatcher as a pattern; `path` names it in errors.
-StringPattern FromStringMatcher(const envoy::type::matcher::v3::StringMatcher& sm,
-                                const std::string& path, Errors* errors) {
-  using SM = envoy::type::matcher::v3::StringMatcher;
-  StringPattern p;
-  switch (sm.match_pattern_case()) {
-    case SM::kExact:
-      p.kind = StringPattern::Kind::kExact;
-      p.value = sm.exact();
-      break;
-    case SM::kPrefix:
-      p.kind = StringPattern::Kind::kPrefix;
-      p.value = sm.prefix();
-      break;
-    case SM::kSuffix:
-      p.kind = StringPattern::Kind::kSuffix;
-      p.value = sm.suffix();
-      break;
-    case SM::kSafeRegex:
-      p.kind = StringPattern::Kind::kRegex;
-      p.regex = Compile(sm.safe_regex().regex(), path + ".safe_regex.regex", errors);
-      break;
-    default: errors->Add(path, "a pattern is required");
-  }
-  return p;
-}
-
 // A request header's value as Envoy matches it: several occurrences joined with ",". On the
 // request path: the value is a view into the request, and only a repeated header is copied (into
 // `joined`). Returns nullopt when the header is absent.
@@ -130,35 +81,8 @@ std::optional<absl::string_view> HeaderValue(const RequestView& request, absl::s
 // Each reader below converts one part of a RouteConfiguration, adding what is wrong with it to
 // `errors` under its field path.
 
-HeaderMatcher ReadHeaderMatcher(const pb::HeaderMatcher& in, const std::string& path,
-                                Errors* errors) {
-  HeaderMatcher hm;
-  hm.name = absl::AsciiStrToLower(in.name());
-  hm.invert = in.invert_match();
-  switch (in.header_match_specifier_case()) {
-    case pb::HeaderMatcher::kExactMatch:
-      hm.kind = HeaderMatcher::Kind::kExact;
-      hm.value = in.exact_match();
-      break;
-    case pb::HeaderMatcher::kPrefixMatch:
-      hm.kind = HeaderMatcher::Kind::kPrefix;
-      hm.value = in.prefix_match();
-      break;
-    case pb::HeaderMatcher::kSuffixMatch:
-      hm.kind = HeaderMatcher::Kind::kSuffix;
-      hm.value = in.suffix_match();
-      break;
-    case pb::HeaderMatcher::kSafeRegexMatch:
-      hm.kind = HeaderMatcher::Kind::kRegex;
-      hm.regex = Compile(in.safe_regex_match().regex(), path + ".safe_regex_match.regex", errors);
-      break;
-    default: hm.kind = HeaderMatcher::Kind::kPresent; break;  // present_match, or nothing: presence
-  }
-  if (hm.name.empty()) errors->Add(path + ".name", "is required");
-  return hm;
-}
-
-void ReadMatch(const pb::RouteMatch& m, const std::string& rpath, Route* route, Errors* errors) {
+void ReadMatch(const pb::RouteMatch& m, const std::string& rpath, Route* route,
+               ConfigErrors* errors) {
   switch (m.path_specifier_case()) {
     case pb::RouteMatch::kPrefix:
       route->path_kind = Route::PathKind::kPrefix;
@@ -171,7 +95,7 @@ void ReadMatch(const pb::RouteMatch& m, const std::string& rpath, Route* route, 
     case pb::RouteMatch::kSafeRegex:
       route->path_kind = Route::PathKind::kRegex;
       route->path_regex =
-          Compile(m.safe_regex().regex(), rpath + ".match.safe_regex.regex", errors);
+          CompileRegex(m.safe_regex().regex(), rpath + ".match.safe_regex.regex", errors);
       break;
     default:
       errors->Add(rpath + ".match", "a path specifier (prefix, path or safe_regex) is required");
@@ -179,7 +103,7 @@ void ReadMatch(const pb::RouteMatch& m, const std::string& rpath, Route* route, 
   if (m.has_case_sensitive()) route->case_sensitive = m.case_sensitive().value();
   for (int h = 0; h < m.headers_size(); ++h) {
     route->headers.push_back(
-        ReadHeaderMatcher(m.headers(h), absl::StrCat(rpath, ".match.headers[", h, "]"), errors));
+        FromHeaderMatcher(m.headers(h), absl::StrCat(rpath, ".match.headers[", h, "]"), errors));
   }
   for (int q = 0; q < m.query_parameters_size(); ++q) {
     const pb::QueryParameterMatcher& pq = m.query_parameters(q);
@@ -198,7 +122,7 @@ void ReadMatch(const pb::RouteMatch& m, const std::string& rpath, Route* route, 
 
 // The route's envoy.filters.http.fault override, if it has one.
 std::optional<FaultPolicy> ReadFault(const pb::Route& in, const std::string& rpath,
-                                     Errors* errors) {
+                                     ConfigErrors* errors) {
   auto it = in.typed_per_filter_config().find("envoy.filters.http.fault");
   if (it == in.typed_per_filter_config().end()) return std::nullopt;
   const std::string path = rpath + ".typed_per_filter_config[envoy.filters.http.fault]";
@@ -228,7 +152,8 @@ std::optional<FaultPolicy> ReadFault(const pb::Route& in, const std::string& rpa
   return fault;
 }
 
-void ReadTargets(const pb::RouteAction& a, const std::string& rpath, Route* route, Errors* errors) {
+void ReadTargets(const pb::RouteAction& a, const std::string& rpath, Route* route,
+                 ConfigErrors* errors) {
   if (a.cluster_specifier_case() == pb::RouteAction::kCluster) {
     if (a.cluster().empty()) errors->Add(rpath + ".route.cluster", "must not be empty");
     route->targets.push_back({a.cluster(), 1, {}, {}, {}, {}});
@@ -273,7 +198,7 @@ RetryPolicy ReadRetry(const pb::RetryPolicy& rp) {
 }
 
 std::optional<HashPolicy> ReadHashPolicy(const pb::RouteAction::HashPolicy& hp,
-                                         const std::string& path, Errors* errors) {
+                                         const std::string& path, ConfigErrors* errors) {
   HashPolicy policy;
   if (hp.has_header()) {
     policy.kind = HashPolicy::Kind::kHeader;
@@ -295,7 +220,7 @@ std::optional<HashPolicy> ReadHashPolicy(const pb::RouteAction::HashPolicy& hp,
   return policy;
 }
 
-CorsPolicy ReadCors(const pb::CorsPolicy& cp, const std::string& path, Errors* errors) {
+CorsPolicy ReadCors(const pb::CorsPolicy& cp, const std::string& path, ConfigErrors* errors) {
   CorsPolicy cors;
   for (int o = 0; o < cp.allow_origin_string_match_size(); ++o) {
     cors.allow_origins.push_back(
@@ -311,7 +236,7 @@ CorsPolicy ReadCors(const pb::CorsPolicy& cp, const std::string& path, Errors* e
 }
 
 void ReadRouteAction(const pb::RouteAction& a, const std::string& rpath, Route* route,
-                     Errors* errors) {
+                     ConfigErrors* errors) {
   ReadTargets(a, rpath, route, errors);
   route->prefix_rewrite = a.prefix_rewrite();
   route->host_rewrite = a.host_rewrite_literal();
@@ -343,7 +268,7 @@ Redirect ReadRedirect(const pb::RedirectAction& rd) {
   return redirect;
 }
 
-Route ReadRoute(const pb::Route& in, const std::string& rpath, Errors* errors) {
+Route ReadRoute(const pb::Route& in, const std::string& rpath, ConfigErrors* errors) {
   Route route;
   route.name = in.name();
   ReadMatch(in.match(), rpath, &route, errors);
@@ -365,7 +290,8 @@ Route ReadRoute(const pb::Route& in, const std::string& rpath, Errors* errors) {
   return route;
 }
 
-VirtualHost ReadVirtualHost(const pb::VirtualHost& in, const std::string& vpath, Errors* errors) {
+VirtualHost ReadVirtualHost(const pb::VirtualHost& in, const std::string& vpath,
+                            ConfigErrors* errors) {
   VirtualHost vh;
   vh.name = in.name();
   if (in.domains_size() == 0) errors->Add(vpath + ".domains", "at least one domain is required");
@@ -377,18 +303,6 @@ VirtualHost ReadVirtualHost(const pb::VirtualHost& in, const std::string& vpath,
 }
 
 }  // namespace
-
-bool StringPattern::Matches(absl::string_view candidate) const {
-  switch (kind) {
-    case Kind::kExact: return candidate == value;
-    case Kind::kPrefix: return absl::StartsWith(candidate, value);
-    case Kind::kSuffix: return absl::EndsWith(candidate, value);
-    case Kind::kRegex:
-      return re2::RE2::FullMatch(re2::StringPiece(candidate.data(), candidate.size()), *regex);
-    case Kind::kPresent: return true;
-  }
-  return false;
-}
 
 bool Route::Matches(const RequestView& request) const {
   absl::string_view path_only = request.path.substr(0, request.path.find('?'));
@@ -440,7 +354,7 @@ absl::StatusOr<std::shared_ptr<const RouteTable>> RouteTable::FromProto(
     const pb::RouteConfiguration& config) {
   auto table = std::make_shared<RouteTable>();
   table->name_ = config.name();
-  Errors errors;
+  ConfigErrors errors;
   for (int v = 0; v < config.virtual_hosts_size(); ++v) {
     table->virtual_hosts_.push_back(
         ReadVirtualHost(config.virtual_hosts(v), absl::StrCat("virtual_hosts[", v, "]"), &errors));

@@ -10,10 +10,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "dataplane/config/matchers.h"
 
-namespace re2 {
-class RE2;
-}
 namespace envoy::config::route::v3 {
 class RouteConfiguration;
 }
@@ -36,20 +34,6 @@ struct RequestView {
 struct HeaderOp {
   std::string name, value;
   bool overwrite = true;  // set; false appends
-};
-
-// How a header, query parameter or origin value is matched.
-struct StringPattern {
-  enum class Kind { kExact, kPrefix, kSuffix, kRegex, kPresent };
-  Kind kind = Kind::kExact;
-  std::string value;
-  std::shared_ptr<const re2::RE2> regex;  // kRegex only
-  bool Matches(absl::string_view candidate) const;
-};
-
-struct HeaderMatcher : StringPattern {
-  std::string name;
-  bool invert = false;
 };
 
 struct QueryMatcher : StringPattern {

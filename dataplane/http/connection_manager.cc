@@ -1,6 +1,7 @@
 #include "dataplane/http/connection_manager.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "dataplane/upstream/upstream_request.h"
 
 namespace mesh::dataplane {
@@ -62,6 +63,11 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     grpc_ = content_type && IsGrpcContentType(*content_type);
     HttpContext& context = manager_.context_;
     routing_ = context.RoutingFor(manager_.listener_config_);
+    if (!Authorized(*head)) {
+      head_ = std::move(head);
+      SendLocalReply(LocalReply{403, "RBAC: access denied"});
+      return;
+    }
     result_ = RouteRequest(routing_.routes, routing_.clusters, *head, manager_.downstream_,
                            [&context] { return context.Random(); });
     if (result_.route) route_name_ = result_.route->name;
@@ -157,6 +163,29 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
 
  private:
   void Touch() { last_activity_ = manager_.context_.time().Now(); }
+
+  // The listener's RBAC filters (AuthorizationPolicy), as the listener is configured now.
+  bool Authorized(const RequestHead& head) {
+    const ListenerConfig* listener = routing_.listener;
+    if (!listener || listener->http_rbac.empty()) return true;
+    const DownstreamInfo& downstream = manager_.downstream_;
+    RbacInput in;
+    in.headers = &head.headers;
+    in.method = head.method;
+    in.authority = head.authority;
+    in.path = head.path;
+    in.source_ip = in.remote_ip = downstream.peer_ip;
+    in.principal = downstream.peer_identity;
+    in.destination_port = listener->port;
+    std::string denied_by;
+    if (RbacAllows(listener->http_rbac, in, &denied_by)) return true;
+    ++manager_.context_.stats().rbac_denied;
+    log::Debug("meshproxy: ", listener->name, ": RBAC denied ", head.method, " ", head.path,
+               " from ",
+               downstream.peer_identity.empty() ? downstream.peer_ip : downstream.peer_identity,
+               denied_by.empty() ? " (no ALLOW policy matched)" : " by " + denied_by);
+    return false;
+  }
 
   // After the router stage (and any fault delay): answer, or go upstream.
   void Proceed() {

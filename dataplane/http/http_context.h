@@ -27,6 +27,7 @@ class HttpContext {
     std::shared_ptr<const void> hold;
     const RouteTable* routes = nullptr;  // null while the listener's RDS config has not arrived
     const ClusterTable* clusters = nullptr;
+    const ListenerConfig* listener = nullptr;  // its current config (authorization)
   };
   virtual Routing RoutingFor(const ListenerConfig& listener) = 0;
   virtual TimeSource& time() = 0;

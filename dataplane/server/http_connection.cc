@@ -59,8 +59,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
     registered_ = true;
     if (config_->tls != ListenerConfig::Tls::kNone) {
       AcceptTls();
-    } else {
+    } else if (worker_.ConnectionAllowed(*config_, downstream_.peer_ip, "")) {
       StartRead();
+    } else {
+      Close();
     }
   }
 
@@ -261,7 +263,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
       if (::recv(io_.socket().native_handle(), &first, 1, MSG_PEEK) != 1) return Close();
       if (first != 0x16) {  // not a TLS handshake record
         handshake_deadline_.reset();
-        if (config_->tls == ListenerConfig::Tls::kPermissive) return StartRead();
+        if (config_->tls == ListenerConfig::Tls::kPermissive) {
+          if (!worker_.ConnectionAllowed(*config_, downstream_.peer_ip, "")) return Close();
+          return StartRead();
+        }
         ++worker_.stats().downstream_rejected;
         log::Info("meshproxy: ", config_->name, ": plaintext from ", downstream_.peer_ip,
                   " refused (mutual TLS is STRICT)");
@@ -298,6 +303,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
         }
         downstream_.tls = true;
         downstream_.peer_identity = PeerSpiffeId(ssl);
+        if (!worker_.ConnectionAllowed(*config_, downstream_.peer_ip, downstream_.peer_identity))
+          return Close();
         if (tls_) downstream_.local_identity = tls_->spiffe_id;
         const unsigned char* alpn = nullptr;
         unsigned int length = 0;

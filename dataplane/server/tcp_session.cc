@@ -31,6 +31,7 @@ struct Pipe {
   asio::steady_timer finished;  // cancelled when a direction ends
   int running = 2;
   absl::Time last_activity = absl::Now();
+  std::string peer_identity;  // proven by mutual TLS; empty without
 
   void CloseBoth() {
     error_code ignored;
@@ -109,6 +110,7 @@ awaitable<bool> AcceptTls(Worker& worker, std::shared_ptr<Pipe> shared,
               ": TLS refused: ", HandshakeFailure(stream.native_handle(), ec.message()));
     co_return false;
   }
+  pipe.peer_identity = PeerSpiffeId(stream.native_handle());
   co_return true;
 }
 
@@ -126,6 +128,13 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
   bool accepted_tls = true;  // (not inside &&: GCC 12 miscompiles co_await there)
   if (accepted->tls != ListenerConfig::Tls::kNone)
     accepted_tls = co_await AcceptTls(worker, pipe, *accepted, absl::Seconds(10));
+  // Authorization (AuthorizationPolicy on a TCP port): before anything goes upstream.
+  if (accepted_tls) {
+    error_code peer_ec;
+    tcp::endpoint peer = pipe->down.socket().remote_endpoint(peer_ec);
+    accepted_tls = worker.ConnectionAllowed(
+        *accepted, peer_ec ? std::string() : peer.address().to_string(), pipe->peer_identity);
+  }
   if (!accepted_tls) {
     pipe->CloseBoth();
     worker.Unregister(handle);

@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 
 namespace mesh::dataplane {
 namespace {
@@ -95,7 +96,26 @@ HttpContext::Routing Worker::RoutingFor(const ListenerConfig& accepted) {
                        ? listener->inline_routes.get()
                        : (snapshot_ ? snapshot_->RoutesFor(*listener) : nullptr);
   routing.clusters = snapshot_ ? snapshot_->clusters.get() : nullptr;
+  routing.listener = listener;
   return routing;
+}
+
+bool Worker::ConnectionAllowed(const ListenerConfig& accepted, const std::string& peer_ip,
+                               const std::string& principal) {
+  const ListenerConfig* listener = snapshot_ ? snapshot_->Listener(accepted.name) : nullptr;
+  if (!listener) listener = &accepted;
+  if (listener->network_rbac.empty()) return true;
+  RbacInput in;
+  in.source_ip = in.remote_ip = peer_ip;
+  in.principal = principal;
+  in.destination_port = listener->port;
+  std::string denied_by;
+  if (RbacAllows(listener->network_rbac, in, &denied_by)) return true;
+  ++stats_.rbac_denied_connections;
+  log::Debug("meshproxy: ", listener->name, ": RBAC closed the connection from ",
+             principal.empty() ? peer_ip : principal,
+             denied_by.empty() ? " (no ALLOW policy matched)" : " by " + denied_by);
+  return false;
 }
 
 void Worker::Start() {

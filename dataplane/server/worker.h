@@ -66,6 +66,11 @@ class Worker : public HttpContext, public TimeSource {
 
   // HttpContext
   Routing RoutingFor(const ListenerConfig& listener) override;
+  // Whether a connection accepted on `accepted` from `peer_ip` (with the mutual-TLS identity
+  // `principal`, or none) passes the listener's network RBAC filters as configured now; a
+  // refusal is counted and logged.
+  bool ConnectionAllowed(const ListenerConfig& accepted, const std::string& peer_ip,
+                         const std::string& principal);
   TimeSource& time() override { return *this; }
   ConnectionSource& pools() override { return *http_pools_; }
   WorkerStats& stats() override { return stats_; }

@@ -72,7 +72,7 @@ class Mesh {
   // A sidecar alone, for a workload that is not mesh-demo-app (a database): mesh traffic for
   // `service_port` goes to 127.0.0.1:app_port.
   Proxy& Sidecar(const std::string& name, const std::string& ns, const std::string& labels,
-                 int service_port, int app_port);
+                 int service_port, int app_port, const std::string& service_account = "default");
   // A redis-server and a MariaDB server of their own, on free ports with data in the mesh's
   // directory; they return the port. Throw if the server does not come up.
   int Redis();

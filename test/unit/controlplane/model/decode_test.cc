@@ -5,7 +5,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "common/yaml_json.h"
+#include "controlplane/model/names.h"
 #include "test/support/voting_app.h"
 
 namespace mesh::model {
@@ -215,6 +217,68 @@ TEST_CASE("A gRPC fault abort decodes Istio's status names, and refuses what it 
   DecodedDocument h2 = DecodeAbort("{http2Error: REFUSED_STREAM}");
   REQUIRE(h2.outcome == DecodedDocument::Outcome::kInvalid);
   CHECK(h2.errors[0].path == "spec.http[0].fault.abort.http2Error");
+}
+
+}  // namespace
+}  // namespace mesh::model
+
+namespace mesh::model {
+namespace {
+
+// Every error of one AuthorizationPolicy spec, as "path: message".
+std::vector<std::string> PolicyErrors(const std::string& spec) {
+  DecodedDocument d = DecodeYaml(
+      "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: " +
+      spec + "\n");
+  std::vector<std::string> out;
+  for (const auto& e : d.errors) out.push_back(e.path + ": " + e.message);
+  return out;
+}
+
+TEST_CASE("An AuthorizationPolicy decodes, and what Istio refuses is refused with its path") {
+  DecodedDocument d = DecodeYaml(R"(
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: httpbin, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  action: DENY
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"], notIpBlocks: ["10.0.0.0/8"]}}]
+    to: [{operation: {methods: ["GET"], paths: ["/info*", "*.html"], ports: ["8000"]}}]
+    when: [{key: "request.headers[version]", values: ["v1", "v2"]}]
+)");
+  REQUIRE(d.outcome == DecodedDocument::Outcome::kObject);
+  const auto& ap = std::get<AuthorizationPolicy>(d.object->spec);
+  CHECK(ap.action == AuthorizationPolicy::Action::kDeny);
+  REQUIRE(ap.rules.size() == 1);
+  CHECK(ap.rules[0].from[0].not_ip_blocks == std::vector<std::string>{"10.0.0.0/8"});
+  CHECK(ap.rules[0].to[0].paths == std::vector<std::string>{"/info*", "*.html"});
+  CHECK(ap.rules[0].when[0].key == "request.headers[version]");
+
+  CHECK(PolicyErrors("{rules: [{from: [{source: {ipBlocks: [\"10.0.0.300\"]}}]}]}") ==
+        std::vector<std::string>{"spec.rules[0].from[0].source.ipBlocks[0]: " +
+                                 CheckIpOrCidr("10.0.0.300")});
+  CHECK(PolicyErrors("{rules: [{from: [{source: {principals: [\"a*b\"]}}]}]}") ==
+        std::vector<std::string>{"spec.rules[0].from[0].source.principals[0]: \"a*b\": a * may "
+                                 "only stand at the start or the end"});
+  CHECK(PolicyErrors("{rules: [{to: [{operation: {ports: [\"http\"]}}]}]}") ==
+        std::vector<std::string>{"spec.rules[0].to[0].operation.ports[0]: \"http\": must be a "
+                                 "port number between 1 and 65535"});
+  CHECK(PolicyErrors("{rules: [{to: [{operation: {paths: [\"/a/{*}/b\"]}}]}]}").size() == 1);
+  CHECK(PolicyErrors("{rules: [{when: [{key: request.size, values: [\"1\"]}]}]}") ==
+        std::vector<std::string>{"spec.rules[0].when[0].key: \"request.size\": not a supported "
+                                 "attribute"});
+  CHECK(PolicyErrors("{rules: [{when: [{key: source.ip}]}]}") ==
+        std::vector<std::string>{"spec.rules[0].when[0]: values or notValues is required"});
+  CHECK(PolicyErrors("{rules: [{from: [{source: {}}]}]}") ==
+        std::vector<std::string>{"spec.rules[0].from[0].source: must not be empty"});
+  CHECK(PolicyErrors("{rules: [{to: [{operation: {verbs: [\"GET\"]}}]}]}") ==
+        std::vector<std::string>{"spec.rules[0].to[0].operation: must not be empty",
+                                 "spec.rules[0].to[0].operation.verbs: unknown field"});
+  std::vector<std::string> custom = PolicyErrors("{action: CUSTOM, provider: {name: ext}}");
+  REQUIRE(custom.size() == 1);
+  CHECK(absl::StartsWith(custom[0], "spec.action: CUSTOM delegates to an external authorizer"));
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include "absl/strings/match.h"
 #include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/extensions/filters/http/rbac/v3/rbac.pb.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
@@ -60,6 +62,43 @@ TEST_CASE("An HTTP listener's stream idle timeout: Envoy's 5 minutes, the config
   CHECK(parse("") == absl::Minutes(5));
   CHECK(parse("stream_idle_timeout { seconds: 30 }") == absl::Seconds(30));
   CHECK(!parse("stream_idle_timeout {}").has_value());
+}
+
+TEST_CASE("HTTP RBAC filters are kept in order, and a filter the proxy cannot run is refused") {
+  auto rbac = ListenerConfig::FromProto(With(Parse<hcm::HttpConnectionManager>(R"(
+    stat_prefix: "s" rds { route_config_name: "http.80" }
+    http_filters { name: "envoy.filters.http.rbac" typed_config {
+      [type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC] {
+        rules { action: DENY policies { key: "p" value {
+          permissions { url_path { path { prefix: "/admin" } } } principals { any: true } } } } } } }
+    http_filters { name: "envoy.filters.http.rbac" typed_config {
+      [type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC] { rules {} } } }
+    http_filters { name: "envoy.filters.http.router" typed_config {
+      [type.googleapis.com/envoy.extensions.filters.http.router.v3.Router] {} } })")));
+  INFO(rbac.status().message());
+  REQUIRE(rbac.ok());
+  REQUIRE((*rbac)->http_rbac.size() == 2);
+  CHECK((*rbac)->http_rbac[0]->action() == RbacPolicy::Action::kDeny);
+  CHECK((*rbac)->http_rbac[1]->action() == RbacPolicy::Action::kAllow);  // empty: allows nothing
+
+  auto unknown = ListenerConfig::FromProto(With(Parse<hcm::HttpConnectionManager>(R"(
+    stat_prefix: "s" rds { route_config_name: "http.80" }
+    http_filters { name: "envoy.filters.http.lua" typed_config {
+      [type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy] {} } })")));
+  REQUIRE(!unknown.ok());
+  CHECK(absl::StrContains(unknown.status().message(),
+                          "filter_chains[0].filters[0].http_filters[0]: unsupported filter "
+                          "envoy.filters.http.lua"));
+
+  auto bad_cidr = ListenerConfig::FromProto(With(Parse<hcm::HttpConnectionManager>(R"(
+    stat_prefix: "s" rds { route_config_name: "http.80" }
+    http_filters { name: "envoy.filters.http.rbac" typed_config {
+      [type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC] {
+        rules { policies { key: "p" value { permissions { any: true }
+          principals { direct_remote_ip { address_prefix: "10.0.0" prefix_len { value: 8 } } } } } } } } })")));
+  REQUIRE(!bad_cidr.ok());
+  CHECK(absl::StrContains(bad_cidr.status().message(),
+                          "policies[p].principals[0].direct_remote_ip.address_prefix"));
 }
 
 TEST_CASE("A TCP listener picks among weighted clusters, and keeps its idle timeout") {

@@ -1,0 +1,149 @@
+// Decoders of security.istio.io kinds besides PeerAuthentication: AuthorizationPolicy.
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "controlplane/model/decode_internal.h"
+#include "controlplane/model/names.h"
+
+namespace mesh::model {
+namespace {
+
+// Istio's match patterns: "*", "prefix*", "*suffix" or an exact value; never a '*' inside.
+std::string CheckPattern(absl::string_view v) {
+  if (v.empty()) return "must not be empty";
+  if (v == "*") return "";
+  absl::string_view inner = v;
+  if (absl::StartsWith(inner, "*")) inner.remove_prefix(1);
+  if (absl::EndsWith(inner, "*")) inner.remove_suffix(1);
+  if (absl::StrContains(inner, '*'))
+    return absl::StrCat("\"", v, "\": a * may only stand at the start or the end");
+  return "";
+}
+
+std::string CheckPath(absl::string_view v) {
+  if (absl::StrContains(v, '{'))
+    return absl::StrCat("\"", v, "\": path templates ({*}, {**}) are not supported");
+  return CheckPattern(v);
+}
+
+std::string CheckPortString(absl::string_view v) {
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(v, &port) || port < 1 || port > 65535)
+    return absl::StrCat("\"", v, "\": must be a port number between 1 and 65535");
+  return "";
+}
+
+// A list of strings at `key`, each checked by `check`.
+std::vector<std::string> ReadChecked(ObjectReader& r, absl::string_view key,
+                                     std::string (*check)(absl::string_view)) {
+  std::vector<std::string> values = r.StringList(key);
+  for (size_t i = 0; i < values.size(); ++i)
+    Check(r.errors(), absl::StrCat(r.Path(key), "[", i, "]"), check(values[i]));
+  return values;
+}
+
+std::string CheckCidr(absl::string_view v) {
+  return CheckIpOrCidr(v);
+}
+
+AuthorizationPolicy::Source ReadSource(ObjectReader& r) {
+  AuthorizationPolicy::Source s;
+  s.principals = ReadChecked(r, "principals", CheckPattern);
+  s.not_principals = ReadChecked(r, "notPrincipals", CheckPattern);
+  s.request_principals = ReadChecked(r, "requestPrincipals", CheckPattern);
+  s.not_request_principals = ReadChecked(r, "notRequestPrincipals", CheckPattern);
+  s.namespaces = ReadChecked(r, "namespaces", CheckPattern);
+  s.not_namespaces = ReadChecked(r, "notNamespaces", CheckPattern);
+  s.ip_blocks = ReadChecked(r, "ipBlocks", CheckCidr);
+  s.not_ip_blocks = ReadChecked(r, "notIpBlocks", CheckCidr);
+  s.remote_ip_blocks = ReadChecked(r, "remoteIpBlocks", CheckCidr);
+  s.not_remote_ip_blocks = ReadChecked(r, "notRemoteIpBlocks", CheckCidr);
+  if (s == AuthorizationPolicy::Source{}) r.errors()->Add(r.path(), "must not be empty");
+  return s;
+}
+
+AuthorizationPolicy::Operation ReadOperation(ObjectReader& r) {
+  AuthorizationPolicy::Operation o;
+  o.hosts = ReadChecked(r, "hosts", CheckPattern);
+  o.not_hosts = ReadChecked(r, "notHosts", CheckPattern);
+  o.ports = ReadChecked(r, "ports", CheckPortString);
+  o.not_ports = ReadChecked(r, "notPorts", CheckPortString);
+  o.methods = ReadChecked(r, "methods", CheckPattern);
+  o.not_methods = ReadChecked(r, "notMethods", CheckPattern);
+  o.paths = ReadChecked(r, "paths", CheckPath);
+  o.not_paths = ReadChecked(r, "notPaths", CheckPath);
+  if (o == AuthorizationPolicy::Operation{}) r.errors()->Add(r.path(), "must not be empty");
+  return o;
+}
+
+// The attributes a `when` condition may name (Istio's conditions reference), and how their
+// values are checked.
+std::string CheckConditionKey(absl::string_view key) {
+  for (absl::string_view bracketed : {"request.headers[", "request.auth.claims["}) {
+    if (absl::StartsWith(key, bracketed)) {
+      if (!absl::EndsWith(key, "]") || key.size() == bracketed.size() + 1)
+        return absl::StrCat("\"", key, "\": want ", bracketed, "NAME]");
+      return "";
+    }
+  }
+  for (absl::string_view known :
+       {"source.ip", "remote.ip", "source.namespace", "source.principal", "request.auth.principal",
+        "request.auth.audiences", "request.auth.presenter", "destination.ip", "destination.port",
+        "connection.sni"}) {
+    if (key == known) return "";
+  }
+  return absl::StrCat("\"", key, "\": not a supported attribute");
+}
+
+AuthorizationPolicy::Condition ReadCondition(ObjectReader& r) {
+  AuthorizationPolicy::Condition c;
+  r.Required("key");
+  c.key = r.String("key").value_or("");
+  if (!c.key.empty()) Check(r.errors(), r.Path("key"), CheckConditionKey(c.key));
+  std::string (*check)(absl::string_view) = CheckPattern;
+  if (c.key == "source.ip" || c.key == "remote.ip" || c.key == "destination.ip") check = CheckCidr;
+  if (c.key == "destination.port") check = CheckPortString;
+  c.values = ReadChecked(r, "values", check);
+  c.not_values = ReadChecked(r, "notValues", check);
+  if (c.values.empty() && c.not_values.empty())
+    r.errors()->Add(r.path(), "values or notValues is required");
+  return c;
+}
+
+AuthorizationPolicy::Rule ReadRule(ObjectReader& r) {
+  AuthorizationPolicy::Rule rule;
+  r.ObjectList("from", [&](ObjectReader& f, size_t) {
+    f.Required("source");
+    f.Object("source", [&](ObjectReader& s) { rule.from.push_back(ReadSource(s)); });
+  });
+  r.ObjectList("to", [&](ObjectReader& t, size_t) {
+    t.Required("operation");
+    t.Object("operation", [&](ObjectReader& o) { rule.to.push_back(ReadOperation(o)); });
+  });
+  r.ObjectList("when", [&](ObjectReader& w, size_t) { rule.when.push_back(ReadCondition(w)); });
+  return rule;
+}
+
+}  // namespace
+
+AuthorizationPolicy ReadAuthorizationPolicy(ObjectReader& r) {
+  AuthorizationPolicy ap;
+  r.Object("selector", [&](ObjectReader& s) { ap.selector = ReadLabels(s, "matchLabels"); });
+  if (r.Has("targetRef") || r.Has("targetRefs"))
+    r.Error(r.Has("targetRef") ? "targetRef" : "targetRefs",
+            "is not supported: meshpilot selects workloads with selector.matchLabels");
+  std::optional<std::string> action = r.Enum("action", {"ALLOW", "DENY", "AUDIT", "CUSTOM"});
+  if (action == "DENY") ap.action = AuthorizationPolicy::Action::kDeny;
+  if (action == "AUDIT") ap.action = AuthorizationPolicy::Action::kAudit;
+  if (action == "CUSTOM") {
+    r.Get("provider");  // belongs to CUSTOM: one error, about the action
+    r.Error("action",
+            "CUSTOM delegates to an external authorizer (extensionProviders), which meshpilot "
+            "does not run; use ALLOW, DENY or AUDIT");
+  }
+  if (r.Has("provider") && action != "CUSTOM") r.Error("provider", "is only valid with CUSTOM");
+  r.ObjectList("rules", [&](ObjectReader& rule, size_t) { ap.rules.push_back(ReadRule(rule)); });
+  return ap;
+}
+
+}  // namespace mesh::model
