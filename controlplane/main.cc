@@ -96,6 +96,9 @@ ABSL_FLAG(absl::Duration, cert_ttl, absl::Hours(24),
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(int64_t, max_body_bytes, 4 << 20, "largest request body accepted (413 above)");
 ABSL_FLAG(int64_t, max_documents, 5000, "most documents in one request");
+ABSL_FLAG(bool, allow_unenforced_kinds, false,
+          "skip (with a note) Istio kinds meshpilot does not enforce, such as EnvoyFilter, "
+          "instead of refusing them");
 ABSL_FLAG(int64_t, compact_log_bytes, 64 << 20, "compact the store once its log exceeds this size");
 
 namespace {
@@ -442,6 +445,7 @@ int Run() {
   }
   mesh::api::ServiceOptions service_options;
   service_options.yaml.max_documents = static_cast<size_t>(absl::GetFlag(FLAGS_max_documents));
+  service_options.decode.allow_unenforced_kinds = absl::GetFlag(FLAGS_allow_unenforced_kinds);
   mesh::api::ResourceService service(store.get(), index->get(), service_options);
 
   mesh::api::RestOptions rest;

@@ -107,12 +107,13 @@ absl::Status InvalidList(const std::vector<std::string>& errors) {
 // Decodes every document; returns InvalidArgument with all errors, or the objects and the
 // answer items (objects' items to be completed) in document order.
 
-absl::StatusOr<Batch> DecodeBatch(const std::vector<json>& docs, absl::string_view default_ns) {
+absl::StatusOr<Batch> DecodeBatch(const std::vector<json>& docs, absl::string_view default_ns,
+                                  const model::DecodeOptions& options) {
   Batch batch;
   std::vector<std::string> errors;
   std::set<std::string> keys;
   for (size_t i = 0; i < docs.size(); ++i) {
-    DecodedDocument d = model::DecodeDocument(docs[i], default_ns, i + 1);
+    DecodedDocument d = model::DecodeDocument(docs[i], default_ns, i + 1, options);
     ApplyItem item{
         d.kind, d.api_version, d.ns, d.name, "", 0, LowerGroupKind(d.api_version, d.kind), ""};
     switch (d.outcome) {
@@ -230,7 +231,7 @@ absl::StatusOr<Batch> ResourceService::ParseBatch(absl::string_view body, BodyFo
                                                   absl::string_view default_ns) const {
   absl::StatusOr<std::vector<json>> docs = ParseBody(body, format);
   if (!docs.ok()) return docs.status();
-  return DecodeBatch(*docs, default_ns);
+  return DecodeBatch(*docs, default_ns, options_.decode);
 }
 
 absl::StatusOr<ApplyResult> ResourceService::Apply(absl::string_view body, BodyFormat format,
@@ -393,7 +394,7 @@ absl::StatusOr<json> ResourceService::Write(const model::KindInfo& kind, absl::s
   if (!docs.ok()) return docs.status();
   if (docs->size() != 1)
     return absl::InvalidArgumentError("this request takes exactly one document");
-  DecodedDocument d = model::DecodeDocument((*docs)[0], ns, 1);
+  DecodedDocument d = model::DecodeDocument((*docs)[0], ns, 1, options_.decode);
   std::vector<std::string> errors;
   if (d.outcome == DecodedDocument::Outcome::kSkipped || (d.object && d.object->kind != &kind)) {
     errors.push_back(absl::StrCat(d.display, ": kind: ", d.api_version, " ", d.kind,

@@ -11,6 +11,7 @@
 #include "common/yaml_json.h"
 #include "controlplane/model/analyzer.h"
 #include "controlplane/model/config_index.h"
+#include "controlplane/model/decode.h"
 #include "controlplane/model/kinds.h"
 #include "controlplane/store/store.h"
 #include "nlohmann/json.hpp"
@@ -50,6 +51,7 @@ struct ServiceOptions {
   // How often an apply retries when a concurrent writer changed one of its resources between
   // read and commit (only when the request itself gave no resourceVersion).
   int max_apply_retries = 8;
+  model::DecodeOptions decode;
 };
 
 // A request's documents, decoded (resource_service.cc).

@@ -9,7 +9,9 @@
 // ("0.0.0.0_8080"), routing HTTP by the route config "8080" and TCP by the VirtualService's tcp
 // routes; one inbound listener per INBOUND_PORTS entry ("inbound|18081") to the cluster
 // "inbound|18081||", the local app.
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -195,7 +197,12 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
       by_port[s.port.number].push_back({absl::StrCat(o->meta.namespace_, "/", o->meta.name), &s});
     }
   }
+  // Istio merges the VirtualServices bound to one gateway for one host, oldest first.
   std::vector<const model::Object*> services = config.Sorted(model::Kind::kVirtualService);
+  std::stable_sort(services.begin(), services.end(),
+                   [](const model::Object* a, const model::Object* b) {
+                     return CreatedBefore(a->meta, b->meta);
+                   });
   // A gateway is a workload too: AuthorizationPolicies select it by its labels.
   const AuthzFilters authz = BuildAuthz(config, proxy.ns, proxy.labels);
   for (const auto& [port, bound] : by_port) {
@@ -213,6 +220,7 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
       route::RouteConfiguration rc;
       rc.set_name(rc_name);
       std::map<std::string, route::VirtualHost*> vhosts;
+      std::set<std::pair<const model::Object*, std::string>> merged;  // each VS once per host
       for (const model::Object* vs_obj : services) {
         const auto& vs = std::get<model::VirtualService>(vs_obj->spec);
         for (const Bound& b : bound) {
@@ -225,16 +233,17 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
             for (const std::string& sh : b.server->hosts) {
               admitted = admitted || ServerAdmits(sh, host, vs_obj->meta.namespace_, gateway_ns);
             }
-            if (!admitted || vhosts.count(host))
-              continue;  // the first VirtualService for a host wins
-            route::VirtualHost* vh = rc.add_virtual_hosts();
-            vhosts[host] = vh;
-            vh->set_name(absl::StrCat(host, ":", port));
-            if (host == "*") {
-              vh->add_domains("*");
-            } else {
-              vh->add_domains(host);
-              vh->add_domains(absl::StrCat(host, ":", port));
+            if (!admitted || !merged.insert({vs_obj, host}).second) continue;
+            route::VirtualHost*& vh = vhosts[host];
+            if (!vh) {
+              vh = rc.add_virtual_hosts();
+              vh->set_name(absl::StrCat(host, ":", port));
+              if (host == "*") {
+                vh->add_domains("*");
+              } else {
+                vh->add_domains(host);
+                vh->add_domains(absl::StrCat(host, ":", port));
+              }
             }
             for (size_t i = 0; i < vs.http.size(); ++i) {
               AddHttpRoute(vs.http[i], i, *vs_obj, proxy, lookup, host, port, b.gateway, vh);

@@ -1,6 +1,7 @@
 #include "controlplane/model/analyzer.h"
 
 #include <map>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -123,9 +124,49 @@ void CheckGateways(const View& view, const Object& o, const std::vector<std::str
   }
 }
 
+// The gateways a VirtualService binds, as "ns/name".
+std::set<std::string> BoundGateways(const Object& o) {
+  std::set<std::string> out;
+  for (const std::string& g : std::get<VirtualService>(o.spec).gateways) {
+    if (g == "mesh") continue;
+    out.insert(g.find('/') == std::string::npos ? absl::StrCat(o.meta.namespace_, "/", g) : g);
+  }
+  return out;
+}
+
+// At a gateway, VirtualServices for one host are merged, oldest first: an earlier one whose
+// routes end with a catch-all (a route without match) leaves the later one's routes unreached.
+void CheckShadowedAtGateway(const View& view, const Object& o, std::vector<Warning>* out) {
+  const auto& vs = std::get<VirtualService>(o.spec);
+  const std::set<std::string> gateways = BoundGateways(o);
+  if (gateways.empty() || vs.http.empty()) return;
+  std::set<std::string> hosts;
+  for (const std::string& h : vs.hosts) hosts.insert(ResolveHost(h, o.meta.namespace_));
+  view.ForEach(Kind::kVirtualService, [&](const Object& earlier) {
+    if (&earlier == &o || !CreatedBefore(earlier.meta, o.meta)) return;
+    const auto& e = std::get<VirtualService>(earlier.spec);
+    bool catch_all = false;
+    for (const HTTPRoute& r : e.http) catch_all = catch_all || r.match.empty();
+    if (!catch_all) return;
+    for (const std::string& g : BoundGateways(earlier)) {
+      if (!gateways.count(g)) continue;
+      for (const std::string& h : e.hosts) {
+        const std::string host = ResolveHost(h, earlier.meta.namespace_);
+        if (!hosts.count(host)) continue;
+        out->push_back({o.DisplayName(), "spec.http",
+                        absl::StrCat("never reached for host \"", host, "\" at gateway ", g, ": ",
+                                     earlier.DisplayName(),
+                                     " is merged first and has a route without match")});
+        return;
+      }
+    }
+  });
+}
+
 void CheckVirtualService(const View& view, const Object& o, std::vector<Warning>* out) {
   const auto& vs = std::get<VirtualService>(o.spec);
   CheckGateways(view, o, vs.gateways, "spec.gateways", out);
+  CheckShadowedAtGateway(view, o, out);
   for (size_t i = 0; i < vs.http.size(); ++i) {
     const HTTPRoute& r = vs.http[i];
     std::string base = absl::StrCat("spec.http[", i, "]");

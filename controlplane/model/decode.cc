@@ -995,8 +995,8 @@ Spec ReadSpec(Kind kind, ObjectReader& r) {
   return Gateway{};
 }
 
-// Istio kinds meshpilot does not serve: skipped with a note rather than refused, so that a
-// whole folder of Istio manifests can be applied.
+// Istio kinds meshpilot does not enforce: refused by default, or skipped with a note when the
+// operator asks for it (so that a whole folder of Istio manifests can be applied).
 const std::set<absl::string_view> kUnservedIstioKinds = {
     "Sidecar",   "EnvoyFilter", "WorkloadGroup", "RequestAuthentication",
     "Telemetry", "ProxyConfig", "WasmPlugin"};
@@ -1023,7 +1023,8 @@ std::string FormatError(absl::string_view display, const FieldError& error) {
   return absl::StrCat(display, ": ", error.path, ": ", error.message);
 }
 
-DecodedDocument DecodeDocument(const json& doc, absl::string_view default_namespace, size_t index) {
+DecodedDocument DecodeDocument(const json& doc, absl::string_view default_namespace, size_t index,
+                               const DecodeOptions& options) {
   DecodedDocument out;
   out.display = absl::StrCat("document ", index);
   FieldErrors errors;
@@ -1058,6 +1059,14 @@ DecodedDocument DecodeDocument(const json& doc, absl::string_view default_namesp
   if (!kind) {
     if (IsIstioGroup(group) && !kUnservedIstioKinds.count(out.kind)) {
       out.errors.push_back({"kind", absl::StrCat("unknown kind ", out.kind, " in ", group)});
+      return out;
+    }
+    if (IsIstioGroup(group) && !options.allow_unenforced_kinds) {
+      out.errors.push_back(
+          {"kind", absl::StrCat(out.kind, " (", group,
+                                ") is not enforced by meshpilot: applying it would change "
+                                "nothing. Remove it, or start meshpilot with "
+                                "--allow-unenforced-kinds to skip such documents")});
       return out;
     }
     out.outcome = DecodedDocument::Outcome::kSkipped;

@@ -28,12 +28,18 @@ struct DecodedDocument {
   std::string display;
 };
 
+struct DecodeOptions {
+  // An Istio kind meshpilot does not enforce (EnvoyFilter, Sidecar, WasmPlugin, ...) is an error,
+  // since applying it would silently change nothing; with this, it is skipped with a note.
+  bool allow_unenforced_kinds = false;
+};
+
 // Decodes and validates one document: apiVersion and kind pick the schema; metadata is checked
 // as Kubernetes does; the spec is checked field by field as Istio does (or as core/v1 does for
 // Service). Every error is collected with its path. The namespace is metadata.namespace, else
 // `default_namespace`. `index` (1-based) names the document when nothing else can.
 DecodedDocument DecodeDocument(const nlohmann::json& doc, absl::string_view default_namespace,
-                               size_t index);
+                               size_t index, const DecodeOptions& options = {});
 
 // Flattens a request body into documents: a JSON array, or an object of kind List (its items),
 // or a single object.

@@ -1,8 +1,24 @@
 #include "controlplane/model/object.h"
 
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace mesh::model {
+
+bool CreatedBefore(const ObjectMeta& a, const ObjectMeta& b) {
+  auto created = [](const ObjectMeta& m) {
+    absl::Time t = absl::InfiniteFuture();
+    std::string err;
+    if (!m.creation_timestamp.empty())
+      absl::ParseTime(absl::RFC3339_full, m.creation_timestamp, &t, &err);
+    return t;
+  };
+  const absl::Time ta = created(a), tb = created(b);
+  if (ta != tb) return ta < tb;
+  return std::tie(a.namespace_, a.name) < std::tie(b.namespace_, b.name);
+}
 
 std::string Object::DisplayName() const {
   return absl::StrCat(kind ? kind->name : "?", " ", meta.namespace_, "/", meta.name);

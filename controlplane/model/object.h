@@ -23,6 +23,10 @@ struct ObjectMeta {
   std::string resource_version;
 };
 
+// Istio's order for merging (VirtualServices at a gateway): the oldest first; not yet created
+// (no creationTimestamp) last; then namespace and name.
+bool CreatedBefore(const ObjectMeta& a, const ObjectMeta& b);
+
 // A decoded, validated resource. `spec` holds the typed form; `spec_json` the spec as the
 // operator wrote it (after YAML decoding), which is what the store keeps and GET returns.
 struct Object {

@@ -323,7 +323,7 @@ absl::StatusOr<std::shared_ptr<const RbacPolicy>> RbacPolicy::FromProto(const rb
   return std::shared_ptr<const RbacPolicy>(std::move(out));
 }
 
-bool RbacPolicy::Allows(const RbacInput& input, std::string* matched) const {
+bool RbacPolicy::Allows(const RbacInput& input, const std::string** matched) const {
   const Policy* match = nullptr;
   for (const Policy& p : policies_) {
     if (p.permissions.Matches(input) && p.principals.Matches(input)) {
@@ -331,7 +331,7 @@ bool RbacPolicy::Allows(const RbacInput& input, std::string* matched) const {
       break;
     }
   }
-  if (matched) *matched = match ? match->name : "";
+  if (matched) *matched = match ? &match->name : nullptr;
   switch (action_) {
     case Action::kAllow: return match != nullptr;
     case Action::kDeny: return match == nullptr;
@@ -341,9 +341,9 @@ bool RbacPolicy::Allows(const RbacInput& input, std::string* matched) const {
 }
 
 bool RbacAllows(const std::vector<RbacPolicyPtr>& filters, const RbacInput& input,
-                std::string* denied_by) {
+                const std::string** denied_by) {
   for (const RbacPolicyPtr& f : filters) {
-    std::string matched;
+    const std::string* matched = nullptr;
     if (!f->Allows(input, &matched)) {
       if (denied_by) *denied_by = matched;
       return false;

@@ -50,8 +50,8 @@ class RbacPolicy {
   Action action() const { return action_; }
   // Whether the request or connection may pass: an ALLOW filter needs a matching policy, a DENY
   // filter none, a LOG filter lets everything pass. `matched` gets the first matching policy's
-  // name (policies are tried in name order), or empty.
-  bool Allows(const RbacInput& input, std::string* matched = nullptr) const;
+  // name (policies are tried in name order), or null.
+  bool Allows(const RbacInput& input, const std::string** matched = nullptr) const;
 
   struct Node;  // a compiled Permission or Principal
 
@@ -63,8 +63,8 @@ class RbacPolicy {
 using RbacPolicyPtr = std::shared_ptr<const RbacPolicy>;
 
 // A request passes a chain of filters when each one allows it; the first that does not is the
-// refusal (`denied_by` gets "<policy name>" for a DENY match, or "" when no ALLOW matched).
+// refusal (`denied_by` gets the DENY policy that matched, or null when no ALLOW policy did).
 bool RbacAllows(const std::vector<RbacPolicyPtr>& filters, const RbacInput& input,
-                std::string* denied_by = nullptr);
+                const std::string** denied_by = nullptr);
 
 }  // namespace mesh::dataplane

@@ -177,13 +177,13 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     in.source_ip = in.remote_ip = downstream.peer_ip;
     in.principal = downstream.peer_identity;
     in.destination_port = listener->port;
-    std::string denied_by;
+    const std::string* denied_by = nullptr;
     if (RbacAllows(listener->http_rbac, in, &denied_by)) return true;
     ++manager_.context_.stats().rbac_denied;
     log::Debug("meshproxy: ", listener->name, ": RBAC denied ", head.method, " ", head.path,
                " from ",
                downstream.peer_identity.empty() ? downstream.peer_ip : downstream.peer_identity,
-               denied_by.empty() ? " (no ALLOW policy matched)" : " by " + denied_by);
+               denied_by ? " by " + *denied_by : std::string(" (no ALLOW policy matched)"));
     return false;
   }
 

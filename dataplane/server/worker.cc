@@ -109,12 +109,12 @@ bool Worker::ConnectionAllowed(const ListenerConfig& accepted, const std::string
   in.source_ip = in.remote_ip = peer_ip;
   in.principal = principal;
   in.destination_port = listener->port;
-  std::string denied_by;
+  const std::string* denied_by = nullptr;
   if (RbacAllows(listener->network_rbac, in, &denied_by)) return true;
   ++stats_.rbac_denied_connections;
   log::Debug("meshproxy: ", listener->name, ": RBAC closed the connection from ",
              principal.empty() ? peer_ip : principal,
-             denied_by.empty() ? " (no ALLOW policy matched)" : " by " + denied_by);
+             denied_by ? " by " + *denied_by : std::string(" (no ALLOW policy matched)"));
   return false;
 }
 

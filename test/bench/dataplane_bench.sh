@@ -5,6 +5,8 @@
 # and haproxy cases do.
 #   test/bench/dataplane_bench.sh                 plain routing
 #   POLICIES=1 test/bench/dataplane_bench.sh      with a retry policy and outlier detection
+#   AUTHZ=1 test/bench/dataplane_bench.sh         with 20 ALLOW AuthorizationPolicies and 1 DENY on
+#                                                 the gateway (the request matches the last ALLOW)
 # Extra settings (ROUNDS, DURATION, RESULTS_CSV, ...) pass through to bench.sh.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/examples/lib.sh"
@@ -73,6 +75,34 @@ spec:
   gateways: [bench]
   http:
   - route: [{destination: {host: backend, port: {number: 80}}}]
+YAML
+fi
+if [ -n "${AUTHZ:-}" ]; then
+  # Policies are tried in name order: allow-00..allow-18 each check a path, a method and a
+  # header that this load does not send, and allow-19 lets it through; the DENY is checked first.
+  for i in $(seq -w 0 19); do
+    if [ "$i" = 19 ]; then
+      rule='{to: [{operation: {paths: ["/*"], methods: ["GET"]}}]}'
+    else
+      rule="{to: [{operation: {paths: [\"/svc-$i/*\"], methods: [\"GET\", \"POST\"]}}], when: [{key: \"request.headers[x-tenant]\", values: [\"t$i\"]}]}"
+    fi
+    cat >> "$WORK/bench.yaml" <<YAML
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-$i}
+spec: {selector: {matchLabels: {istio: ingressgateway}}, rules: [$rule]}
+YAML
+  done
+  cat >> "$WORK/bench.yaml" <<'YAML'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
 YAML
 fi
 meshctl apply -f "$WORK/bench.yaml" >&2

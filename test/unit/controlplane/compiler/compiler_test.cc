@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
@@ -665,6 +666,69 @@ spec:
   policy = routes(CompileJson(yaml, {Role::kProxyless, "default", {}, {}}, mesh));
   CHECK(policy["silent"].is_null());
   CHECK(policy["codes"]["num_retries"] == 4);
+}
+
+}  // namespace
+}  // namespace mesh::compiler
+
+namespace mesh::compiler {
+namespace {
+
+TEST_CASE("VirtualServices bound to one gateway for one host are merged, oldest first") {
+  testing::ServiceFixture fx;
+  auto apply = [&](const std::string& yaml) {
+    auto r = fx.service->Apply(yaml, api::BodyFormat::kYaml, "default");
+    INFO(r.status().message());
+    REQUIRE(r.ok());
+  };
+  apply(R"(
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: z-older}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http: [{match: [{uri: {prefix: /reviews}}], route: [{destination: {host: reviews}}]}]
+)");
+  // creationTimestamp has whole seconds, as in Kubernetes; within one second the name decides.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  apply(R"(
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: a-newer}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http: [{match: [{uri: {prefix: /ratings}}], route: [{destination: {host: ratings}}]}]
+)");
+  auto config = fx.index->Current();
+  registry::Registry reg = registry::Registry::Build(*config, {});
+  Resources res =
+      Compile(*config, reg, {Role::kGateway, "default", {{"istio", "ingressgateway"}}, {}}, {});
+  json got = json::parse(ToJson(res));
+  const json& vhosts = got[kRouteType]["http.80"]["virtual_hosts"];
+  REQUIRE(vhosts.size() == 1);  // one host, both VirtualServices in it
+  const json& routes = vhosts[0]["routes"];
+  REQUIRE(routes.size() == 2);
+  CHECK(routes[0]["match"]["prefix"] == "/reviews");  // created first, though named last
+  CHECK(routes[1]["match"]["prefix"] == "/ratings");
 }
 
 }  // namespace

@@ -111,3 +111,44 @@ spec: {host: api.example.com}
 
 }  // namespace
 }  // namespace mesh::model
+
+namespace mesh::model {
+namespace {
+
+TEST_CASE("analyze warns where a VirtualService merged first at a gateway shadows a later one") {
+  std::vector<Object> objects = Objects(std::string(kService) + R"(---
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: b-catch-all, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http: [{route: [{destination: {host: voting-app}}]}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: a-later, creationTimestamp: "2026-01-02T00:00:00Z"}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http: [{match: [{uri: {prefix: /admin}}], route: [{destination: {host: voting-app}}]}]
+)");
+  std::vector<std::string> shadowed;
+  for (const Warning& w : AnalyzeAll(objects)) {
+    if (w.path == "spec.http") shadowed.push_back(w.object + ": " + w.message);
+  }
+  CHECK(shadowed == std::vector<std::string>{
+                        "VirtualService voting/a-later: never reached for host \"*\" at gateway "
+                        "voting/gw: VirtualService voting/b-catch-all is merged first and has a "
+                        "route without match"});
+}
+
+}  // namespace
+}  // namespace mesh::model

@@ -119,7 +119,7 @@ TEST_CASE("The tutorial's Policy reads `mtls:` with a mode, and with no body, as
   CHECK(std::get<Policy>(bare.object->spec).peer_mtls == MtlsMode::kStrict);
 }
 
-TEST_CASE("Non-mesh kinds are skipped, and unserved Istio kinds too, with a reason") {
+TEST_CASE("Non-mesh kinds are skipped; Istio kinds meshpilot does not enforce are refused") {
   DecodedDocument dep =
       DecodeYaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {}\n");
   CHECK(dep.outcome == DecodedDocument::Outcome::kSkipped);
@@ -127,10 +127,21 @@ TEST_CASE("Non-mesh kinds are skipped, and unserved Istio kinds too, with a reas
   DecodedDocument secret =
       DecodeYaml("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {}\n");
   CHECK(secret.outcome == DecodedDocument::Outcome::kSkipped);
-  DecodedDocument sidecar = DecodeYaml(
-      "apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n");
-  CHECK(sidecar.outcome == DecodedDocument::Outcome::kSkipped);
-  CHECK(sidecar.skip_reason == "Sidecar is not served by meshpilot");
+  const std::string filter =
+      "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: x}\nspec: "
+      "{}\n";
+  DecodedDocument refused = DecodeYaml(filter);
+  CHECK(refused.outcome == DecodedDocument::Outcome::kInvalid);
+  REQUIRE(refused.errors.size() == 1);
+  CHECK(refused.errors[0].path == "kind");
+  CHECK(absl::StartsWith(refused.errors[0].message,
+                         "EnvoyFilter (networking.istio.io) is not enforced by meshpilot"));
+  // With --allow-unenforced-kinds: skipped, with the reason.
+  auto docs = ParseYamlDocuments(filter);
+  REQUIRE(docs.ok());
+  DecodedDocument skipped = DecodeDocument((*docs)[0], "default", 1, {true});
+  CHECK(skipped.outcome == DecodedDocument::Outcome::kSkipped);
+  CHECK(skipped.skip_reason == "EnvoyFilter is not served by meshpilot");
 }
 
 TEST_CASE("Every Istio and Kubernetes manifest of the voting-app tutorial decodes") {
