@@ -2,6 +2,7 @@
 // namespace foo behind its sidecar, and "sleep" clients (a sidecar each, service account sleep)
 // in namespaces foo and bar, all with STRICT mutual TLS, so every request carries a proven
 // identity. Each case counts 50 requests each way.
+#include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
 #include <atomic>
@@ -12,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "meshpilot/testing/v1/echo.grpc.pb.h"
 #include "test/support/mesh.h"
 
 namespace mesh::testing {
@@ -233,6 +235,60 @@ spec:
   CHECK(took < 1s);
   CHECK(failed == 0);
   CHECK(ok > 20);
+}
+
+TEST_CASE("Authorization: a denied gRPC call fails with PERMISSION_DENIED, others go through") {
+  Mesh mesh;
+  const int app = mesh.App("echo-app", {"--mode", "grpc", "--version", "v1"});
+  mesh.Apply(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec: {selector: {app: echo}, ports: [{name: grpc, port: 9000}]}
+---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: echo}
+spec: {host: echo, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-say}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/meshpilot.testing.v1.Echo/Say"]}}]}]
+)");
+  mesh.Sidecar("echo", "default", "app=echo", 9000, app);
+  Mesh::Proxy& client = mesh.Sidecar("client", "default", "app=client", 9001, FreePort());
+  REQUIRE(mesh.WaitReady());
+  grpc::ChannelArguments args;
+  args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, "echo:9000");
+  auto stub = meshpilot::testing::v1::Echo::NewStub(
+      grpc::CreateCustomChannel(client.outbound, grpc::InsecureChannelCredentials(), args));
+  auto whoami = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 3s);
+    meshpilot::testing::v1::WhoamiResponse res;
+    return stub->Whoami(&context, {}, &res);
+  };
+  REQUIRE(WaitFor([&] { return whoami().ok(); }, 15s));
+  for (int i = 0; i < 10; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 3s);
+    meshpilot::testing::v1::EchoRequest req;
+    req.set_message("hello");
+    meshpilot::testing::v1::EchoResponse res;
+    grpc::Status say = stub->Say(&context, req, &res);
+    CHECK(say.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(say.error_message() == "RBAC: access denied");
+    CHECK(whoami().ok());
+  }
 }
 
 }  // namespace
