@@ -54,7 +54,8 @@ spec: {host: "*.svc.cluster.local", trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
     redis = &mesh.Sidecar("redis", "foo", "app=redis", 6379, redis_port);
     sleep_foo = &mesh.Sidecar("sleep-foo", "foo", "app=sleep", 9000, FreePort(), "sleep");
     sleep_bar = &mesh.Sidecar("sleep-bar", "bar", "app=sleep", 9000, FreePort(), "sleep");
-    REQUIRE(mesh.WaitReady());
+    // Six processes come up at once; on a loaded 2-core machine that takes a while.
+    REQUIRE(mesh.WaitReady(30s));
     INFO(mesh.Logs());
     REQUIRE(WaitFor([&] { return Send(*sleep_foo, "GET", "/ping").status == 200; }, 15s));
     REQUIRE(WaitFor([&] { return Send(*sleep_bar, "GET", "/ping").status == 200; }, 15s));
@@ -88,9 +89,9 @@ spec: {host: "*.svc.cluster.local", trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
     REQUIRE(WaitFor(probe, 10s));
   }
   // PING to redis through a sleep client's per-port TCP listener: "+PONG", or "" when the
-  // connection is closed on it.
+  // connection is closed on it. QUIT makes redis close, so an answer ends without a timeout.
   std::string RedisPing(const Mesh::Proxy& from) {
-    std::string out = RawTcp(from.ip, 6379, "PING\r\n", false, 1s);
+    std::string out = RawTcp(from.ip, 6379, "PING\r\nQUIT\r\n", false, 3s);
     return out.substr(0, out.find("\r\n"));
   }
 

@@ -119,7 +119,7 @@ TEST_CASE("The tutorial's Policy reads `mtls:` with a mode, and with no body, as
   CHECK(std::get<Policy>(bare.object->spec).peer_mtls == MtlsMode::kStrict);
 }
 
-TEST_CASE("Non-mesh kinds are skipped; Istio kinds meshpilot does not enforce are refused") {
+TEST_CASE("Non-mesh kinds are skipped, and Istio kinds meshpilot does not enforce are refused") {
   DecodedDocument dep =
       DecodeYaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {}\n");
   CHECK(dep.outcome == DecodedDocument::Outcome::kSkipped);
