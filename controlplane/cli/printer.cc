@@ -179,7 +179,8 @@ std::string FormatTable(const model::KindInfo& kind, const std::vector<json>& ob
       columns = {
           {"ACTION", [](const json& o) { return Str(o, json::json_pointer("/spec/action")); }}};
       break;
-    case model::Kind::kGateway: break;
+    case model::Kind::kGateway:
+    case model::Kind::kRequestAuthentication: break;
   }
   for (const auto& c : columns) header.push_back(c.first);
   header.push_back("AGE");

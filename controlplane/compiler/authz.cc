@@ -316,11 +316,48 @@ class RuleCompiler {
   bool needs_http_ = false;
 };
 
-bool Applies(const model::Object& o, const std::string& ns, const model::Labels& labels) {
-  const auto& ap = std::get<AP>(o.spec);
-  const bool no_selector = !ap.selector || ap.selector->empty();
+bool Applies(const model::Object& o, const std::optional<model::Labels>& selector,
+             const std::string& ns, const model::Labels& labels) {
+  const bool no_selector = !selector || selector->empty();
   if (o.meta.namespace_ != ns && o.meta.namespace_ != kRootNamespace) return false;
-  return no_selector || registry::LabelsMatch(*ap.selector, labels);
+  return no_selector || registry::LabelsMatch(*selector, labels);
+}
+
+namespace jwt = envoy::extensions::filters::http::jwt_authn::v3;
+
+std::optional<jwt::JwtAuthentication> BuildJwt(const model::ConfigSnapshot& config,
+                                               const std::string& ns, const model::Labels& labels) {
+  jwt::JwtAuthentication out;
+  jwt::JwtRequirementOrList any;
+  for (const model::Object* o : config.Sorted(model::Kind::kRequestAuthentication)) {
+    const auto& ra = std::get<model::RequestAuthentication>(o->spec);
+    if (!Applies(*o, ra.selector, ns, labels)) continue;
+    for (size_t i = 0; i < ra.jwt_rules.size(); ++i) {
+      const auto& rule = ra.jwt_rules[i];
+      const std::string name =
+          absl::StrCat("origins-", o->meta.namespace_, "-", o->meta.name, "-", i);
+      jwt::JwtProvider& p = (*out.mutable_providers())[name];
+      p.set_issuer(rule.issuer);
+      for (const auto& a : rule.audiences) p.add_audiences(a);
+      p.mutable_local_jwks()->set_inline_string(rule.jwks);
+      p.set_forward(rule.forward_original_token);
+      for (const auto& h : rule.from_headers) {
+        jwt::JwtHeader* header = p.add_from_headers();
+        header->set_name(h.name);
+        header->set_value_prefix(h.prefix);
+      }
+      for (const auto& param : rule.from_params) p.add_from_params(param);
+      p.set_forward_payload_header(rule.output_payload_to_header);
+      p.set_payload_in_metadata(rule.issuer);
+      any.add_requirements()->set_provider_name(name);
+    }
+  }
+  if (out.providers().empty()) return std::nullopt;
+  any.add_requirements()->mutable_allow_missing();
+  jwt::RequirementRule* r = out.add_rules();
+  r->mutable_match()->set_prefix("/");
+  *r->mutable_requires_()->mutable_requires_any() = std::move(any);
+  return out;
 }
 
 rbac::RBAC::Action RbacAction(AP::Action a) {
@@ -339,9 +376,10 @@ AuthzFilters BuildAuthz(const model::ConfigSnapshot& config, const std::string& 
                         const std::map<uint32_t, uint32_t>& listener_ports) {
   std::vector<const model::Object*> applying;
   for (const model::Object* o : config.Sorted(model::Kind::kAuthorizationPolicy)) {
-    if (Applies(*o, ns, labels)) applying.push_back(o);
+    if (Applies(*o, std::get<AP>(o->spec).selector, ns, labels)) applying.push_back(o);
   }
   AuthzFilters out;
+  out.jwt = BuildJwt(config, ns, labels);
   for (AP::Action action : {AP::Action::kDeny, AP::Action::kAllow, AP::Action::kAudit}) {
     std::optional<rbac::RBAC> http, tcp;
     for (const model::Object* o : applying) {

@@ -1,10 +1,12 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "controlplane/compiler/compiler.h"
+#include "envoy/extensions/filters/http/jwt_authn/v3/config.pb.h"
 #include "envoy/extensions/filters/http/rbac/v3/rbac.pb.h"
 #include "envoy/extensions/filters/network/rbac/v3/rbac.pb.h"
 
@@ -16,9 +18,11 @@ namespace mesh::compiler {
 // in the order they run: DENY, then ALLOW, then AUDIT (action LOG). Empty when no policy
 // applies, so a workload without policies pays nothing.
 struct AuthzFilters {
+  // RequestAuthentication: the JWT filter that runs before the RBAC filters (HTTP only).
+  std::optional<envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication> jwt;
   std::vector<envoy::extensions::filters::http::rbac::v3::RBAC> http;
   std::vector<envoy::extensions::filters::network::rbac::v3::RBAC> tcp;
-  bool empty() const { return http.empty() && tcp.empty(); }
+  bool empty() const { return !jwt && http.empty() && tcp.empty(); }
 };
 
 // The filters for the workload in `ns` with `labels`. The policies that apply are those in the
@@ -31,6 +35,11 @@ struct AuthzFilters {
 // For the TCP filters, as Istio does: a rule that needs HTTP (hosts, methods, paths, request
 // principals, request headers or JWT claims) never matches in an ALLOW or AUDIT policy, and in a
 // DENY policy it matches without those parts, so a TCP port is denied rather than opened.
+//
+// The RequestAuthentications that apply (chosen the same way) become one jwt_authn filter: a
+// provider per JWT rule (its keys inline, its issuer, audiences and token locations), and one
+// requirement for every request, as Istio writes it: a token, if present, must verify with one
+// of the providers (else 401); a request without one passes, unauthenticated.
 AuthzFilters BuildAuthz(const model::ConfigSnapshot& config, const std::string& ns,
                         const model::Labels& labels,
                         const std::map<uint32_t, uint32_t>& listener_ports = {});

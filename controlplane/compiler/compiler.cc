@@ -644,14 +644,19 @@ ProxyClass ClassOf(const model::ConfigSnapshot& config, Role role, const std::st
       }
     }
   });
-  // The selectors of the AuthorizationPolicies that can apply to it (its namespace's and the
-  // root namespace's).
-  config.ForEach(model::Kind::kAuthorizationPolicy, [&](const model::Object& o) {
+  // The selectors of the AuthorizationPolicies and RequestAuthentications that can apply to it
+  // (its namespace's and the root namespace's).
+  auto security_selector = [&](const model::Object& o, const std::optional<model::Labels>& s) {
     if (o.meta.namespace_ != ns && o.meta.namespace_ != "istio-system") return;
-    const auto& selector = std::get<model::AuthorizationPolicy>(o.spec).selector;
-    if (selector) {
-      for (const auto& [k, v] : *selector) keys.insert(k);
+    if (s) {
+      for (const auto& [k, v] : *s) keys.insert(k);
     }
+  };
+  config.ForEach(model::Kind::kAuthorizationPolicy, [&](const model::Object& o) {
+    security_selector(o, std::get<model::AuthorizationPolicy>(o.spec).selector);
+  });
+  config.ForEach(model::Kind::kRequestAuthentication, [&](const model::Object& o) {
+    security_selector(o, std::get<model::RequestAuthentication>(o.spec).selector);
   });
   if (role == Role::kGateway) {
     config.ForEach(model::Kind::kGateway, [&](const model::Object& o) {

@@ -62,10 +62,15 @@ listener::Listener BaseListener(const std::string& name, uint32_t port,
   return l;
 }
 
-// The workload's HTTP RBAC filters, before the manager's own (fault, router).
+// The workload's JWT and RBAC filters, before the manager's own (fault, router).
 void AddHttpRbac(const AuthzFilters& authz, hcm::HttpConnectionManager* m) {
-  if (authz.http.empty()) return;
+  if (authz.http.empty() && !authz.jwt) return;
   google::protobuf::RepeatedPtrField<hcm::HttpFilter> filters;
+  if (authz.jwt) {
+    hcm::HttpFilter* f = filters.Add();
+    f->set_name("envoy.filters.http.jwt_authn");
+    f->mutable_typed_config()->PackFrom(*authz.jwt);
+  }
   for (const auto& rbac : authz.http) {
     hcm::HttpFilter* f = filters.Add();
     f->set_name("envoy.filters.http.rbac");

@@ -15,5 +15,6 @@ void Check(FieldErrors* errors, const std::string& path, std::string message);
 Labels ReadLabels(ObjectReader& r, absl::string_view key);
 
 AuthorizationPolicy ReadAuthorizationPolicy(ObjectReader& r);
+RequestAuthentication ReadRequestAuthentication(ObjectReader& r);
 
 }  // namespace mesh::model

@@ -1,9 +1,14 @@
-// Decoders of security.istio.io kinds besides PeerAuthentication: AuthorizationPolicy.
+// Decoders of security.istio.io kinds besides PeerAuthentication: AuthorizationPolicy and
+// RequestAuthentication.
+#include <set>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "controlplane/model/decode_internal.h"
 #include "controlplane/model/names.h"
+#include "nlohmann/json.hpp"
 
 namespace mesh::model {
 namespace {
@@ -124,7 +129,90 @@ AuthorizationPolicy::Rule ReadRule(ObjectReader& r) {
   return rule;
 }
 
+// An HTTP header name as RFC 9110 allows it (a token).
+std::string CheckHeaderName(absl::string_view v) {
+  if (v.empty()) return "must not be empty";
+  for (char c : v) {
+    if (!(absl::ascii_isalnum(c) || absl::StrContains("!#$%&'*+-.^_`|~", c)))
+      return absl::StrCat("\"", v, "\" is not a valid HTTP header name");
+  }
+  return "";
+}
+
+// An inline JWKS: JSON with a list of keys, each with its type. (The keys themselves are
+// checked by each proxy, which refuses a set with no usable key.)
+std::string CheckJwks(absl::string_view text) {
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return "must be a JSON Web Key Set (a JSON object)";
+  const nlohmann::json* keys = doc.contains("keys") ? &doc["keys"] : nullptr;
+  if (!keys || !keys->is_array() || keys->empty()) return "must hold a non-empty \"keys\" list";
+  for (const auto& k : *keys) {
+    if (!k.is_object() || !k.contains("kty") || !k["kty"].is_string())
+      return "every key must be an object with a \"kty\"";
+  }
+  return "";
+}
+
+RequestAuthentication::JwtRule ReadJwtRule(ObjectReader& r) {
+  RequestAuthentication::JwtRule rule;
+  r.Required("issuer");
+  rule.issuer = r.String("issuer").value_or("");
+  rule.audiences = r.StringList("audiences");
+  rule.jwks = r.String("jwks").value_or("");
+  rule.jwks_uri = r.String("jwksUri").value_or("");
+  if (!rule.jwks.empty()) Check(r.errors(), r.Path("jwks"), CheckJwks(rule.jwks));
+  if (!rule.jwks_uri.empty()) {
+    // Refused rather than accepted and never fetched: a token could then never verify.
+    r.Error("jwksUri",
+            "fetching keys from a URL is not supported yet: give the key set inline in jwks");
+  }
+  if (!rule.jwks.empty() && !rule.jwks_uri.empty())
+    r.Error("jwks", "jwks and jwksUri are exclusive");
+  if (rule.jwks.empty() && rule.jwks_uri.empty()) {
+    r.errors()->Add(r.path(),
+                    "jwks or jwksUri is required (meshpilot does not discover keys from the "
+                    "issuer's OpenID configuration)");
+  }
+  r.ObjectList("fromHeaders", [&](ObjectReader& h, size_t) {
+    h.Required("name");
+    RequestAuthentication::JwtRule::Header header{h.String("name").value_or(""),
+                                                  h.String("prefix").value_or("")};
+    if (!header.name.empty()) Check(h.errors(), h.Path("name"), CheckHeaderName(header.name));
+    rule.from_headers.push_back(std::move(header));
+  });
+  rule.from_params = r.StringList("fromParams");
+  for (size_t i = 0; i < rule.from_params.size(); ++i) {
+    if (rule.from_params[i].empty())
+      r.Error(absl::StrCat("fromParams[", i, "]"), "must not be empty");
+  }
+  rule.forward_original_token = r.Bool("forwardOriginalToken").value_or(false);
+  rule.output_payload_to_header = r.String("outputPayloadToHeader").value_or("");
+  if (!rule.output_payload_to_header.empty()) {
+    Check(r.errors(), r.Path("outputPayloadToHeader"),
+          CheckHeaderName(rule.output_payload_to_header));
+  }
+  if (r.Has("outputClaimToHeaders")) r.Error("outputClaimToHeaders", "is not supported");
+  if (r.Has("fromCookies")) r.Error("fromCookies", "is not supported");
+  return rule;
+}
+
 }  // namespace
+
+RequestAuthentication ReadRequestAuthentication(ObjectReader& r) {
+  RequestAuthentication ra;
+  r.Object("selector", [&](ObjectReader& s) { ra.selector = ReadLabels(s, "matchLabels"); });
+  if (r.Has("targetRef") || r.Has("targetRefs"))
+    r.Error(r.Has("targetRef") ? "targetRef" : "targetRefs",
+            "is not supported: meshpilot selects workloads with selector.matchLabels");
+  std::set<std::string> issuers;
+  r.ObjectList("jwtRules", [&](ObjectReader& j, size_t i) {
+    ra.jwt_rules.push_back(ReadJwtRule(j));
+    const std::string& issuer = ra.jwt_rules.back().issuer;
+    if (!issuer.empty() && !issuers.insert(issuer).second)
+      j.Error("issuer", absl::StrCat("\"", issuer, "\" appears in an earlier rule"));
+  });
+  return ra;
+}
 
 AuthorizationPolicy ReadAuthorizationPolicy(ObjectReader& r) {
   AuthorizationPolicy ap;

@@ -390,6 +390,28 @@ struct AuthorizationPolicy {
   bool operator==(const AuthorizationPolicy&) const = default;
 };
 
+// security.istio.io RequestAuthentication (v1, v1beta1): which JWTs a workload accepts.
+struct RequestAuthentication {
+  struct JwtRule {
+    struct Header {
+      std::string name, prefix;
+      bool operator==(const Header&) const = default;
+    };
+    std::string issuer;
+    std::vector<std::string> audiences;
+    std::string jwks;      // inline JWKS (JSON)
+    std::string jwks_uri;  // or where meshpilot fetches it
+    std::vector<Header> from_headers;
+    std::vector<std::string> from_params;
+    bool forward_original_token = false;
+    std::string output_payload_to_header;
+    bool operator==(const JwtRule&) const = default;
+  };
+  std::optional<Labels> selector;
+  std::vector<JwtRule> jwt_rules;
+  bool operator==(const RequestAuthentication&) const = default;
+};
+
 // core/v1 Service: the parts a mesh needs.
 struct Service {
   struct Port {
@@ -409,6 +431,7 @@ struct Service {
 };
 
 using Spec = std::variant<Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
-                          Policy, PeerAuthentication, Service, AuthorizationPolicy>;
+                          Policy, PeerAuthentication, Service, AuthorizationPolicy,
+                          RequestAuthentication>;
 
 }  // namespace mesh::model

@@ -68,6 +68,12 @@ const std::vector<KindInfo>& AllKinds() {
        {"v1", "v1beta1"},
        "authorizationpolicies",
        {"ap"}},
+      {Kind::kRequestAuthentication,
+       "RequestAuthentication",
+       "security.istio.io",
+       {"v1", "v1beta1"},
+       "requestauthentications",
+       {"ra"}},
   };
   return kinds;
 }

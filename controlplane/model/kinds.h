@@ -17,9 +17,10 @@ enum class Kind {
   kPeerAuthentication,
   kService,
   kAuthorizationPolicy,
+  kRequestAuthentication,
 };
 // How many kinds there are (AllKinds() has one entry per Kind, in this order).
-inline constexpr size_t kKindCount = static_cast<size_t>(Kind::kAuthorizationPolicy) + 1;
+inline constexpr size_t kKindCount = static_cast<size_t>(Kind::kRequestAuthentication) + 1;
 
 // Static description of a resource kind served by the REST API.
 struct KindInfo {

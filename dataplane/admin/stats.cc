@@ -45,6 +45,7 @@ void WorkerStats::Merge(const WorkerStats& o) {
   tcp_bytes_received += o.tcp_bytes_received;
   rbac_denied += o.rbac_denied;
   rbac_denied_connections += o.rbac_denied_connections;
+  jwt_refused += o.jwt_refused;
 }
 
 namespace {
@@ -121,6 +122,9 @@ std::string RenderPrometheus(const WorkerStats& s, const ProxyCounters& p) {
   absl::StrAppend(&out, "meshproxy_rbac_denied_total{kind=\"request\"} ", s.rbac_denied,
                   "\nmeshproxy_rbac_denied_total{kind=\"connection\"} ", s.rbac_denied_connections,
                   "\n");
+  Counter(&out, "meshproxy_jwt_refused_total",
+          "Requests whose token did not verify under a RequestAuthentication (401).");
+  absl::StrAppend(&out, "meshproxy_jwt_refused_total ", s.jwt_refused, "\n");
   Counter(&out, "meshproxy_xds_updates_total", "xDS responses accepted (ACK) and rejected (NACK).");
   absl::StrAppend(&out, "meshproxy_xds_updates_total{result=\"accepted\"} ", p.xds_accepted,
                   "\nmeshproxy_xds_updates_total{result=\"rejected\"} ", p.xds_rejected, "\n");

@@ -4,6 +4,7 @@
 #include "dataplane/config/weighted.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
+#include "envoy/extensions/filters/http/jwt_authn/v3/config.pb.h"
 #include "envoy/extensions/filters/http/rbac/v3/rbac.pb.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
@@ -34,7 +35,7 @@ absl::Status Invalid(const std::string& listener, const std::string& why) {
 // The HCM's http_filters: RBAC filters are kept, in order; fault and router are the manager's
 // own; anything else is refused unless it is marked optional (as Envoy does).
 absl::Status ReadHttpFilters(const hcm::HttpConnectionManager& m, const std::string& listener,
-                             const std::string& path, std::vector<RbacPolicyPtr>* out) {
+                             const std::string& path, ListenerConfig* out) {
   for (int i = 0; i < m.http_filters_size(); ++i) {
     const hcm::HttpFilter& f = m.http_filters(i);
     const std::string fpath = absl::StrCat(path, ".http_filters[", i, "]");
@@ -45,7 +46,14 @@ absl::Status ReadHttpFilters(const hcm::HttpConnectionManager& m, const std::str
       if (!rbac.has_rules()) continue;  // no rules: nothing enforced
       auto policy = RbacPolicy::FromProto(rbac.rules(), fpath + ".typed_config.rules");
       if (!policy.ok()) return Invalid(listener, std::string(policy.status().message()));
-      out->push_back(*policy);
+      out->http_rbac.push_back(*policy);
+    } else if (typed.Is<envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication>()) {
+      envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication jwt;
+      if (!typed.UnpackTo(&jwt)) return Invalid(listener, fpath + ": does not parse");
+      if (out->jwt_authn) return Invalid(listener, fpath + ": a second jwt_authn filter");
+      auto authn = JwtAuthn::FromProto(jwt, fpath + ".typed_config");
+      if (!authn.ok()) return Invalid(listener, std::string(authn.status().message()));
+      out->jwt_authn = *authn;
     } else if (!typed.Is<envoy::extensions::filters::http::fault::v3::HTTPFault>() &&
                !typed.Is<envoy::extensions::filters::http::router::v3::Router>() &&
                !f.is_optional()) {
@@ -149,7 +157,7 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
     out->stat_prefix = m.stat_prefix();
     out->stream_idle_timeout =
         Timeout(m.has_stream_idle_timeout(), m.stream_idle_timeout(), absl::Minutes(5));
-    if (absl::Status s = ReadHttpFilters(m, l.name(), fpath, &out->http_rbac); !s.ok()) return s;
+    if (absl::Status s = ReadHttpFilters(m, l.name(), fpath, out.get()); !s.ok()) return s;
     if (m.has_rds()) {
       out->rds_name = m.rds().route_config_name();
       if (out->rds_name.empty())

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dataplane/authn/jwt_authn.h"
 #include "dataplane/config/rbac_policy.h"
 #include "absl/time/time.h"
 #include "dataplane/config/route_table.h"
@@ -51,6 +52,8 @@ struct ListenerConfig {
   // no response has started, else a reset): Envoy's 5 minutes when the config has none; none
   // when it says 0.
   std::optional<absl::Duration> stream_idle_timeout = absl::Minutes(5);
+  // kHttp: request authentication (envoy.filters.http.jwt_authn), before the RBAC filters.
+  JwtAuthnPtr jwt_authn;
   // kHttp: the RBAC filters every request passes, in order (envoy.filters.http.rbac).
   std::vector<RbacPolicyPtr> http_rbac;
   // Every connection passes these first, once (envoy.filters.network.rbac).

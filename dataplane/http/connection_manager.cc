@@ -63,6 +63,11 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     grpc_ = content_type && IsGrpcContentType(*content_type);
     HttpContext& context = manager_.context_;
     routing_ = context.RoutingFor(manager_.listener_config_);
+    if (std::optional<LocalReply> refused = Authenticate(*head)) {
+      head_ = std::move(head);
+      SendLocalReply(std::move(*refused));
+      return;
+    }
     if (!Authorized(*head)) {
       head_ = std::move(head);
       SendLocalReply(LocalReply{403, "RBAC: access denied"});
@@ -164,6 +169,26 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
  private:
   void Touch() { last_activity_ = manager_.context_.time().Now(); }
 
+  // The listener's JWT filter (RequestAuthentication): a token that does not verify is 401; a
+  // verified one's facts go to authorization. Its header may be removed or a payload added.
+  std::optional<LocalReply> Authenticate(RequestHead& head) {
+    const ListenerConfig* listener = routing_.listener;
+    if (!listener || !listener->jwt_authn) return std::nullopt;
+    JwtAuthn::Outcome outcome =
+        listener->jwt_authn->Authenticate(head.headers, head.path, manager_.context_.time().Now());
+    if (outcome.allowed) {
+      authn_ = std::move(outcome.facts);
+      return std::nullopt;
+    }
+    ++manager_.context_.stats().jwt_refused;
+    log::Debug("meshproxy: ", listener->name, ": JWT refused: ", outcome.error);
+    return LocalReply{
+        401,
+        outcome.error,
+        {{"www-authenticate", absl::StrCat("Bearer realm=\"http://", head.authority, head.path,
+                                           "\", error=\"invalid_token\"")}}};
+  }
+
   // The listener's RBAC filters (AuthorizationPolicy), as the listener is configured now.
   bool Authorized(const RequestHead& head) {
     const ListenerConfig* listener = routing_.listener;
@@ -177,6 +202,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     in.source_ip = in.remote_ip = downstream.peer_ip;
     in.principal = downstream.peer_identity;
     in.destination_port = listener->port;
+    in.authn = authn_.empty() ? nullptr : &authn_;
     const std::string* denied_by = nullptr;
     if (RbacAllows(listener->http_rbac, in, &denied_by)) return true;
     ++manager_.context_.stats().rbac_denied;
@@ -271,6 +297,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   std::string route_name_, cluster_name_;
   HttpProtocol protocol_ = HttpProtocol::kHttp11;
   absl::Time last_activity_;
+  std::map<std::string, std::vector<std::string>> authn_;  // facts of a verified JWT
   bool grpc_ = false;
   bool request_ended_ = false;
   bool response_started_ = false;

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "meshpilot/testing/v1/echo.grpc.pb.h"
+#include "test/support/jwt_signer.h"
 #include "test/support/mesh.h"
 
 namespace mesh::testing {
@@ -62,11 +63,13 @@ spec: {host: "*.svc.cluster.local", trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
   }
 
   // One request from a sleep client, through its sidecar's HTTP outbound listener, to httpbin.
-  static Reply Send(const Mesh::Proxy& from, const std::string& method, const std::string& path) {
+  static Reply Send(const Mesh::Proxy& from, const std::string& method, const std::string& path,
+                    const std::string& token = "") {
     httplib::Client c(from.ip, 15001);
     c.set_connection_timeout(3s);
     c.set_read_timeout(5s);
     httplib::Headers headers = {{"Host", kHost}};
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
     httplib::Result r =
         method == "POST" ? c.Post(path, headers, "x", "text/plain") : c.Get(path, headers);
     Reply out;
@@ -78,9 +81,9 @@ spec: {host: "*.svc.cluster.local", trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
   }
   // kRequests requests; how many got each status.
   static std::map<int, int> Count(const Mesh::Proxy& from, const std::string& method,
-                                  const std::string& path) {
+                                  const std::string& path, const std::string& token = "") {
     std::map<int, int> by_status;
-    for (int i = 0; i < kRequests; ++i) ++by_status[Send(from, method, path).status];
+    for (int i = 0; i < kRequests; ++i) ++by_status[Send(from, method, path, token).status];
     return by_status;
   }
   // Applies a policy in foo and waits until `probe` shows it in force.
@@ -177,6 +180,64 @@ spec:
   CHECK(AuthzMesh::Count(*m.sleep_bar, "GET", "/admin") == kAllDenied);
   CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping") == kAllOk);
   CHECK(AuthzMesh::Count(*m.sleep_bar, "GET", "/ping?admin=1") == kAllOk);
+}
+
+TEST_CASE("Authorization: allow only with a valid JWT that carries a claim") {
+  AuthzMesh m;
+  auto key = TestKey::Rsa("k1");
+  const std::string issuer = "testing@secure.istio.io";
+  m.Policy(
+      absl::StrCat(R"(
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt-example}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  jwtRules:
+  - issuer: ")",
+                   issuer, R"("
+    jwks: ')",
+                   json{{"keys", {key->jwk}}}.dump(), R"('
+)"),
+      [&] { return AuthzMesh::Send(*m.sleep_foo, "GET", "/ping", "not.a.jwt").status == 401; });
+  const std::string group1 = key->Sign({{"iss", issuer},
+                                        {"sub", issuer},
+                                        {"exp", absl::ToUnixSeconds(absl::Now()) + 3600},
+                                        {"groups", json::array({"group1", "group2"})}});
+  const std::string other = key->Sign({{"iss", issuer},
+                                       {"sub", issuer},
+                                       {"exp", absl::ToUnixSeconds(absl::Now()) + 3600},
+                                       {"groups", json::array({"group2"})}});
+  const std::string expired = key->Sign({{"iss", issuer},
+                                         {"sub", issuer},
+                                         {"exp", absl::ToUnixSeconds(absl::Now()) - 3600},
+                                         {"groups", json::array({"group1"})}});
+  // Authentication alone: an invalid token is 401, no token passes.
+  CHECK(AuthzMesh::Send(*m.sleep_foo, "GET", "/ping", expired).body == "Jwt is expired\n");
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", expired) ==
+        std::map<int, int>{{401, kRequests}});
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping") == kAllOk);
+
+  m.Policy(absl::StrCat(R"(
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-jwt}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  action: ALLOW
+  rules:
+  - from: [{source: {requestPrincipals: [")",
+                        issuer, "/", issuer, R"("]}}]
+    when: [{key: "request.auth.claims[groups]", values: ["group1"]}]
+)"),
+           [&] { return AuthzMesh::Send(*m.sleep_foo, "GET", "/ping").status == 403; });
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", group1) == kAllOk);
+  CHECK(AuthzMesh::Count(*m.sleep_bar, "GET", "/ping", group1) == kAllOk);
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping") == kAllDenied);
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", other) == kAllDenied);
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", expired) ==
+        std::map<int, int>{{401, kRequests}});
+  CHECK(absl::StrContains(m.httpbin->Admin("/stats/prometheus"), "meshproxy_jwt_refused_total"));
 }
 
 TEST_CASE("Authorization: a TCP policy on a port closes the connections it does not allow") {
