@@ -426,6 +426,9 @@ int main(int argc, char** argv) {
   }
   httplib::Server server;
   server.set_tcp_nodelay(true);
+  // A keep-alive connection holds a worker until it closes: enough workers for a proxy's pool
+  // of connections under load (cpp-httplib's default is 8).
+  server.new_task_queue = [] { return new httplib::ThreadPool(128); };
   server.set_post_routing_handler(
       [](const httplib::Request&, httplib::Response& res) { Stamp(res); });
   // Every request but /seen is counted; /seen answers the count (mirroring and balancing tests).
