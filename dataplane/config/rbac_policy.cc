@@ -96,12 +96,6 @@ MetadataMatch ReadMetadata(const envoy::type::matcher::v3::MetadataMatcher& in,
   return m;
 }
 
-// The path of a request without its query or fragment (what url_path matches).
-absl::string_view PathOnly(absl::string_view path) {
-  size_t end = path.find_first_of("?#");
-  return end == absl::string_view::npos ? path : path.substr(0, end);
-}
-
 std::optional<absl::string_view> HeaderOf(const RbacInput& in, const std::string& name) {
   if (!in.headers) return std::nullopt;
   if (name == ":method") return in.method;
@@ -113,6 +107,11 @@ std::optional<absl::string_view> HeaderOf(const RbacInput& in, const std::string
 }
 
 }  // namespace
+
+absl::string_view UrlPathOf(absl::string_view path) {
+  size_t end = path.find_first_of("?#");
+  return end == absl::string_view::npos ? path : path.substr(0, end);
+}
 
 struct RbacPolicy::Node {
   enum class Kind {
@@ -157,7 +156,7 @@ struct RbacPolicy::Node {
         std::optional<absl::string_view> v = HeaderOf(in, header.name);
         return (v && header.Matches(*v)) != header.invert;
       }
-      case Kind::kUrlPath: return in.headers && pattern.Matches(PathOnly(in.path));
+      case Kind::kUrlPath: return in.headers && pattern.Matches(in.url_path);
       case Kind::kDestinationIp: return cidr.Contains(in.destination_ip);
       case Kind::kDestinationPort: return in.destination_port == port;
       case Kind::kSni: return pattern.Matches(in.sni);

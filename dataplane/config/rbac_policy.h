@@ -27,6 +27,7 @@ struct RbacInput {
   // (with its query; url_path matching drops it).
   const HeaderMap* headers = nullptr;
   absl::string_view method, authority, path;
+  absl::string_view url_path;   // `path` without its query and fragment (UrlPathOf)
   absl::string_view source_ip;  // the connection's peer
   absl::string_view remote_ip;  // the original client as far as trusted; the peer here
   // The peer's identity as mutual TLS proved it (its URI SAN, "spiffe://..."); empty without.
@@ -38,6 +39,9 @@ struct RbacInput {
   // '.': "request.auth.principal", "request.auth.claims.groups", ...; null without a token.
   const std::map<std::string, std::vector<std::string>>* authn = nullptr;
 };
+
+// A request path without its query or fragment, as url_path matchers see it.
+absl::string_view UrlPathOf(absl::string_view path);
 
 class RbacPolicy {
  public:

@@ -44,7 +44,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   absl::Time last_activity() const { return last_activity_; }
   void OnIdleTimeout() {
     if (upstream_) upstream_->Cancel();
-    if (!response_started_) SendLocalReply(LocalReply{408, "stream timeout"});
+    if (!response_started_) SendLocalReply(LocalReply{408, "stream timeout", {}, std::nullopt});
     if (!finished_) {
       // The request had not ended (or the response had started): the stream ends here.
       reset_ = true;
@@ -70,7 +70,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     }
     if (!Authorized(*head)) {
       head_ = std::move(head);
-      SendLocalReply(LocalReply{403, "RBAC: access denied"});
+      SendLocalReply(LocalReply{403, "RBAC: access denied", {}, std::nullopt});
       return;
     }
     result_ = RouteRequest(routing_.routes, routing_.clusters, *head, manager_.downstream_,
@@ -186,7 +186,8 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
         401,
         outcome.error,
         {{"www-authenticate", absl::StrCat("Bearer realm=\"http://", head.authority, head.path,
-                                           "\", error=\"invalid_token\"")}}};
+                                           "\", error=\"invalid_token\"")}},
+        std::nullopt};
   }
 
   // The listener's RBAC filters (AuthorizationPolicy), as the listener is configured now.
@@ -199,6 +200,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     in.method = head.method;
     in.authority = head.authority;
     in.path = head.path;
+    in.url_path = UrlPathOf(head.path);
     in.source_ip = in.remote_ip = downstream.peer_ip;
     in.principal = downstream.peer_identity;
     in.destination_port = listener->port;

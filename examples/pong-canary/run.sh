@@ -10,7 +10,7 @@ count() {  # count N [curl args]: which versions answered N requests
   for _ in $(seq "$1"); do curl -s "${@:2}" "http://127.0.0.1:$GATEWAY_PORT/"; done | sort | uniq -c
 }
 settle() {  # until the gateway answers the expected body
-  for _ in $(seq 100); do
+  for _ in $(seq 400); do  # up to ~20 s: a loaded machine is slow to converge
     [ "$(curl -s "${@:2}" "http://127.0.0.1:$GATEWAY_PORT/")" = "$1" ] && return 0
     sleep 0.05
   done

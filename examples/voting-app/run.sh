@@ -26,7 +26,7 @@ results_loop() {
 vote() { curl -sf -o /dev/null "${@:2}" -d "vote=$1" "http://127.0.0.1:$GATEWAY_PORT/"; }
 # Waits until the gateway answers with the given results form (config is eventually consistent).
 await() {
-  for _ in $(seq 100); do
+  for _ in $(seq 400); do  # up to ~20 s: a loaded machine is slow to converge
     curl -s "${@:2}" "http://127.0.0.1:$GATEWAY_PORT/" | grep -q "$1" && return 0
     sleep 0.05
   done

@@ -53,6 +53,7 @@ bool Allowed(const std::string& policies, const Request& r) {
     in.headers = &headers;
     in.method = r.method;
     in.path = r.path;
+    in.url_path = dataplane::UrlPathOf(r.path);
     in.authority = r.host;
   }
   in.principal = r.principal;
