@@ -12,7 +12,6 @@ extern char** environ;
 
 #include <fstream>
 #include <mutex>
-#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -127,27 +126,25 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
 }
 
 int FreePort() {
-  // A random port below the kernel's ephemeral range (32768 and up), where outgoing connections
-  // take their local ports, so one cannot take it before the process it is meant for binds it.
-  // A port is never handed out twice: each one goes to a different process.
+  // The kernel's choice of a free port (its ephemeral range, which the shell helpers in
+  // examples/lib.sh stay below), never the same one twice in a process: each port goes to a
+  // different process, and the kernel may hand out a port again once its socket is closed.
   static std::mutex mu;
   static std::set<int> given;
-  static std::mt19937 rng(std::random_device{}());
   std::lock_guard lock(mu);
   for (int attempt = 0; attempt < 1000; ++attempt) {
-    const int port = 10000 + static_cast<int>(rng() % 22000);
-    if (given.count(port)) continue;
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    addr.sin_port = 0;
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    socklen_t len = sizeof(addr);
+    if (bound) ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
     ::close(fd);
-    if (free) {
-      given.insert(port);
-      return port;
-    }
+    if (!bound) throw std::runtime_error("bind");
+    const int port = ntohs(addr.sin_port);
+    if (given.insert(port).second) return port;
   }
   throw std::runtime_error("no free port");
 }

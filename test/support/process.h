@@ -41,8 +41,7 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_text = "",
                          const std::vector<std::string>& env = {});
 
-// A TCP port on 127.0.0.1 that was free a moment ago: below the ephemeral range, and never the
-// same one twice in a test process.
+// A TCP port on 127.0.0.1 that was free a moment ago, never the same one twice in a test process.
 int FreePort();
 
 // Polls `check` until it returns true or `timeout` passes.
