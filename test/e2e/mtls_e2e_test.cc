@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -49,18 +50,26 @@ spec: {selector: {app: client}, ports: [{name: http, port: 8080}]}
   // `clients` threads calling web through the client's sidecar while `during` runs.
   struct Load {
     int ok = 0, failed = 0;
+    std::string first_failure;  // status and body of the first failed call, to say why
   };
   Load CallsDuring(int clients, const std::function<void()>& during) {
     std::atomic<bool> stop{false};
     std::atomic<int> ok{0}, failed{0};
+    std::mutex mu;
+    std::string first_failure;
     std::vector<std::thread> threads;
     for (int i = 0; i < clients; ++i) {
       threads.emplace_back([&] {
         while (!stop) {
-          if (Call("/ping").body == "pong from web v1\n") {
+          Reply r = Call("/ping");
+          if (r.body == "pong from web v1\n") {
             ++ok;
           } else {
             ++failed;
+            std::lock_guard lock(mu);
+            if (first_failure.empty())
+              first_failure =
+                  absl::StrCat(r.status, " ", r.Header("x-meshproxy-reason"), " ", r.body);
           }
         }
       });
@@ -68,7 +77,7 @@ spec: {selector: {app: client}, ports: [{name: http, port: 8080}]}
     during();
     stop = true;
     for (auto& t : threads) t.join();
-    return {ok.load(), failed.load()};
+    return {ok.load(), failed.load(), first_failure};
   }
   // A call from the client app, through its sidecar, to web.
   Reply Call(const std::string& path) { return HttpGet(client->port, "/call/web:8080" + path); }
@@ -130,7 +139,7 @@ TEST_CASE("PERMISSIVE takes plaintext and mTLS, and switching to STRICT under lo
     std::this_thread::sleep_for(300ms);
   });
   CHECK(refused);
-  INFO("ok " << load.ok << " failed " << load.failed);
+  INFO("ok " << load.ok << " failed " << load.failed << "; first failure: " << load.first_failure);
   CHECK(load.failed == 0);
   CHECK(load.ok > 30);
 }
@@ -329,7 +338,7 @@ TEST_CASE("Certificates rotate under mTLS load without a failed call") {
   REQUIRE(WaitFor([&] { return m.Call("/ping").body == "pong from web v1\n"; }, 10s));
   std::string before = m.web->Admin("/certs");
   MtlsMesh::Load load = m.CallsDuring(2, [] { std::this_thread::sleep_for(5s); });
-  INFO("ok " << load.ok << " failed " << load.failed);
+  INFO("ok " << load.ok << " failed " << load.failed << "; first failure: " << load.first_failure);
   CHECK(load.failed == 0);
   CHECK(load.ok > 50);
   CHECK(m.web->Admin("/certs") != before);  // the server's certificate did change meanwhile
