@@ -361,9 +361,9 @@ struct PeerAuthentication {
 struct AuthorizationPolicy {
   enum class Action { kAllow, kDeny, kAudit };
   struct Source {
-    std::vector<std::string> principals, not_principals, request_principals,
-        not_request_principals, namespaces, not_namespaces, ip_blocks, not_ip_blocks,
-        remote_ip_blocks, not_remote_ip_blocks;
+    std::vector<std::string> principals, not_principals, request_principals, not_request_principals,
+        namespaces, not_namespaces, ip_blocks, not_ip_blocks, remote_ip_blocks,
+        not_remote_ip_blocks;
     bool operator==(const Source&) const = default;
   };
   struct Operation {
@@ -430,8 +430,8 @@ struct Service {
   bool operator==(const Service&) const = default;
 };
 
-using Spec = std::variant<Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
-                          Policy, PeerAuthentication, Service, AuthorizationPolicy,
-                          RequestAuthentication>;
+using Spec =
+    std::variant<Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Policy,
+                 PeerAuthentication, Service, AuthorizationPolicy, RequestAuthentication>;
 
 }  // namespace mesh::model

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "dataplane/authn/jwt_authn.h"
 #include "dataplane/config/rbac_policy.h"
-#include "absl/time/time.h"
 #include "dataplane/config/route_table.h"
 
 namespace envoy::config::listener::v3 {

@@ -12,7 +12,7 @@ struct HttpOptions {
   size_t max_header_bytes = 60 * 1024;                // larger request headers: 431
   absl::Duration header_timeout = absl::Seconds(10);  // first byte to last header byte, or closed
   absl::Duration idle_timeout = absl::Seconds(60);    // a keep-alive connection between requests
-  bool append_forwarded_for = true;   // add the client's address to x-forwarded-for
+  bool append_forwarded_for = true;                   // add the client's address to x-forwarded-for
   size_t buffer_limit = 1024 * 1024;  // request body kept for retries (Envoy's buffer limit)
 };
 

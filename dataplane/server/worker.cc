@@ -87,10 +87,14 @@ TimerPtr Worker::CreateTimer(std::function<void()> on_fire) {
   return std::make_unique<AsioTimer>(io_, deferred_, std::move(on_fire));
 }
 
+const ListenerConfig* Worker::CurrentListener(const ListenerConfig& accepted) const {
+  const ListenerConfig* listener = snapshot_ ? snapshot_->Listener(accepted.name) : nullptr;
+  return listener ? listener : &accepted;
+}
+
 HttpContext::Routing Worker::RoutingFor(const ListenerConfig& accepted) {
   Routing routing;
-  const ListenerConfig* listener = snapshot_ ? snapshot_->Listener(accepted.name) : nullptr;
-  if (!listener) listener = &accepted;
+  const ListenerConfig* listener = CurrentListener(accepted);
   routing.hold = snapshot_;
   routing.routes = listener->inline_routes
                        ? listener->inline_routes.get()
@@ -102,8 +106,7 @@ HttpContext::Routing Worker::RoutingFor(const ListenerConfig& accepted) {
 
 bool Worker::ConnectionAllowed(const ListenerConfig& accepted, const std::string& peer_ip,
                                const std::string& principal) {
-  const ListenerConfig* listener = snapshot_ ? snapshot_->Listener(accepted.name) : nullptr;
-  if (!listener) listener = &accepted;
+  const ListenerConfig* listener = CurrentListener(accepted);
   if (listener->network_rbac.empty()) return true;
   RbacInput in;
   in.source_ip = in.remote_ip = peer_ip;

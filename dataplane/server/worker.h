@@ -71,6 +71,8 @@ class Worker : public HttpContext, public TimeSource {
   // refusal is counted and logged.
   bool ConnectionAllowed(const ListenerConfig& accepted, const std::string& peer_ip,
                          const std::string& principal);
+  // The listener of `accepted`'s name as configured now, else `accepted` itself.
+  const ListenerConfig* CurrentListener(const ListenerConfig& accepted) const;
   TimeSource& time() override { return *this; }
   ConnectionSource& pools() override { return *http_pools_; }
   WorkerStats& stats() override { return stats_; }

@@ -182,11 +182,11 @@ Mesh::Proxy& Mesh::Sidecar(const std::string& name, const std::string& ns,
   std::string ip = NextIp();
   int inbound_port = FreePort();
   std::string outbound = absl::StrCat(ip, ":15001");
-  Proxy& p = RawProxy(name, {"--role", "sidecar", "--namespace", ns, "--labels", labels,
-                             "--address", ip, "--outbound", outbound, "--inbound",
-                             absl::StrCat(service_port, "=", inbound_port, ":", app_port),
-                             "--service-account", service_account, "--token-file",
-                             TokenFile(name, ns, service_account)});
+  Proxy& p = RawProxy(
+      name,
+      {"--role", "sidecar", "--namespace", ns, "--labels", labels, "--address", ip, "--outbound",
+       outbound, "--inbound", absl::StrCat(service_port, "=", inbound_port, ":", app_port),
+       "--service-account", service_account, "--token-file", TokenFile(name, ns, service_account)});
   p.ip = ip;
   p.port = app_port;
   p.inbound_port = inbound_port;
