@@ -30,6 +30,7 @@
 #include "controlplane/ca/stored_root.h"
 #include "controlplane/ca/tokens.h"
 #include "controlplane/compiler/authn.h"
+#include "controlplane/jwks/fetcher.h"
 #include "controlplane/model/config_index.h"
 #include "controlplane/store/etcd_store.h"
 #include "controlplane/store/record_io.h"
@@ -99,6 +100,12 @@ ABSL_FLAG(int64_t, max_documents, 5000, "most documents in one request");
 ABSL_FLAG(bool, allow_unenforced_kinds, false,
           "skip (with a note) Istio kinds meshpilot does not enforce, such as EnvoyFilter, "
           "instead of refusing them");
+ABSL_FLAG(absl::Duration, jwks_refresh_interval, absl::Minutes(20),
+          "how often the key sets of RequestAuthentication jwksUris are fetched again (Istio's "
+          "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL); a failed fetch is retried sooner");
+ABSL_FLAG(std::string, jwks_extra_root_ca, "",
+          "PEM file of roots trusted for https:// jwksUris besides the system's (Istio's "
+          "jwksResolverExtraRootCA)");
 ABSL_FLAG(int64_t, compact_log_bytes, 64 << 20, "compact the store once its log exceeds this size");
 
 namespace {
@@ -388,6 +395,43 @@ void AddStoreMetrics(mesh::api::RestServer& server, mesh::store::Store* store,
     });
 }
 
+// The key sets behind the RequestAuthentication jwksUris that config names, fetched and handed
+// to the snapshot cache as they change; GET /debug/jwksz shows how each fetch went.
+struct JwksResolver {
+  std::unique_ptr<mesh::jwks::Fetcher> fetcher;
+  std::unique_ptr<mesh::model::ConfigIndex::Subscription> subscription;
+};
+JwksResolver StartJwks(mesh::model::ConfigIndex* index, mesh::xds::SnapshotCache* cache,
+                       mesh::api::RestServer* server) {
+  JwksResolver out;
+  mesh::jwks::Fetcher::Options options;
+  options.fetch =
+      mesh::jwks::HttpFetch({.extra_roots_file = absl::GetFlag(FLAGS_jwks_extra_root_ca)});
+  options.refresh = std::max(absl::GetFlag(FLAGS_jwks_refresh_interval), absl::Seconds(1));
+  options.on_change = [cache](auto keys) { cache->SetFetchedJwks(std::move(keys)); };
+  out.fetcher = std::make_unique<mesh::jwks::Fetcher>(std::move(options));
+  mesh::jwks::Fetcher* fetcher = out.fetcher.get();
+  auto follow = [index, fetcher](int64_t) {
+    std::set<std::string> uris;
+    auto config = index->Current();
+    for (const mesh::model::Object* o : config->Sorted(mesh::model::Kind::kRequestAuthentication)) {
+      for (const auto& rule : std::get<mesh::model::RequestAuthentication>(o->spec).jwt_rules) {
+        if (!rule.jwks_uri.empty()) uris.insert(rule.jwks_uri);
+      }
+    }
+    fetcher->SetUris(uris);
+  };
+  follow(0);
+  out.subscription = index->Subscribe(follow);
+  server->AddJsonHandler(
+      "/debug/jwksz",
+      [fetcher](const std::map<std::string, std::string>&) -> absl::StatusOr<std::string> {
+        return fetcher->StatusJson();
+      });
+  server->AddMetricsSource([fetcher] { return fetcher->MetricsText(); });
+  return out;
+}
+
 // meshpilot's own certificate for --xds-tls; nullptr when that port is off.
 absl::StatusOr<std::unique_ptr<mesh::ca::ServingCertificate>> StartServing(
     const mesh::ca::Authority* authority, const std::string& data_dir) {
@@ -502,6 +546,7 @@ int Run() {
   if (!grpc_server.ok()) return Fail(grpc_server.status());
   AddHandlers(server, ads, cache, join_tokens, ca_service);
   AddStoreMetrics(server, store.get(), index->get(), wal);
+  JwksResolver jwks = StartJwks(index->get(), &cache, &server);
   absl::StatusOr<int> bound = server.Start();
   if (!bound.ok()) return Fail(bound.status());
   Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound,

@@ -282,6 +282,12 @@ int ProxyStatus(mesh::cli::ApiClient& client) {
     return 0;
   }
   std::cout << mesh::cli::FormatProxyStatus(syncz);
+  // Key sets that could not be fetched (an older meshpilot has no /debug/jwksz: nothing to say).
+  auto jwksz = client.Send("GET", "/debug/jwksz");
+  if (jwksz.ok() && jwksz->status == 200) {
+    std::cout << mesh::cli::FormatJwksWarnings(syncz, json::parse(jwksz->body, nullptr, false),
+                                               absl::Now());
+  }
   return 0;
 }
 

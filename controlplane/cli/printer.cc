@@ -112,6 +112,38 @@ std::string FormatProxyStatus(const json& syncz) {
   return Columns(rows);
 }
 
+std::string FormatJwksWarnings(const json& syncz, const json& jwksz, absl::Time now) {
+  if (!jwksz.is_array()) return "";
+  std::string out;
+  for (const json& uri : jwksz) {
+    if (!uri.is_object() || uri.value("error", "").empty()) continue;
+    const std::string name = uri.value("uri", "");
+    std::vector<std::string> proxies;
+    for (const json& p : syncz) {
+      if (!p.contains("jwks_uris") || !p["jwks_uris"].is_array()) continue;
+      for (const json& u : p["jwks_uris"]) {
+        if (u.is_string() && u.get<std::string>() == name) proxies.push_back(p.value("id", ""));
+      }
+    }
+    const int failures = uri.value("failures", 0);
+    const std::string when = Age(uri.value("last_attempt", ""), now);
+    absl::StrAppend(&out, "WARNING: jwksUri ", name, ": ",
+                    failures == 1 ? absl::StrCat("the last fetch failed ", when, " ago")
+                                  : absl::StrCat("the last ", failures,
+                                                 " fetches failed, the latest ", when, " ago"),
+                    " (", uri.value("error", ""), "); ");
+    if (uri.value("has_keys", false)) {
+      absl::StrAppend(&out, "the keys fetched ", Age(uri.value("fetched", ""), now),
+                      " ago stay in use");
+    } else {
+      absl::StrAppend(&out, "no keys yet, so its issuer's tokens are refused (401)");
+    }
+    if (!proxies.empty()) absl::StrAppend(&out, " by ", absl::StrJoin(proxies, ", "));
+    out += "\n";
+  }
+  return out;
+}
+
 std::string FormatTlsCheck(const json& in) {
   std::vector<std::vector<std::string>> rows = {
       {"HOST:PORT", "STATUS", "SERVER", "CLIENT", "AUTHN POLICY", "DESTINATION RULE"}};

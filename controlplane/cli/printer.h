@@ -20,6 +20,12 @@ std::string FormatTable(const model::KindInfo& kind, const std::vector<nlohmann:
 // it and runs an older one) or NOT SENT.
 std::string FormatProxyStatus(const nlohmann::json& syncz);
 
+// The warnings `meshctl proxy-status` prints under its table for each jwksUri whose last fetch
+// failed (GET /debug/jwksz): the error, and which proxies keep older keys or have none; empty
+// when every fetch succeeded. `now` makes the ages deterministic in tests.
+std::string FormatJwksWarnings(const nlohmann::json& syncz, const nlohmann::json& jwksz,
+                               absl::Time now);
+
 // `meshctl tls-check` from GET /debug/tls_check: HOST:PORT, STATUS, SERVER, CLIENT, AUTHN POLICY
 // and DESTINATION RULE, as istioctl authn tls-check printed them.
 std::string FormatTlsCheck(const nlohmann::json& rows);

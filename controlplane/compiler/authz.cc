@@ -326,7 +326,9 @@ bool Applies(const model::Object& o, const std::optional<model::Labels>& selecto
 namespace jwt = envoy::extensions::filters::http::jwt_authn::v3;
 
 std::optional<jwt::JwtAuthentication> BuildJwt(const model::ConfigSnapshot& config,
-                                               const std::string& ns, const model::Labels& labels) {
+                                               const std::string& ns, const model::Labels& labels,
+                                               const MeshConfig& mesh,
+                                               std::set<std::string>* uris) {
   jwt::JwtAuthentication out;
   jwt::JwtRequirementOrList any;
   for (const model::Object* o : config.Sorted(model::Kind::kRequestAuthentication)) {
@@ -339,7 +341,17 @@ std::optional<jwt::JwtAuthentication> BuildJwt(const model::ConfigSnapshot& conf
       jwt::JwtProvider& p = (*out.mutable_providers())[name];
       p.set_issuer(rule.issuer);
       for (const auto& a : rule.audiences) p.add_audiences(a);
-      p.mutable_local_jwks()->set_inline_string(rule.jwks);
+      if (rule.jwks_uri.empty()) {
+        p.mutable_local_jwks()->set_inline_string(rule.jwks);
+      } else {
+        const std::string* fetched = nullptr;
+        if (mesh.fetched_jwks) {
+          auto it = mesh.fetched_jwks->find(rule.jwks_uri);
+          if (it != mesh.fetched_jwks->end()) fetched = &it->second;
+        }
+        p.mutable_local_jwks()->set_inline_string(fetched ? *fetched : kUnfetchedJwks);
+        uris->insert(rule.jwks_uri);
+      }
       p.set_forward(rule.forward_original_token);
       for (const auto& h : rule.from_headers) {
         jwt::JwtHeader* header = p.add_from_headers();
@@ -371,15 +383,22 @@ rbac::RBAC::Action RbacAction(AP::Action a) {
 
 }  // namespace
 
+// An EC P-256 public key made for this purpose; its private key was never kept.
+const char kUnfetchedJwks[] =
+    R"({"keys":[{"kty":"EC","crv":"P-256","kid":"meshpilot-unfetched","alg":"ES256",)"
+    R"("x":"G0k_A_XIzXBYfvrKBqsSxw06O13IIGMHCIzMovhKb7M",)"
+    R"("y":"AL3JwfWEi1go0EiGBNVSXijHy6meSRZV04XMnHfadp4"}]})";
+
 AuthzFilters BuildAuthz(const model::ConfigSnapshot& config, const std::string& ns,
                         const model::Labels& labels,
-                        const std::map<uint32_t, uint32_t>& listener_ports) {
+                        const std::map<uint32_t, uint32_t>& listener_ports,
+                        const MeshConfig& mesh) {
   std::vector<const model::Object*> applying;
   for (const model::Object* o : config.Sorted(model::Kind::kAuthorizationPolicy)) {
     if (Applies(*o, std::get<AP>(o->spec).selector, ns, labels)) applying.push_back(o);
   }
   AuthzFilters out;
-  out.jwt = BuildJwt(config, ns, labels);
+  out.jwt = BuildJwt(config, ns, labels, mesh, &out.jwks_uris);
   for (AP::Action action : {AP::Action::kDeny, AP::Action::kAllow, AP::Action::kAudit}) {
     std::optional<rbac::RBAC> http, tcp;
     for (const model::Object* o : applying) {

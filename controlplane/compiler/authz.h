@@ -2,6 +2,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ namespace mesh::compiler {
 struct AuthzFilters {
   // RequestAuthentication: the JWT filter that runs before the RBAC filters (HTTP only).
   std::optional<envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication> jwt;
+  std::set<std::string> jwks_uris;  // the jwksUris whose keys `jwt` carries
   std::vector<envoy::extensions::filters::http::rbac::v3::RBAC> http;
   std::vector<envoy::extensions::filters::network::rbac::v3::RBAC> tcp;
   bool empty() const { return !jwt && http.empty() && tcp.empty(); }
@@ -40,8 +42,15 @@ struct AuthzFilters {
 // provider per JWT rule (its keys inline, its issuer, audiences and token locations), and one
 // requirement for every request, as Istio writes it: a token, if present, must verify with one
 // of the providers (else 401); a request without one passes, unauthenticated.
+//
+// A rule's `jwksUri` takes its keys from `mesh.fetched_jwks`.
 AuthzFilters BuildAuthz(const model::ConfigSnapshot& config, const std::string& ns,
                         const model::Labels& labels,
-                        const std::map<uint32_t, uint32_t>& listener_ports = {});
+                        const std::map<uint32_t, uint32_t>& listener_ports = {},
+                        const MeshConfig& mesh = {});
+
+// A key set no token verifies with (a public key whose private half was thrown away): what a
+// proxy gets for a jwksUri that has not been fetched yet.
+extern const char kUnfetchedJwks[];
 
 }  // namespace mesh::compiler

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -61,6 +62,8 @@ ProxyClass ClassOf(const model::ConfigSnapshot& config, Role role, const std::st
 using ResourceMap = std::map<std::string, std::shared_ptr<const google::protobuf::Any>>;
 struct Resources {
   std::map<std::string, ResourceMap> by_type;
+  // The jwksUris whose keys these resources carry (for proxy-status, when a fetch fails).
+  std::set<std::string> jwks_uris;
   const ResourceMap& Of(const std::string& type_url) const;
 };
 
@@ -74,6 +77,10 @@ struct MeshConfig {
   // (or attempts 0) turns retries off where a route is silent. A route's `attempts: 0` always
   // turns them off for that route.
   std::optional<model::HTTPRetry> default_http_retry = IstioDefaultHttpRetry();
+  // The key sets meshpilot fetched for RequestAuthentication `jwksUri`s, by URI (the last good
+  // one of each). A URI with none yet gets a key set no token verifies with, as Istio does, so
+  // a token for that issuer is refused (401) rather than waved through.
+  std::shared_ptr<const std::map<std::string, std::string>> fetched_jwks;
 };
 
 Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,

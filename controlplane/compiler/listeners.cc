@@ -209,7 +209,7 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
                      return CreatedBefore(a->meta, b->meta);
                    });
   // A gateway is a workload too: AuthorizationPolicies select it by its labels.
-  const AuthzFilters authz = BuildAuthz(config, proxy.ns, proxy.labels);
+  const AuthzFilters authz = BuildAuthz(config, proxy.ns, proxy.labels, {}, lookup.mesh);
   for (const auto& [port, bound] : by_port) {
     const std::string& protocol = bound[0].server->port.protocol;
     std::string name = absl::StrCat("0.0.0.0_", port);
@@ -261,6 +261,7 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
         for (auto& vh : *rc.mutable_virtual_hosts()) vh.set_require_tls(route::VirtualHost::ALL);
       }
       AddRdsChain(rc_name, authz, &l);
+      out->jwks_uris.insert(authz.jwks_uris.begin(), authz.jwks_uris.end());
       if (https) {
         envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext ctx;
         auto* cert = ctx.mutable_common_tls_context()->add_tls_certificates();
@@ -398,7 +399,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     listener::Listener l = BaseListener(name, in.listen_port, core::INBOUND);
     // Authorization at the destination: the policies' ports are the app's port.
     const AuthzFilters authz =
-        BuildAuthz(config, proxy.ns, proxy.labels, {{app_port, in.listen_port}});
+        BuildAuthz(config, proxy.ns, proxy.labels, {{app_port, in.listen_port}}, lookup.mesh);
     if (IsHttp(protocol)) {
       hcm::HttpConnectionManager m = Manager(name);
       route::RouteConfiguration* rc = m.mutable_route_config();
@@ -411,6 +412,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
       r->mutable_match()->set_prefix("/");
       r->mutable_route()->set_cluster(cluster_name);
       AddHttpChain(std::move(m), authz, &l);
+      out->jwks_uris.insert(authz.jwks_uris.begin(), authz.jwks_uris.end());
     } else {
       TcpProxy tcp;
       tcp.set_stat_prefix(name);

@@ -139,20 +139,6 @@ std::string CheckHeaderName(absl::string_view v) {
   return "";
 }
 
-// An inline JWKS: JSON with a list of keys, each with its type. (The keys themselves are
-// checked by each proxy, which refuses a set with no usable key.)
-std::string CheckJwks(absl::string_view text) {
-  nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) return "must be a JSON Web Key Set (a JSON object)";
-  const nlohmann::json* keys = doc.contains("keys") ? &doc["keys"] : nullptr;
-  if (!keys || !keys->is_array() || keys->empty()) return "must hold a non-empty \"keys\" list";
-  for (const auto& k : *keys) {
-    if (!k.is_object() || !k.contains("kty") || !k["kty"].is_string())
-      return "every key must be an object with a \"kty\"";
-  }
-  return "";
-}
-
 RequestAuthentication::JwtRule ReadJwtRule(ObjectReader& r) {
   RequestAuthentication::JwtRule rule;
   r.Required("issuer");
@@ -161,11 +147,7 @@ RequestAuthentication::JwtRule ReadJwtRule(ObjectReader& r) {
   rule.jwks = r.String("jwks").value_or("");
   rule.jwks_uri = r.String("jwksUri").value_or("");
   if (!rule.jwks.empty()) Check(r.errors(), r.Path("jwks"), CheckJwks(rule.jwks));
-  if (!rule.jwks_uri.empty()) {
-    // Refused rather than accepted and never fetched: a token could then never verify.
-    r.Error("jwksUri",
-            "fetching keys from a URL is not supported yet: give the key set inline in jwks");
-  }
+  if (!rule.jwks_uri.empty()) Check(r.errors(), r.Path("jwksUri"), CheckJwksUri(rule.jwks_uri));
   if (!rule.jwks.empty() && !rule.jwks_uri.empty())
     r.Error("jwks", "jwks and jwksUri are exclusive");
   if (rule.jwks.empty() && rule.jwks_uri.empty()) {

@@ -4,10 +4,12 @@
 
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
 
 namespace mesh::model {
 namespace {
@@ -131,6 +133,57 @@ bool HostMatches(absl::string_view pattern, absl::string_view name) {
     return name.size() > suffix.size() && absl::EndsWith(name, suffix);
   }
   return pattern == name;
+}
+
+std::string CheckJwks(absl::string_view text) {
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return "must be a JSON Web Key Set (a JSON object)";
+  const nlohmann::json* keys = doc.contains("keys") ? &doc["keys"] : nullptr;
+  if (!keys || !keys->is_array() || keys->empty()) return "must hold a non-empty \"keys\" list";
+  for (const auto& k : *keys) {
+    if (!k.is_object() || !k.contains("kty") || !k["kty"].is_string())
+      return "every key must be an object with a \"kty\"";
+  }
+  return "";
+}
+
+std::string CheckJwksUri(absl::string_view uri) {
+  const std::string bad = absl::StrCat("\"", uri, "\" ");
+  for (char c : uri) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c)) || absl::ascii_iscntrl(c))
+      return bad + "must not contain spaces or control characters";
+  }
+  const std::string lower = absl::AsciiStrToLower(uri);
+  absl::string_view rest = uri;
+  if (absl::StartsWith(lower, "https://")) {
+    rest.remove_prefix(8);
+  } else if (absl::StartsWith(lower, "http://")) {
+    rest.remove_prefix(7);
+  } else {
+    return bad + "must be an http:// or https:// URL";
+  }
+  absl::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (absl::StrContains(authority, '@')) return bad + "must not carry credentials";
+  absl::string_view host = authority, port;
+  if (absl::StartsWith(authority, "[")) {  // [IPv6]:port
+    size_t close = authority.find(']');
+    if (close == absl::string_view::npos) return bad + "has an unclosed [ in its host";
+    host = authority.substr(1, close - 1);
+    absl::string_view after = authority.substr(close + 1);
+    if (!after.empty() && !absl::ConsumePrefix(&after, ":"))
+      return bad + "has text after its [IPv6] host";
+    port = after;
+    if (!IsIpAddress(host)) return bad + "has a host in [ ] that is not an IPv6 address";
+  } else if (size_t colon = authority.rfind(':'); colon != absl::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  if (host.empty()) return bad + "has no host";
+  uint32_t number = 0;
+  if (authority.back() == ':' ||
+      (!port.empty() && (!absl::SimpleAtoi(port, &number) || number == 0 || number > 65535)))
+    return bad + "has a port that is not a number from 1 to 65535";
+  return "";
 }
 
 }  // namespace mesh::model

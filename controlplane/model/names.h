@@ -19,6 +19,13 @@ std::string CheckHost(absl::string_view s, bool allow_star);
 std::string CheckIpOrCidr(absl::string_view s);
 bool IsIpAddress(absl::string_view s);
 
+// A JSON Web Key Set as RequestAuthentication's `jwks` holds it and a `jwksUri` serves it: a
+// JSON object with a non-empty "keys" list, each key an object with a "kty". (Whether a key is
+// usable is up to the proxy that verifies with it.)
+std::string CheckJwks(absl::string_view text);
+// A `jwksUri`: an absolute http:// or https:// URL with a host, as Istio accepts it.
+std::string CheckJwksUri(absl::string_view uri);
+
 // Resolves a host as Istio does: a short name ("reviews", no dot) becomes
 // "reviews.<ns>.svc.cluster.local"; anything else (an FQDN or a wildcard) stays as written.
 std::string ResolveHost(absl::string_view host, absl::string_view ns);

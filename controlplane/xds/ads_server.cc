@@ -200,13 +200,17 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
           {"subscribed", st.wildcard ? std::vector<std::string>{"*"}
                                      : std::vector<std::string>(st.names.begin(), st.names.end())}};
     }
-    return {{"id", node_id_},
-            {"class", watch_ ? watch_->proxy_class().ToString() : proxy_.ToString()},
-            {"peer", peer_},
-            {"identity", identity_},
-            {"registration", RegistrationStatusLocked(refusals)},
-            {"version", snapshot_ ? snapshot_->version : ""},
-            {"types", types}};
+    return {
+        {"id", node_id_},
+        {"class", watch_ ? watch_->proxy_class().ToString() : proxy_.ToString()},
+        {"peer", peer_},
+        {"identity", identity_},
+        {"registration", RegistrationStatusLocked(refusals)},
+        {"version", snapshot_ ? snapshot_->version : ""},
+        {"types", types},
+        {"jwks_uris", snapshot_ ? std::vector<std::string>(snapshot_->resources.jwks_uris.begin(),
+                                                           snapshot_->resources.jwks_uris.end())
+                                : std::vector<std::string>()}};
   }
 
   const std::string& node_id() {

@@ -73,6 +73,7 @@ SnapshotCache::SnapshotCache(model::ConfigIndex* index, Options options)
     : index_(index), options_(options), debouncer_(options.debounce, options.debounce_max) {
   {
     std::lock_guard lock(mu_);
+    mesh_ = options_.mesh;
     config_ = index_->Current();
     RefreshLocked();
   }
@@ -149,15 +150,16 @@ void SnapshotCache::RefreshLocked() {
 }
 
 std::string SnapshotCache::VersionLocked() const {
-  if (workload_generation_ == 0) return std::to_string(config_->revision());
-  return absl::StrCat(config_->revision(), ".", workload_generation_);
+  // Both generations only grow, so their sum does too.
+  const int64_t generation = workload_generation_ + jwks_generation_;
+  if (generation == 0) return std::to_string(config_->revision());
+  return absl::StrCat(config_->revision(), ".", generation);
 }
 
 SnapshotPtr SnapshotCache::CompileLocked(const compiler::ProxyClass& proxy, Entry* entry) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = VersionLocked();
-  snap->resources =
-      compiler::Compile(config_, *registry_, proxy, &entry->compile_cache, options_.mesh);
+  snap->resources = compiler::Compile(config_, *registry_, proxy, &entry->compile_cache, mesh_);
   if (!options_.root_cert_pem.empty() && proxy.role != compiler::Role::kProxyless) {
     envoy::extensions::transport_sockets::tls::v3::Secret root;
     root.set_name("ROOTCA");
@@ -244,6 +246,17 @@ void SnapshotCache::SetRemoteWorkloads(std::map<std::string, registry::Workload>
     if (remote == remote_workloads_) return;
     remote_workloads_ = std::move(remote);
     ++workload_generation_;
+  }
+  Poke();
+}
+
+void SnapshotCache::SetFetchedJwks(std::shared_ptr<const std::map<std::string, std::string>> keys) {
+  {
+    std::lock_guard lock(mu_);
+    if (mesh_.fetched_jwks == keys || (mesh_.fetched_jwks && keys && *mesh_.fetched_jwks == *keys))
+      return;
+    mesh_.fetched_jwks = std::move(keys);
+    ++jwks_generation_;
   }
   Poke();
 }

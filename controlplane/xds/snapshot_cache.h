@@ -19,8 +19,8 @@ namespace mesh::xds {
 // The compiled resources of one proxy class at one config revision. Immutable and shared by
 // every stream of the class.
 struct Snapshot {
-  // The store revision it was compiled from; once sidecars have registered themselves,
-  // "<revision>.<registry generation>", since their comings and goings change endpoints too.
+  // The store revision it was compiled from; once sidecars have registered themselves or keys
+  // have been fetched, "<revision>.<generation>", since those change resources too.
   std::string version;
   compiler::Resources resources;
 
@@ -101,6 +101,10 @@ class SnapshotCache {
   // endpoints like local ones. A local registration with the same id wins.
   void SetRemoteWorkloads(std::map<std::string, registry::Workload> remote);
 
+  // The key sets fetched for RequestAuthentication jwksUris (the last good one of each, by URI);
+  // a change is pushed (debounced) to the proxies whose policies use them.
+  void SetFetchedJwks(std::shared_ptr<const std::map<std::string, std::string>> keys);
+
   // The newest config and the registry built from it (with the registered workloads), for
   // questions about the mesh as a whole (tls-check).
   struct View {
@@ -163,7 +167,9 @@ class SnapshotCache {
   std::shared_ptr<const registry::Registry> registry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, RegisteredWorkload> workloads_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, registry::Workload> remote_workloads_ ABSL_GUARDED_BY(mu_);
+  compiler::MeshConfig mesh_ ABSL_GUARDED_BY(mu_);
   int64_t workload_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t jwks_generation_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t registry_generation_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t classified_revision_ ABSL_GUARDED_BY(mu_) = -1;  // the config watchers were classified by
   std::map<compiler::ProxyClass, Entry> entries_ ABSL_GUARDED_BY(mu_);

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -26,7 +27,8 @@ constexpr int kRequests = 50;
 const std::string kHost = "httpbin.foo.svc.cluster.local:8000";
 
 struct AuthzMesh {
-  AuthzMesh() {
+  explicit AuthzMesh(std::vector<std::string> meshpilot_flags = {"--debounce", "10ms"})
+      : mesh(std::move(meshpilot_flags)) {
     redis_port = mesh.Redis();
     mesh.Apply(absl::StrCat(R"(
 apiVersion: v1
@@ -238,6 +240,98 @@ spec:
   CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", expired) ==
         std::map<int, int>{{401, kRequests}});
   CHECK(absl::StrContains(m.httpbin->Admin("/stats/prometheus"), "meshproxy_jwt_refused_total"));
+}
+
+// A JWKS endpoint of the test's own on loopback: serves `body` at /jwks, or 503 while `down`.
+struct JwksEndpoint {
+  JwksEndpoint() {
+    server.Get("/jwks", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard lock(mu);
+      if (down) {
+        res.status = 503;
+        return;
+      }
+      res.set_content(body, "application/json");
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+  }
+  ~JwksEndpoint() {
+    server.stop();
+    thread.join();
+  }
+  void Serve(const json& keys) {
+    std::lock_guard lock(mu);
+    body = json{{"keys", keys}}.dump();
+    down = false;
+  }
+  void Fail() {
+    std::lock_guard lock(mu);
+    down = true;
+  }
+  std::string uri() const { return absl::StrCat("http://127.0.0.1:", port, "/jwks"); }
+
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::mutex mu;
+  std::string body;
+  bool down = false;
+};
+
+TEST_CASE("Authorization: keys behind a jwksUri are fetched, rotated, and kept when it fails") {
+  JwksEndpoint jwks;
+  auto key1 = TestKey::Ec("k1"), key2 = TestKey::Rsa("k2");
+  jwks.Serve(json::array({key1->jwk}));
+  AuthzMesh m({"--debounce", "10ms", "--jwks-refresh-interval", "1s"});
+  const std::string issuer = "https://issuer.example";
+  const json claims = {
+      {"iss", issuer}, {"sub", "alice"}, {"exp", absl::ToUnixSeconds(absl::Now()) + 3600}};
+  const std::string token1 = key1->Sign(claims), token2 = key2->Sign(claims);
+  m.Policy(absl::StrCat(R"(
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt-uri}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  jwtRules:
+  - issuer: ")",
+                        issuer, R"("
+    jwksUri: ")",
+                        jwks.uri(), R"("
+)"),
+           // Before the policy, any token passes; once in force, token2's key is not served.
+           [&] {
+             return AuthzMesh::Send(*m.sleep_foo, "GET", "/ping", token2).status == 401 &&
+                    AuthzMesh::Send(*m.sleep_foo, "GET", "/ping", token1).status == 200;
+           });
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", token1) == kAllOk);
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", token2) ==
+        std::map<int, int>{{401, kRequests}});
+
+  // The issuer rotates to key2: within a refresh or two, key2's tokens pass and key1's do not.
+  jwks.Serve(json::array({key2->jwk}));
+  REQUIRE(WaitFor(
+      [&] { return AuthzMesh::Send(*m.sleep_foo, "GET", "/ping", token2).status == 200; }, 10s));
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", token2) == kAllOk);
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", token1) ==
+        std::map<int, int>{{401, kRequests}});
+
+  // The endpoint fails: the last good keys stay, and proxy-status and the log say so.
+  jwks.Fail();
+  auto status = [&] {
+    return RunCommand({MESHCTL_BIN, "--server", m.mesh.pilot().address(), "--token",
+                       m.mesh.pilot().token(), "proxy-status"});
+  };
+  REQUIRE(WaitFor([&] { return absl::StrContains(status().out, "HTTP status 503"); }, 10s));
+  CommandResult shown = status();
+  INFO(shown.out);
+  CHECK(shown.exit_code == 0);
+  CHECK(absl::StrContains(shown.out, absl::StrCat("WARNING: jwksUri ", jwks.uri())));
+  CHECK(absl::StrContains(shown.out, "stay in use by httpbin"));
+  CHECK(absl::StrContains(m.mesh.pilot().Log(), "keeping the keys fetched"));
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping", token2) == kAllOk);
+  CHECK(AuthzMesh::Count(*m.sleep_foo, "GET", "/ping") == kAllOk);  // no token: passes
 }
 
 TEST_CASE("Authorization: a TCP policy on a port closes the connections it does not allow") {

@@ -56,5 +56,27 @@ TEST_CASE("proxy-status shows SYNCED, STALE, NACKED and NOT SENT per type, and t
         "spiffe://cluster.local/ns/voting/sa/default\n");
 }
 
+TEST_CASE("proxy-status warns of each jwksUri whose fetch fails, naming the proxies using it") {
+  json syncz = json::parse(R"([
+    {"id": "httpbin-1", "jwks_uris": ["https://a.example/jwks"]},
+    {"id": "httpbin-2", "jwks_uris": ["https://a.example/jwks", "https://b.example/jwks"]},
+    {"id": "gw", "jwks_uris": []}])");
+  json jwksz = json::parse(R"([
+    {"uri": "https://a.example/jwks", "has_keys": true, "fetched": "2026-12-03T10:00:00Z",
+     "last_attempt": "2026-12-03T10:29:50Z", "error": "Connection", "failures": 3},
+    {"uri": "https://b.example/jwks", "has_keys": true, "fetched": "2026-12-03T10:29:00Z",
+     "last_attempt": "2026-12-03T10:29:00Z", "error": "", "failures": 0},
+    {"uri": "https://c.example/jwks", "has_keys": false, "fetched": "",
+     "last_attempt": "2026-12-03T10:29:59Z", "error": "HTTP status 503", "failures": 1}])");
+  absl::Time now;
+  REQUIRE(absl::ParseTime(absl::RFC3339_full, "2026-12-03T10:30:00Z", &now, nullptr));
+  CHECK(FormatJwksWarnings(syncz, jwksz, now) ==
+        "WARNING: jwksUri https://a.example/jwks: the last 3 fetches failed, the latest 10s ago "
+        "(Connection); the keys fetched 30m ago stay in use by httpbin-1, httpbin-2\n"
+        "WARNING: jwksUri https://c.example/jwks: the last fetch failed 1s ago (HTTP status "
+        "503); no keys yet, so its issuer's tokens are refused (401)\n");
+  CHECK(FormatJwksWarnings(syncz, json::array(), now).empty());
+}
+
 }  // namespace
 }  // namespace mesh::cli

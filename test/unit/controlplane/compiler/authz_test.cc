@@ -211,5 +211,54 @@ TEST_CASE("Authorization: a policy's ports name the workload's port, mapped to i
   CHECK_FALSE(dataplane::RbacAllows(Filters(f, true), in));
 }
 
+TEST_CASE("RequestAuthentication: a jwt_authn provider per rule, keys inline or fetched") {
+  auto config = testing::Config(R"(
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  jwtRules:
+  - issuer: inline
+    jwks: '{"keys": [{"kty": "EC", "kid": "a"}]}'
+    audiences: [httpbin]
+    fromHeaders: [{name: x-jwt, prefix: "Token "}]
+    forwardOriginalToken: true
+  - issuer: fetched
+    jwksUri: https://issuer.example/jwks
+  - issuer: unfetched
+    jwksUri: https://down.example/jwks
+)");
+  MeshConfig mesh;
+  mesh.fetched_jwks =
+      std::make_shared<const std::map<std::string, std::string>>(std::map<std::string, std::string>{
+          {"https://issuer.example/jwks", R"({"keys": [{"kty": "RSA", "kid": "b"}]})"}});
+  AuthzFilters f = BuildAuthz(*config, "foo", {{"app", "httpbin"}}, {}, mesh);
+  REQUIRE(f.jwt);
+  const auto& providers = f.jwt->providers();
+  REQUIRE(providers.size() == 3);
+  const auto& inline_p = providers.at("origins-foo-jwt-0");
+  CHECK(inline_p.issuer() == "inline");
+  CHECK(inline_p.local_jwks().inline_string() == R"({"keys": [{"kty": "EC", "kid": "a"}]})");
+  CHECK(inline_p.audiences(0) == "httpbin");
+  CHECK(inline_p.from_headers(0).name() == "x-jwt");
+  CHECK(inline_p.from_headers(0).value_prefix() == "Token ");
+  CHECK(inline_p.forward());
+  CHECK(providers.at("origins-foo-jwt-1").local_jwks().inline_string() ==
+        R"({"keys": [{"kty": "RSA", "kid": "b"}]})");
+  // Not fetched (yet): a key set no token verifies with, so tokens of that issuer get 401.
+  CHECK(providers.at("origins-foo-jwt-2").local_jwks().inline_string() == kUnfetchedJwks);
+  CHECK(f.jwks_uris ==
+        std::set<std::string>{"https://issuer.example/jwks", "https://down.example/jwks"});
+  // One rule for every request: any provider, or no token at all.
+  REQUIRE(f.jwt->rules_size() == 1);
+  const auto& any = f.jwt->rules(0).requires_().requires_any();
+  REQUIRE(any.requirements_size() == 4);
+  CHECK(any.requirements(3).has_allow_missing());
+
+  // Another workload: no provider at all.
+  CHECK_FALSE(BuildAuthz(*config, "foo", {{"app", "other"}}, {}, mesh).jwt);
+}
+
 }  // namespace
 }  // namespace mesh::compiler

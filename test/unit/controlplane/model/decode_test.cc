@@ -335,9 +335,19 @@ spec:
         std::vector<std::string>{
             "spec.jwtRules[0].jwks: must be a JSON Web Key Set (a JSON object)"});
   CHECK(AuthnErrors("{jwtRules: [{issuer: a}]}").size() == 1);  // no keys at all
-  CHECK(AuthnErrors("{jwtRules: [{issuer: a, jwksUri: 'https://x/jwks'}]}") ==
-        std::vector<std::string>{"spec.jwtRules[0].jwksUri: fetching keys from a URL is not "
-                                 "supported yet: give the key set inline in jwks"});
+  CHECK(AuthnErrors("{jwtRules: [{issuer: a, jwksUri: 'https://x.example:8443/jwks'}]}").empty());
+  CHECK(AuthnErrors("{jwtRules: [{issuer: a, jwksUri: 'http://[::1]:80/k'}]}").empty());
+  CHECK(AuthnErrors("{jwtRules: [{issuer: a, jwksUri: 'ftp://x/jwks'}]}") ==
+        std::vector<std::string>{
+            "spec.jwtRules[0].jwksUri: \"ftp://x/jwks\" must be an http:// or https:// URL"});
+  CHECK(AuthnErrors("{jwtRules: [{issuer: a, jwksUri: 'https:///jwks'}]}") ==
+        std::vector<std::string>{"spec.jwtRules[0].jwksUri: \"https:///jwks\" has no host"});
+  CHECK(AuthnErrors("{jwtRules: [{issuer: a, jwksUri: 'https://x:99999/'}]}") ==
+        std::vector<std::string>{"spec.jwtRules[0].jwksUri: \"https://x:99999/\" has a port "
+                                 "that is not a number from 1 to 65535"});
+  CHECK(AuthnErrors("{jwtRules: [{issuer: a, jwksUri: 'https://x/k', jwks: '{\"keys\": "
+                    "[{\"kty\": \"EC\"}]}'}]}") ==
+        std::vector<std::string>{"spec.jwtRules[0].jwks: jwks and jwksUri are exclusive"});
   CHECK(AuthnErrors("{jwtRules: [{issuer: a, jwks: '{\"keys\": [{\"kty\": \"EC\"}]}', "
                     "outputPayloadToHeader: 'bad header'}]}") ==
         std::vector<std::string>{"spec.jwtRules[0].outputPayloadToHeader: \"bad header\" is not a "

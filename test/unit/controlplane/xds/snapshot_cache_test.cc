@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <mutex>
 
+#include "absl/strings/match.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
 #include "test/support/service_fixture.h"
@@ -179,6 +180,44 @@ TEST_CASE("A gateway that connected before its Gateway existed moves to its new 
   CHECK(seen.back()->resources.Of(compiler::kListenerType).count("0.0.0.0_80") == 1);
   CHECK(f.cache->GetStats().classes == 1);  // the old class, unwatched, is gone
   CHECK(watch->proxy_class().labels == model::Labels{{"istio", "ingressgateway"}});
+}
+
+TEST_CASE("Fetched jwksUri keys reach the proxies using them, and only a change is pushed") {
+  Fixture f;
+  const std::string uri = "https://issuer.example/jwks";
+  f.Apply(std::string(kService) +
+          "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+          "metadata: {name: jwt}\nspec: {jwtRules: [{issuer: i, jwksUri: '" +
+          uri + "'}]}\n");
+  compiler::ProxyClass sidecar{
+      compiler::Role::kSidecar, "default", {{"app", "web"}}, {{80, 15006, 8080}}};
+  std::vector<SnapshotPtr> seen;
+  SnapshotPtr first;
+  auto watch = f.cache->Subscribe(
+      sidecar, [&](SnapshotPtr s) { seen.push_back(s); }, &first);
+  CHECK(first->resources.jwks_uris == std::set<std::string>{uri});
+  CHECK(absl::StrContains(compiler::ToJson(first->resources), "meshpilot-unfetched"));
+
+  auto keys = [&](const std::string& kid) {
+    return std::make_shared<const std::map<std::string, std::string>>(
+        std::map<std::string, std::string>{
+            {uri, R"({"keys":[{"kty":"EC","kid":")" + kid + R"("}]})"}});
+  };
+  f.cache->SetFetchedJwks(keys("k1"));
+  f.cache->Rebuild();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0]->version == first->version + ".1");
+  const std::string dump = compiler::ToJson(seen[0]->resources);
+  CHECK(absl::StrContains(dump, "k1"));
+  CHECK_FALSE(absl::StrContains(dump, "meshpilot-unfetched"));
+  // The same keys again (a refresh that found no rotation): nothing to push.
+  f.cache->SetFetchedJwks(keys("k1"));
+  f.cache->Rebuild();
+  CHECK(seen.size() == 1);
+  f.cache->SetFetchedJwks(keys("k2"));
+  f.cache->Rebuild();
+  REQUIRE(seen.size() == 2);
+  CHECK(absl::StrContains(compiler::ToJson(seen[1]->resources), "k2"));
 }
 
 }  // namespace
