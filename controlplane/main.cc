@@ -21,7 +21,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/prometheus.h"
 #include "common/signals.h"
+#include "controlplane/api/http_server.h"
 #include "controlplane/api/resource_service.h"
 #include "controlplane/api/rest_server.h"
 #include "controlplane/ca/authority.h"
@@ -45,6 +47,9 @@
 
 ABSL_FLAG(std::string, rest, "127.0.0.1:15080",
           "REST API, /metrics and /healthz address (host:port)");
+ABSL_FLAG(std::string, monitoring, "127.0.0.1:15014",
+          "/metrics without a token, read-only, as istiod's monitoring port (host:port; empty "
+          "turns it off)");
 ABSL_FLAG(std::string, xds, "127.0.0.1:15010",
           "ADS (xDS v3) over plaintext gRPC (host:port; empty turns it off)");
 ABSL_FLAG(std::string, xds_tls, "127.0.0.1:15012",
@@ -362,14 +367,20 @@ void AddHandlers(mesh::api::RestServer& server, mesh::xds::AdsServer& ads,
         }
         return rows.dump();
       });
-  server.AddMetricsSource([&ca_service] {
-    return absl::StrCat(
-        "# TYPE meshpilot_ca_certificates_total counter\nmeshpilot_ca_certificates_total"
-        "{result=\"issued\"} ",
-        ca_service.issued(), "\nmeshpilot_ca_certificates_total{result=\"refused\"} ",
-        ca_service.refused(), "\n");
-  });
+  server.AddMetricsSource([&ca_service] { return ca_service.MetricsText(); });
   server.AddMetricsSource([&ads] { return ads.MetricsText(); });
+  // What Istio's control-plane dashboard reads besides the xDS numbers.
+  server.AddMetricsSource([&cache] {
+    mesh::xds::SnapshotCache::View view = cache.CurrentView();
+    std::set<std::string> hosts;
+    for (const auto& sp : view.registry->ports()) hosts.insert(sp.host);
+    using mesh::prometheus::Type;
+    return absl::StrCat(Type("pilot_services", "gauge"), "pilot_services ", hosts.size(), "\n",
+                        Type("pilot_virt_services", "gauge"), "pilot_virt_services ",
+                        view.config->Sorted(mesh::model::Kind::kVirtualService).size(), "\n",
+                        Type("istio_build", "gauge"), "istio_build{component=\"pilot\",tag=\"",
+                        MESHPILOT_VERSION, "\"} 1\n", mesh::prometheus::ProcessMetrics());
+  });
 }
 
 // The store's metrics (and the embedded store's own counters when `wal` is set).
@@ -430,6 +441,32 @@ JwksResolver StartJwks(mesh::model::ConfigIndex* index, mesh::xds::SnapshotCache
       });
   server->AddMetricsSource([fetcher] { return fetcher->MetricsText(); });
   return out;
+}
+
+// --monitoring: /metrics (the REST server's text) and /healthz, without a token, on an address
+// of their own; nullptr when off.
+absl::StatusOr<std::unique_ptr<mesh::api::HttpServer>> StartMonitoring(
+    const mesh::api::RestServer& rest) {
+  const std::string addr = absl::GetFlag(FLAGS_monitoring);
+  if (addr.empty()) return nullptr;
+  mesh::api::HttpServer::Options options;
+  if (!SplitHostPort(addr, &options.host, &options.port))
+    return absl::InvalidArgumentError(absl::StrCat("--monitoring must be host:port, not ", addr));
+  options.handler_threads = 2;
+  options.max_body_bytes = 0;
+  auto server = std::make_unique<mesh::api::HttpServer>(options);
+  server->Route("GET", "/metrics", [&rest](mesh::api::HttpRequest&, mesh::api::HttpResponse& res) {
+    res.set_content(rest.MetricsText(), "text/plain; version=0.0.4");
+  });
+  server->Route("GET", "/healthz", [](mesh::api::HttpRequest&, mesh::api::HttpResponse& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  absl::StatusOr<int> port = server->Start();
+  if (!port.ok())
+    return absl::Status(port.status().code(),
+                        absl::StrCat("--monitoring: ", port.status().message()));
+  Info("meshpilot: monitoring (/metrics) on ", options.host, ":", *port);
+  return server;
 }
 
 // meshpilot's own certificate for --xds-tls; nullptr when that port is off.
@@ -549,6 +586,8 @@ int Run() {
   JwksResolver jwks = StartJwks(index->get(), &cache, &server);
   absl::StatusOr<int> bound = server.Start();
   if (!bound.ok()) return Fail(bound.status());
+  auto monitoring = StartMonitoring(server);
+  if (!monitoring.ok()) return Fail(monitoring.status());
   Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound,
        " data_dir=", data_dir, " store=", etcd ? "etcd" : "embedded",
        " revision=", store->Revision());
@@ -556,6 +595,7 @@ int Run() {
   int sig = mesh::signals::WaitForStopSignal(signals);
   Info("meshpilot: signal ", sig, ", stopping");
   server.Stop();
+  if (*monitoring) (*monitoring)->Stop();
   if (*grpc_server)
     (*grpc_server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;

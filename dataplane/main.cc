@@ -36,6 +36,11 @@ ABSL_FLAG(std::string, id, "", "unique proxy name (default: hostname.pid)");
 ABSL_FLAG(std::string, namespace, "default", "the workload's namespace");
 ABSL_FLAG(std::vector<std::string>, labels, {}, "the workload's labels, k=v,k=v");
 ABSL_FLAG(std::string, service_account, "default", "the workload's service account");
+ABSL_FLAG(std::string, workload_name, "",
+          "the workload's name in Istio's metrics (source_workload, destination_workload); "
+          "default: its app label, else --id");
+ABSL_FLAG(std::string, cluster_id, "Kubernetes",
+          "the cluster named in Istio's metrics (source_cluster, destination_cluster)");
 ABSL_FLAG(std::string, address, "127.0.0.1",
           "where others reach this proxy: inbound listeners (and a gateway's ports) bind here");
 ABSL_FLAG(std::vector<std::string>, inbound, {},
@@ -110,11 +115,13 @@ absl::StatusOr<tcp::endpoint> ParseEndpoint(const std::string& flag, const std::
 envoy::config::core::v3::Node MakeNode(const std::string& id, const std::string& role,
                                        const std::map<std::string, std::string>& labels,
                                        const std::string& address,
-                                       const std::vector<Inbound>& inbound) {
+                                       const std::vector<Inbound>& inbound,
+                                       const std::string& workload_name) {
   envoy::config::core::v3::Node node;
   node.set_id(id);
   auto& fields = *node.mutable_metadata()->mutable_fields();
   fields["ROLE"].set_string_value(role);
+  fields["WORKLOAD_NAME"].set_string_value(workload_name);
   fields["NAMESPACE"].set_string_value(absl::GetFlag(FLAGS_namespace));
   fields["SERVICE_ACCOUNT"].set_string_value(absl::GetFlag(FLAGS_service_account));
   fields["INSTANCE_IPS"].set_string_value(address);
@@ -241,6 +248,31 @@ absl::StatusOr<ProxyFlags> ReadFlags() {
 
 // The serving options, with where each listener binds. Listeners come as 0.0.0.0:PORT, Istio's
 // "this proxy's address".
+// The workload's name in Istio's metrics: --workload-name, else its app label, else --id.
+std::string WorkloadName(const ProxyFlags& f) {
+  std::string workload = absl::GetFlag(FLAGS_workload_name);
+  if (!workload.empty()) return workload;
+  auto app = f.labels.find("app");
+  return app != f.labels.end() && !app->second.empty() ? app->second : f.id;
+}
+
+// Who this proxy is in Istio's metrics, and the metadata headers it sends about itself.
+dp::telemetry::LocalWorkloadPtr LocalWorkload(const ProxyFlags& f) {
+  auto local = std::make_shared<dp::telemetry::LocalWorkload>();
+  const std::string ns = absl::GetFlag(FLAGS_namespace);
+  const std::string sa = absl::GetFlag(FLAGS_service_account);
+  local->peer = dp::telemetry::PeerFromLabels(WorkloadName(f), ns, f.labels,
+                                              absl::GetFlag(FLAGS_cluster_id), sa);
+  // With a join token the proxy proves this identity by mutual TLS.
+  if (!f.token.empty())
+    local->principal = absl::StrCat("spiffe://cluster.local/ns/", ns, "/sa/", sa);
+  local->sidecar = f.sidecar;
+  local->metadata = dp::telemetry::EncodePeerMetadata(local->peer, f.id);
+  local->metadata_id = dp::telemetry::PeerMetadataId(f.sidecar ? "sidecar" : "router",
+                                                     f.address.to_string(), f.id, ns);
+  return local;
+}
+
 dp::ProxyServer::Options ServerOptions(const ProxyFlags& f) {
   dp::ProxyServer::Options options;
   int concurrency = absl::GetFlag(FLAGS_concurrency);
@@ -250,6 +282,7 @@ dp::ProxyServer::Options ServerOptions(const ProxyFlags& f) {
   options.expect_tls = !f.token.empty();
   options.http.header_timeout = absl::GetFlag(FLAGS_header_timeout);
   options.http.max_header_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_header_bytes));
+  options.local_workload = LocalWorkload(f);
   options.bind = [port_map = f.port_map, sidecar = f.sidecar, address = f.address,
                   outbound =
                       f.outbound](const dp::ListenerConfig& l) -> std::optional<tcp::endpoint> {
@@ -337,8 +370,9 @@ int Run() {
   const dp::ProxyServer::Options options = ServerOptions(f);
   dp::ProxyServer server(options);
   std::unique_ptr<dp::WorkloadCertificate> certificate = MakeCertificate(f, server);
-  dp::XdsClient client(MakeNode(f.id, f.role, f.labels, f.address.to_string(), f.inbound),
-                       [&](dp::ProxyConfigPtr config) { return server.Apply(std::move(config)); });
+  dp::XdsClient client(
+      MakeNode(f.id, f.role, f.labels, f.address.to_string(), f.inbound, WorkloadName(f)),
+      [&](dp::ProxyConfigPtr config) { return server.Apply(std::move(config)); });
   dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, AdsOptions(f, certificate.get()));
   const dp::AdminSources admin_sources{f.id, &server, &client, &ads, certificate.get()};
   dp::AdminServer admin(

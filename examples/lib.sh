@@ -66,6 +66,7 @@ start_meshpilot() {
   local name=${1:-meshpilot}
   shift || true
   start "$name" "$MESHPILOT" --rest 127.0.0.1:0 --xds 127.0.0.1:0 --xds-tls 127.0.0.1:0 \
+    --monitoring 127.0.0.1:0 \
     --data-dir "$WORK/$name-data" --debounce 20ms "$@"
   REST_PORT=$(wait_for_log "$name" 's/.*meshpilot: ready .* rest=127\.0\.0\.1:\([0-9]*\).*/\1/p')
   XDS_PORT=$(wait_for_log "$name" 's/.*ADS listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p')

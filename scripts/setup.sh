@@ -12,6 +12,7 @@ PACKAGES=(
   etcd-server etcd-client
   clang libclang-rt-14-dev
   libnghttp2-dev nghttp2-client
+  prometheus
 )
 
 missing=()

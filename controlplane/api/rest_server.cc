@@ -147,6 +147,18 @@ void RestServer::AddFilters() {
   });
 }
 
+std::string RestServer::MetricsText() const {
+  std::string out = absl::StrCat(
+      "# TYPE meshpilot_rest_requests_total counter\nmeshpilot_rest_requests_total ",
+      requests_.load(), "\n",
+      "# TYPE meshpilot_rest_unauthorized_total counter\nmeshpilot_rest_unauthorized_total ",
+      unauthorized_.load(), "\n",
+      "# TYPE meshpilot_apply_requests_total counter\nmeshpilot_apply_requests_total ",
+      applies_.load(), "\n");
+  for (const auto& source : metrics_sources_) out += source();
+  return out;
+}
+
 // Health, version, metrics and the JSON handlers other parts of meshpilot add.
 void RestServer::AddSystemRoutes() {
   HttpServer& s = *server_;
@@ -161,15 +173,7 @@ void RestServer::AddSystemRoutes() {
   });
 
   get("/metrics", [this](const HttpRequest&, HttpResponse& res) {
-    std::string out = absl::StrCat(
-        "# TYPE meshpilot_rest_requests_total counter\nmeshpilot_rest_requests_total ",
-        requests_.load(), "\n",
-        "# TYPE meshpilot_rest_unauthorized_total counter\nmeshpilot_rest_unauthorized_total ",
-        unauthorized_.load(), "\n",
-        "# TYPE meshpilot_apply_requests_total counter\nmeshpilot_apply_requests_total ",
-        applies_.load(), "\n");
-    for (const auto& source : metrics_sources_) out += source();
-    res.set_content(out, "text/plain; version=0.0.4");
+    res.set_content(MetricsText(), "text/plain; version=0.0.4");
   });
 
   for (const auto& [path, handler] : json_handlers_) {

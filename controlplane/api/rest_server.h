@@ -55,6 +55,8 @@ class RestServer {
   void AddMetricsSource(std::function<std::string()> source) {
     metrics_sources_.push_back(std::move(source));
   }
+  // The /metrics text: the REST counters and every source's. Thread-safe once started.
+  std::string MetricsText() const;
 
   // Serves GET `path` (behind the token) with `handler`'s JSON; the handler gets the query
   // parameters, and its error maps to a status code as everywhere else. Call before Start.

@@ -25,10 +25,16 @@ class CaService final : public istio::v1::auth::IstioCertificateService::Service
   int64_t issued() const { return issued_; }
   int64_t refused() const { return refused_; }
 
+  // meshpilot_ca_certificates_total, and Citadel's names for Istio's dashboards:
+  // citadel_server_csr_count, citadel_server_success_cert_issuance_count,
+  // citadel_server_authentication_failure_count, citadel_server_csr_parsing_err_count and
+  // citadel_server_root_cert_expiry_timestamp.
+  std::string MetricsText() const;
+
  private:
   const Authority* authority_;
   const JoinTokens* tokens_;
-  std::atomic<int64_t> issued_{0}, refused_{0};
+  std::atomic<int64_t> requests_{0}, issued_{0}, refused_{0}, auth_failures_{0}, csr_errors_{0};
 };
 
 }  // namespace mesh::ca

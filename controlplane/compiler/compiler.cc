@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/istio_labels.h"
 #include "controlplane/compiler/builders.h"
 #include "controlplane/model/names.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
@@ -36,6 +37,9 @@ namespace route = envoy::config::route::v3;
 namespace cluster = envoy::config::cluster::v3;
 namespace endpoint = envoy::config::endpoint::v3;
 namespace listener = envoy::config::listener::v3;
+
+// The cluster named in Istio's endpoint metadata (Istio's default cluster id).
+constexpr char kClusterId[] = "Kubernetes";
 namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
 using model::StringMatch;
 
@@ -587,6 +591,14 @@ endpoint::ClusterLoadAssignment BuildLoadAssignment(const std::string& name,
     // proxies and gRPC's client skip it.
     lb->set_health_status(e.healthy ? core::HEALTHY : core::UNHEALTHY);
     lb->mutable_load_balancing_weight()->set_value(e.weight ? e.weight : 1);
+    // Istio's endpoint metadata: the workload behind it, for the client side's telemetry.
+    if (!e.workload.empty()) {
+      (*(*lb->mutable_metadata()->mutable_filter_metadata())["istio"].mutable_fields())["workload"]
+          .set_string_value(absl::StrCat(e.workload, ";", e.workload_ns, ";",
+                                         istio_labels::CanonicalService(e.labels, e.workload), ";",
+                                         istio_labels::CanonicalRevision(e.labels), ";",
+                                         kClusterId));
+    }
   }
   return cla;
 }

@@ -50,9 +50,15 @@ const std::string& AccountOf(const std::string& service_account) {
   return service_account.empty() ? kDefault : service_account;
 }
 
-Endpoint FromEntry(const model::WorkloadEntry& we, uint32_t port) {
-  return Endpoint{we.address, port, we.labels, we.service_account, we.weight ? we.weight : 1,
-                  we.locality};
+Endpoint FromEntry(const model::WorkloadEntry& we, uint32_t port,
+                   const model::Object* object = nullptr) {
+  Endpoint e{we.address, port, we.labels, we.service_account, we.weight ? we.weight : 1,
+             we.locality};
+  if (object) {
+    e.workload = object->meta.name;
+    e.workload_ns = object->meta.namespace_;
+  }
+  return e;
 }
 
 }  // namespace
@@ -134,13 +140,16 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
           const auto& we = std::get<model::WorkloadEntry>(we_obj->spec);
           if (!LabelsMatch(svc.selector, we.labels)) continue;
           sp.endpoints.push_back(FromEntry(
-              we, EntryPort(we, p.target_port_name.empty() ? p.name : p.target_port_name, target)));
+              we, EntryPort(we, p.target_port_name.empty() ? p.name : p.target_port_name, target),
+              we_obj));
         }
         for (const Workload* w : fitting) {
           auto it = w->inbound_ports.find(p.port);
           if (it == w->inbound_ports.end()) continue;
-          sp.endpoints.push_back(
-              Endpoint{w->address, it->second, w->labels, w->service_account, 1, "", w->healthy});
+          Endpoint e{w->address, it->second, w->labels, w->service_account, 1, "", w->healthy};
+          e.workload = w->workload_name.empty() ? w->name : w->workload_name;
+          e.workload_ns = w->ns;
+          sp.endpoints.push_back(std::move(e));
         }
       }
       SortEndpoints(&sp.endpoints);
@@ -166,7 +175,7 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
           for (const model::Object* we_obj : *selected(ns, *se.workload_selector)) {
             const auto& we = std::get<model::WorkloadEntry>(we_obj->spec);
             if (LabelsMatch(*se.workload_selector, we.labels)) {
-              sp.endpoints.push_back(FromEntry(we, EntryPort(we, p.name, target)));
+              sp.endpoints.push_back(FromEntry(we, EntryPort(we, p.name, target), we_obj));
             }
           }
         }

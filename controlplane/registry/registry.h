@@ -25,6 +25,9 @@ struct Endpoint {
   uint32_t weight = 1;
   std::string locality;
   bool healthy = true;  // a registered workload's last health report; entries always are
+  // The workload behind it in Istio's metrics (a WorkloadEntry's or a registered sidecar's
+  // name) and its namespace; empty for a ServiceEntry's inline endpoints.
+  std::string workload, workload_ns;
   bool operator==(const Endpoint&) const = default;
 };
 
@@ -52,6 +55,7 @@ struct Workload {
   // Whether its sidecar last reported it able to serve (Istio's istio.io/health); false until
   // the first report.
   bool healthy = false;
+  std::string workload_name;  // its name in Istio's metrics (node metadata WORKLOAD_NAME)
 
   bool operator==(const Workload&) const = default;
 };

@@ -152,7 +152,12 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mu_);
     writing_ = false;
-    if (!queue_.empty()) queue_.pop_front();
+    if (!queue_.empty()) {
+      if (ok)
+        server_->ObservePush(queue_.front().type,
+                             absl::ToDoubleSeconds(absl::Now() - queue_.front().queued));
+      queue_.pop_front();
+    }
     if (!ok) {
       reads_done_ = true;
       queue_.clear();
@@ -217,6 +222,15 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     std::lock_guard lock(mu_);
     return node_id_;
   }
+  // (type URL, error) of every type whose last response this proxy rejected.
+  std::vector<std::pair<std::string, std::string>> Nacks() {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& [type, st] : types_) {
+      if (!st.nack.empty()) out.emplace_back(type, st.nack);
+    }
+    return out;
+  }
   SnapshotPtr snapshot() {
     std::lock_guard lock(mu_);
     return snapshot_;
@@ -243,6 +257,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
       if (req.has_error_detail()) {
         st.nack = req.error_detail().message();
         ++server_->nacks_;
+        server_->CountNack(type);
         log::Warn("xds: NACK node=", node_id_, " type=", type, " version=", st.sent_version, ": ",
                   st.nack);
       } else {
@@ -372,7 +387,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
         break;
       }
     }
-    queue_.push_back(Pending{type, grpc::ByteBuffer(parts, 2)});
+    queue_.push_back(Pending{type, grpc::ByteBuffer(parts, 2), absl::Now()});
     ++server_->pushes_;
     // A proxy that has not taken a response for the send timeout is stuck (or never reads):
     // its stream ends, and it reconnects when it is able to.
@@ -420,6 +435,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   struct Pending {
     std::string type;
     grpc::ByteBuffer buffer;
+    absl::Time queued;
   };
   std::deque<Pending> queue_;  // the front one is being written while writing_
   grpc::CallbackServerContext* context_;
@@ -481,45 +497,87 @@ absl::StatusOr<SnapshotPtr> AdsServer::ProxySnapshot(const std::string& id) {
   return absl::NotFoundError(absl::StrCat("no connected proxy has node id \"", id, "\""));
 }
 
+namespace {
+
+// Istio's short name of an xDS type, as pilot's metrics label it.
+std::string ShortType(const std::string& type_url) {
+  if (type_url == compiler::kClusterType) return "cds";
+  if (type_url == compiler::kEndpointType) return "eds";
+  if (type_url == compiler::kListenerType) return "lds";
+  if (type_url == compiler::kRouteType) return "rds";
+  if (type_url == compiler::kSecretType) return "sds";
+  return "other";
+}
+
+}  // namespace
+
 void AdsServer::ObserveCommitToAck(double seconds) {
-  std::lock_guard lock(histogram_mu_);
-  size_t i = 0;
-  while (i < std::size(kBuckets) && seconds > kBuckets[i]) ++i;
-  ++histogram_[i];
-  histogram_sum_ += seconds;
+  std::lock_guard lock(metrics_mu_);
+  commit_to_ack_.Observe(seconds);
+  convergence_.Observe(seconds);
+}
+
+void AdsServer::ObservePush(const std::string& type, double seconds) {
+  std::lock_guard lock(metrics_mu_);
+  TypeMetrics& m = by_type_[ShortType(type)];
+  ++m.pushes;
+  m.push_time.Observe(seconds);
+}
+
+void AdsServer::CountNack(const std::string& type) {
+  std::lock_guard lock(metrics_mu_);
+  ++by_type_[ShortType(type)].rejects;
 }
 
 std::string AdsServer::MetricsText() {
   size_t connected;
+  // pilot_xds_{cds,eds,lds,rds}_reject: the proxies on a rejected config now, by type.
+  std::map<std::string, std::string> rejects;
   {
     std::lock_guard lock(mu_);
     connected = streams_.size();
-  }
-  std::string histogram = "# TYPE meshpilot_xds_commit_to_ack_seconds histogram\n";
-  {
-    std::lock_guard lock(histogram_mu_);
-    int64_t cumulative = 0;
-    for (size_t i = 0; i < histogram_.size(); ++i) {
-      cumulative += histogram_[i];
-      std::string le = i < std::size(kBuckets) ? absl::StrCat(kBuckets[i]) : "+Inf";
-      absl::StrAppend(&histogram, "meshpilot_xds_commit_to_ack_seconds_bucket{le=\"", le, "\"} ",
-                      cumulative, "\n");
+    for (AdsStream* s : streams_) {
+      for (const auto& [type, error] : s->Nacks()) {
+        const std::string t = ShortType(type);
+        absl::StrAppend(&rejects[t], "pilot_xds_", t, "_reject{node=\"",
+                        prometheus::Escape(s->node_id()), "\",err=\"",
+                        prometheus::Escape(error.substr(0, 200)), "\"} 1\n");
+      }
     }
-    absl::StrAppend(&histogram, "meshpilot_xds_commit_to_ack_seconds_sum ", histogram_sum_, "\n",
-                    "meshpilot_xds_commit_to_ack_seconds_count ", cumulative, "\n");
   }
-  return absl::StrCat(
-      "# TYPE meshpilot_xds_connected_proxies gauge\nmeshpilot_xds_connected_proxies ", connected,
-      "\n# TYPE meshpilot_xds_pushes_total counter\nmeshpilot_xds_pushes_total ", pushes_.load(),
-      "\n# TYPE meshpilot_xds_acks_total counter\nmeshpilot_xds_acks_total ", acks_.load(),
-      "\n# TYPE meshpilot_xds_nacks_total counter\nmeshpilot_xds_nacks_total ", nacks_.load(),
-      "\n# TYPE meshpilot_xds_refused_streams_total counter\nmeshpilot_xds_refused_streams_total ",
-      refused_.load(),
-      "\n# TYPE meshpilot_xds_unregistered_sidecars_total counter\n"
-      "meshpilot_xds_unregistered_sidecars_total ",
-      unregistered_.load(),
-      "\n# TYPE meshpilot_xds_stalled_streams_total counter\nmeshpilot_xds_stalled_streams_total ",
-      stalled_.load(), "\n", histogram);
+  using prometheus::Type;
+  std::string out = absl::StrCat(
+      Type("meshpilot_xds_connected_proxies", "gauge"), "meshpilot_xds_connected_proxies ",
+      connected, "\n", Type("meshpilot_xds_pushes_total", "counter"), "meshpilot_xds_pushes_total ",
+      pushes_.load(), "\n", Type("meshpilot_xds_acks_total", "counter"),
+      "meshpilot_xds_acks_total ", acks_.load(), "\n", Type("meshpilot_xds_nacks_total", "counter"),
+      "meshpilot_xds_nacks_total ", nacks_.load(), "\n",
+      Type("meshpilot_xds_refused_streams_total", "counter"),
+      "meshpilot_xds_refused_streams_total ", refused_.load(), "\n",
+      Type("meshpilot_xds_unregistered_sidecars_total", "counter"),
+      "meshpilot_xds_unregistered_sidecars_total ", unregistered_.load(), "\n",
+      Type("meshpilot_xds_stalled_streams_total", "counter"),
+      "meshpilot_xds_stalled_streams_total ", stalled_.load(), "\n");
+  // Istio's names, for its control-plane dashboard.
+  absl::StrAppend(&out, Type("pilot_xds", "gauge"), "pilot_xds{version=\"", MESHPILOT_VERSION,
+                  "\"} ", connected, "\n");
+  std::lock_guard lock(metrics_mu_);
+  out += Type("meshpilot_xds_commit_to_ack_seconds", "histogram");
+  commit_to_ack_.Render(&out, "meshpilot_xds_commit_to_ack_seconds", "");
+  out += Type("pilot_proxy_convergence_time", "histogram");
+  convergence_.Render(&out, "pilot_proxy_convergence_time", "");
+  out += Type("pilot_xds_pushes", "counter");
+  for (const auto& [type, m] : by_type_)
+    absl::StrAppend(&out, "pilot_xds_pushes{type=\"", type, "\"} ", m.pushes, "\n");
+  out += Type("pilot_xds_push_time", "histogram");
+  for (const auto& [type, m] : by_type_)
+    m.push_time.Render(&out, "pilot_xds_push_time", absl::StrCat("type=\"", type, "\""));
+  out += Type("pilot_total_xds_rejects", "counter");
+  for (const auto& [type, m] : by_type_)
+    absl::StrAppend(&out, "pilot_total_xds_rejects{type=\"", type, "\"} ", m.rejects, "\n");
+  for (const char* t : {"cds", "eds", "lds", "rds", "sds"})
+    absl::StrAppend(&out, Type(absl::StrCat("pilot_xds_", t, "_reject"), "gauge"), rejects[t]);
+  return out;
 }
 
 }  // namespace mesh::xds

@@ -5,13 +5,16 @@
 #include <array>
 #include <atomic>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/prometheus.h"
 #include "controlplane/xds/snapshot_cache.h"
 
 namespace mesh::xds {
@@ -66,12 +69,23 @@ class AdsServer : public grpc::CallbackGenericService {
   std::mutex mu_;
   std::set<AdsStream*> streams_;
   std::atomic<int64_t> pushes_{0}, acks_{0}, nacks_{0}, refused_{0}, unregistered_{0}, stalled_{0};
-  // Seconds from a store commit to a proxy's ACK of the version compiled from it, per type.
-  static constexpr double kBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   void ObserveCommitToAck(double seconds);
-  std::mutex histogram_mu_;
-  std::array<int64_t, std::size(kBuckets) + 1> histogram_{};
-  double histogram_sum_ = 0;
+  // A response of `type` taken by the proxy `seconds` after it was queued.
+  void ObservePush(const std::string& type, double seconds);
+  void CountNack(const std::string& type);
+  std::mutex metrics_mu_;
+  // Seconds from a store commit to a proxy's ACK of the version compiled from it, in meshpilot's
+  // buckets and in Istio's (pilot_proxy_convergence_time).
+  prometheus::Histogram commit_to_ack_ ABSL_GUARDED_BY(metrics_mu_){
+      {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
+  prometheus::Histogram convergence_ ABSL_GUARDED_BY(metrics_mu_){{.1, .5, 1, 3, 5, 10, 20, 30}};
+  // Per xDS type ("cds", "eds", ...): pushes, their time on the wire (pilot_xds_push_time), and
+  // NACKs (pilot_total_xds_rejects).
+  struct TypeMetrics {
+    int64_t pushes = 0, rejects = 0;
+    prometheus::Histogram push_time{{.01, .1, 1, 3, 5, 10, 20, 30}};
+  };
+  std::map<std::string, TypeMetrics> by_type_ ABSL_GUARDED_BY(metrics_mu_);
 };
 
 }  // namespace mesh::xds

@@ -74,6 +74,7 @@ std::map<uint32_t, uint32_t> PortPairs(const std::string& key, const std::string
 registry::Workload NodeInfo::ToWorkload() const {
   registry::Workload w;
   w.name = id;
+  w.workload_name = workload_name;
   w.ns = ns;
   w.labels = labels;
   w.service_account = service_account;
@@ -107,6 +108,7 @@ absl::StatusOr<NodeInfo> ParseNode(const envoy::config::core::v3::Node& node) {
     errors.push_back(absl::StrCat("metadata.SERVICE_ACCOUNT: \"", info.service_account,
                                   "\" is not a DNS label"));
   }
+  info.workload_name = Field(meta, "WORKLOAD_NAME", &errors).substr(0, 253);
   if (auto it = meta.fields().find("LABELS"); it != meta.fields().end()) {
     if (!it->second.has_struct_value()) {
       errors.push_back("metadata.LABELS: must be a struct of strings");

@@ -18,6 +18,7 @@ struct NodeInfo {
   std::string ns = "default";                        // NAMESPACE
   std::string service_account = "default";           // SERVICE_ACCOUNT
   model::Labels labels;                              // LABELS
+  std::string workload_name;                         // WORKLOAD_NAME (Istio's metrics)
   // INBOUND_PORTS (service port = listen port) joined with APP_PORTS (listen port = app port).
   std::vector<compiler::InboundPort> inbound;
   std::vector<std::string> ips;  // INSTANCE_IPS

@@ -15,10 +15,15 @@ std::string Encode(const registry::Workload& w) {
   nlohmann::json ports = nlohmann::json::object();
   for (const auto& [service_port, port] : w.inbound_ports)
     ports[std::to_string(service_port)] = port;
-  return nlohmann::json{{"name", w.name},        {"since", w.since_unix_ms},
-                        {"namespace", w.ns},     {"address", w.address},
-                        {"labels", w.labels},    {"serviceAccount", w.service_account},
-                        {"inboundPorts", ports}, {"healthy", w.healthy}}
+  return nlohmann::json{{"name", w.name},
+                        {"since", w.since_unix_ms},
+                        {"namespace", w.ns},
+                        {"address", w.address},
+                        {"labels", w.labels},
+                        {"serviceAccount", w.service_account},
+                        {"workloadName", w.workload_name},
+                        {"inboundPorts", ports},
+                        {"healthy", w.healthy}}
       .dump();
 }
 
@@ -36,6 +41,7 @@ std::optional<registry::Workload> DecodeWorkload(const std::string& value) {
   w.ns = text("namespace");
   w.address = text("address");
   w.service_account = text("serviceAccount");
+  w.workload_name = text("workloadName");
   if (auto it = j.find("since"); it != j.end() && it->is_number_integer())
     w.since_unix_ms = it->get<int64_t>();
   if (auto it = j.find("healthy"); it != j.end() && it->is_boolean()) w.healthy = it->get<bool>();

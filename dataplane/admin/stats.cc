@@ -46,6 +46,7 @@ void WorkerStats::Merge(const WorkerStats& o) {
   rbac_denied += o.rbac_denied;
   rbac_denied_connections += o.rbac_denied_connections;
   jwt_refused += o.jwt_refused;
+  istio.Merge(o.istio);
 }
 
 namespace {
@@ -133,6 +134,11 @@ std::string RenderPrometheus(const WorkerStats& s, const ProxyCounters& p) {
   Gauge(&out, "meshproxy_listeners", "Listeners by state.");
   absl::StrAppend(&out, "meshproxy_listeners{state=\"active\"} ", p.listeners_active,
                   "\nmeshproxy_listeners{state=\"draining\"} ", p.listeners_draining, "\n");
+  Counter(&out, "meshproxy_istio_series_dropped_total",
+          "Requests and connections left out of Istio's metrics: their label set was new when "
+          "the series cap was reached.");
+  absl::StrAppend(&out, "meshproxy_istio_series_dropped_total ", s.istio.dropped(), "\n");
+  out += s.istio.Render("proxy", MESHPILOT_VERSION);
   return out;
 }
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "dataplane/telemetry/istio_metrics.h"
 
 // meshproxy's request statistics. Each worker owns one WorkerStats and is its only writer, so the
 // request path counts without locks or atomics; the admin endpoint merges copies taken on each
@@ -56,6 +57,7 @@ struct WorkerStats {
   // Refused by an RBAC filter (AuthorizationPolicy): requests (403) and TCP connections (closed).
   uint64_t rbac_denied = 0, rbac_denied_connections = 0;
   uint64_t jwt_refused = 0;  // requests with a token that did not verify (401)
+  telemetry::IstioMetrics istio;  // Istio's standard metrics
 
   void CountRequest(const std::string& listener, const std::string& route,
                     const std::string& cluster, int status);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "dataplane/telemetry/request_telemetry.h"
 #include "dataplane/upstream/upstream_request.h"
 
 namespace mesh::dataplane {
@@ -44,7 +45,8 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   absl::Time last_activity() const { return last_activity_; }
   void OnIdleTimeout() {
     if (upstream_) upstream_->Cancel();
-    if (!response_started_) SendLocalReply(LocalReply{408, "stream timeout", {}, std::nullopt});
+    if (!response_started_)
+      SendLocalReply(LocalReply{408, "stream timeout", {}, std::nullopt, "SI"});
     if (!finished_) {
       // The request had not ended (or the response had started): the stream ends here.
       reset_ = true;
@@ -62,6 +64,12 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     const std::string* content_type = head->headers.Get("content-type");
     grpc_ = content_type && IsGrpcContentType(*content_type);
     HttpContext& context = manager_.context_;
+    const telemetry::LocalWorkload& local = context.local_workload();
+    telemetry_.emplace(
+        local, context.peer_cache(),
+        local.sidecar && manager_.listener_config_.direction == ListenerConfig::Direction::kInbound,
+        last_activity_);
+    telemetry_->OnRequestHead(head->headers, head->authority, grpc_);
     routing_ = context.RoutingFor(manager_.listener_config_);
     if (std::optional<LocalReply> refused = Authenticate(*head)) {
       head_ = std::move(head);
@@ -70,7 +78,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     }
     if (!Authorized(*head)) {
       head_ = std::move(head);
-      SendLocalReply(LocalReply{403, "RBAC: access denied", {}, std::nullopt});
+      SendLocalReply(LocalReply{403, "RBAC: access denied", {}, std::nullopt, ""});
       return;
     }
     result_ = RouteRequest(routing_.routes, routing_.clusters, *head, manager_.downstream_,
@@ -79,6 +87,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     if (result_.target) cluster_name_ = result_.target->cluster;
     head_ = std::move(head);
     if (result_.delay) {
+      telemetry_->AddFlag("DI");
       delay_timer_ = context.time().CreateTimer([this] { Proceed(); });
       delay_timer_->Enable(*result_.delay);
       return;
@@ -87,6 +96,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   }
   void DecodeData(absl::string_view data, bool end_stream) override {
     Touch();
+    if (telemetry_) telemetry_->OnRequestBody(data);
     if (end_stream) request_ended_ = true;
     if (upstream_) {
       upstream_->SendData(data, end_stream);
@@ -108,6 +118,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
 
   // StreamCallbacks (the downstream stream)
   void OnReset(ResetReason, absl::string_view) override {
+    if (telemetry_ && !response_ended_) telemetry_->AddFlag("DC");
     reset_ = true;
     if (upstream_) upstream_->Cancel();
     MaybeFinish();
@@ -140,6 +151,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     }
     manager_.context_.stats().CountRequest(manager_.listener_, route_name_, cluster_name_,
                                            head->status);
+    if (telemetry_) telemetry_->OnResponseHead(head->status, head->headers, UpstreamPeer());
     response_started_ = true;
     if (end_stream) response_ended_ = true;
     encoder_.EncodeHeaders(*head, end_stream);
@@ -147,18 +159,21 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   }
   void OnUpstreamData(absl::string_view data, bool end_stream) override {
     Touch();
+    if (telemetry_) telemetry_->OnResponseBody(data);
     if (end_stream) response_ended_ = true;
     encoder_.EncodeData(data, end_stream);
     MaybeFinish();
   }
   void OnUpstreamTrailers(HeaderMap trailers) override {
     Touch();
+    if (telemetry_) telemetry_->OnResponseTrailers(trailers);
     response_ended_ = true;
     encoder_.EncodeTrailers(trailers);
     MaybeFinish();
   }
   void OnUpstreamFailure(LocalReply reply) override { SendLocalReply(std::move(reply)); }
   void OnUpstreamReset() override {
+    if (telemetry_ && response_started_) telemetry_->AddFlag("UR");
     reset_ = true;
     encoder_.stream().SetCallbacks(nullptr);
     encoder_.stream().Reset(ResetReason::kLocal);
@@ -168,6 +183,12 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
 
  private:
   void Touch() { last_activity_ = manager_.context_.time().Now(); }
+
+  // The workload behind the host that answered, as EDS describes it.
+  const telemetry::PeerInfo* UpstreamPeer() const {
+    const Host* host = upstream_ ? upstream_->host() : nullptr;
+    return host && host->peer ? host->peer.get() : nullptr;
+  }
 
   // The listener's JWT filter (RequestAuthentication): a token that does not verify is 401; a
   // verified one's facts go to authorization. Its header may be removed or a payload added.
@@ -187,7 +208,8 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
         outcome.error,
         {{"www-authenticate", absl::StrCat("Bearer realm=\"http://", head.authority, head.path,
                                            "\", error=\"invalid_token\"")}},
-        std::nullopt};
+        std::nullopt,
+        ""};
   }
 
   // The listener's RBAC filters (AuthorizationPolicy), as the listener is configured now.
@@ -236,6 +258,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     if (const std::string* timeout = head_->headers.Get("grpc-timeout"))
       settings.grpc_timeout = ParseGrpcTimeout(*timeout);
     cluster_name_ = cluster.name;
+    telemetry_->OnUpstreamHead(head_->headers, cluster.name);
     const bool end = request_ended_ && pending_body_.empty() && !pending_trailers_;
     upstream_ = std::make_unique<UpstreamRequest>(
         UpstreamRequest::Context{context.time(), context.pools(),
@@ -267,6 +290,13 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     }
     RenderedReply rendered = Render(reply, grpc_);
     stats.CountRequest(manager_.listener_, route_name_, cluster_name_, rendered.status);
+    if (telemetry_) {
+      const std::string* grpc_status = nullptr;
+      for (const auto& [name, value] : rendered.headers) {
+        if (name == "grpc-status") grpc_status = &value;
+      }
+      telemetry_->OnLocalReply(rendered.status, grpc_status, rendered.body.size(), reply.flags);
+    }
     ResponseHead head;
     head.status = rendered.status;
     for (const auto& [name, value] : rendered.headers) head.headers.Add(name, value);
@@ -282,6 +312,10 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   void MaybeFinish() {
     if (finished_ || !((response_ended_ && request_ended_) || reset_)) return;
     finished_ = true;
+    if (telemetry_) {
+      telemetry_->Record(manager_.context_.time().Now(), manager_.downstream_.peer_identity,
+                         &manager_.context_.stats().istio);
+    }
     encoder_.stream().SetCallbacks(nullptr);
     if (upstream_ && reset_) upstream_->Cancel();
     manager_.Finished(this);
@@ -300,6 +334,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   HttpProtocol protocol_ = HttpProtocol::kHttp11;
   absl::Time last_activity_;
   std::map<std::string, std::vector<std::string>> authn_;  // facts of a verified JWT
+  std::optional<telemetry::RequestTelemetry> telemetry_;   // from the request head on
   bool grpc_ = false;
   bool request_ended_ = false;
   bool response_started_ = false;

@@ -8,6 +8,7 @@
 #include "dataplane/config/listener_config.h"
 #include "dataplane/config/route_table.h"
 #include "dataplane/stream/time_source.h"
+#include "dataplane/telemetry/peer.h"
 #include "dataplane/upstream/cluster_table.h"
 #include "dataplane/upstream/connection_source.h"
 
@@ -33,6 +34,9 @@ class HttpContext {
   virtual TimeSource& time() = 0;
   virtual ConnectionSource& pools() = 0;
   virtual WorkerStats& stats() = 0;
+  // Who this proxy is, for telemetry, and the worker's cache of peers' metadata headers.
+  virtual const telemetry::LocalWorkload& local_workload() = 0;
+  virtual telemetry::PeerCache& peer_cache() = 0;
   virtual uint64_t Random() = 0;
 };
 

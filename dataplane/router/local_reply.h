@@ -22,6 +22,9 @@ struct LocalReply {
   HeaderPairs headers;  // extra response headers (x-envoy-overloaded, location, ...)
   // A gRPC status chosen by config (a grpcStatus fault); otherwise it follows from `status`.
   std::optional<uint32_t> grpc_status;
+  // Envoy's response flag for the access log and Istio's response_flags label ("NR", "UH",
+  // "UF", "UO", "UT", "FI", ...); empty when the reply is not a failure of the proxy's making.
+  std::string flags;
 };
 
 // How a local reply goes on the wire.

@@ -23,8 +23,8 @@ RequestView ViewOf(const RequestHead& head, bool tls) {
   return view;
 }
 
-LocalReply Reply(int status, std::string body, HeaderPairs headers = {}) {
-  return LocalReply{status, std::move(body), std::move(headers), std::nullopt};
+LocalReply Reply(int status, std::string body, HeaderPairs headers = {}, std::string flags = "") {
+  return LocalReply{status, std::move(body), std::move(headers), std::nullopt, std::move(flags)};
 }
 
 }  // namespace
@@ -72,7 +72,7 @@ std::optional<LocalReply> ApplyFault(const Route& route, const std::function<uin
   const FaultPolicy& fault = *route.fault;
   if (fault.delay && Chance(fault.delay_per_million, random)) out->delay = *fault.delay;
   if (!fault.aborts() || !Chance(fault.abort_per_million, random)) return std::nullopt;
-  LocalReply reply = Reply(static_cast<int>(fault.abort_status), "fault filter abort");
+  LocalReply reply = Reply(static_cast<int>(fault.abort_status), "fault filter abort", {}, "FI");
   reply.grpc_status = fault.abort_grpc_status;
   return reply;
 }
@@ -111,10 +111,10 @@ std::optional<LocalReply> ApplyCors(const Route& route, const RequestHead& head,
 std::optional<LocalReply> RefuseCluster(const Cluster* cluster, const std::string& name) {
   if (!cluster) {
     return Reply(503, absl::StrCat("cluster not found: ", name),
-                 {{"x-meshproxy-reason", "cluster_not_found"}});
+                 {{"x-meshproxy-reason", "cluster_not_found"}}, "NC");
   }
   if (cluster->hosts.empty())
-    return Reply(503, "no healthy upstream", {{"x-meshproxy-reason", "no_healthy_upstream"}});
+    return Reply(503, "no healthy upstream", {{"x-meshproxy-reason", "no_healthy_upstream"}}, "UH");
   if (cluster->tls && cluster->tls->unsupported) {
     return Reply(503, "upstream TLS settings (credentialName) not supported by meshproxy",
                  {{"x-meshproxy-reason", "upstream_tls_unsupported"}});
@@ -122,7 +122,7 @@ std::optional<LocalReply> RefuseCluster(const Cluster* cluster, const std::strin
   if (cluster->state->requests.load(std::memory_order_relaxed) >= cluster->limits.max_requests) {
     return Reply(
         503, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-        {{"x-envoy-overloaded", "true"}, {"x-meshproxy-reason", "overflow_max_requests"}});
+        {{"x-envoy-overloaded", "true"}, {"x-meshproxy-reason", "overflow_max_requests"}}, "UO");
   }
   return std::nullopt;
 }
@@ -159,14 +159,14 @@ RoutingResult RouteRequest(const RouteTable* routes, const ClusterTable* cluster
                            const std::function<uint64_t()>& random) {
   RoutingResult out;
   if (!routes) {
-    out.reply = Reply(503, "listener has no route configuration yet");
+    out.reply = Reply(503, "listener has no route configuration yet", {}, "NR");
     return out;
   }
   RequestView view = ViewOf(head, downstream.tls);
   Decision d = Decide(*routes, view, random());
   switch (d.kind) {
     case Decision::Kind::kNoRoute:
-      out.reply = Reply(404, absl::StrCat("no route for ", head.authority, head.path));
+      out.reply = Reply(404, absl::StrCat("no route for ", head.authority, head.path), {}, "NR");
       return out;
     case Decision::Kind::kRedirect:
       out.reply = Reply(d.status, "", {{"location", d.location}});

@@ -49,7 +49,8 @@ struct ProxyServer::Active {
 
 ProxyServer::ProxyServer(Options options) : options_(std::move(options)) {
   int n = std::max(1, options_.concurrency);
-  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i));
+  for (int i = 0; i < n; ++i)
+    workers_.push_back(std::make_unique<Worker>(i, HttpPools::Options{}, options_.local_workload));
 }
 
 ProxyServer::~ProxyServer() {

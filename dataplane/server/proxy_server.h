@@ -37,6 +37,8 @@ class ProxyServer {
     bool expect_tls = false;
     // Where a listener binds: from its config (name, direction, port); nullopt skips it.
     std::function<std::optional<boost::asio::ip::tcp::endpoint>(const ListenerConfig&)> bind;
+    // Who this proxy is, for Istio's metrics and the peer-metadata headers.
+    telemetry::LocalWorkloadPtr local_workload;
   };
   explicit ProxyServer(Options options);
   ~ProxyServer();

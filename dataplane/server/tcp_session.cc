@@ -31,7 +31,8 @@ struct Pipe {
   asio::steady_timer finished;  // cancelled when a direction ends
   int running = 2;
   absl::Time last_activity = absl::Now();
-  std::string peer_identity;  // proven by mutual TLS; empty without
+  std::string peer_identity;        // proven by mutual TLS; empty without
+  uint64_t sent = 0, received = 0;  // to the upstream, and back to the client
 
   void CloseBoth() {
     error_code ignored;
@@ -41,7 +42,7 @@ struct Pipe {
 };
 
 awaitable<void> Copy(std::shared_ptr<Pipe> pipe, MeshStream& from, MeshStream& to,
-                     uint64_t& counter) {
+                     uint64_t& counter, uint64_t& pipe_counter) {
   char buffer[16 * 1024];
   error_code ec;
   for (;;) {
@@ -52,6 +53,7 @@ awaitable<void> Copy(std::shared_ptr<Pipe> pipe, MeshStream& from, MeshStream& t
                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
     counter += n;
+    pipe_counter += n;
     pipe->last_activity = absl::Now();
   }
   // A TLS peer that closes without close_notify reads as a truncated stream: an end all the same.
@@ -147,6 +149,24 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
   const TcpTarget* target = config->PickTcp(worker.Random());
   const Cluster* cluster = target && snapshot ? snapshot->clusters->Find(target->cluster) : nullptr;
   const Host* host = cluster ? cluster->Pick(worker.Random(), std::nullopt, absl::Now()) : nullptr;
+  const telemetry::LocalWorkload& local = worker.local_workload();
+  telemetry::TcpRecord telemetry;
+  const bool inbound = local.sidecar && accepted->direction == ListenerConfig::Direction::kInbound;
+  std::string service;
+  if (inbound) {
+    telemetry.reporter = telemetry::Reporter::kDestination;
+    telemetry.destination = &local.peer;
+    telemetry.source_principal = pipe->peer_identity;
+    telemetry.destination_principal = local.principal;
+    telemetry.connection_security_policy = pipe->peer_identity.empty() ? "none" : "mutual_tls";
+  } else {
+    telemetry.source = &local.peer;
+    telemetry.source_principal = local.principal;
+    telemetry.connection_security_policy = "unknown";
+    // "outbound|PORT|SUBSET|HOST": the service is HOST.
+    if (target) service = target->cluster.substr(target->cluster.rfind('|') + 1);
+  }
+  telemetry.destination_service = service;
   error_code ec;
   if (!host) {
     log::Debug("meshproxy: ", config->name, ": no endpoint for ",
@@ -196,21 +216,40 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
     pipe->down.socket().set_option(tcp::no_delay(true), ec);
     host->state->active_requests.fetch_add(1, std::memory_order_relaxed);
     auto executor = pipe->down.get_executor();
-    asio::co_spawn(executor, Copy(pipe, pipe->down, pipe->up, stats.tcp_bytes_sent),
+    asio::co_spawn(executor, Copy(pipe, pipe->down, pipe->up, stats.tcp_bytes_sent, pipe->sent),
                    asio::detached);
-    asio::co_spawn(executor, Copy(pipe, pipe->up, pipe->down, stats.tcp_bytes_received),
+    asio::co_spawn(executor,
+                   Copy(pipe, pipe->up, pipe->down, stats.tcp_bytes_received, pipe->received),
                    asio::detached);
+    telemetry.opened = true;
+    telemetry.destination = telemetry.destination ? telemetry.destination : host->peer.get();
     const std::optional<absl::Duration> idle = config->tcp_idle_timeout;
+    // Istio's TCP metrics are reported while a connection lasts, not only when it closes.
+    const absl::Duration report = absl::Seconds(5);
+    uint64_t reported_sent = 0, reported_received = 0;
     while (pipe->running > 0) {
-      // Wake when a direction ends, and for the idle timeout when there is one.
-      pipe->finished.expires_after(idle ? absl::ToChronoNanoseconds(*idle / 4)
-                                        : std::chrono::hours(24));
+      // Wake when a direction ends, to report, and for the idle timeout when there is one.
+      pipe->finished.expires_after(
+          absl::ToChronoNanoseconds(idle ? std::min(*idle / 4, report) : report));
       error_code wait_ec;
       co_await pipe->finished.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
       if (idle && absl::Now() - pipe->last_activity > *idle) pipe->CloseBoth();
+      telemetry.sent_bytes = pipe->received - reported_received;  // to the client
+      telemetry.received_bytes = pipe->sent - reported_sent;      // from the client
+      reported_sent = pipe->sent;
+      reported_received = pipe->received;
+      if (telemetry.opened || telemetry.sent_bytes || telemetry.received_bytes)
+        stats.istio.Record(telemetry);
+      telemetry.opened = false;
     }
     host->state->active_requests.fetch_sub(1, std::memory_order_relaxed);
+    telemetry.sent_bytes = telemetry.received_bytes = 0;
+  } else {
+    telemetry.opened = true;
+    telemetry.response_flags = host ? "UF" : "UH";
   }
+  telemetry.closed = true;
+  stats.istio.Record(telemetry);
   pipe->CloseBoth();
   worker.Unregister(handle);
   --worker.stats().downstream_active;

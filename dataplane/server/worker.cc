@@ -46,8 +46,13 @@ class AsioTimer : public Timer {
 
 }  // namespace
 
-Worker::Worker(int index, HttpPools::Options pool_options)
-    : index_(index), guard_(boost::asio::make_work_guard(io_)), rng_(std::random_device{}()) {
+Worker::Worker(int index, HttpPools::Options pool_options,
+               telemetry::LocalWorkloadPtr local_workload)
+    : index_(index),
+      guard_(boost::asio::make_work_guard(io_)),
+      local_workload_(local_workload ? std::move(local_workload)
+                                     : std::make_shared<const telemetry::LocalWorkload>()),
+      rng_(std::random_device{}()) {
   // The client TLS context for a secured cluster: its own files' context from the snapshot, or
   // the mesh identity's (ISTIO_MUTUAL).
   auto tls =

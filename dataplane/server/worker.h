@@ -37,7 +37,8 @@ using ListenerRuntimePtr = std::shared_ptr<ListenerRuntime>;
 // HttpContext and TimeSource.
 class Worker : public HttpContext, public TimeSource {
  public:
-  explicit Worker(int index, HttpPools::Options pool_options = {});
+  explicit Worker(int index, HttpPools::Options pool_options = {},
+                  telemetry::LocalWorkloadPtr local_workload = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -76,6 +77,8 @@ class Worker : public HttpContext, public TimeSource {
   TimeSource& time() override { return *this; }
   ConnectionSource& pools() override { return *http_pools_; }
   WorkerStats& stats() override { return stats_; }
+  const telemetry::LocalWorkload& local_workload() override { return *local_workload_; }
+  telemetry::PeerCache& peer_cache() override { return peer_cache_; }
   uint64_t Random() override { return rng_(); }
   // TimeSource
   absl::Time Now() override { return absl::Now(); }
@@ -109,6 +112,8 @@ class Worker : public HttpContext, public TimeSource {
   DeferredQueue deferred_{io_};
   std::unique_ptr<HttpPools> http_pools_;
   WorkerStats stats_;
+  telemetry::LocalWorkloadPtr local_workload_;
+  telemetry::PeerCache peer_cache_;
   std::mt19937_64 rng_;
   std::list<Session> sessions_;
   boost::asio::steady_timer sweep_timer_{io_};  // closes idle upstream connections past timeout

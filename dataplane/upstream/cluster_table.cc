@@ -235,6 +235,19 @@ const envoy::config::endpoint::v3::ClusterLoadAssignment* FindAssignment(
   return it == config.endpoints.end() ? nullptr : &it->second;
 }
 
+// The workload Istio's EDS metadata names (filter "istio", field "workload"), if any.
+telemetry::PeerInfoPtr EndpointPeer(const envoy::config::endpoint::v3::LbEndpoint& lb) {
+  const auto& filters = lb.metadata().filter_metadata();
+  auto istio = filters.find("istio");
+  if (istio == filters.end()) return nullptr;
+  auto workload = istio->second.fields().find("workload");
+  if (workload == istio->second.fields().end() || !workload->second.has_string_value())
+    return nullptr;
+  std::optional<telemetry::PeerInfo> peer =
+      telemetry::PeerFromEndpointWorkload(workload->second.string_value());
+  return peer ? std::make_shared<const telemetry::PeerInfo>(std::move(*peer)) : nullptr;
+}
+
 // The usable, healthy endpoints of `cla` as hosts; a host the previous table had keeps its
 // state (outlier ejection, active requests).
 void ReadHosts(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla, const Cluster* before,
@@ -256,11 +269,14 @@ void ReadHosts(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla, co
         ++c->unhealthy_endpoints;
         continue;
       }
-      Host h{addr.address(), addr.port_value(),
-             lb.has_load_balancing_weight() ? lb.load_balancing_weight().value() : 1, nullptr};
+      Host h;
+      h.address = addr.address();
+      h.port = addr.port_value();
+      h.weight = lb.has_load_balancing_weight() ? lb.load_balancing_weight().value() : 1;
       auto it = old_states.find({h.address, h.port});
       h.state = it != old_states.end() ? it->second : std::make_shared<HostState>();
       h.pool_key = absl::StrCat(c->pool_prefix, h.address, ":", h.port);
+      h.peer = EndpointPeer(lb);
       c->hosts.push_back(std::move(h));
     }
   }

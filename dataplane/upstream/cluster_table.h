@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "dataplane/config/proxy_config.h"
+#include "dataplane/telemetry/peer.h"
 
 // meshproxy's upstream clusters: an immutable, validated view of CDS and EDS (endpoints, load
 // balancer, limits, outlier detection, TLS), rebuilt on every update, plus per-host runtime state
@@ -49,6 +50,8 @@ struct Host {
   // Its connections' key in the connection pool: the cluster's pool_prefix, then address:port.
   // Made once per update, so the request path builds no string to find a connection.
   std::string pool_key;
+  // The workload behind it, from Istio's EDS metadata ("istio" filter, "workload"); may be null.
+  telemetry::PeerInfoPtr peer;
 };
 
 struct Limits {

@@ -74,7 +74,7 @@ void UpstreamRequest::StartAttempt() {
     done_ = true;
     Disarm(global_timer_);
     callbacks_.OnUpstreamFailure(
-        {503, "no healthy upstream", {{"x-meshproxy-reason", "no_healthy_upstream"}}, {}});
+        {503, "no healthy upstream", {{"x-meshproxy-reason", "no_healthy_upstream"}}, {}, "UH"});
     return;
   }
   host_ = host;
@@ -220,14 +220,16 @@ void UpstreamRequest::OnReset(ResetReason reason, absl::string_view detail) {
   }
   AttemptResult result;
   result.kind = AttemptResult::Kind::kReset;
-  LocalReply reply{503, absl::StrCat(kBeforeHeaders, "reset"), {}, {}};
+  LocalReply reply{503, absl::StrCat(kBeforeHeaders, "reset"), {}, {}, "UR"};
   if (reason == ResetReason::kProtocolError) {
     reply.status = 502;
+    reply.flags = "UPE";
     reply.body = absl::StrCat(kBeforeHeaders, "protocol error (", detail, ")");
   } else if (reason == ResetReason::kRefused) {
     reply.body = absl::StrCat(kBeforeHeaders, "remote refused stream reset");
   } else if (reason == ResetReason::kConnectionTermination) {
     reply.body = absl::StrCat(kBeforeHeaders, "connection termination");
+    reply.flags = "UC";
   }
   AttemptFailed(result, std::move(reply));
 }
@@ -257,7 +259,8 @@ void UpstreamRequest::OnPoolFailure(Failure failure, absl::string_view detail) {
                                     absl::StrCat(kBeforeHeaders, "overflow"),
                                     {{"x-envoy-overloaded", "true"},
                                      {"x-meshproxy-reason", absl::StrCat("overflow_", detail)}},
-                                    {}});
+                                    {},
+                                    "UO"});
       return;
     }
     case Failure::kTimeout:
@@ -271,7 +274,8 @@ void UpstreamRequest::OnPoolFailure(Failure failure, absl::string_view detail) {
     case Failure::kConnect:
       result.kind = AttemptResult::Kind::kConnectFailure;
       ++context_.stats.upstream_connect_failures[cluster_.name];
-      AttemptFailed(result, {503, absl::StrCat(kBeforeHeaders, "connection failure"), {}, {}});
+      AttemptFailed(result,
+                    {503, absl::StrCat(kBeforeHeaders, "connection failure"), {}, {}, "UF"});
       return;
   }
 }
@@ -342,7 +346,7 @@ bool UpstreamRequest::DeadlinePassed(absl::Time when) const {
 }
 
 LocalReply UpstreamRequest::TimeoutReply() const {
-  LocalReply reply{504, "upstream request timeout", {}, {}};
+  LocalReply reply{504, "upstream request timeout", {}, {}, "UT"};
   if (deadline_from_grpc_) reply.grpc_status = 4;  // DEADLINE_EXCEEDED
   return reply;
 }

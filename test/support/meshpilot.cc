@@ -18,6 +18,7 @@ bool MeshpilotProcess::Start() {
   port_ = FreePort();
   xds_port_ = FreePort();
   xds_tls_port_ = FreePort();
+  monitoring_port_ = FreePort();
   return Restart();
 }
 
@@ -30,6 +31,8 @@ bool MeshpilotProcess::Restart() {
                                    "127.0.0.1:" + std::to_string(xds_port_),
                                    "--xds-tls",
                                    "127.0.0.1:" + std::to_string(xds_tls_port_),
+                                   "--monitoring",
+                                   "127.0.0.1:" + std::to_string(monitoring_port_),
                                    "--data-dir",
                                    data_dir_};
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());

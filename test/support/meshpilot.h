@@ -30,6 +30,8 @@ class MeshpilotProcess {
   int xds_port() const { return xds_port_; }
   // ADS over TLS (--xds-tls); proxies verify it against root_cert_path().
   int xds_tls_port() const { return xds_tls_port_; }
+  // /metrics without a token (--monitoring).
+  int monitoring_port() const { return monitoring_port_; }
   std::string root_cert_path() const { return data_dir_ + "/ca/root-cert.pem"; }
   pid_t pid() const { return process_ ? process_->pid() : -1; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
@@ -47,6 +49,7 @@ class MeshpilotProcess {
   int port_ = 0;
   int xds_port_ = 0;
   int xds_tls_port_ = 0;
+  int monitoring_port_ = 0;
   std::string token_;
   std::unique_ptr<Process> process_;
 };

@@ -53,9 +53,13 @@ class FakeContext : public HttpContext {
   ConnectionSource& pools() override { return pools_; }
   WorkerStats& stats() override { return stats_; }
   uint64_t Random() override { return ++random_; }
+  const telemetry::LocalWorkload& local_workload() override { return local_; }
+  telemetry::PeerCache& peer_cache() override { return peers_; }
 
   testing::FakeTimeSource time_;
   FakePools pools_;
+  telemetry::LocalWorkload local_;
+  telemetry::PeerCache peers_;
 
  private:
   RouteTablePtr routes_;

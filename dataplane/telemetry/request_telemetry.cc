@@ -1,0 +1,147 @@
+#include "dataplane/telemetry/request_telemetry.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace mesh::dataplane::telemetry {
+
+void GrpcMessageCounter::Feed(absl::string_view data) {
+  size_t i = 0;
+  while (i < data.size()) {
+    if (prefix_got_ < sizeof prefix_) {
+      size_t take = std::min(sizeof prefix_ - prefix_got_, data.size() - i);
+      std::copy_n(data.data() + i, take, prefix_ + prefix_got_);
+      prefix_got_ += take;
+      i += take;
+      if (prefix_got_ < sizeof prefix_) break;
+      ++messages_;
+      remaining_ = (uint64_t{prefix_[1]} << 24) | (uint64_t{prefix_[2]} << 16) |
+                   (uint64_t{prefix_[3]} << 8) | uint64_t{prefix_[4]};
+    } else {
+      uint64_t take = std::min<uint64_t>(remaining_, data.size() - i);
+      remaining_ -= take;
+      i += take;
+    }
+    if (prefix_got_ == sizeof prefix_ && remaining_ == 0) prefix_got_ = 0;
+  }
+}
+
+RequestTelemetry::RequestTelemetry(const LocalWorkload& local, PeerCache& peers, bool inbound,
+                                   absl::Time start)
+    : local_(local), peers_(peers), inbound_(inbound), start_(start) {}
+
+void RequestTelemetry::OnRequestHead(HeaderMap& headers, absl::string_view authority, bool grpc) {
+  grpc_ = grpc;
+  if (inbound_) {
+    if (const std::string* value = headers.Get(kPeerMetadataHeader)) {
+      peer_sent_metadata_ = true;
+      peer_ = peers_.Decode(*value);
+    }
+    // The service the caller asked for: its Host, without the port, completed as Kubernetes
+    // resolves "name" and "name.namespace" from this namespace.
+    absl::string_view host = authority;
+    if (!absl::StartsWith(host, "[")) host = host.substr(0, host.rfind(':'));
+    service_ = std::string(host);
+    const size_t dots = std::count(host.begin(), host.end(), '.');
+    if (!host.empty() && dots == 0) {
+      service_ = absl::StrCat(host, ".", local_.peer.ns, ".svc.cluster.local");
+    } else if (dots == 1) {
+      service_ = absl::StrCat(host, ".svc.cluster.local");
+    }
+  }
+  headers.Remove(kPeerMetadataHeader);
+  headers.Remove(kPeerMetadataIdHeader);
+}
+
+void RequestTelemetry::OnRequestBody(absl::string_view data) {
+  request_bytes_ += data.size();
+  if (grpc_) request_messages_.Feed(data);
+}
+
+void RequestTelemetry::OnUpstreamHead(HeaderMap& headers, absl::string_view cluster) {
+  if (inbound_) return;
+  // "outbound|PORT|SUBSET|HOST": the service is HOST.
+  std::vector<absl::string_view> parts = absl::StrSplit(cluster, '|');
+  service_ = parts.size() == 4 ? std::string(parts[3]) : std::string();
+  if (local_.metadata.empty()) return;
+  headers.Set(kPeerMetadataHeader, local_.metadata);
+  headers.Set(kPeerMetadataIdHeader, local_.metadata_id);
+}
+
+void RequestTelemetry::OnResponseHead(int status, HeaderMap& headers, const PeerInfo* endpoint) {
+  response_code_ = status;
+  if (const std::string* g = headers.Get("grpc-status")) grpc_status_ = *g;  // trailers-only
+  if (inbound_) {
+    if (peer_sent_metadata_ && !local_.metadata.empty()) {
+      headers.Set(kPeerMetadataHeader, local_.metadata);
+      headers.Set(kPeerMetadataIdHeader, local_.metadata_id);
+    }
+    return;
+  }
+  if (const std::string* value = headers.Get(kPeerMetadataHeader)) peer_ = peers_.Decode(*value);
+  headers.Remove(kPeerMetadataHeader);
+  headers.Remove(kPeerMetadataIdHeader);
+  endpoint_peer_ = endpoint;
+}
+
+void RequestTelemetry::OnResponseBody(absl::string_view data) {
+  response_bytes_ += data.size();
+  if (grpc_) response_messages_.Feed(data);
+}
+
+void RequestTelemetry::OnResponseTrailers(const HeaderMap& trailers) {
+  if (const std::string* g = trailers.Get("grpc-status")) grpc_status_ = *g;
+}
+
+void RequestTelemetry::OnLocalReply(int status, const std::string* grpc_status, size_t body_bytes,
+                                    absl::string_view flags) {
+  response_code_ = status;
+  if (grpc_status) grpc_status_ = *grpc_status;
+  response_bytes_ += body_bytes;
+  if (!flags.empty()) AddFlag(flags);
+}
+
+void RequestTelemetry::AddFlag(absl::string_view flag) {
+  for (absl::string_view f : absl::StrSplit(flags_, ',')) {
+    if (f == flag) return;
+  }
+  if (!flags_.empty()) flags_ += ',';
+  flags_.append(flag.data(), flag.size());
+}
+
+void RequestTelemetry::Record(absl::Time end, absl::string_view peer_principal,
+                              IstioMetrics* metrics) const {
+  RequestRecord r;
+  const PeerInfo* peer = peer_ ? peer_.get() : endpoint_peer_;
+  if (inbound_) {
+    r.reporter = Reporter::kDestination;
+    r.source = peer;
+    r.destination = &local_.peer;
+    r.source_principal = peer_principal;
+    r.destination_principal = local_.principal;
+    r.connection_security_policy = peer_principal.empty() ? "none" : "mutual_tls";
+  } else {
+    r.reporter = Reporter::kSource;
+    r.source = &local_.peer;
+    r.destination = peer;
+    r.source_principal = local_.principal;
+    r.connection_security_policy = "unknown";
+  }
+  r.destination_service = service_;
+  r.request_protocol = grpc_ ? "grpc" : "http";
+  r.response_code = response_code_;
+  r.grpc_response_status = grpc_status_;
+  r.response_flags = flags_;
+  r.duration = end - start_;
+  r.request_bytes = request_bytes_;
+  r.response_bytes = response_bytes_;
+  r.request_messages = request_messages_.messages();
+  r.response_messages = response_messages_.messages();
+  metrics->Record(r);
+}
+
+}  // namespace mesh::dataplane::telemetry
