@@ -301,7 +301,23 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(
 // /debug/tls_check, and the CA's and ADS's metrics.
 void AddHandlers(mesh::api::RestServer& server, mesh::xds::AdsServer& ads,
                  mesh::xds::SnapshotCache& cache, mesh::ca::JoinTokens& join_tokens,
-                 mesh::ca::CaService& ca_service) {
+                 mesh::ca::CaService& ca_service, const std::string* monitoring_address) {
+  // Prometheus HTTP service discovery: every connected proxy's metrics, and meshpilot's own on
+  // its monitoring address (labelled as Istio's dashboards expect istiod to be).
+  server.AddJsonHandler("/debug/prometheus_sd",
+                        [&ads, monitoring_address](const std::map<std::string, std::string>&)
+                            -> absl::StatusOr<std::string> {
+                          nlohmann::json groups = ads.PrometheusTargets();
+                          if (!monitoring_address->empty()) {
+                            groups.push_back({{"targets", {*monitoring_address}},
+                                              {"labels",
+                                               {{"__metrics_path__", "/metrics"},
+                                                {"app", "istiod"},
+                                                {"component", "pilot"},
+                                                {"proxy", "meshpilot"}}}});
+                          }
+                          return groups.dump();
+                        });
   server.AddJsonHandler(
       "/debug/syncz",
       [&ads](const std::map<std::string, std::string>&) -> absl::StatusOr<std::string> {
@@ -446,7 +462,7 @@ JwksResolver StartJwks(mesh::model::ConfigIndex* index, mesh::xds::SnapshotCache
 // --monitoring: /metrics (the REST server's text) and /healthz, without a token, on an address
 // of their own; nullptr when off.
 absl::StatusOr<std::unique_ptr<mesh::api::HttpServer>> StartMonitoring(
-    const mesh::api::RestServer& rest) {
+    const mesh::api::RestServer& rest, std::string* bound_address) {
   const std::string addr = absl::GetFlag(FLAGS_monitoring);
   if (addr.empty()) return nullptr;
   mesh::api::HttpServer::Options options;
@@ -466,6 +482,7 @@ absl::StatusOr<std::unique_ptr<mesh::api::HttpServer>> StartMonitoring(
     return absl::Status(port.status().code(),
                         absl::StrCat("--monitoring: ", port.status().message()));
   Info("meshpilot: monitoring (/metrics) on ", options.host, ":", *port);
+  *bound_address = absl::StrCat(options.host, ":", *port);
   return server;
 }
 
@@ -581,13 +598,14 @@ int Run() {
   absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
       StartGrpc(&ads, &ca_service, serving->get());
   if (!grpc_server.ok()) return Fail(grpc_server.status());
-  AddHandlers(server, ads, cache, join_tokens, ca_service);
+  std::string monitoring_address;  // set before the REST server answers anything
+  AddHandlers(server, ads, cache, join_tokens, ca_service, &monitoring_address);
   AddStoreMetrics(server, store.get(), index->get(), wal);
   JwksResolver jwks = StartJwks(index->get(), &cache, &server);
+  auto monitoring = StartMonitoring(server, &monitoring_address);
+  if (!monitoring.ok()) return Fail(monitoring.status());
   absl::StatusOr<int> bound = server.Start();
   if (!bound.ok()) return Fail(bound.status());
-  auto monitoring = StartMonitoring(server);
-  if (!monitoring.ok()) return Fail(monitoring.status());
   Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound,
        " data_dir=", data_dir, " store=", etcd ? "etcd" : "embedded",
        " revision=", store->Revision());

@@ -122,6 +122,15 @@ envoy::config::core::v3::Node MakeNode(const std::string& id, const std::string&
   auto& fields = *node.mutable_metadata()->mutable_fields();
   fields["ROLE"].set_string_value(role);
   fields["WORKLOAD_NAME"].set_string_value(workload_name);
+  // Where Prometheus scrapes this proxy (meshpilot's service discovery lists it): the admin
+  // address, or this workload's address when the admin listens on every interface.
+  const std::string admin = absl::GetFlag(FLAGS_admin);
+  const size_t colon = admin.rfind(':');
+  if (colon != std::string::npos && admin.substr(colon + 1) != "0") {
+    std::string host = admin.substr(0, colon);
+    if (host.empty() || host == "0.0.0.0") host = address;
+    fields["METRICS_ADDRESS"].set_string_value(absl::StrCat(host, admin.substr(colon)));
+  }
   fields["NAMESPACE"].set_string_value(absl::GetFlag(FLAGS_namespace));
   fields["SERVICE_ACCOUNT"].set_string_value(absl::GetFlag(FLAGS_service_account));
   fields["INSTANCE_IPS"].set_string_value(address);

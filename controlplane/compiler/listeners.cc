@@ -360,6 +360,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     std::string protocol = "TCP";
     uint32_t app_port = in.app_port;
     std::string service_name;
+    std::vector<const model::Object*> services;  // the Services this port serves
     config.ForEach(model::Kind::kService, [&](const model::Object& o) {
       const auto& svc = std::get<model::Service>(o.spec);
       if (o.meta.namespace_ != proxy.ns || svc.selector.empty() ||
@@ -373,6 +374,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
         }
         if (!app_port) app_port = p.target_port ? p.target_port : p.port;
         if (service_name.empty()) service_name = o.meta.name;
+        if (services.empty() || services.back() != &o) services.push_back(&o);
       }
     });
     if (!app_port) app_port = in.service_port;
@@ -393,6 +395,21 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     addr->set_port_value(app_port);
     // The app speaks its port's protocol: HTTP/2 (prior knowledge) for grpc and http2 ports.
     if (IsHttp(protocol)) SetHttpProtocolOptions({}, protocol, &c);
+    // Istio's inbound cluster metadata: the services behind the port, for the destination
+    // side's telemetry (destination_service).
+    if (!services.empty()) {
+      google::protobuf::ListValue* list =
+          (*(*c.mutable_metadata()->mutable_filter_metadata())["istio"]
+                .mutable_fields())["services"]
+              .mutable_list_value();
+      for (const model::Object* o : services) {
+        auto& fields = *list->add_values()->mutable_struct_value()->mutable_fields();
+        fields["host"].set_string_value(
+            absl::StrCat(o->meta.name, ".", o->meta.namespace_, ".svc.cluster.local"));
+        fields["name"].set_string_value(o->meta.name);
+        fields["namespace"].set_string_value(o->meta.namespace_);
+      }
+    }
     out->by_type[kClusterType][cluster_name] = Pack(c);
 
     std::string name = absl::StrCat("inbound|", in.listen_port);

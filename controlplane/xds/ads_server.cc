@@ -222,6 +222,24 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
     std::lock_guard lock(mu_);
     return node_id_;
   }
+  // This proxy as a Prometheus http_sd target group; null when it gave no metrics address.
+  nlohmann::json PrometheusTarget() {
+    std::lock_guard lock(mu_);
+    if (!proxy_known_ || node_.metrics_address.empty()) return nullptr;
+    auto label = [&](const char* key) {
+      auto it = node_.labels.find(key);
+      return it == node_.labels.end() ? std::string() : it->second;
+    };
+    return {{"targets", {node_.metrics_address}},
+            {"labels",
+             {{"__metrics_path__", "/stats/prometheus"},
+              {"namespace", node_.ns},
+              {"proxy", node_.id},
+              {"app", label("app")},
+              {"version", label("version")},
+              {"role", node_.role == compiler::Role::kGateway ? "gateway" : "sidecar"}}}};
+  }
+
   // (type URL, error) of every type whose last response this proxy rejected.
   std::vector<std::pair<std::string, std::string>> Nacks() {
     std::lock_guard lock(mu_);
@@ -292,6 +310,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   void Classify(const NodeInfo& node) {
     proxy_known_ = true;
     node_id_ = node.id;
+    node_ = node;
     proxy_ = server_->cache_->Classify(node.role, node.ns, node.labels);
     if (node.role == compiler::Role::kSidecar) {
       proxy_.inbound = node.inbound;
@@ -425,6 +444,7 @@ class AdsStream : public grpc::ServerGenericBidiReactor {
   bool over_tls_ = false;
   bool proxy_known_ = false;
   compiler::ProxyClass proxy_;
+  NodeInfo node_;  // as the first request described it
   std::unique_ptr<SnapshotCache::Watch> watch_;
   std::unique_ptr<SnapshotCache::Registration> registration_;
   std::string registration_status_;    // a sidecar's: registered, or why not
@@ -479,6 +499,16 @@ std::string AdsServer::SynczJson() {
   nlohmann::json out = nlohmann::json::array();
   for (AdsStream* s : streams_) out.push_back(s->StatusJson(refusals));
   return out.dump(2);
+}
+
+nlohmann::json AdsServer::PrometheusTargets() {
+  std::lock_guard lock(mu_);
+  nlohmann::json out = nlohmann::json::array();
+  for (AdsStream* s : streams_) {
+    nlohmann::json target = s->PrometheusTarget();
+    if (!target.is_null()) out.push_back(std::move(target));
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> AdsServer::ConfigDump(const std::string& id) {

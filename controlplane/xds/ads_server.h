@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/prometheus.h"
 #include "controlplane/xds/snapshot_cache.h"
+#include "nlohmann/json_fwd.hpp"
 
 namespace mesh::xds {
 
@@ -56,8 +57,12 @@ class AdsServer : public grpc::CallbackGenericService {
   absl::StatusOr<std::string> ConfigDump(const std::string& id);
   // The snapshot proxy `id` was last sent; NotFound if no stream has that node id.
   absl::StatusOr<SnapshotPtr> ProxySnapshot(const std::string& id);
-  // Prometheus text: connected proxies, pushes, ACKs, NACKs.
+  // Prometheus text: connected proxies, pushes, ACKs, NACKs, and pilot's names.
   std::string MetricsText();
+  // Every connected proxy that told its metrics address (node metadata METRICS_ADDRESS), as
+  // Prometheus http_sd target groups: the address, __metrics_path__ /stats/prometheus, and the
+  // labels namespace, proxy (node id), app, version and role.
+  nlohmann::json PrometheusTargets();
 
  private:
   friend class AdsStream;

@@ -69,6 +69,20 @@ std::map<uint32_t, uint32_t> PortPairs(const std::string& key, const std::string
   return out;
 }
 
+// "host:port": a host of letters, digits, dots, dashes (or an IP address), and a port 1-65535.
+bool IsHostPort(const std::string& s) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || s.size() > 255) return false;
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(s.substr(colon + 1), &port) || port == 0 || port > 65535) return false;
+  for (char c : s.substr(0, colon)) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '[' &&
+        c != ']' && c != ':')
+      return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 registry::Workload NodeInfo::ToWorkload() const {
@@ -109,6 +123,8 @@ absl::StatusOr<NodeInfo> ParseNode(const envoy::config::core::v3::Node& node) {
                                   "\" is not a DNS label"));
   }
   info.workload_name = Field(meta, "WORKLOAD_NAME", &errors).substr(0, 253);
+  if (std::string m = Field(meta, "METRICS_ADDRESS", &errors); IsHostPort(m))
+    info.metrics_address = m;
   if (auto it = meta.fields().find("LABELS"); it != meta.fields().end()) {
     if (!it->second.has_struct_value()) {
       errors.push_back("metadata.LABELS: must be a struct of strings");

@@ -19,6 +19,9 @@ struct NodeInfo {
   std::string service_account = "default";           // SERVICE_ACCOUNT
   model::Labels labels;                              // LABELS
   std::string workload_name;                         // WORKLOAD_NAME (Istio's metrics)
+  // METRICS_ADDRESS: where Prometheus scrapes the proxy's /stats/prometheus (host:port); empty
+  // when absent or not a host:port.
+  std::string metrics_address;
   // INBOUND_PORTS (service port = listen port) joined with APP_PORTS (listen port = app port).
   std::vector<compiler::InboundPort> inbound;
   std::vector<std::string> ips;  // INSTANCE_IPS

@@ -258,7 +258,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     if (const std::string* timeout = head_->headers.Get("grpc-timeout"))
       settings.grpc_timeout = ParseGrpcTimeout(*timeout);
     cluster_name_ = cluster.name;
-    telemetry_->OnUpstreamHead(head_->headers, cluster.name);
+    telemetry_->OnUpstreamHead(head_->headers, cluster.name, cluster.service_hosts);
     const bool end = request_ended_ && pending_body_.empty() && !pending_trailers_;
     upstream_ = std::make_unique<UpstreamRequest>(
         UpstreamRequest::Context{context.time(), context.pools(),

@@ -159,6 +159,7 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
     telemetry.source_principal = pipe->peer_identity;
     telemetry.destination_principal = local.principal;
     telemetry.connection_security_policy = pipe->peer_identity.empty() ? "none" : "mutual_tls";
+    if (cluster && !cluster->service_hosts.empty()) service = cluster->service_hosts.front();
   } else {
     telemetry.source = &local.peer;
     telemetry.source_principal = local.principal;

@@ -62,8 +62,15 @@ void RequestTelemetry::OnRequestBody(absl::string_view data) {
   if (grpc_) request_messages_.Feed(data);
 }
 
-void RequestTelemetry::OnUpstreamHead(HeaderMap& headers, absl::string_view cluster) {
-  if (inbound_) return;
+void RequestTelemetry::OnUpstreamHead(HeaderMap& headers, absl::string_view cluster,
+                                      const std::vector<std::string>& service_hosts) {
+  if (inbound_) {
+    if (service_hosts.empty()) return;
+    // The request's host, completed (OnRequestHead), when it is one of them; else the first.
+    if (std::find(service_hosts.begin(), service_hosts.end(), service_) == service_hosts.end())
+      service_ = service_hosts.front();
+    return;
+  }
   // "outbound|PORT|SUBSET|HOST": the service is HOST.
   std::vector<absl::string_view> parts = absl::StrSplit(cluster, '|');
   service_ = parts.size() == 4 ? std::string(parts[3]) : std::string();

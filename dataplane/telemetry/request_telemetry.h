@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -38,8 +39,11 @@ class RequestTelemetry {
   // are removed (an app must not pass itself off as another workload).
   void OnRequestHead(HeaderMap& headers, absl::string_view authority, bool grpc);
   void OnRequestBody(absl::string_view data);
-  // The head as it goes upstream to `cluster` (outbound): this proxy's metadata is added.
-  void OnUpstreamHead(HeaderMap& headers, absl::string_view cluster);
+  // The head as it goes upstream to `cluster` (outbound: this proxy's metadata is added). An
+  // inbound cluster's `service_hosts` (its Istio metadata) name the destination service: the one
+  // the request's host names, else the first.
+  void OnUpstreamHead(HeaderMap& headers, absl::string_view cluster,
+                      const std::vector<std::string>& service_hosts = {});
   // The upstream's response head. Outbound, the destination's metadata headers are read and
   // removed, else `endpoint` (the EDS metadata of the host that answered) names it; inbound, this
   // proxy's own are added when the caller sent its own.

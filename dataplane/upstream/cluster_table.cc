@@ -235,6 +235,23 @@ const envoy::config::endpoint::v3::ClusterLoadAssignment* FindAssignment(
   return it == config.endpoints.end() ? nullptr : &it->second;
 }
 
+// The hosts of the services in Istio's cluster metadata (filter "istio", list "services").
+std::vector<std::string> ServiceHosts(const pb::Cluster& pc) {
+  std::vector<std::string> out;
+  const auto& filters = pc.metadata().filter_metadata();
+  auto istio = filters.find("istio");
+  if (istio == filters.end()) return out;
+  auto services = istio->second.fields().find("services");
+  if (services == istio->second.fields().end() || !services->second.has_list_value()) return out;
+  for (const auto& v : services->second.list_value().values()) {
+    if (!v.has_struct_value()) continue;
+    auto host = v.struct_value().fields().find("host");
+    if (host != v.struct_value().fields().end() && host->second.has_string_value())
+      out.push_back(host->second.string_value());
+  }
+  return out;
+}
+
 // The workload Istio's EDS metadata names (filter "istio", field "workload"), if any.
 telemetry::PeerInfoPtr EndpointPeer(const envoy::config::endpoint::v3::LbEndpoint& lb) {
   const auto& filters = lb.metadata().filter_metadata();
@@ -324,6 +341,7 @@ absl::StatusOr<std::shared_ptr<const ClusterTable>> ClusterTable::Build(
       c.tls = std::move(t);
     }
     if (pc.has_outlier_detection()) c.outlier = ReadOutlier(pc.outlier_detection());
+    c.service_hosts = ServiceHosts(pc);
     const Cluster* before = previous ? previous->Find(name) : nullptr;
     c.next = before ? before->next : std::make_shared<std::atomic<uint64_t>>(0);
     c.state = before ? before->state : std::make_shared<ClusterState>();

@@ -102,6 +102,9 @@ struct Cluster {
   // so connections made under the old settings are never handed out again.
   std::string pool_prefix;
   std::vector<Host> hosts;  // usable endpoints only (valid, and not reported unhealthy)
+  // An inbound cluster's services (Istio's cluster metadata "istio"/"services"), by host: what
+  // the destination side reports as destination_service.
+  std::vector<std::string> service_hosts;
   // EDS endpoints dropped from this update: no IP address, a port outside 1-65535.
   uint32_t invalid_endpoints = 0;
   // EDS endpoints skipped because the control plane reported them UNHEALTHY, DRAINING or TIMEOUT.
