@@ -105,6 +105,12 @@ ABSL_FLAG(int64_t, max_documents, 5000, "most documents in one request");
 ABSL_FLAG(bool, allow_unenforced_kinds, false,
           "skip (with a note) Istio kinds meshpilot does not enforce, such as EnvoyFilter, "
           "instead of refusing them");
+ABSL_FLAG(std::string, access_log_file, "",
+          "every proxy's access log, a line per request and TCP connection (Istio's "
+          "meshConfig.accessLogFile, e.g. /dev/stdout); empty: none unless a Telemetry resource "
+          "turns it on");
+ABSL_FLAG(std::string, access_log_encoding, "TEXT",
+          "TEXT (Istio's default format) or JSON (meshConfig.accessLogEncoding)");
 ABSL_FLAG(absl::Duration, jwks_refresh_interval, absl::Minutes(20),
           "how often the key sets of RequestAuthentication jwksUris are fetched again (Istio's "
           "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL); a failed fetch is retried sooner");
@@ -574,6 +580,13 @@ int Run() {
   } else {
     cache_options.mesh.default_http_retry.reset();
   }
+  cache_options.mesh.access_log_file = absl::GetFlag(FLAGS_access_log_file);
+  const std::string encoding = absl::AsciiStrToUpper(absl::GetFlag(FLAGS_access_log_encoding));
+  if (encoding != "TEXT" && encoding != "JSON") {
+    Error("meshpilot: --access-log-encoding must be TEXT or JSON");
+    return 2;
+  }
+  cache_options.mesh.access_log_json = encoding == "JSON";
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(
       &cache, {.allow_plaintext_registration = absl::GetFlag(FLAGS_allow_plaintext_registration),

@@ -212,7 +212,8 @@ std::string FormatTable(const model::KindInfo& kind, const std::vector<json>& ob
           {"ACTION", [](const json& o) { return Str(o, json::json_pointer("/spec/action")); }}};
       break;
     case model::Kind::kGateway:
-    case model::Kind::kRequestAuthentication: break;
+    case model::Kind::kRequestAuthentication:
+    case model::Kind::kTelemetry: break;
   }
   for (const auto& c : columns) header.push_back(c.first);
   header.push_back("AGE");

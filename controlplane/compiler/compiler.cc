@@ -670,6 +670,9 @@ ProxyClass ClassOf(const model::ConfigSnapshot& config, Role role, const std::st
   config.ForEach(model::Kind::kRequestAuthentication, [&](const model::Object& o) {
     security_selector(o, std::get<model::RequestAuthentication>(o.spec).selector);
   });
+  config.ForEach(model::Kind::kTelemetry, [&](const model::Object& o) {
+    security_selector(o, std::get<model::Telemetry>(o.spec).selector);
+  });
   if (role == Role::kGateway) {
     config.ForEach(model::Kind::kGateway, [&](const model::Object& o) {
       for (const auto& [k, v] : std::get<model::Gateway>(o.spec).selector) keys.insert(k);

@@ -81,6 +81,12 @@ struct MeshConfig {
   // one of each). A URI with none yet gets a key set no token verifies with, as Istio does, so
   // a token for that issuer is refused (401) rather than waved through.
   std::shared_ptr<const std::map<std::string, std::string>> fetched_jwks;
+  // meshConfig.accessLogFile: where every proxy writes an access log line per request and TCP
+  // connection ("" = none, Istio's default); Telemetry resources turn logs on and off per
+  // workload, to this file (/dev/stdout when it is empty). accessLogEncoding JSON: Istio's JSON
+  // format instead of its text format.
+  std::string access_log_file;
+  bool access_log_json = false;
 };
 
 Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,

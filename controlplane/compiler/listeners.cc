@@ -18,6 +18,7 @@
 #include "controlplane/compiler/authn.h"
 #include "controlplane/compiler/authz.h"
 #include "controlplane/compiler/builders.h"
+#include "controlplane/compiler/telemetry.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
@@ -208,6 +209,8 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
                    [](const model::Object* a, const model::Object* b) {
                      return CreatedBefore(a->meta, b->meta);
                    });
+  // A gateway's listeners log as a client's do (Istio reports gateways as source).
+  const AccessLogging logging = AccessLoggingFor(config, proxy.ns, proxy.labels, lookup.mesh);
   // A gateway is a workload too: AuthorizationPolicies select it by its labels.
   const AuthzFilters authz = BuildAuthz(config, proxy.ns, proxy.labels, {}, lookup.mesh);
   for (const auto& [port, bound] : by_port) {
@@ -303,6 +306,7 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
       // are not served yet.
       continue;
     }
+    AddAccessLog(logging, false, &l);
     out->by_type[kListenerType][name] = Pack(l);
   }
 }
@@ -335,14 +339,17 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
                  tcp_by_port[sp.port]->host, " on the per-port outbound listener");
     }
   }
+  const AccessLogging logging = AccessLoggingFor(config, proxy.ns, proxy.labels, lookup.mesh);
   listener::Listener vo = BaseListener("virtualOutbound", 15001, core::OUTBOUND);
   AddRdsChain("virtualOutbound", {}, &vo);
+  AddAccessLog(logging, false, &vo);
   out->by_type[kListenerType]["virtualOutbound"] = Pack(vo);
   out->by_type[kRouteType]["virtualOutbound"] = Pack(virtual_outbound);
   for (const auto& [port, rc] : by_port) {
     std::string name = absl::StrCat("0.0.0.0_", port);
     listener::Listener l = BaseListener(name, port, core::OUTBOUND);
     AddRdsChain(rc.name(), {}, &l);
+    AddAccessLog(logging, false, &l);
     out->by_type[kListenerType][name] = Pack(l);
     out->by_type[kRouteType][rc.name()] = Pack(rc);
   }
@@ -352,6 +359,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     listener::Listener l = BaseListener(name, port, core::OUTBOUND);
     AddTcpChain(TcpRoute(lookup, proxy, sp->host, port, lookup.VirtualServiceFor(sp->host), ""), {},
                 &l);
+    AddAccessLog(logging, false, &l);
     out->by_type[kListenerType][name] = Pack(l);
   }
 
@@ -449,6 +457,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
       tls_chain.mutable_transport_socket()->set_name("envoy.transport_sockets.tls");
       tls_chain.mutable_transport_socket()->mutable_typed_config()->PackFrom(DownstreamMeshTls());
     }
+    AddAccessLog(logging, true, &l);
     out->by_type[kListenerType][name] = Pack(l);
   }
 }

@@ -992,6 +992,7 @@ Spec ReadSpec(Kind kind, ObjectReader& r) {
     case Kind::kService: return ReadService(r);
     case Kind::kAuthorizationPolicy: return ReadAuthorizationPolicy(r);
     case Kind::kRequestAuthentication: return ReadRequestAuthentication(r);
+    case Kind::kTelemetry: return ReadTelemetry(r);
   }
   return Gateway{};
 }
@@ -999,7 +1000,7 @@ Spec ReadSpec(Kind kind, ObjectReader& r) {
 // Istio kinds meshpilot does not enforce: refused by default, or skipped with a note when the
 // operator asks for it (so that a whole folder of Istio manifests can be applied).
 const std::set<absl::string_view> kUnservedIstioKinds = {
-    "Sidecar", "EnvoyFilter", "WorkloadGroup", "Telemetry", "ProxyConfig", "WasmPlugin"};
+    "Sidecar", "EnvoyFilter", "WorkloadGroup", "ProxyConfig", "WasmPlugin"};
 
 }  // namespace
 

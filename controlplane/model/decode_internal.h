@@ -16,5 +16,6 @@ Labels ReadLabels(ObjectReader& r, absl::string_view key);
 
 AuthorizationPolicy ReadAuthorizationPolicy(ObjectReader& r);
 RequestAuthentication ReadRequestAuthentication(ObjectReader& r);
+Telemetry ReadTelemetry(ObjectReader& r);
 
 }  // namespace mesh::model

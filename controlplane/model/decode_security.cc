@@ -216,4 +216,55 @@ AuthorizationPolicy ReadAuthorizationPolicy(ObjectReader& r) {
   return ap;
 }
 
+Telemetry ReadTelemetry(ObjectReader& r) {
+  Telemetry t;
+  r.Object("selector", [&](ObjectReader& s) { t.selector = ReadLabels(s, "matchLabels"); });
+  if (r.Has("targetRef") || r.Has("targetRefs"))
+    r.Error(r.Has("targetRef") ? "targetRef" : "targetRefs",
+            "is not supported: meshpilot selects workloads with selector.matchLabels");
+  r.ObjectList("accessLogging", [&](ObjectReader& a, size_t) {
+    Telemetry::AccessLogging logging;
+    a.ObjectList("providers", [&](ObjectReader& p, size_t) {
+      p.Required("name");
+      std::string name = p.String("name").value_or("");
+      if (!name.empty() && name != "envoy") {
+        p.Error("name", absl::StrCat("unknown provider \"", name,
+                                     "\": meshpilot's access log provider is \"envoy\" (the "
+                                     "file of --access-log-file, /dev/stdout by default)"));
+      }
+      logging.providers.push_back(std::move(name));
+    });
+    logging.disabled = a.Bool("disabled").value_or(false);
+    a.Object("filter", [&](ObjectReader& f) {
+      if (!f.String("expression").value_or("").empty())
+        f.Error("expression", "CEL filters are not supported: every request is logged");
+    });
+    a.Object("match", [&](ObjectReader& m) {
+      std::optional<std::string> mode = m.Enum("mode", {"CLIENT_AND_SERVER", "CLIENT", "SERVER"});
+      if (mode == "CLIENT") logging.mode = Telemetry::Mode::kClient;
+      if (mode == "SERVER") logging.mode = Telemetry::Mode::kServer;
+    });
+    t.access_logging.push_back(std::move(logging));
+  });
+  if (r.Has("tracing")) {
+    r.Get("tracing");  // one error for the whole field
+    r.Error("tracing", "is not enforced by meshpilot yet: set sampling with meshpilot's flags");
+  }
+  r.ObjectList("metrics", [&](ObjectReader& m, size_t) {
+    m.ObjectList("providers", [&](ObjectReader& p, size_t) {
+      std::string name = p.String("name").value_or("");
+      if (name != "prometheus")
+        p.Error("name", "meshproxy's metrics go to Prometheus only (provider \"prometheus\")");
+    });
+    if (m.Has("overrides")) {
+      m.Get("overrides");
+      m.Error("overrides", "metric overrides (tags, disabling metrics) are not supported");
+    }
+    if (m.Bool("disabled").value_or(false))
+      m.Error("disabled", "Istio's standard metrics cannot be turned off");
+    m.Get("reportingInterval");  // accepted: proxies are scraped, not pushing
+  });
+  return t;
+}
+
 }  // namespace mesh::model

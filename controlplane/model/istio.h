@@ -430,8 +430,23 @@ struct Service {
   bool operator==(const Service&) const = default;
 };
 
+// telemetry.istio.io Telemetry (v1, v1alpha1): the parts meshpilot enforces, access logging.
+struct Telemetry {
+  enum class Mode { kClientAndServer, kClient, kServer };
+  struct AccessLogging {
+    std::vector<std::string> providers;  // "envoy" (the only provider meshpilot has)
+    bool disabled = false;
+    Mode mode = Mode::kClientAndServer;
+    bool operator==(const AccessLogging&) const = default;
+  };
+  std::optional<Labels> selector;
+  std::vector<AccessLogging> access_logging;
+  bool operator==(const Telemetry&) const = default;
+};
+
 using Spec =
     std::variant<Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Policy,
-                 PeerAuthentication, Service, AuthorizationPolicy, RequestAuthentication>;
+                 PeerAuthentication, Service, AuthorizationPolicy, RequestAuthentication,
+                 Telemetry>;
 
 }  // namespace mesh::model

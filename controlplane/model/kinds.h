@@ -18,9 +18,10 @@ enum class Kind {
   kService,
   kAuthorizationPolicy,
   kRequestAuthentication,
+  kTelemetry,
 };
 // How many kinds there are (AllKinds() has one entry per Kind, in this order).
-inline constexpr size_t kKindCount = static_cast<size_t>(Kind::kRequestAuthentication) + 1;
+inline constexpr size_t kKindCount = static_cast<size_t>(Kind::kTelemetry) + 1;
 
 // Static description of a resource kind served by the REST API.
 struct KindInfo {

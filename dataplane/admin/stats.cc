@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "dataplane/telemetry/access_log.h"
 #include "dataplane/upstream/cluster_table.h"
 
 namespace mesh::dataplane {
@@ -139,6 +140,12 @@ std::string RenderPrometheus(const WorkerStats& s, const ProxyCounters& p) {
           "the series cap was reached.");
   absl::StrAppend(&out, "meshproxy_istio_series_dropped_total ", s.istio.dropped(), "\n");
   out += s.istio.Render("proxy", MESHPILOT_VERSION);
+  Counter(&out, "meshproxy_access_log_lines_total",
+          "Access log lines, written or dropped (the writer fell more than 4 MiB behind).");
+  absl::StrAppend(&out, "meshproxy_access_log_lines_total{result=\"written\"} ",
+                  telemetry::AccessLogSink::TotalWritten(),
+                  "\nmeshproxy_access_log_lines_total{result=\"dropped\"} ",
+                  telemetry::AccessLogSink::TotalDropped(), "\n");
   return out;
 }
 

@@ -32,6 +32,17 @@ absl::Status Invalid(const std::string& listener, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat("listener ", listener, ": ", why));
 }
 
+absl::Status ReadAccessLogs(
+    const google::protobuf::RepeatedPtrField<envoy::config::accesslog::v3::AccessLog>& logs,
+    const std::string& listener, const std::string& path, ListenerConfig* out) {
+  for (int i = 0; i < logs.size(); ++i) {
+    auto log = telemetry::AccessLog::FromProto(logs[i], absl::StrCat(path, ".access_log[", i, "]"));
+    if (!log.ok()) return Invalid(listener, std::string(log.status().message()));
+    out->access_logs.push_back(*std::move(log));
+  }
+  return absl::OkStatus();
+}
+
 // The HCM's http_filters: RBAC filters are kept, in order; fault and router are the manager's
 // own; anything else is refused unless it is marked optional (as Envoy does).
 absl::Status ReadHttpFilters(const hcm::HttpConnectionManager& m, const std::string& listener,
@@ -158,6 +169,8 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
     out->stream_idle_timeout =
         Timeout(m.has_stream_idle_timeout(), m.stream_idle_timeout(), absl::Minutes(5));
     if (absl::Status s = ReadHttpFilters(m, l.name(), fpath, out.get()); !s.ok()) return s;
+    if (absl::Status s = ReadAccessLogs(m.access_log(), l.name(), fpath, out.get()); !s.ok())
+      return s;
     if (m.has_rds()) {
       out->rds_name = m.rds().route_config_name();
       if (out->rds_name.empty())
@@ -176,6 +189,8 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
     if (!typed.UnpackTo(&t)) return Invalid(l.name(), fpath + ": does not parse");
     out->kind = Kind::kTcp;
     out->stat_prefix = t.stat_prefix();
+    if (absl::Status s = ReadAccessLogs(t.access_log(), l.name(), fpath, out.get()); !s.ok())
+      return s;
     if (!t.cluster().empty()) {
       out->tcp_targets.push_back({t.cluster(), 1});
     } else {

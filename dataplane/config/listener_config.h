@@ -10,6 +10,7 @@
 #include "dataplane/authn/jwt_authn.h"
 #include "dataplane/config/rbac_policy.h"
 #include "dataplane/config/route_table.h"
+#include "dataplane/telemetry/access_log.h"
 
 namespace envoy::config::listener::v3 {
 class Listener;
@@ -58,6 +59,8 @@ struct ListenerConfig {
   std::vector<RbacPolicyPtr> http_rbac;
   // Every connection passes these first, once (envoy.filters.network.rbac).
   std::vector<RbacPolicyPtr> network_rbac;
+  // The HCM's or the TCP proxy's access logs: a line per request or connection.
+  std::vector<telemetry::AccessLogPtr> access_logs;
 
   // kTcp: where connections go; the idle timeout (Envoy's default of 1 h when the config has
   // none; none when it says 0).

@@ -20,6 +20,62 @@ HttpProtocol UpstreamProtocol(const Cluster& cluster, HttpProtocol downstream,
   return HttpProtocol::kHttp11;
 }
 
+// What a request's access log lines need beyond its telemetry: the fields of its head and its
+// response head that the formats name, kept before the head goes upstream.
+class RequestLog {
+ public:
+  RequestLog(const std::vector<telemetry::AccessLogPtr>& logs, const RequestHead& head)
+      : logs_(logs), protocol_(head.protocol == HttpProtocol::kHttp2 ? "HTTP/2" : "HTTP/1.1") {
+    for (const auto& log : logs_) {
+      for (const std::string& name : log->format.request_headers()) Keep(name, head);
+    }
+  }
+  void OnResponseHead(const HeaderMap& headers, std::string upstream_host) {
+    upstream_host_ = std::move(upstream_host);
+    for (const auto& log : logs_) {
+      for (const std::string& name : log->format.response_headers()) {
+        if (const std::string* v = headers.Get(name); v && !response_.Get(name))
+          response_.Add(name, *v);
+      }
+    }
+  }
+  void Write(const telemetry::RequestTelemetry& t, absl::Time end, const DownstreamInfo& downstream,
+             const std::string& route, const std::string& cluster,
+             const std::string& upstream_host) const {
+    telemetry::AccessLogEntry e;
+    e.start = t.start();
+    e.duration = end - t.start();
+    e.protocol = protocol_;
+    e.request = &request_;
+    e.response = &response_;
+    e.response_code = t.response_code();
+    e.response_flags = t.flags();
+    e.response_code_details = t.details();
+    e.bytes_received = t.request_bytes();
+    e.bytes_sent = t.response_bytes();
+    e.upstream_host = upstream_host.empty() ? upstream_host_ : upstream_host;
+    e.upstream_cluster = cluster;
+    e.route_name = route;
+    e.downstream_local_address = downstream.local_address;
+    e.downstream_remote_address = downstream.peer_address;
+    for (const auto& log : logs_) log->Write(e);
+  }
+
+ private:
+  void Keep(const std::string& name, const RequestHead& head) {
+    if (request_.Get(name)) return;
+    if (name == ":method") return request_.Add(name, head.method);
+    if (name == ":path") return request_.Add(name, head.path);
+    if (name == ":authority" || name == "host") return request_.Add(name, head.authority);
+    if (name == ":scheme") return;
+    if (const std::string* v = head.headers.Get(name)) request_.Add(name, *v);
+  }
+  std::vector<telemetry::AccessLogPtr> logs_;
+  const char* protocol_;
+  HeaderMap request_, response_;
+  std::string upstream_host_;
+};
+
 const std::string* Reason(const LocalReply& reply) {
   for (const auto& [name, value] : reply.headers) {
     if (name == "x-meshproxy-reason") return &value;
@@ -70,6 +126,12 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
         local.sidecar && manager_.listener_config_.direction == ListenerConfig::Direction::kInbound,
         last_activity_);
     telemetry_->OnRequestHead(head->headers, head->authority, grpc_);
+    // Every request carries an id, kept when the client sent one (Envoy's generate_request_id).
+    if (!head->headers.Get("x-request-id"))
+      head->headers.Add("x-request-id", telemetry::RandomUuid(context.Random(), context.Random()));
+    const ListenerConfig& logged =
+        routing_.listener ? *routing_.listener : manager_.listener_config_;
+    if (!logged.access_logs.empty()) access_log_.emplace(logged.access_logs, *head);
     routing_ = context.RoutingFor(manager_.listener_config_);
     if (std::optional<LocalReply> refused = Authenticate(*head)) {
       head_ = std::move(head);
@@ -152,6 +214,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     manager_.context_.stats().CountRequest(manager_.listener_, route_name_, cluster_name_,
                                            head->status);
     if (telemetry_) telemetry_->OnResponseHead(head->status, head->headers, UpstreamPeer());
+    if (access_log_) access_log_->OnResponseHead(head->headers, UpstreamHost());
     response_started_ = true;
     if (end_stream) response_ended_ = true;
     encoder_.EncodeHeaders(*head, end_stream);
@@ -183,6 +246,12 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
 
  private:
   void Touch() { last_activity_ = manager_.context_.time().Now(); }
+
+  // The host that answered (or was tried last), "ip:port"; empty when none was.
+  std::string UpstreamHost() const {
+    const Host* host = upstream_ ? upstream_->host() : nullptr;
+    return host ? absl::StrCat(host->address, ":", host->port) : std::string();
+  }
 
   // The workload behind the host that answered, as EDS describes it.
   const telemetry::PeerInfo* UpstreamPeer() const {
@@ -312,9 +381,13 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   void MaybeFinish() {
     if (finished_ || !((response_ended_ && request_ended_) || reset_)) return;
     finished_ = true;
+    const absl::Time now = manager_.context_.time().Now();
     if (telemetry_) {
-      telemetry_->Record(manager_.context_.time().Now(), manager_.downstream_.peer_identity,
-                         &manager_.context_.stats().istio);
+      telemetry_->Record(now, manager_.downstream_.peer_identity, &manager_.context_.stats().istio);
+      if (access_log_) {
+        access_log_->Write(*telemetry_, now, manager_.downstream_, route_name_, cluster_name_,
+                           UpstreamHost());
+      }
     }
     encoder_.stream().SetCallbacks(nullptr);
     if (upstream_ && reset_) upstream_->Cancel();
@@ -335,6 +408,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   absl::Time last_activity_;
   std::map<std::string, std::vector<std::string>> authn_;  // facts of a verified JWT
   std::optional<telemetry::RequestTelemetry> telemetry_;   // from the request head on
+  std::optional<RequestLog> access_log_;                   // when the listener logs requests
   bool grpc_ = false;
   bool request_ended_ = false;
   bool response_started_ = false;

@@ -22,6 +22,7 @@ namespace mesh::dataplane {
 // What the stream layer knows of the connection a request came on.
 struct DownstreamInfo {
   std::string peer_ip;
+  std::string peer_address, local_address;  // ip:port of either end (access logs)
   bool tls = false;
   std::string peer_identity;   // the client's SPIFFE ID, proven by mutual TLS; empty otherwise
   std::string local_identity;  // this proxy's, when it accepted that TLS

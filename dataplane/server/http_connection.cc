@@ -35,7 +35,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection>,
     error_code ec;
     io_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
     asio::ip::tcp::endpoint peer = io_.socket().remote_endpoint(ec);
-    if (!ec) downstream_.peer_ip = peer.address().to_string();
+    if (!ec) {
+      downstream_.peer_ip = peer.address().to_string();
+      downstream_.peer_address = absl::StrCat(downstream_.peer_ip, ":", peer.port());
+    }
+    asio::ip::tcp::endpoint local = io_.socket().local_endpoint(ec);
+    if (!ec)
+      downstream_.local_address = absl::StrCat(local.address().to_string(), ":", local.port());
     downstream_.append_forwarded_for = options_.append_forwarded_for;
     limits_.max_header_bytes = options_.max_header_bytes;
   }

@@ -67,6 +67,11 @@ awaitable<void> Copy(std::shared_ptr<Pipe> pipe, MeshStream& from, MeshStream& t
   pipe->finished.cancel();
 }
 
+// "ip:port", or "" for an endpoint of a closed socket.
+std::string EndpointText(const tcp::endpoint& e) {
+  return e.port() ? absl::StrCat(e.address().to_string(), ":", e.port()) : std::string();
+}
+
 // Mutual TLS on the accepted side, as the listener requires (see HttpConnection::AcceptTls).
 awaitable<bool> AcceptTls(Worker& worker, std::shared_ptr<Pipe> shared,
                           const ListenerConfig& config, absl::Duration timeout) {
@@ -120,10 +125,14 @@ awaitable<bool> AcceptTls(Worker& worker, std::shared_ptr<Pipe> shared,
 
 awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr listener,
                          ListenerConfigPtr accepted) {
+  const absl::Time start = absl::Now();
   WorkerStats& stats = worker.stats();
   ++stats.downstream_active;
   ++stats.downstream_total;
   auto pipe = std::make_shared<Pipe>(std::move(socket));
+  error_code addr_ec;  // (for the access log, before the socket closes)
+  const std::string remote_address = EndpointText(pipe->down.socket().remote_endpoint(addr_ec));
+  const std::string local_address = EndpointText(pipe->down.socket().local_endpoint(addr_ec));
   Worker::SessionHandle handle =
       worker.Register({listener.get(), [pipe] { pipe->CloseBoth(); }, nullptr});
 
@@ -251,6 +260,21 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
   }
   telemetry.closed = true;
   stats.istio.Record(telemetry);
+  if (!config->access_logs.empty()) {
+    telemetry::AccessLogEntry e;
+    e.start = start;
+    e.duration = absl::Now() - start;
+    e.response_flags = telemetry.response_flags;
+    e.bytes_received = pipe->sent;
+    e.bytes_sent = pipe->received;
+    const std::string upstream =
+        host ? absl::StrCat(host->address, ":", host->port) : std::string();
+    e.upstream_host = upstream;
+    e.upstream_cluster = cluster ? absl::string_view(cluster->name) : absl::string_view();
+    e.downstream_remote_address = remote_address;
+    e.downstream_local_address = local_address;
+    for (const auto& log : config->access_logs) log->Write(e);
+  }
   pipe->CloseBoth();
   worker.Unregister(handle);
   --worker.stats().downstream_active;

@@ -1,6 +1,7 @@
 #include "dataplane/telemetry/request_telemetry.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -8,6 +9,17 @@
 #include "absl/strings/str_split.h"
 
 namespace mesh::dataplane::telemetry {
+
+std::string RandomUuid(uint64_t high, uint64_t low) {
+  high = (high & ~uint64_t{0xf000}) | 0x4000;                    // version 4
+  low = (low & ~(uint64_t{0xc} << 60)) | (uint64_t{0x8} << 60);  // variant 10
+  char out[37];
+  snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<uint32_t>(high >> 32),
+           static_cast<uint32_t>((high >> 16) & 0xffff), static_cast<uint32_t>(high & 0xffff),
+           static_cast<uint32_t>(low >> 48),
+           static_cast<unsigned long long>(low & 0xffffffffffffULL));
+  return out;
+}
 
 void GrpcMessageCounter::Feed(absl::string_view data) {
   size_t i = 0;
@@ -81,6 +93,7 @@ void RequestTelemetry::OnUpstreamHead(HeaderMap& headers, absl::string_view clus
 
 void RequestTelemetry::OnResponseHead(int status, HeaderMap& headers, const PeerInfo* endpoint) {
   response_code_ = status;
+  details_ = "via_upstream";
   if (const std::string* g = headers.Get("grpc-status")) grpc_status_ = *g;  // trailers-only
   if (inbound_) {
     if (peer_sent_metadata_ && !local_.metadata.empty()) {
@@ -110,6 +123,25 @@ void RequestTelemetry::OnLocalReply(int status, const std::string* grpc_status, 
   if (grpc_status) grpc_status_ = *grpc_status;
   response_bytes_ += body_bytes;
   if (!flags.empty()) AddFlag(flags);
+  // Why the proxy answered itself, in Envoy's words.
+  static const std::pair<const char*, const char*> kDetails[] = {
+      {"NR", "route_not_found"},
+      {"FI", "fault_filter_abort"},
+      {"UH", "no_healthy_upstream"},
+      {"NC", "cluster_not_found"},
+      {"UF", "upstream_reset_before_response_started{connection_failure}"},
+      {"UC", "upstream_reset_before_response_started{connection_termination}"},
+      {"UR", "upstream_reset_before_response_started{remote_reset}"},
+      {"UPE", "upstream_reset_before_response_started{protocol_error}"},
+      {"UT", "upstream_response_timeout"},
+      {"UO", "upstream_reset_before_response_started{overflow}"},
+      {"SI", "stream_idle_timeout"}};
+  details_ = status == 403   ? "rbac_access_denied_matched_policy[none]"
+             : status == 401 ? "jwt_authn_access_denied"
+                             : "direct_response";
+  for (const auto& [flag, details] : kDetails) {
+    if (flags == flag) details_ = details;
+  }
 }
 
 void RequestTelemetry::AddFlag(absl::string_view flag) {

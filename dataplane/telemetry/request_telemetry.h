@@ -17,6 +17,9 @@
 // no clock of its own: unit-tested by feeding heads and bodies.
 namespace mesh::dataplane::telemetry {
 
+// A version 4 UUID from two random numbers ("8-4-4-4-12" hex), as x-request-id carries it.
+std::string RandomUuid(uint64_t high, uint64_t low);
+
 // Counts the messages of a gRPC body (a 5-byte prefix, then the message) as its bytes arrive.
 class GrpcMessageCounter {
  public:
@@ -61,7 +64,12 @@ class RequestTelemetry {
   void Record(absl::Time end, absl::string_view peer_principal, IstioMetrics* metrics) const;
 
   const std::string& flags() const { return flags_; }
+  // Envoy's %RESPONSE_CODE_DETAILS%: via_upstream, route_not_found, fault_filter_abort, ...
+  const std::string& details() const { return details_; }
   int response_code() const { return response_code_; }
+  absl::Time start() const { return start_; }
+  uint64_t request_bytes() const { return request_bytes_; }
+  uint64_t response_bytes() const { return response_bytes_; }
 
  private:
   const LocalWorkload& local_;
@@ -76,6 +84,7 @@ class RequestTelemetry {
   int response_code_ = 0;
   std::string grpc_status_;
   std::string flags_;
+  std::string details_;
   uint64_t request_bytes_ = 0, response_bytes_ = 0;
   GrpcMessageCounter request_messages_, response_messages_;
 };

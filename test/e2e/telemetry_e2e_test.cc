@@ -4,12 +4,14 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
 #include "test/support/mesh.h"
 
 namespace mesh::testing {
@@ -158,6 +160,154 @@ spec: {hosts: [web], http: [{route: [{destination: {host: web}}]}]}
   CHECK(mesh.pilot().Client().Get("/metrics")->status == 200);
   httplib::Client anonymous("127.0.0.1", mesh.pilot().port());
   CHECK(anonymous.Get("/metrics")->status == 401);
+}
+
+// The lines of the access log file that contain every one of `parts`.
+std::vector<std::string> LogLines(const std::string& path, const std::vector<std::string>& parts) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    bool all = true;
+    for (const std::string& p : parts) all = all && absl::StrContains(line, p);
+    if (all) out.push_back(line);
+  }
+  return out;
+}
+
+// A mesh whose proxies all log to one file: a client sidecar, httpbin (routes: a fault abort on
+// /fault, a 300 ms timeout on /slow), a service without endpoints, and one whose only endpoint
+// refuses connections.
+struct LoggedMesh {
+  explicit LoggedMesh(const std::string& encoding)
+      : mesh({"--debounce", "10ms", "--access-log-file", log.path() + "/access.log",
+              "--access-log-encoding", encoding}) {
+    mesh.Apply(absl::StrCat(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin}
+spec: {selector: {app: httpbin}, ports: [{name: http, port: 8000}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec: {selector: {app: nobody}, ports: [{name: http, port: 8001}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: dead}
+spec:
+  hosts: [dead.example]
+  ports: [{number: 8002, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: )",
+                            FreePort(), R"(}}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: httpbin}
+spec:
+  hosts: [httpbin]
+  http:
+  - match: [{uri: {prefix: /fault}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: httpbin}}]
+  - match: [{uri: {prefix: /slow}}]
+    timeout: 300ms
+    retries: {attempts: 0}
+    route: [{destination: {host: httpbin}}]
+  - route: [{destination: {host: httpbin}}]
+)"));
+    httpbin = &mesh.Workload("httpbin", "default", "app=httpbin", 8000, {"--name", "httpbin"});
+    client = &mesh.Sidecar("sleep", "default", "app=sleep", 9000, FreePort(), "sleep");
+    REQUIRE(mesh.WaitReady(30s));
+    REQUIRE(WaitFor([&] { return Through(*client, "httpbin:8000", "/ping").status == 200; }, 15s));
+  }
+  std::string path() const { return log.path() + "/access.log"; }
+
+  TempDir log;
+  Mesh mesh;
+  Mesh::Proxy* httpbin = nullptr;
+  Mesh::Proxy* client = nullptr;
+};
+
+TEST_CASE("Access logs: Istio's text format with Envoy's response flags") {
+  LoggedMesh m("TEXT");
+  INFO(m.mesh.Logs());
+  CHECK(Through(*m.client, "httpbin:8000", "/ping?id=ok").status == 200);
+  CHECK(Through(*m.client, "nowhere:8000", "/").status == 404);
+  CHECK(Through(*m.client, "empty:8001", "/").status == 503);
+  CHECK(Through(*m.client, "dead.example:8002", "/").status == 503);
+  CHECK(Through(*m.client, "httpbin:8000", "/slow?delay_ms=2000").status == 504);
+  CHECK(Through(*m.client, "httpbin:8000", "/fault").status == 418);
+  {
+    // The client goes away before the answer: DC.
+    httplib::Client c(m.client->ip, 15001);
+    c.set_read_timeout(std::chrono::milliseconds(200));
+    c.Get("/echo?delay_ms=1000&id=gone", {{"Host", "httpbin:8000"}});
+  }
+  REQUIRE(WaitFor([&] { return !LogLines(m.path(), {"id=gone", " DC "}).empty(); }, 5s));
+  std::ifstream whole(m.path());
+  INFO(std::string(std::istreambuf_iterator<char>(whole), {}));
+  // Each as Istio writes it: [time] "METHOD PATH PROTOCOL" CODE FLAGS DETAILS ...
+  const std::string start = "[20";
+  auto one = [&](const std::vector<std::string>& parts) {
+    std::vector<std::string> lines = LogLines(m.path(), parts);
+    for (const auto& l : lines) CHECK(absl::StartsWith(l, start));
+    return lines.size();
+  };
+  // 200 from both sidecars: the client's (outbound) and httpbin's (inbound), with one request id.
+  CHECK(one({"\"GET /ping?id=ok HTTP/1.1\" 200 - via_upstream", "outbound|8000||httpbin"}) == 1);
+  CHECK(one({"\"GET /ping?id=ok HTTP/1.1\" 200 - via_upstream", "inbound|"}) == 1);
+  std::vector<std::string> both = LogLines(m.path(), {"/ping?id=ok"});
+  REQUIRE(both.size() == 2);
+  auto request_id = [](const std::string& line) {
+    std::vector<std::string> quoted = absl::StrSplit(line, '"');
+    return quoted.size() > 9 ? quoted[9] : "";
+  };
+  CHECK(request_id(both[0]).size() == 36);
+  CHECK(request_id(both[0]) == request_id(both[1]));
+  CHECK(one({"\"GET / HTTP/1.1\" 404 NR route_not_found"}) == 1);
+  CHECK(one({"\"GET / HTTP/1.1\" 503 UH no_healthy_upstream", "empty.default"}) == 1);
+  CHECK(one({"503 UF upstream_reset_before_response_started{connection_failure}",
+             "dead.example"}) == 1);
+  CHECK(one({"/slow?delay_ms=2000 HTTP/1.1\" 504 UT upstream_response_timeout"}) == 1);
+  CHECK(one({"/fault HTTP/1.1\" 418 FI fault_filter_abort"}) == 1);
+  CHECK(one({"id=gone", " DC "}) >= 1);
+  CHECK(absl::StrContains(m.client->Admin("/stats/prometheus"),
+                          "meshproxy_access_log_lines_total{result=\"dropped\"} 0\n"));
+}
+
+TEST_CASE("Access logs: Istio's JSON format, one object per line") {
+  LoggedMesh m("JSON");
+  INFO(m.mesh.Logs());
+  CHECK(Through(*m.client, "httpbin:8000", "/ping?id=json").status == 200);
+  CHECK(Through(*m.client, "nowhere:8000", "/").status == 404);
+  REQUIRE(WaitFor([&] { return LogLines(m.path(), {"id=json"}).size() == 2; }, 5s));
+  REQUIRE(WaitFor([&] { return !LogLines(m.path(), {"\"NR\""}).empty(); }, 5s));
+  std::ifstream in(m.path());
+  int lines = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    INFO(line);
+    REQUIRE(j.is_object());
+    CHECK(j.contains("start_time"));
+    CHECK(j["response_code"].is_number());
+    auto text = [&](const char* key) {
+      return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+    };
+    if (text("path") == "/ping?id=json") {
+      CHECK(j["response_code"] == 200);
+      CHECK(j["response_flags"].is_null());  // "-": unset
+      CHECK(j["method"] == "GET");
+      CHECK(j["request_id"].get<std::string>().size() == 36);
+      const std::string cluster = text("upstream_cluster");
+      CHECK((cluster == "outbound|8000||httpbin.default.svc.cluster.local" ||
+             absl::StartsWith(cluster, "inbound|")));
+    }
+    if (text("response_flags") == "NR") CHECK(j["response_code"] == 404);
+  }
+  CHECK(lines >= 3);
 }
 
 }  // namespace

@@ -355,4 +355,50 @@ spec:
 }
 
 }  // namespace
+std::vector<std::string> TelemetryErrors(const std::string& spec) {
+  DecodedDocument d = DecodeYaml(
+      "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\nspec: " + spec +
+      "\n");
+  std::vector<std::string> out;
+  for (const auto& e : d.errors) out.push_back(e.path + ": " + e.message);
+  return out;
+}
+
+TEST_CASE("Telemetry: access logging is decoded; what meshpilot cannot enforce is refused") {
+  DecodedDocument d = DecodeYaml(R"(
+apiVersion: telemetry.istio.io/v1alpha1
+kind: Telemetry
+metadata: {name: logs, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  accessLogging:
+  - providers: [{name: envoy}]
+    match: {mode: SERVER}
+  - disabled: true
+    match: {mode: CLIENT}
+  metrics: [{providers: [{name: prometheus}]}]
+)");
+  REQUIRE(d.outcome == DecodedDocument::Outcome::kObject);
+  const auto& t = std::get<Telemetry>(d.object->spec);
+  REQUIRE(t.access_logging.size() == 2);
+  CHECK(t.access_logging[0].providers == std::vector<std::string>{"envoy"});
+  CHECK(t.access_logging[0].mode == Telemetry::Mode::kServer);
+  CHECK(t.access_logging[1].disabled);
+  CHECK(t.access_logging[1].mode == Telemetry::Mode::kClient);
+
+  CHECK(TelemetryErrors("{accessLogging: [{providers: [{name: otel}]}]}") ==
+        std::vector<std::string>{
+            "spec.accessLogging[0].providers[0].name: unknown provider \"otel\": meshpilot's "
+            "access log provider is \"envoy\" (the file of --access-log-file, /dev/stdout by "
+            "default)"});
+  CHECK(TelemetryErrors("{accessLogging: [{filter: {expression: 'response.code >= 400'}}]}") ==
+        std::vector<std::string>{"spec.accessLogging[0].filter.expression: CEL filters are not "
+                                 "supported: every request is logged"});
+  CHECK(TelemetryErrors("{accessLogging: [{match: {mode: BOTH}}]}").size() == 1);
+  CHECK(TelemetryErrors("{tracing: [{randomSamplingPercentage: 10}]}").size() == 1);
+  CHECK(TelemetryErrors("{metrics: [{overrides: [{disabled: true}]}]}").size() == 1);
+  CHECK(TelemetryErrors("{accessLogging: [{}], unknownField: 1}") ==
+        std::vector<std::string>{"spec.unknownField: unknown field"});
+}
+
 }  // namespace mesh::model
