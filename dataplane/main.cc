@@ -39,6 +39,9 @@ ABSL_FLAG(std::string, service_account, "default", "the workload's service accou
 ABSL_FLAG(std::string, workload_name, "",
           "the workload's name in Istio's metrics (source_workload, destination_workload); "
           "default: its app label, else --id");
+ABSL_FLAG(bool, istio_metrics, true,
+          "record Istio's standard metrics (istio_requests_total, ...); off leaves meshproxy's "
+          "own series only");
 ABSL_FLAG(std::string, cluster_id, "Kubernetes",
           "the cluster named in Istio's metrics (source_cluster, destination_cluster)");
 ABSL_FLAG(std::string, address, "127.0.0.1",
@@ -276,6 +279,7 @@ dp::telemetry::LocalWorkloadPtr LocalWorkload(const ProxyFlags& f) {
   if (!f.token.empty())
     local->principal = absl::StrCat("spiffe://cluster.local/ns/", ns, "/sa/", sa);
   local->sidecar = f.sidecar;
+  local->metrics = absl::GetFlag(FLAGS_istio_metrics);
   local->metadata = dp::telemetry::EncodePeerMetadata(local->peer, f.id);
   local->metadata_id = dp::telemetry::PeerMetadataId(f.sidecar ? "sidecar" : "router",
                                                      f.address.to_string(), f.id, ns);

@@ -383,7 +383,10 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     finished_ = true;
     const absl::Time now = manager_.context_.time().Now();
     if (telemetry_) {
-      telemetry_->Record(now, manager_.downstream_.peer_identity, &manager_.context_.stats().istio);
+      if (manager_.context_.local_workload().metrics) {
+        telemetry_->Record(now, manager_.downstream_.peer_identity,
+                           &manager_.context_.stats().istio);
+      }
       if (access_log_) {
         access_log_->Write(*telemetry_, now, manager_.downstream_, route_name_, cluster_name_,
                            UpstreamHost());

@@ -248,7 +248,7 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
       telemetry.received_bytes = pipe->sent - reported_sent;      // from the client
       reported_sent = pipe->sent;
       reported_received = pipe->received;
-      if (telemetry.opened || telemetry.sent_bytes || telemetry.received_bytes)
+      if (local.metrics && (telemetry.opened || telemetry.sent_bytes || telemetry.received_bytes))
         stats.istio.Record(telemetry);
       telemetry.opened = false;
     }
@@ -259,7 +259,7 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
     telemetry.response_flags = host ? "UF" : "UH";
   }
   telemetry.closed = true;
-  stats.istio.Record(telemetry);
+  if (local.metrics) stats.istio.Record(telemetry);
   if (!config->access_logs.empty()) {
     telemetry::AccessLogEntry e;
     e.start = start;

@@ -37,6 +37,8 @@ struct LocalWorkload {
   // gateway reports all of its traffic as `source`.
   bool sidecar = false;
   std::string metadata, metadata_id;
+  // Whether requests and connections are recorded in Istio's metrics (--istio-metrics).
+  bool metrics = true;
 };
 using LocalWorkloadPtr = std::shared_ptr<const LocalWorkload>;
 

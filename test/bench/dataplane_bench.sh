@@ -7,6 +7,8 @@
 #   POLICIES=1 test/bench/dataplane_bench.sh      with a retry policy and outlier detection
 #   AUTHZ=1 test/bench/dataplane_bench.sh         with 20 ALLOW AuthorizationPolicies and 1 DENY on
 #                                                 the gateway (the request matches the last ALLOW)
+#   ACCESS_LOG=1 test/bench/dataplane_bench.sh    with Istio's text access log (to a file)
+#   PROXY_FLAGS=--istio-metrics=false ...         extra meshproxy flags (telemetry off)
 # Extra settings (ROUNDS, DURATION, RESULTS_CSV, ...) pass through to bench.sh.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/examples/lib.sh"
@@ -22,7 +24,11 @@ fi
 export BACKEND_PORT=${BACKEND_PORT:-$(free_port)} PROXY_PORT=${PROXY_PORT:-$(free_port)}
 export NGINX_PORT=${NGINX_PORT:-$(free_port)} HAPROXY_PORT=${HAPROXY_PORT:-$(free_port)}
 
-start_meshpilot
+if [ -n "${ACCESS_LOG:-}" ]; then
+  start_meshpilot meshpilot --access-log-file "$WORK/access.log"
+else
+  start_meshpilot
+fi
 cat > "$WORK/bench.yaml" <<YAML
 apiVersion: v1
 kind: Service
@@ -109,5 +115,5 @@ meshctl apply -f "$WORK/bench.yaml" >&2
 export PROXY_NAME=${PROXY_NAME:-meshproxy}
 export PROXY_CMD="exec $MESHPROXY --xds 127.0.0.1:$XDS_PORT --role gateway --id bench-gateway \
 --labels istio=ingressgateway --port-map 80=\$PROXY_PORT --admin 127.0.0.1:$(free_port) \
---concurrency 1 --log-level warn"
+--concurrency 1 --log-level warn ${PROXY_FLAGS:-}"
 bash "$HARNESS"

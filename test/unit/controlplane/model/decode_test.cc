@@ -364,7 +364,7 @@ std::vector<std::string> TelemetryErrors(const std::string& spec) {
   return out;
 }
 
-TEST_CASE("Telemetry: access logging is decoded; what meshpilot cannot enforce is refused") {
+TEST_CASE("Telemetry: access logging is decoded, and what meshpilot cannot enforce is refused") {
   DecodedDocument d = DecodeYaml(R"(
 apiVersion: telemetry.istio.io/v1alpha1
 kind: Telemetry
