@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "dataplane/http/request_log.h"
 #include "dataplane/telemetry/request_telemetry.h"
 #include "dataplane/upstream/upstream_request.h"
 
@@ -19,62 +20,6 @@ HttpProtocol UpstreamProtocol(const Cluster& cluster, HttpProtocol downstream,
   }
   return HttpProtocol::kHttp11;
 }
-
-// What a request's access log lines need beyond its telemetry: the fields of its head and its
-// response head that the formats name, kept before the head goes upstream.
-class RequestLog {
- public:
-  RequestLog(const std::vector<telemetry::AccessLogPtr>& logs, const RequestHead& head)
-      : logs_(logs), protocol_(head.protocol == HttpProtocol::kHttp2 ? "HTTP/2" : "HTTP/1.1") {
-    for (const auto& log : logs_) {
-      for (const std::string& name : log->format.request_headers()) Keep(name, head);
-    }
-  }
-  void OnResponseHead(const HeaderMap& headers, std::string upstream_host) {
-    upstream_host_ = std::move(upstream_host);
-    for (const auto& log : logs_) {
-      for (const std::string& name : log->format.response_headers()) {
-        if (const std::string* v = headers.Get(name); v && !response_.Get(name))
-          response_.Add(name, *v);
-      }
-    }
-  }
-  void Write(const telemetry::RequestTelemetry& t, absl::Time end, const DownstreamInfo& downstream,
-             const std::string& route, const std::string& cluster,
-             const std::string& upstream_host) const {
-    telemetry::AccessLogEntry e;
-    e.start = t.start();
-    e.duration = end - t.start();
-    e.protocol = protocol_;
-    e.request = &request_;
-    e.response = &response_;
-    e.response_code = t.response_code();
-    e.response_flags = t.flags();
-    e.response_code_details = t.details();
-    e.bytes_received = t.request_bytes();
-    e.bytes_sent = t.response_bytes();
-    e.upstream_host = upstream_host.empty() ? upstream_host_ : upstream_host;
-    e.upstream_cluster = cluster;
-    e.route_name = route;
-    e.downstream_local_address = downstream.local_address;
-    e.downstream_remote_address = downstream.peer_address;
-    for (const auto& log : logs_) log->Write(e);
-  }
-
- private:
-  void Keep(const std::string& name, const RequestHead& head) {
-    if (request_.Get(name)) return;
-    if (name == ":method") return request_.Add(name, head.method);
-    if (name == ":path") return request_.Add(name, head.path);
-    if (name == ":authority" || name == "host") return request_.Add(name, head.authority);
-    if (name == ":scheme") return;
-    if (const std::string* v = head.headers.Get(name)) request_.Add(name, *v);
-  }
-  std::vector<telemetry::AccessLogPtr> logs_;
-  const char* protocol_;
-  HeaderMap request_, response_;
-  std::string upstream_host_;
-};
 
 const std::string* Reason(const LocalReply& reply) {
   for (const auto& [name, value] : reply.headers) {
@@ -129,10 +74,10 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     // Every request carries an id, kept when the client sent one (Envoy's generate_request_id).
     if (!head->headers.Get("x-request-id"))
       head->headers.Add("x-request-id", telemetry::RandomUuid(context.Random(), context.Random()));
+    routing_ = context.RoutingFor(manager_.listener_config_);
     const ListenerConfig& logged =
         routing_.listener ? *routing_.listener : manager_.listener_config_;
     if (!logged.access_logs.empty()) access_log_.emplace(logged.access_logs, *head);
-    routing_ = context.RoutingFor(manager_.listener_config_);
     if (std::optional<LocalReply> refused = Authenticate(*head)) {
       head_ = std::move(head);
       SendLocalReply(std::move(*refused));
