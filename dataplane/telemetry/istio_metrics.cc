@@ -4,28 +4,24 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace mesh::dataplane::telemetry {
 namespace {
 
-// Appends name="value", escaped as the exposition format wants; empty values are "unknown".
-void AppendLabel(std::string* out, absl::string_view name, absl::string_view value,
+// A series' key is its label values alone, each followed by a unit separator, in the order of
+// its kind's label names (kHttpLabels, kTcpLabels): a fraction of the rendered text, so a request
+// builds and hashes little. Empty values become "unknown" unless told otherwise.
+constexpr char kSep = '\x1f';
+
+void AppendLabel(std::string* out, absl::string_view /*name*/, absl::string_view value,
                  bool unknown_if_empty = true) {
-  if (!out->empty()) out->push_back(',');
-  out->append(name.data(), name.size());
-  out->append("=\"");
   if (value.empty() && unknown_if_empty) value = "unknown";
-  for (char c : value) {
-    if (c == '\\' || c == '"') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (c == '\n') {
-      out->append("\\n");
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
+  const size_t at = out->size();
+  out->append(value.data(), value.size());
+  if (value.find(kSep) != absl::string_view::npos)
+    std::replace(out->begin() + at, out->end(), kSep, ' ');
+  out->push_back(kSep);
 }
 
 // The label names of one side, in Istio's order: workload, namespace, principal, app, version,
@@ -77,6 +73,60 @@ void AppendCommon(std::string* out, const R& r) {
   }
   AppendLabel(out, "destination_service_name", name);
   AppendLabel(out, "destination_service_namespace", ns);
+}
+
+// The label names of each kind's keys, in key order.
+std::vector<const char*> Names(std::initializer_list<const char*> tail) {
+  std::vector<const char*> out = {"reporter"};
+  out.insert(out.end(), kSource.begin(), kSource.end());
+  out.insert(out.end(), kDestination.begin(), kDestination.end());
+  out.insert(out.end(),
+             {"destination_service", "destination_service_name", "destination_service_namespace"});
+  out.insert(out.end(), tail);
+  return out;
+}
+const std::vector<const char*>& HttpLabels() {
+  static const auto* names = new std::vector<const char*>(
+      Names({"request_protocol", "response_code", "grpc_response_status", "response_flags",
+             "connection_security_policy"}));
+  return *names;
+}
+const std::vector<const char*>& TcpLabels() {
+  static const auto* names = new std::vector<const char*>(
+      Names({"request_protocol", "response_flags", "connection_security_policy"}));
+  return *names;
+}
+
+// A key as the exposition format's label text: name="value",... with values escaped.
+std::string LabelText(absl::string_view key, const std::vector<const char*>& names) {
+  std::string out;
+  size_t i = 0;
+  for (absl::string_view value : absl::StrSplit(key, kSep)) {
+    if (i >= names.size()) break;
+    if (i > 0) out.push_back(',');
+    absl::StrAppend(&out, names[i++], "=\"");
+    for (char c : value) {
+      if (c == '\\' || c == '"') {
+        out.push_back('\\');
+        out.push_back(c);
+      } else if (c == '\n') {
+        out.append("\\n");
+      } else {
+        out.push_back(c);
+      }
+    }
+    out.push_back('"');
+  }
+  return out;
+}
+
+// Keys in order, for a stable exposition.
+template <class Map>
+std::vector<const typename Map::value_type*> Sorted(const Map& map) {
+  std::vector<const typename Map::value_type*> out;
+  for (const auto& entry : map) out.push_back(&entry);
+  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  return out;
 }
 
 std::string Le(size_t i) {
@@ -185,40 +235,44 @@ void IstioMetrics::Merge(const IstioMetrics& o) {
 }
 
 std::string IstioMetrics::Render(absl::string_view component, absl::string_view tag) const {
+  // Label text once per series, in key order.
+  std::vector<std::pair<std::string, const HttpSeries*>> http;
+  for (const auto* entry : Sorted(http_))
+    http.emplace_back(LabelText(entry->first, HttpLabels()), &entry->second);
+  std::vector<std::pair<std::string, const TcpSeries*>> tcp;
+  for (const auto* entry : Sorted(tcp_))
+    tcp.emplace_back(LabelText(entry->first, TcpLabels()), &entry->second);
+
   std::string out;
   Type(&out, "istio_requests_total", "counter");
-  for (const auto& [labels, s] : http_)
-    absl::StrAppend(&out, "istio_requests_total{", labels, "} ", s.requests, "\n");
-  Type(&out, "istio_request_duration_milliseconds", "histogram");
-  for (const auto& [labels, s] : http_)
-    RenderHistogram(&out, "istio_request_duration_milliseconds", labels, s.duration_ms);
-  Type(&out, "istio_request_bytes", "histogram");
-  for (const auto& [labels, s] : http_)
-    RenderHistogram(&out, "istio_request_bytes", labels, s.request_bytes);
-  Type(&out, "istio_response_bytes", "histogram");
-  for (const auto& [labels, s] : http_)
-    RenderHistogram(&out, "istio_response_bytes", labels, s.response_bytes);
-  Type(&out, "istio_request_messages_total", "counter");
-  for (const auto& [labels, s] : http_) {
-    if (s.grpc)
-      absl::StrAppend(&out, "istio_request_messages_total{", labels, "} ", s.request_messages,
-                      "\n");
+  for (const auto& [labels, s] : http)
+    absl::StrAppend(&out, "istio_requests_total{", labels, "} ", s->requests, "\n");
+  const std::pair<const char*, BucketHistogram HttpSeries::*> histograms[] = {
+      {"istio_request_duration_milliseconds", &HttpSeries::duration_ms},
+      {"istio_request_bytes", &HttpSeries::request_bytes},
+      {"istio_response_bytes", &HttpSeries::response_bytes}};
+  for (const auto& [name, field] : histograms) {
+    Type(&out, name, "histogram");
+    for (const auto& [labels, s] : http) RenderHistogram(&out, name, labels, s->*field);
   }
-  Type(&out, "istio_response_messages_total", "counter");
-  for (const auto& [labels, s] : http_) {
-    if (s.grpc)
-      absl::StrAppend(&out, "istio_response_messages_total{", labels, "} ", s.response_messages,
-                      "\n");
+  const std::pair<const char*, uint64_t HttpSeries::*> messages[] = {
+      {"istio_request_messages_total", &HttpSeries::request_messages},
+      {"istio_response_messages_total", &HttpSeries::response_messages}};
+  for (const auto& [name, field] : messages) {
+    Type(&out, name, "counter");
+    for (const auto& [labels, s] : http) {
+      if (s->grpc) absl::StrAppend(&out, name, "{", labels, "} ", s->*field, "\n");
+    }
   }
-  const std::pair<const char*, uint64_t TcpSeries::*> tcp[] = {
+  const std::pair<const char*, uint64_t TcpSeries::*> counters[] = {
       {"istio_tcp_sent_bytes_total", &TcpSeries::sent},
       {"istio_tcp_received_bytes_total", &TcpSeries::received},
       {"istio_tcp_connections_opened_total", &TcpSeries::opened},
       {"istio_tcp_connections_closed_total", &TcpSeries::closed}};
-  for (const auto& [name, field] : tcp) {
+  for (const auto& [name, field] : counters) {
     Type(&out, name, "counter");
-    for (const auto& [labels, s] : tcp_)
-      absl::StrAppend(&out, name, "{", labels, "} ", s.*field, "\n");
+    for (const auto& [labels, s] : tcp)
+      absl::StrAppend(&out, name, "{", labels, "} ", s->*field, "\n");
   }
   Type(&out, "istio_build", "gauge");
   absl::StrAppend(&out, "istio_build{component=\"", component, "\",tag=\"", tag, "\"} 1\n");

@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "dataplane/telemetry/peer.h"
@@ -89,10 +90,10 @@ class IstioMetrics {
   };
 
   size_t max_series_;
-  // Keyed by the rendered label set, so rendering is a copy and a lookup builds no new string
-  // once `key_` has grown to size.
-  std::map<std::string, HttpSeries, std::less<>> http_;
-  std::map<std::string, TcpSeries, std::less<>> tcp_;
+  // Keyed by the label values (see istio_metrics.cc), hashed: a lookup builds no new string once
+  // `key_` has grown to size.
+  absl::flat_hash_map<std::string, HttpSeries> http_;
+  absl::flat_hash_map<std::string, TcpSeries> tcp_;
   std::string key_;  // scratch
   uint64_t dropped_ = 0;
 };

@@ -83,9 +83,11 @@ void RequestTelemetry::OnUpstreamHead(HeaderMap& headers, absl::string_view clus
       service_ = service_hosts.front();
     return;
   }
-  // "outbound|PORT|SUBSET|HOST": the service is HOST.
-  std::vector<absl::string_view> parts = absl::StrSplit(cluster, '|');
-  service_ = parts.size() == 4 ? std::string(parts[3]) : std::string();
+  // "outbound|PORT|SUBSET|HOST": the service is HOST. The cluster outlives the request (its
+  // snapshot is held), so a view of its name will do.
+  outbound_service_ = absl::StartsWith(cluster, "outbound|")
+                          ? cluster.substr(cluster.rfind('|') + 1)
+                          : absl::string_view();
   if (local_.metadata.empty()) return;
   headers.Set(kPeerMetadataHeader, local_.metadata);
   headers.Set(kPeerMetadataIdHeader, local_.metadata_id);
@@ -170,7 +172,7 @@ void RequestTelemetry::Record(absl::Time end, absl::string_view peer_principal,
     r.source_principal = local_.principal;
     r.connection_security_policy = "unknown";
   }
-  r.destination_service = service_;
+  r.destination_service = inbound_ ? absl::string_view(service_) : outbound_service_;
   r.request_protocol = grpc_ ? "grpc" : "http";
   r.response_code = response_code_;
   r.grpc_response_status = grpc_status_;

@@ -42,7 +42,8 @@ class RequestTelemetry {
   // are removed (an app must not pass itself off as another workload).
   void OnRequestHead(HeaderMap& headers, absl::string_view authority, bool grpc);
   void OnRequestBody(absl::string_view data);
-  // The head as it goes upstream to `cluster` (outbound: this proxy's metadata is added). An
+  // The head as it goes upstream to `cluster` (outbound: this proxy's metadata is added;
+  // `cluster` must outlive this object). An
   // inbound cluster's `service_hosts` (its Istio metadata) name the destination service: the one
   // the request's host names, else the first.
   void OnUpstreamHead(HeaderMap& headers, absl::string_view cluster,
@@ -80,7 +81,8 @@ class RequestTelemetry {
   const PeerInfo* endpoint_peer_ = nullptr;
   bool peer_sent_metadata_ = false;
   bool grpc_ = false;
-  std::string service_;  // destination_service
+  std::string service_;                 // destination_service, inbound
+  absl::string_view outbound_service_;  // outbound: in the cluster's name
   int response_code_ = 0;
   std::string grpc_status_;
   std::string flags_;
