@@ -52,8 +52,13 @@ const std::string& AccountOf(const std::string& service_account) {
 
 Endpoint FromEntry(const model::WorkloadEntry& we, uint32_t port,
                    const model::Object* object = nullptr) {
-  Endpoint e{we.address, port, we.labels, we.service_account, we.weight ? we.weight : 1,
-             we.locality};
+  Endpoint e;
+  e.address = we.address;
+  e.port = port;
+  e.labels = we.labels;
+  e.service_account = we.service_account;
+  e.weight = we.weight ? we.weight : 1;
+  e.locality = we.locality;
   if (object) {
     e.workload = object->meta.name;
     e.workload_ns = object->meta.namespace_;
@@ -146,7 +151,12 @@ Registry Registry::Build(const model::ConfigSnapshot& config,
         for (const Workload* w : fitting) {
           auto it = w->inbound_ports.find(p.port);
           if (it == w->inbound_ports.end()) continue;
-          Endpoint e{w->address, it->second, w->labels, w->service_account, 1, "", w->healthy};
+          Endpoint e;
+          e.address = w->address;
+          e.port = it->second;
+          e.labels = w->labels;
+          e.service_account = w->service_account;
+          e.healthy = w->healthy;
           e.workload = w->workload_name.empty() ? w->name : w->workload_name;
           e.workload_ns = w->ns;
           sp.endpoints.push_back(std::move(e));

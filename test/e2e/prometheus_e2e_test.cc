@@ -77,6 +77,19 @@ scrape_configs:
     return body["data"]["result"];
   }
 
+  // The values of `label` on the series `selector` matches.
+  std::vector<std::string> LabelValues(const std::string& label, const std::string& selector) {
+    httplib::Client c("127.0.0.1", port_);
+    auto r = c.Get("/api/v1/label/" + label + "/values?" +
+                   httplib::detail::params_to_query_str({{"match[]", selector}}));
+    std::vector<std::string> out;
+    if (!r) return out;
+    json body = json::parse(r->body, nullptr, false);
+    if (!body.is_object() || !body["data"].is_array()) return out;
+    for (const json& v : body["data"]) out.push_back(v.get<std::string>());
+    return out;
+  }
+
   // Active targets' `proxy` label values, with their health.
   std::map<std::string, std::string> Targets() {
     httplib::Client c("127.0.0.1", port_);
@@ -185,6 +198,135 @@ TEST_CASE("Prometheus finds every proxy through meshpilot and sees the 80/20 can
   json pilot = prometheus.Query("sum(pilot_xds{app=\"istiod\"})");
   REQUIRE(pilot.size() == 1);
   CHECK(std::stod(pilot[0]["value"][1].get<std::string>()) == 3);  // three proxies connected
+}
+
+// Every query of a dashboard, with its variables: name -> label_values(SELECTOR, LABEL).
+struct Dashboard {
+  std::string title;
+  std::vector<std::pair<std::string, std::string>> variables;  // in order
+  std::vector<std::pair<std::string, std::string>> queries;    // panel title, expr
+};
+
+Dashboard ReadDashboard(const std::string& path) {
+  std::ifstream in(path);
+  json d = json::parse(in, nullptr, false);
+  REQUIRE(d.is_object());
+  Dashboard out;
+  out.title = d.value("title", path);
+  for (const json& v : d["templating"]["list"]) {
+    if (v.value("type", "") == "query") out.variables.emplace_back(v["name"], v["definition"]);
+  }
+  for (const json& p : d["panels"]) {
+    for (const json& t : p["targets"]) out.queries.emplace_back(p["title"], t["expr"]);
+  }
+  return out;
+}
+
+std::string Substitute(std::string text, const std::map<std::string, std::string>& values) {
+  for (const auto& [name, value] : values) {
+    for (size_t at; (at = text.find("$" + name)) != std::string::npos;)
+      text.replace(at, name.size() + 1, value);
+  }
+  return text;
+}
+
+// Every choice of the dashboard's variables, as Grafana offers them (label_values queries, each
+// after the ones before it).
+std::vector<std::map<std::string, std::string>> Choices(Prometheus& prometheus,
+                                                        const Dashboard& d) {
+  std::vector<std::map<std::string, std::string>> out = {{}};
+  for (const auto& [name, definition] : d.variables) {
+    // label_values(SELECTOR, LABEL)
+    const size_t open = definition.find('('), comma = definition.rfind(',');
+    REQUIRE((absl::StartsWith(definition, "label_values(") && comma != std::string::npos));
+    const std::string selector = definition.substr(open + 1, comma - open - 1);
+    std::string label = definition.substr(comma + 1, definition.size() - comma - 2);
+    label.erase(0, label.find_first_not_of(' '));
+    std::vector<std::map<std::string, std::string>> next;
+    for (const auto& chosen : out) {
+      for (const std::string& value : prometheus.LabelValues(label, Substitute(selector, chosen))) {
+        auto with = chosen;
+        with[name] = value;
+        next.push_back(std::move(with));
+      }
+    }
+    out = std::move(next);
+  }
+  return out;
+}
+
+TEST_CASE("Every panel of the shipped dashboards answers with data while the voting app runs") {
+  Mesh mesh;
+  mesh.ApplyVotingApp(1);
+  // Somewhere for 5xx answers to come from: a host on the gateway whose service has no endpoint.
+  mesh.Apply(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: broken}
+spec: {selector: {app: nobody}, ports: [{name: http, port: 8080}]}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: broken}
+spec:
+  hosts: [broken.example]
+  gateways: [voting-app-gateway]
+  http: [{route: [{destination: {host: broken}}]}]
+)",
+             "voting");
+  Mesh::Proxy& gw = mesh.Gateway();
+  const int redis = mesh.Redis();
+  mesh.Sidecar("voting-storage-1-0", "voting", "app=voting-storage,version=1.0", 6379, redis);
+  for (const std::string app : {"voting-app", "voting-analytics"}) {
+    mesh.Workload(app + "-1-0", "voting", "app=" + app + ",version=1.0", 8080,
+                  {"--mode", app, "--name", app, "--version", "1.0", "--storage", "redis"});
+  }
+  REQUIRE(mesh.WaitReady(30s));
+  INFO(mesh.Logs().substr(0, 6000));
+  REQUIRE(WaitFor([&] { return HttpGet(gw.port, "/").status == 200; }, 15s));
+  Prometheus prometheus(mesh);
+  REQUIRE(WaitFor([&] { return prometheus.Ready(); }, 30s));
+  REQUIRE(WaitFor([&] { return prometheus.Targets().size() == 5; }, 30s));
+
+  // Load for a few scrapes: page views, votes, a missing page (404) and the broken host (503).
+  httplib::Client client("127.0.0.1", gw.port);
+  client.set_keep_alive(true);
+  const auto until = std::chrono::steady_clock::now() + 4s;
+  while (std::chrono::steady_clock::now() < until) {
+    client.Get("/");
+    client.Post("/", "vote=Dogs", "application/x-www-form-urlencoded");
+    client.Get("/no-such-page");
+    client.Get("/", {{"Host", "broken.example"}});
+  }
+  std::this_thread::sleep_for(2s);  // scraped after the load
+
+  int checked = 0;
+  for (const char* file : {"istio-mesh-dashboard", "istio-service-dashboard",
+                           "istio-workload-dashboard", "pilot-dashboard"}) {
+    Dashboard d = ReadDashboard(std::string(MESH_SOURCE_DIR) + "/examples/observability/dashboards/" +
+                                file + ".json");
+    const auto choices = Choices(prometheus, d);
+    INFO(d.title);
+    REQUIRE(!choices.empty());
+    for (const auto& [title, expr] : d.queries) {
+      bool answered = false;
+      std::string tried;
+      for (const auto& chosen : choices) {
+        const std::string query = Substitute(expr, chosen);
+        json result = prometheus.Query(query);
+        REQUIRE(prometheus.last_error.empty());  // every query is valid PromQL
+        if (!result.empty()) {
+          answered = true;
+          break;
+        }
+        tried += query + "\n";
+      }
+      INFO(title << ": no series for any choice of variables:\n" << tried);
+      CHECK(answered);
+      ++checked;
+    }
+  }
+  CHECK(checked >= 30);
 }
 
 }  // namespace
