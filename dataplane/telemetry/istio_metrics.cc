@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/prometheus.h"
 
 namespace mesh::dataplane::telemetry {
 namespace {
@@ -104,18 +105,7 @@ std::string LabelText(absl::string_view key, const std::vector<const char*>& nam
   for (absl::string_view value : absl::StrSplit(key, kSep)) {
     if (i >= names.size()) break;
     if (i > 0) out.push_back(',');
-    absl::StrAppend(&out, names[i++], "=\"");
-    for (char c : value) {
-      if (c == '\\' || c == '"') {
-        out.push_back('\\');
-        out.push_back(c);
-      } else if (c == '\n') {
-        out.append("\\n");
-      } else {
-        out.push_back(c);
-      }
-    }
-    out.push_back('"');
+    absl::StrAppend(&out, names[i++], "=\"", prometheus::Escape(value), "\"");
   }
   return out;
 }
