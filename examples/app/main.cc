@@ -5,6 +5,8 @@
 //                            service through the sidecar (--proxy) and returns its answer.
 //   --mode voting-app        the voting app's front end: renders the results line the tutorial's
 //                            curl loops grep for, from voting-analytics; POST / casts a vote.
+//   Calls to other services carry the request id and trace headers of the request being served
+//   (B3, W3C traceparent/tracestate, baggage), as Istio asks of apps.
 //   Any mode: --fail-status N answers every request with N, --delay D (or ?delay_ms=N) waits
 //   before answering, and /seen counts the requests served.
 //   --mode tcp-echo          a TCP server: reads to the client's half-close, answers
@@ -86,6 +88,32 @@ httplib::Result CallThroughSidecar(const std::string& method, const std::string&
   return client.Get(path.c_str(), headers);
 }
 
+// The headers a well-behaved app copies from the request it serves onto the calls it makes, so
+// the mesh's traces span every hop (Istio's list: the request id, B3, W3C trace context and
+// baggage, OpenTracing and Cloud Trace contexts), plus what this app's routing tests use.
+httplib::Headers Propagated(const httplib::Request& req) {
+  static const char* const kNames[] = {"x-request-id",
+                                       "x-b3-traceid",
+                                       "x-b3-spanid",
+                                       "x-b3-parentspanid",
+                                       "x-b3-sampled",
+                                       "x-b3-flags",
+                                       "b3",
+                                       "traceparent",
+                                       "tracestate",
+                                       "baggage",
+                                       "x-ot-span-context",
+                                       "x-cloud-trace-context",
+                                       "grpc-trace-bin",
+                                       "end-user",
+                                       "cookie"};
+  httplib::Headers out;
+  for (const char* name : kNames) {
+    if (req.has_header(name)) out.emplace(name, req.get_header_value(name));
+  }
+  return out;
+}
+
 void Stamp(httplib::Response& res) {
   res.set_header("x-app-name", absl::GetFlag(FLAGS_name));
   res.set_header("x-app-version", absl::GetFlag(FLAGS_version));
@@ -124,11 +152,7 @@ void ServePong(httplib::Server& server) {
   server.Get(R"(/call/([^/]+)(/.*)?)", [](const httplib::Request& req, httplib::Response& res) {
     std::string service = req.matches[1];
     std::string path = req.matches[2].length() ? std::string(req.matches[2]) : "/";
-    httplib::Headers extra;
-    for (const char* h : {"end-user", "cookie"}) {
-      if (req.has_header(h)) extra.emplace(h, req.get_header_value(h));
-    }
-    httplib::Result r = CallThroughSidecar("GET", service, path, "", extra);
+    httplib::Result r = CallThroughSidecar("GET", service, path, "", Propagated(req));
     if (!r) {
       res.status = 502;
       res.set_content(
@@ -331,10 +355,8 @@ void ServeAnalytics(httplib::Server& server) {
 // voting-app: the page, its results line from analytics, and votes passed on to analytics.
 void ServeVotingApp(httplib::Server& server) {
   auto page = [](const httplib::Request& req, httplib::Response& res) {
-    httplib::Headers extra;
-    if (req.has_header("cookie")) extra.emplace("cookie", req.get_header_value("cookie"));
     httplib::Result r =
-        CallThroughSidecar("GET", absl::GetFlag(FLAGS_analytics), "/results", "", extra);
+        CallThroughSidecar("GET", absl::GetFlag(FLAGS_analytics), "/results", "", Propagated(req));
     std::string results = r && r->status == 200 ? r->body : "results unavailable";
     std::string analytics = r ? absl::StrCat(r->get_header_value("x-app-name"), " ",
                                              r->get_header_value("x-app-version"))
@@ -366,7 +388,7 @@ void ServeVotingApp(httplib::Server& server) {
       }
     } else {
       httplib::Result r = CallThroughSidecar("POST", absl::GetFlag(FLAGS_analytics), "/vote",
-                                             absl::StrCat("vote=", choice));
+                                             absl::StrCat("vote=", choice), Propagated(req));
       if (!r || r->status != 200) {
         res.status = r ? r->status : 502;
         res.set_content(r ? r->body : "analytics unreachable\n", "text/plain");
