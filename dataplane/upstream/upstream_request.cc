@@ -207,12 +207,16 @@ void UpstreamRequest::OnReset(ResetReason reason, absl::string_view detail) {
   }
   // A pooled connection the peer closed an instant before this request went out (a keep-alive
   // race, a draining listener), or an HTTP/2 stream refused unprocessed: nothing reached the
-  // application, so the request goes again once, on whatever the pool has, outside the retry
-  // policy and without counting against the host.
-  const bool unprocessed = reason == ResetReason::kRefused ||
-                           (attempt_reused_ && reason == ResetReason::kConnectionTermination);
-  if (unprocessed && !stale_retry_used_ && replayable_) {
-    stale_retry_used_ = true;
+  // application, so the request goes again, on whatever the pool has, outside the retry policy
+  // and without counting against the host. A draining listener closes every pooled connection
+  // at once, so a stale one may be followed by another: each is replaced (each one tried is
+  // gone from the pool), up to kMaxStaleReplacements; a refused stream is replaced once.
+  const bool stale = attempt_reused_ && reason == ResetReason::kConnectionTermination;
+  const bool refused = reason == ResetReason::kRefused;
+  if (replayable_ && ((stale && stale_replacements_ < kMaxStaleReplacements) ||
+                      (refused && !refused_retry_used_))) {
+    if (stale) ++stale_replacements_;
+    if (refused) refused_retry_used_ = true;
     previous_host_ = nullptr;
     ReleaseAttempt(false);
     StartAttempt();

@@ -118,8 +118,11 @@ class UpstreamRequest : public ResponseDecoder, public StreamCallbacks, public P
   RequestEncoder* encoder_ = nullptr;
   int attempts_ = 0;
   bool waiting_for_pool_ = false;
-  bool attempt_reused_ = false;    // the attempt's connection had carried requests before
-  bool stale_retry_used_ = false;  // the one free retry for a pooled connection found closed
+  bool attempt_reused_ = false;  // the attempt's connection had carried requests before
+  // Free replacements of pooled connections found closed, and the one of a refused stream.
+  static constexpr int kMaxStaleReplacements = 8;
+  int stale_replacements_ = 0;
+  bool refused_retry_used_ = false;
 
   std::string body_;      // request body: all of it while replayable, else what is unsent
   size_t body_sent_ = 0;  // of body_, on the current attempt

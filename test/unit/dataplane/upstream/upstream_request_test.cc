@@ -255,7 +255,7 @@ TEST_CASE("Upstream request: cancelling stops the wait for a connection and the 
   CHECK(g.cluster.hosts[0].state->active_requests + g.cluster.hosts[1].state->active_requests == 0);
 }
 
-TEST_CASE("Upstream request: a reused connection found closed is replaced once, not retried") {
+TEST_CASE("Upstream request: reused connections found closed are replaced, not retried") {
   Fixture f;  // no retry policy at all
   auto request = f.Make();
   request->Start(false);
@@ -263,14 +263,22 @@ TEST_CASE("Upstream request: a reused connection found closed is replaced once, 
   FakeEncoder& stale = f.pools.Ready(f.log, true);
   stale.callbacks->OnReset(ResetReason::kConnectionTermination, "upstream connection closed");
   REQUIRE(f.pools.requests.size() == 2);  // at once, no back-off
-  FakeEncoder& again = f.pools.Ready(f.log, true);
-  again.callbacks->OnReset(ResetReason::kConnectionTermination, "upstream connection closed");
-  CHECK(f.pools.requests.size() == 2);  // once only
+  FakeEncoder& second = f.pools.Ready(f.log, true);
+  CHECK(f.log[2] == "2: headers POST /orders");  // the body went again
+  CHECK(f.log[3] == "2: data abc END");
+  second.callbacks->OnReset(ResetReason::kConnectionTermination, "upstream connection closed");
+  REQUIRE(f.pools.requests.size() == 3);
+  // A draining listener closed every pooled connection: each stale one is replaced in turn...
+  for (size_t i = 3; i <= 8; ++i) {
+    f.pools.Ready(f.log, true).callbacks->OnReset(ResetReason::kConnectionTermination, "closed");
+    REQUIRE(f.pools.requests.size() == i + 1);
+  }
+  // ...up to a bound: the ninth stale connection in a row fails the request.
+  f.pools.Ready(f.log, true).callbacks->OnReset(ResetReason::kConnectionTermination, "closed");
+  CHECK(f.pools.requests.size() == 9);
   CHECK(f.log.back() ==
         "client: local 503 upstream connect error or disconnect/reset before headers. reset "
         "reason: connection termination");
-  CHECK(f.log[2] == "2: headers POST /orders");  // the body went again
-  CHECK(f.log[3] == "2: data abc END");
 
   Fixture g;  // a new connection that closes is the upstream's failure, not a race
   auto fresh = g.Make();
