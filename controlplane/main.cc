@@ -428,6 +428,28 @@ void AddStoreMetrics(mesh::api::RestServer& server, mesh::store::Store* store,
     });
 }
 
+// Istio's meshConfig, from flags: defaultHttpRetryPolicy, accessLogFile and accessLogEncoding.
+absl::StatusOr<mesh::compiler::MeshConfig> MeshConfigFromFlags() {
+  mesh::compiler::MeshConfig mesh;
+  if (int attempts = absl::GetFlag(FLAGS_default_retry_attempts); attempts > 0) {
+    mesh::model::HTTPRetry retry = mesh::compiler::IstioDefaultHttpRetry();
+    retry.attempts = attempts;
+    if (std::string on = absl::GetFlag(FLAGS_default_retry_on); !on.empty()) retry.retry_on = on;
+    if (absl::Duration d = absl::GetFlag(FLAGS_default_retry_per_try_timeout);
+        d > absl::ZeroDuration())
+      retry.per_try_timeout = d;
+    mesh.default_http_retry = retry;
+  } else {
+    mesh.default_http_retry.reset();
+  }
+  mesh.access_log_file = absl::GetFlag(FLAGS_access_log_file);
+  const std::string encoding = absl::AsciiStrToUpper(absl::GetFlag(FLAGS_access_log_encoding));
+  if (encoding != "TEXT" && encoding != "JSON")
+    return absl::InvalidArgumentError("--access-log-encoding must be TEXT or JSON");
+  mesh.access_log_json = encoding == "JSON";
+  return mesh;
+}
+
 // The key sets behind the RequestAuthentication jwksUris that config names, fetched and handed
 // to the snapshot cache as they change; GET /debug/jwksz shows how each fetch went.
 struct JwksResolver {
@@ -568,25 +590,9 @@ int Run() {
   cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
   cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
   cache_options.root_cert_pem = (*authority)->root_cert_pem();
-  // meshConfig.defaultHttpRetryPolicy, from flags.
-  if (int attempts = absl::GetFlag(FLAGS_default_retry_attempts); attempts > 0) {
-    mesh::model::HTTPRetry retry = mesh::compiler::IstioDefaultHttpRetry();
-    retry.attempts = attempts;
-    if (std::string on = absl::GetFlag(FLAGS_default_retry_on); !on.empty()) retry.retry_on = on;
-    if (absl::Duration d = absl::GetFlag(FLAGS_default_retry_per_try_timeout);
-        d > absl::ZeroDuration())
-      retry.per_try_timeout = d;
-    cache_options.mesh.default_http_retry = retry;
-  } else {
-    cache_options.mesh.default_http_retry.reset();
-  }
-  cache_options.mesh.access_log_file = absl::GetFlag(FLAGS_access_log_file);
-  const std::string encoding = absl::AsciiStrToUpper(absl::GetFlag(FLAGS_access_log_encoding));
-  if (encoding != "TEXT" && encoding != "JSON") {
-    Error("meshpilot: --access-log-encoding must be TEXT or JSON");
-    return 2;
-  }
-  cache_options.mesh.access_log_json = encoding == "JSON";
+  absl::StatusOr<mesh::compiler::MeshConfig> mesh_config = MeshConfigFromFlags();
+  if (!mesh_config.ok()) return Fail(mesh_config.status());
+  cache_options.mesh = *std::move(mesh_config);
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(
       &cache, {.allow_plaintext_registration = absl::GetFlag(FLAGS_allow_plaintext_registration),
