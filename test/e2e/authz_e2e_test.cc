@@ -41,17 +41,8 @@ kind: Service
 metadata: {name: redis, namespace: foo}
 spec: {selector: {app: redis}, ports: [{name: tcp-redis, port: 6379, targetPort: )",
                             redis_port, R"(}]}
----
-apiVersion: security.istio.io/v1beta1
-kind: PeerAuthentication
-metadata: {name: default, namespace: istio-system}
-spec: {mtls: {mode: STRICT}}
----
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: mesh-mtls, namespace: istio-system}
-spec: {host: "*.svc.cluster.local", trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
-)"),
+)",
+                            kStrictMtlsYaml),
                "foo");
     httpbin = &mesh.Workload("httpbin", "foo", "app=httpbin", 8000, {"--name", "httpbin"});
     redis = &mesh.Sidecar("redis", "foo", "app=redis", 6379, redis_port);
@@ -396,22 +387,13 @@ spec:
 TEST_CASE("Authorization: a denied gRPC call fails with PERMISSION_DENIED, others go through") {
   Mesh mesh;
   const int app = mesh.App("echo-app", {"--mode", "grpc", "--version", "v1"});
-  mesh.Apply(R"(
+  mesh.Apply(absl::StrCat(R"(
 apiVersion: v1
 kind: Service
 metadata: {name: echo}
 spec: {selector: {app: echo}, ports: [{name: grpc, port: 9000}]}
----
-apiVersion: security.istio.io/v1beta1
-kind: PeerAuthentication
-metadata: {name: default, namespace: istio-system}
-spec: {mtls: {mode: STRICT}}
----
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: echo}
-spec: {host: echo, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
----
+)",
+                          kStrictMtlsYaml, R"(---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: no-say}
@@ -419,7 +401,7 @@ spec:
   selector: {matchLabels: {app: echo}}
   action: DENY
   rules: [{to: [{operation: {paths: ["/meshpilot.testing.v1.Echo/Say"]}}]}]
-)");
+)"));
   mesh.Sidecar("echo", "default", "app=echo", 9000, app);
   Mesh::Proxy& client = mesh.Sidecar("client", "default", "app=client", 9001, FreePort());
   REQUIRE(mesh.WaitReady());

@@ -271,22 +271,13 @@ TEST_CASE(
 TEST_CASE("gRPC between two sidecars over mutual TLS (STRICT): all four RPC kinds") {
   Mesh mesh;
   const int server_app = mesh.App("echo-app", {"--mode", "grpc", "--version", "v1"});
-  mesh.Apply(R"(
+  mesh.Apply(absl::StrCat(R"(
 apiVersion: v1
 kind: Service
 metadata: {name: echo}
 spec: {selector: {app: echo}, ports: [{name: grpc, port: 9000}]}
----
-apiVersion: security.istio.io/v1beta1
-kind: PeerAuthentication
-metadata: {name: default, namespace: istio-system}
-spec: {mtls: {mode: STRICT}}
----
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: echo}
-spec: {host: echo, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
-)");
+)",
+                          kStrictMtlsYaml));
   Mesh::Proxy& server = mesh.Sidecar("echo", "default", "app=echo", 9000, server_app);
   Mesh::Proxy& client = mesh.Sidecar("client", "default", "app=client", 9001, FreePort());
   REQUIRE(mesh.WaitReady());

@@ -52,22 +52,13 @@ Reply Through(const Mesh::Proxy& client, const std::string& host, const std::str
 
 TEST_CASE("Istio metrics: both sidecars report a request, with workloads, flags and mTLS") {
   Mesh mesh;
-  mesh.Apply(R"(
+  mesh.Apply(absl::StrCat(R"(
 apiVersion: v1
 kind: Service
 metadata: {name: httpbin, namespace: foo}
 spec: {selector: {app: httpbin}, ports: [{name: http, port: 8000}]}
----
-apiVersion: security.istio.io/v1beta1
-kind: PeerAuthentication
-metadata: {name: default, namespace: istio-system}
-spec: {mtls: {mode: STRICT}}
----
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: mesh-mtls, namespace: istio-system}
-spec: {host: "*.svc.cluster.local", trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
 )",
+                          kStrictMtlsYaml),
              "foo");
   Mesh::Proxy& httpbin =
       mesh.Workload("httpbin", "foo", "app=httpbin,version=v1", 8000, {"--name", "httpbin"});

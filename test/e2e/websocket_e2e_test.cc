@@ -90,22 +90,13 @@ spec:
 TEST_CASE("WebSocket echo through two sidecars over mutual TLS") {
   Mesh mesh;
   const int app = mesh.App("ws", {"--mode", "ws-echo", "--version", "v1"});
-  mesh.Apply(R"(
+  mesh.Apply(absl::StrCat(R"(
 apiVersion: v1
 kind: Service
 metadata: {name: ws}
 spec: {selector: {app: ws}, ports: [{name: http, port: 8080}]}
----
-apiVersion: security.istio.io/v1beta1
-kind: PeerAuthentication
-metadata: {name: default, namespace: istio-system}
-spec: {mtls: {mode: STRICT}}
----
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {name: ws}
-spec: {host: ws, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
-)");
+)",
+                          kStrictMtlsYaml));
   mesh.Sidecar("ws", "default", "app=ws", 8080, app);
   Mesh::Proxy& client = mesh.Sidecar("client", "default", "app=client", 9001, FreePort());
   REQUIRE(mesh.WaitReady());

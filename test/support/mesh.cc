@@ -68,6 +68,18 @@ std::string RawTcp(const std::string& ip, int port, const std::string& data, boo
   return out;
 }
 
+const char kStrictMtlsYaml[] = R"(---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: mesh-mtls, namespace: istio-system}
+spec: {host: "*.svc.cluster.local", trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
+)";
+
 Mesh::Mesh(std::vector<std::string> meshpilot_flags) {
   pilot_ = std::make_unique<MeshpilotProcess>(MESHPILOT_BIN, dir_ / "meshpilot",
                                               std::move(meshpilot_flags));

@@ -33,6 +33,11 @@ Reply HttpGet(int port, const std::string& path, const httplib::Headers& headers
 std::string RawTcp(const std::string& ip, int port, const std::string& data, bool half_close,
                    std::chrono::milliseconds timeout = std::chrono::seconds(3));
 
+// Mesh-wide STRICT mutual TLS as Istio's tasks set it up: a PeerAuthentication in the root
+// namespace and an ISTIO_MUTUAL DestinationRule for every *.svc.cluster.local host (YAML
+// documents, starting with "---").
+extern const char kStrictMtlsYaml[];
+
 class Mesh {
  public:
   // `meshpilot_flags` are added to meshpilot's command line.
