@@ -311,6 +311,23 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
   }
 }
 
+// Istio's inbound cluster metadata: the services behind the port (filter "istio", list
+// "services" of host, name and namespace), for the destination side's destination_service.
+void SetInboundServices(const std::vector<const model::Object*>& services,
+                        envoy::config::cluster::v3::Cluster* c) {
+  if (services.empty()) return;
+  google::protobuf::ListValue* list =
+      (*(*c->mutable_metadata()->mutable_filter_metadata())["istio"].mutable_fields())["services"]
+          .mutable_list_value();
+  for (const model::Object* o : services) {
+    auto& fields = *list->add_values()->mutable_struct_value()->mutable_fields();
+    fields["host"].set_string_value(
+        absl::StrCat(o->meta.name, ".", o->meta.namespace_, ".svc.cluster.local"));
+    fields["name"].set_string_value(o->meta.name);
+    fields["namespace"].set_string_value(o->meta.namespace_);
+  }
+}
+
 void CompileSidecarListeners(const model::ConfigSnapshot& config,
                              const registry::Registry& registry, const Lookup& lookup,
                              const ProxyClass& proxy, Resources* out) {
@@ -403,21 +420,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     addr->set_port_value(app_port);
     // The app speaks its port's protocol: HTTP/2 (prior knowledge) for grpc and http2 ports.
     if (IsHttp(protocol)) SetHttpProtocolOptions({}, protocol, &c);
-    // Istio's inbound cluster metadata: the services behind the port, for the destination
-    // side's telemetry (destination_service).
-    if (!services.empty()) {
-      google::protobuf::ListValue* list =
-          (*(*c.mutable_metadata()->mutable_filter_metadata())["istio"]
-                .mutable_fields())["services"]
-              .mutable_list_value();
-      for (const model::Object* o : services) {
-        auto& fields = *list->add_values()->mutable_struct_value()->mutable_fields();
-        fields["host"].set_string_value(
-            absl::StrCat(o->meta.name, ".", o->meta.namespace_, ".svc.cluster.local"));
-        fields["name"].set_string_value(o->meta.name);
-        fields["namespace"].set_string_value(o->meta.namespace_);
-      }
-    }
+    SetInboundServices(services, &c);
     out->by_type[kClusterType][cluster_name] = Pack(c);
 
     std::string name = absl::StrCat("inbound|", in.listen_port);

@@ -999,8 +999,8 @@ Spec ReadSpec(Kind kind, ObjectReader& r) {
 
 // Istio kinds meshpilot does not enforce: refused by default, or skipped with a note when the
 // operator asks for it (so that a whole folder of Istio manifests can be applied).
-const std::set<absl::string_view> kUnservedIstioKinds = {
-    "Sidecar", "EnvoyFilter", "WorkloadGroup", "ProxyConfig", "WasmPlugin"};
+const std::set<absl::string_view> kUnservedIstioKinds = {"Sidecar", "EnvoyFilter", "WorkloadGroup",
+                                                         "ProxyConfig", "WasmPlugin"};
 
 }  // namespace
 

@@ -444,9 +444,8 @@ struct Telemetry {
   bool operator==(const Telemetry&) const = default;
 };
 
-using Spec =
-    std::variant<Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Policy,
-                 PeerAuthentication, Service, AuthorizationPolicy, RequestAuthentication,
-                 Telemetry>;
+using Spec = std::variant<Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
+                          Policy, PeerAuthentication, Service, AuthorizationPolicy,
+                          RequestAuthentication, Telemetry>;
 
 }  // namespace mesh::model

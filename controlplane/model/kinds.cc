@@ -74,7 +74,11 @@ const std::vector<KindInfo>& AllKinds() {
        {"v1", "v1beta1"},
        "requestauthentications",
        {"ra"}},
-      {Kind::kTelemetry, "Telemetry", "telemetry.istio.io", {"v1", "v1alpha1"}, "telemetries",
+      {Kind::kTelemetry,
+       "Telemetry",
+       "telemetry.istio.io",
+       {"v1", "v1alpha1"},
+       "telemetries",
        {"telemetry"}},
   };
   return kinds;

@@ -56,7 +56,7 @@ struct WorkerStats {
   uint64_t tcp_bytes_sent = 0, tcp_bytes_received = 0;
   // Refused by an RBAC filter (AuthorizationPolicy): requests (403) and TCP connections (closed).
   uint64_t rbac_denied = 0, rbac_denied_connections = 0;
-  uint64_t jwt_refused = 0;  // requests with a token that did not verify (401)
+  uint64_t jwt_refused = 0;       // requests with a token that did not verify (401)
   telemetry::IstioMetrics istio;  // Istio's standard metrics
 
   void CountRequest(const std::string& listener, const std::string& route,

@@ -333,8 +333,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
                            &manager_.context_.stats().istio);
       }
       if (access_log_) {
-        access_log_->Write(*telemetry_, now, manager_.downstream_, route_name_, cluster_name_,
-                           UpstreamHost());
+        access_log_->Write(*telemetry_, now, manager_.downstream_, route_name_, cluster_name_);
       }
     }
     encoder_.stream().SetCallbacks(nullptr);

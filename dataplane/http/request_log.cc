@@ -21,7 +21,7 @@ void RequestLog::OnResponseHead(const HeaderMap& headers, std::string upstream_h
 
 void RequestLog::Write(const telemetry::RequestTelemetry& t, absl::Time end,
                        const DownstreamInfo& downstream, const std::string& route,
-                       const std::string& cluster, const std::string& upstream_host) const {
+                       const std::string& cluster) const {
   telemetry::AccessLogEntry e;
   e.start = t.start();
   e.duration = end - t.start();
@@ -33,7 +33,7 @@ void RequestLog::Write(const telemetry::RequestTelemetry& t, absl::Time end,
   e.response_code_details = t.details();
   e.bytes_received = t.request_bytes();
   e.bytes_sent = t.response_bytes();
-  e.upstream_host = upstream_host.empty() ? upstream_host_ : upstream_host;
+  e.upstream_host = upstream_host_;
   e.upstream_cluster = cluster;
   e.route_name = route;
   e.downstream_local_address = downstream.local_address;

@@ -17,11 +17,11 @@ namespace mesh::dataplane {
 class RequestLog {
  public:
   RequestLog(const std::vector<telemetry::AccessLogPtr>& logs, const RequestHead& head);
+  // The upstream's response head, and the host ("ip:port") that sent it.
   void OnResponseHead(const HeaderMap& headers, std::string upstream_host);
   // A line to every log, when the stream ends at `end`.
   void Write(const telemetry::RequestTelemetry& t, absl::Time end, const DownstreamInfo& downstream,
-             const std::string& route, const std::string& cluster,
-             const std::string& upstream_host) const;
+             const std::string& route, const std::string& cluster) const;
 
  private:
   void Keep(const std::string& name, const RequestHead& head);

@@ -67,9 +67,96 @@ awaitable<void> Copy(std::shared_ptr<Pipe> pipe, MeshStream& from, MeshStream& t
   pipe->finished.cancel();
 }
 
-// "ip:port", or "" for an endpoint of a closed socket.
-std::string EndpointText(const tcp::endpoint& e) {
-  return e.port() ? absl::StrCat(e.address().to_string(), ":", e.port()) : std::string();
+// Either end of an accepted connection, "ip:port".
+struct Addresses {
+  std::string remote, local;
+};
+Addresses AddressesOf(const tcp::socket& socket) {
+  auto text = [](const tcp::endpoint& e) {
+    return e.port() ? absl::StrCat(e.address().to_string(), ":", e.port()) : std::string();
+  };
+  error_code ec;
+  return {text(socket.remote_endpoint(ec)), text(socket.local_endpoint(ec))};
+}
+
+// Istio's TCP metrics record for a connection: a sidecar's inbound listener reports as the
+// destination (the client proven by mTLS, the service from the inbound cluster's metadata),
+// anything else as the source (the service from the outbound cluster's name). Views into
+// `local`, `peer_identity`, `target` and `cluster`, which outlive the connection's records.
+telemetry::TcpRecord TcpTelemetry(const telemetry::LocalWorkload& local,
+                                  const ListenerConfig& accepted, const std::string& peer_identity,
+                                  const TcpTarget* target, const Cluster* cluster) {
+  telemetry::TcpRecord r;
+  if (local.sidecar && accepted.direction == ListenerConfig::Direction::kInbound) {
+    r.reporter = telemetry::Reporter::kDestination;
+    r.destination = &local.peer;
+    r.source_principal = peer_identity;
+    r.destination_principal = local.principal;
+    r.connection_security_policy = peer_identity.empty() ? "none" : "mutual_tls";
+    if (cluster && !cluster->service_hosts.empty())
+      r.destination_service = cluster->service_hosts.front();
+  } else {
+    r.source = &local.peer;
+    r.source_principal = local.principal;
+    r.connection_security_policy = "unknown";
+    if (target) r.destination_service = telemetry::OutboundClusterService(target->cluster);
+  }
+  return r;
+}
+
+// Copies both ways until both directions end (or the idle timeout closes them), reporting the
+// bytes moved in Istio's TCP metrics every 5 s and at the end (`telemetry` opened first).
+awaitable<void> Relay(std::shared_ptr<Pipe> pipe, const Host& host,
+                      std::optional<absl::Duration> idle, bool metrics, WorkerStats& stats,
+                      telemetry::TcpRecord* telemetry) {
+  error_code ec;
+  pipe->up.socket().set_option(tcp::no_delay(true), ec);
+  pipe->down.socket().set_option(tcp::no_delay(true), ec);
+  host.state->active_requests.fetch_add(1, std::memory_order_relaxed);
+  auto executor = pipe->down.get_executor();
+  asio::co_spawn(executor, Copy(pipe, pipe->down, pipe->up, stats.tcp_bytes_sent, pipe->sent),
+                 asio::detached);
+  asio::co_spawn(executor,
+                 Copy(pipe, pipe->up, pipe->down, stats.tcp_bytes_received, pipe->received),
+                 asio::detached);
+  telemetry->opened = true;
+  const absl::Duration report = absl::Seconds(5);
+  uint64_t reported_sent = 0, reported_received = 0;
+  while (pipe->running > 0) {
+    // Wake when a direction ends, to report, and for the idle timeout when there is one.
+    pipe->finished.expires_after(
+        absl::ToChronoNanoseconds(idle ? std::min(*idle / 4, report) : report));
+    error_code wait_ec;
+    co_await pipe->finished.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
+    if (idle && absl::Now() - pipe->last_activity > *idle) pipe->CloseBoth();
+    telemetry->sent_bytes = pipe->received - reported_received;  // to the client
+    telemetry->received_bytes = pipe->sent - reported_sent;      // from the client
+    reported_sent = pipe->sent;
+    reported_received = pipe->received;
+    if (metrics && (telemetry->opened || telemetry->sent_bytes || telemetry->received_bytes))
+      stats.istio.Record(*telemetry);
+    telemetry->opened = false;
+  }
+  host.state->active_requests.fetch_sub(1, std::memory_order_relaxed);
+  telemetry->sent_bytes = telemetry->received_bytes = 0;
+}
+
+// The connection's line in each of `config`'s access logs.
+void WriteAccessLogs(const ListenerConfig& config, absl::Time start, const Pipe& pipe,
+                     absl::string_view flags, const Host* host, const Cluster* cluster,
+                     const Addresses& addresses) {
+  telemetry::AccessLogEntry e;
+  e.start = start;
+  e.duration = absl::Now() - start;
+  e.response_flags = flags;
+  e.bytes_received = pipe.sent;
+  e.bytes_sent = pipe.received;
+  const std::string upstream = host ? absl::StrCat(host->address, ":", host->port) : std::string();
+  e.upstream_host = upstream;
+  if (cluster) e.upstream_cluster = cluster->name;
+  e.downstream_remote_address = addresses.remote;
+  e.downstream_local_address = addresses.local;
+  for (const auto& log : config.access_logs) log->Write(e);
 }
 
 // Mutual TLS on the accepted side, as the listener requires (see HttpConnection::AcceptTls).
@@ -130,9 +217,9 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
   ++stats.downstream_active;
   ++stats.downstream_total;
   auto pipe = std::make_shared<Pipe>(std::move(socket));
-  error_code addr_ec;  // (for the access log, before the socket closes)
-  const std::string remote_address = EndpointText(pipe->down.socket().remote_endpoint(addr_ec));
-  const std::string local_address = EndpointText(pipe->down.socket().local_endpoint(addr_ec));
+  // For the access log, read before the socket closes; only when the listener logs.
+  const Addresses addresses =
+      accepted->access_logs.empty() ? Addresses{} : AddressesOf(pipe->down.socket());
   Worker::SessionHandle handle =
       worker.Register({listener.get(), [pipe] { pipe->CloseBoth(); }, nullptr});
 
@@ -159,24 +246,8 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
   const Cluster* cluster = target && snapshot ? snapshot->clusters->Find(target->cluster) : nullptr;
   const Host* host = cluster ? cluster->Pick(worker.Random(), std::nullopt, absl::Now()) : nullptr;
   const telemetry::LocalWorkload& local = worker.local_workload();
-  telemetry::TcpRecord telemetry;
-  const bool inbound = local.sidecar && accepted->direction == ListenerConfig::Direction::kInbound;
-  std::string service;
-  if (inbound) {
-    telemetry.reporter = telemetry::Reporter::kDestination;
-    telemetry.destination = &local.peer;
-    telemetry.source_principal = pipe->peer_identity;
-    telemetry.destination_principal = local.principal;
-    telemetry.connection_security_policy = pipe->peer_identity.empty() ? "none" : "mutual_tls";
-    if (cluster && !cluster->service_hosts.empty()) service = cluster->service_hosts.front();
-  } else {
-    telemetry.source = &local.peer;
-    telemetry.source_principal = local.principal;
-    telemetry.connection_security_policy = "unknown";
-    // "outbound|PORT|SUBSET|HOST": the service is HOST.
-    if (target) service = target->cluster.substr(target->cluster.rfind('|') + 1);
-  }
-  telemetry.destination_service = service;
+  telemetry::TcpRecord telemetry =
+      TcpTelemetry(local, *accepted, pipe->peer_identity, target, cluster);
   error_code ec;
   if (!host) {
     log::Debug("meshproxy: ", config->name, ": no endpoint for ",
@@ -222,59 +293,16 @@ awaitable<void> ServeTcp(Worker& worker, tcp::socket socket, ListenerRuntimePtr 
     if (ec) ++stats.upstream_connect_failures[cluster->name];
   }
   if (host && !ec) {
-    pipe->up.socket().set_option(tcp::no_delay(true), ec);
-    pipe->down.socket().set_option(tcp::no_delay(true), ec);
-    host->state->active_requests.fetch_add(1, std::memory_order_relaxed);
-    auto executor = pipe->down.get_executor();
-    asio::co_spawn(executor, Copy(pipe, pipe->down, pipe->up, stats.tcp_bytes_sent, pipe->sent),
-                   asio::detached);
-    asio::co_spawn(executor,
-                   Copy(pipe, pipe->up, pipe->down, stats.tcp_bytes_received, pipe->received),
-                   asio::detached);
-    telemetry.opened = true;
     telemetry.destination = telemetry.destination ? telemetry.destination : host->peer.get();
-    const std::optional<absl::Duration> idle = config->tcp_idle_timeout;
-    // Istio's TCP metrics are reported while a connection lasts, not only when it closes.
-    const absl::Duration report = absl::Seconds(5);
-    uint64_t reported_sent = 0, reported_received = 0;
-    while (pipe->running > 0) {
-      // Wake when a direction ends, to report, and for the idle timeout when there is one.
-      pipe->finished.expires_after(
-          absl::ToChronoNanoseconds(idle ? std::min(*idle / 4, report) : report));
-      error_code wait_ec;
-      co_await pipe->finished.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
-      if (idle && absl::Now() - pipe->last_activity > *idle) pipe->CloseBoth();
-      telemetry.sent_bytes = pipe->received - reported_received;  // to the client
-      telemetry.received_bytes = pipe->sent - reported_sent;      // from the client
-      reported_sent = pipe->sent;
-      reported_received = pipe->received;
-      if (local.metrics && (telemetry.opened || telemetry.sent_bytes || telemetry.received_bytes))
-        stats.istio.Record(telemetry);
-      telemetry.opened = false;
-    }
-    host->state->active_requests.fetch_sub(1, std::memory_order_relaxed);
-    telemetry.sent_bytes = telemetry.received_bytes = 0;
+    co_await Relay(pipe, *host, config->tcp_idle_timeout, local.metrics, stats, &telemetry);
   } else {
     telemetry.opened = true;
     telemetry.response_flags = host ? "UF" : "UH";
   }
   telemetry.closed = true;
   if (local.metrics) stats.istio.Record(telemetry);
-  if (!config->access_logs.empty()) {
-    telemetry::AccessLogEntry e;
-    e.start = start;
-    e.duration = absl::Now() - start;
-    e.response_flags = telemetry.response_flags;
-    e.bytes_received = pipe->sent;
-    e.bytes_sent = pipe->received;
-    const std::string upstream =
-        host ? absl::StrCat(host->address, ":", host->port) : std::string();
-    e.upstream_host = upstream;
-    e.upstream_cluster = cluster ? absl::string_view(cluster->name) : absl::string_view();
-    e.downstream_remote_address = remote_address;
-    e.downstream_local_address = local_address;
-    for (const auto& log : config->access_logs) log->Write(e);
-  }
+  if (!config->access_logs.empty())
+    WriteAccessLogs(*config, start, *pipe, telemetry.response_flags, host, cluster, addresses);
   pipe->CloseBoth();
   worker.Unregister(handle);
   --worker.stats().downstream_active;

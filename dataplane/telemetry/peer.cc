@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/istio_labels.h"
@@ -80,6 +81,11 @@ std::optional<PeerInfo> DecodePeerMetadata(absl::string_view value) {
   if (workload.empty()) return std::nullopt;
   return PeerFromLabels(workload, StringField(s, "NAMESPACE"), labels, StringField(s, "CLUSTER_ID"),
                         StringField(s, "SERVICE_ACCOUNT"));
+}
+
+absl::string_view OutboundClusterService(absl::string_view cluster) {
+  if (!absl::StartsWith(cluster, "outbound|")) return {};
+  return cluster.substr(cluster.rfind('|') + 1);
 }
 
 std::string EndpointWorkloadField(const PeerInfo& peer) {

@@ -58,6 +58,10 @@ std::string PeerMetadataId(const std::string& role, const std::string& ip,
 // workload.
 std::optional<PeerInfo> DecodePeerMetadata(absl::string_view value);
 
+// The service an outbound cluster leads to: HOST of "outbound|PORT|SUBSET|HOST" (a view into
+// `cluster`); empty for any other cluster.
+absl::string_view OutboundClusterService(absl::string_view cluster);
+
 // Istio's EDS endpoint metadata, filter "istio", field "workload":
 // "NAME;NAMESPACE;CANONICAL_SERVICE;CANONICAL_REVISION;CLUSTER".
 std::string EndpointWorkloadField(const PeerInfo& peer);

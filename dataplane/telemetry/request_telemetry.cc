@@ -83,11 +83,8 @@ void RequestTelemetry::OnUpstreamHead(HeaderMap& headers, absl::string_view clus
       service_ = service_hosts.front();
     return;
   }
-  // "outbound|PORT|SUBSET|HOST": the service is HOST. The cluster outlives the request (its
-  // snapshot is held), so a view of its name will do.
-  outbound_service_ = absl::StartsWith(cluster, "outbound|")
-                          ? cluster.substr(cluster.rfind('|') + 1)
-                          : absl::string_view();
+  // The cluster outlives the request (its snapshot is held), so a view of its name will do.
+  outbound_service_ = OutboundClusterService(cluster);
   if (local_.metadata.empty()) return;
   headers.Set(kPeerMetadataHeader, local_.metadata);
   headers.Set(kPeerMetadataIdHeader, local_.metadata_id);

@@ -303,8 +303,8 @@ spec:
   int checked = 0;
   for (const char* file : {"istio-mesh-dashboard", "istio-service-dashboard",
                            "istio-workload-dashboard", "pilot-dashboard"}) {
-    Dashboard d = ReadDashboard(std::string(MESH_SOURCE_DIR) + "/examples/observability/dashboards/" +
-                                file + ".json");
+    Dashboard d = ReadDashboard(std::string(MESH_SOURCE_DIR) +
+                                "/examples/observability/dashboards/" + file + ".json");
     const auto choices = Choices(prometheus, d);
     INFO(d.title);
     REQUIRE(!choices.empty());
