@@ -24,6 +24,7 @@
 #include "dataplane/admin/admin_pages.h"
 #include "dataplane/health/health_prober.h"
 #include "dataplane/server/proxy_server.h"
+#include "dataplane/telemetry/span_exporter.h"
 #include "dataplane/tls/tls_contexts.h"
 #include "dataplane/tls/workload_certificate.h"
 #include "dataplane/xds/grpc_transport.h"
@@ -42,6 +43,8 @@ ABSL_FLAG(std::string, workload_name, "",
 ABSL_FLAG(bool, istio_metrics, true,
           "record Istio's standard metrics (istio_requests_total, ...); off leaves meshproxy's "
           "own series only");
+ABSL_FLAG(absl::Duration, trace_flush_interval, absl::Seconds(1),
+          "how often sampled spans are sent to the collector (in batches of up to 512)");
 ABSL_FLAG(std::string, cluster_id, "Kubernetes",
           "the cluster named in Istio's metrics (source_cluster, destination_cluster)");
 ABSL_FLAG(std::string, address, "127.0.0.1",
@@ -269,7 +272,7 @@ std::string WorkloadName(const ProxyFlags& f) {
 }
 
 // Who this proxy is in Istio's metrics, and the metadata headers it sends about itself.
-dp::telemetry::LocalWorkloadPtr LocalWorkload(const ProxyFlags& f) {
+dp::telemetry::LocalWorkloadPtr LocalWorkload(const ProxyFlags& f, dp::telemetry::SpanSink* spans) {
   auto local = std::make_shared<dp::telemetry::LocalWorkload>();
   const std::string ns = absl::GetFlag(FLAGS_namespace);
   const std::string sa = absl::GetFlag(FLAGS_service_account);
@@ -280,13 +283,19 @@ dp::telemetry::LocalWorkloadPtr LocalWorkload(const ProxyFlags& f) {
     local->principal = absl::StrCat("spiffe://cluster.local/ns/", ns, "/sa/", sa);
   local->sidecar = f.sidecar;
   local->metrics = absl::GetFlag(FLAGS_istio_metrics);
+  local->span_identity.node_id = f.id;
+  local->span_identity.canonical_service = local->peer.canonical_service;
+  local->span_identity.canonical_revision = local->peer.canonical_revision;
+  local->span_identity.ns = ns;
+  local->span_identity.cluster_id = local->peer.cluster;
+  local->spans = spans;
   local->metadata = dp::telemetry::EncodePeerMetadata(local->peer, f.id);
   local->metadata_id = dp::telemetry::PeerMetadataId(f.sidecar ? "sidecar" : "router",
                                                      f.address.to_string(), f.id, ns);
   return local;
 }
 
-dp::ProxyServer::Options ServerOptions(const ProxyFlags& f) {
+dp::ProxyServer::Options ServerOptions(const ProxyFlags& f, dp::telemetry::SpanSink* spans) {
   dp::ProxyServer::Options options;
   int concurrency = absl::GetFlag(FLAGS_concurrency);
   options.concurrency =
@@ -295,7 +304,7 @@ dp::ProxyServer::Options ServerOptions(const ProxyFlags& f) {
   options.expect_tls = !f.token.empty();
   options.http.header_timeout = absl::GetFlag(FLAGS_header_timeout);
   options.http.max_header_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_header_bytes));
-  options.local_workload = LocalWorkload(f);
+  options.local_workload = LocalWorkload(f, spans);
   options.bind = [port_map = f.port_map, sidecar = f.sidecar, address = f.address,
                   outbound =
                       f.outbound](const dp::ListenerConfig& l) -> std::optional<tcp::endpoint> {
@@ -380,14 +389,16 @@ int Run() {
   // Before any thread starts, so only the wait below receives the stop signals.
   const sigset_t signals = mesh::signals::BlockStopSignals();
 
-  const dp::ProxyServer::Options options = ServerOptions(f);
+  // Sampled spans, to the collectors the listeners' tracing names (OTLP/HTTP, batched).
+  dp::telemetry::SpanExporter spans({.flush_interval = absl::GetFlag(FLAGS_trace_flush_interval)});
+  const dp::ProxyServer::Options options = ServerOptions(f, &spans);
   dp::ProxyServer server(options);
   std::unique_ptr<dp::WorkloadCertificate> certificate = MakeCertificate(f, server);
   dp::XdsClient client(
       MakeNode(f.id, f.role, f.labels, f.address.to_string(), f.inbound, WorkloadName(f)),
       [&](dp::ProxyConfigPtr config) { return server.Apply(std::move(config)); });
   dp::AdsConnection ads(absl::GetFlag(FLAGS_xds), &client, AdsOptions(f, certificate.get()));
-  const dp::AdminSources admin_sources{f.id, &server, &client, &ads, certificate.get()};
+  const dp::AdminSources admin_sources{f.id, &server, &client, &ads, certificate.get(), &spans};
   dp::AdminServer admin(
       [&](const std::string& method, const std::string& path, const std::string&) {
         return dp::ServeAdminPage(admin_sources, method, path);

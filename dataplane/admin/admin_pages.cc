@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "dataplane/admin/stats.h"
 #include "dataplane/server/proxy_server.h"
+#include "dataplane/telemetry/span_exporter.h"
 #include "dataplane/tls/workload_certificate.h"
 #include "dataplane/xds/grpc_transport.h"
 #include "dataplane/xds/xds_client.h"
@@ -99,6 +100,7 @@ std::string Stats(const AdminSources& sources) {
   std::string text = RenderPrometheus(total, counters);
   if (SnapshotPtr snapshot = sources.server->snapshot())
     text += RenderClusterGauges(*snapshot->clusters, absl::Now());
+  if (sources.spans) text += sources.spans->PrometheusText();
   return text;
 }
 

@@ -10,6 +10,9 @@ class AdsConnection;
 class ProxyServer;
 class WorkloadCertificate;
 class XdsClient;
+namespace telemetry {
+class SpanExporter;
+}
 
 // What the admin pages read. Everything but `certificate` (absent without --token-file) is
 // required and outlives the admin server.
@@ -19,6 +22,7 @@ struct AdminSources {
   XdsClient* client = nullptr;
   AdsConnection* ads = nullptr;
   WorkloadCertificate* certificate = nullptr;
+  const telemetry::SpanExporter* spans = nullptr;
 };
 
 // meshproxy's admin pages, under Envoy's names: /ready, /config_dump, /clusters, /certs,

@@ -171,6 +171,10 @@ absl::StatusOr<ListenerConfigPtr> ListenerConfig::FromProto(
     if (absl::Status s = ReadHttpFilters(m, l.name(), fpath, out.get()); !s.ok()) return s;
     if (absl::Status s = ReadAccessLogs(m.access_log(), l.name(), fpath, out.get()); !s.ok())
       return s;
+    absl::StatusOr<telemetry::TracingConfigPtr> tracing = telemetry::TracingFromProto(
+        m.tracing(), out->direction == Direction::kInbound, fpath + ".tracing");
+    if (!tracing.ok()) return Invalid(l.name(), std::string(tracing.status().message()));
+    out->tracing = *std::move(tracing);
     if (m.has_rds()) {
       out->rds_name = m.rds().route_config_name();
       if (out->rds_name.empty())

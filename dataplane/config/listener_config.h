@@ -11,6 +11,7 @@
 #include "dataplane/config/rbac_policy.h"
 #include "dataplane/config/route_table.h"
 #include "dataplane/telemetry/access_log.h"
+#include "dataplane/telemetry/tracing.h"
 
 namespace envoy::config::listener::v3 {
 class Listener;
@@ -61,6 +62,8 @@ struct ListenerConfig {
   std::vector<RbacPolicyPtr> network_rbac;
   // The HCM's or the TCP proxy's access logs: a line per request or connection.
   std::vector<telemetry::AccessLogPtr> access_logs;
+  // kHttp: the HCM's tracing (null: none, and no trace headers are written).
+  telemetry::TracingConfigPtr tracing;
 
   // kTcp: where connections go; the idle timeout (Envoy's default of 1 h when the config has
   // none; none when it says 0).

@@ -271,6 +271,7 @@ Redirect ReadRedirect(const pb::RedirectAction& rd) {
 Route ReadRoute(const pb::Route& in, const std::string& rpath, ConfigErrors* errors) {
   Route route;
   route.name = in.name();
+  route.operation = in.decorator().operation();
   ReadMatch(in.match(), rpath, &route, errors);
   route.fault = ReadFault(in, rpath, errors);
   route.request_headers_to_add = Ops(in.request_headers_to_add());

@@ -90,6 +90,7 @@ struct CorsPolicy {
 
 struct Route {
   std::string name;
+  std::string operation;  // the decorator's: the span name of requests on this route
   // Path: exactly one of these.
   enum class PathKind { kPrefix, kExact, kRegex } path_kind = PathKind::kPrefix;
   std::string path;

@@ -75,9 +75,10 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     if (!head->headers.Get("x-request-id"))
       head->headers.Add("x-request-id", telemetry::RandomUuid(context.Random(), context.Random()));
     routing_ = context.RoutingFor(manager_.listener_config_);
-    const ListenerConfig& logged =
+    const ListenerConfig& current =
         routing_.listener ? *routing_.listener : manager_.listener_config_;
-    if (!logged.access_logs.empty()) access_log_.emplace(logged.access_logs, *head);
+    if (current.tracing) StartSpan(current.tracing, *head);
+    if (!current.access_logs.empty()) access_log_.emplace(current.access_logs, *head);
     if (std::optional<LocalReply> refused = Authenticate(*head)) {
       head_ = std::move(head);
       SendLocalReply(std::move(*refused));
@@ -90,7 +91,10 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
     }
     result_ = RouteRequest(routing_.routes, routing_.clusters, *head, manager_.downstream_,
                            [&context] { return context.Random(); });
-    if (result_.route) route_name_ = result_.route->name;
+    if (result_.route) {
+      route_name_ = result_.route->name;
+      if (span_ && !result_.route->operation.empty()) span_->SetOperation(result_.route->operation);
+    }
     if (result_.target) cluster_name_ = result_.target->cluster;
     head_ = std::move(head);
     if (result_.delay) {
@@ -202,6 +206,34 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   const telemetry::PeerInfo* UpstreamPeer() const {
     const Host* host = upstream_ ? upstream_->host() : nullptr;
     return host && host->peer ? host->peer.get() : nullptr;
+  }
+
+  // Continues or starts the request's trace, and writes its context into the head that goes
+  // upstream; the span is kept only when sampled and there is somewhere to send it.
+  void StartSpan(const telemetry::TracingConfigPtr& tracing, RequestHead& head) {
+    HttpContext& context = manager_.context_;
+    span_.emplace(*tracing, head.headers, head.method, head.authority, head.path,
+                  ProtocolName(head.protocol), last_activity_,
+                  [&context] { return context.Random(); });
+    if (span_->sampled() && context.local_workload().spans) {
+      tracing_ = tracing;
+    } else {
+      span_.reset();
+    }
+  }
+
+  void FinishSpan(absl::Time now) {
+    const telemetry::LocalWorkload& local = manager_.context_.local_workload();
+    telemetry::SpanOutcome outcome;
+    outcome.status = telemetry_->response_code();
+    outcome.flags = telemetry_->flags();
+    outcome.upstream_cluster = cluster_name_;
+    outcome.peer_address = manager_.downstream_.peer_ip;
+    outcome.request_bytes = telemetry_->request_bytes();
+    outcome.response_bytes = telemetry_->response_bytes();
+    outcome.reset = reset_;
+    local.spans->Export(std::move(tracing_), span_->Finish(outcome, local.span_identity, now));
+    span_.reset();
   }
 
   // The listener's JWT filter (RequestAuthentication): a token that does not verify is 401; a
@@ -335,6 +367,7 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
       if (access_log_) {
         access_log_->Write(*telemetry_, now, manager_.downstream_, route_name_, cluster_name_);
       }
+      if (span_) FinishSpan(now);
     }
     encoder_.stream().SetCallbacks(nullptr);
     if (upstream_ && reset_) upstream_->Cancel();
@@ -356,6 +389,8 @@ class ConnectionManager::ActiveStream : public RequestDecoder,
   std::map<std::string, std::vector<std::string>> authn_;  // facts of a verified JWT
   std::optional<telemetry::RequestTelemetry> telemetry_;   // from the request head on
   std::optional<RequestLog> access_log_;                   // when the listener logs requests
+  std::optional<telemetry::RequestSpan> span_;             // when sampled, until exported
+  telemetry::TracingConfigPtr tracing_;                    // the span's listener's tracing
   bool grpc_ = false;
   bool request_ended_ = false;
   bool response_started_ = false;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "dataplane/telemetry/tracing.h"
 
 // Who is at either end of a request, as Istio's telemetry names workloads: the proxy's own
 // workload, and its peer's, learnt from the peer-metadata headers sidecars exchange
@@ -39,6 +40,9 @@ struct LocalWorkload {
   std::string metadata, metadata_id;
   // Whether requests and connections are recorded in Istio's metrics (--istio-metrics).
   bool metrics = true;
+  // What this proxy's spans say about it, and where sampled spans go (none: not exported).
+  SpanIdentity span_identity;
+  SpanSink* spans = nullptr;
 };
 using LocalWorkloadPtr = std::shared_ptr<const LocalWorkload>;
 
