@@ -37,6 +37,7 @@
 #include "controlplane/store/etcd_store.h"
 #include "controlplane/store/record_io.h"
 #include "controlplane/store/wal_store.h"
+#include "controlplane/traces/trace_api.h"
 #include "controlplane/xds/ads_server.h"
 #include "controlplane/xds/snapshot_cache.h"
 #include "controlplane/xds/workload_sync.h"
@@ -117,6 +118,19 @@ ABSL_FLAG(absl::Duration, jwks_refresh_interval, absl::Minutes(20),
 ABSL_FLAG(std::string, jwks_extra_root_ca, "",
           "PEM file of roots trusted for https:// jwksUris besides the system's (Istio's "
           "jwksResolverExtraRootCA)");
+ABSL_FLAG(double, trace_sampling, 1.0,
+          "percentage of new traces sampled mesh-wide (Istio's "
+          "meshConfig.defaultConfig.tracing.sampling); a Telemetry's randomSamplingPercentage "
+          "overrides it per namespace or workload");
+ABSL_FLAG(std::string, trace_collector, "meshpilot",
+          "where proxies send spans unless a Telemetry says otherwise (OTLP/HTTP): meshpilot "
+          "(this process, POST /v1/traces on the REST port, queried with Jaeger's API), a "
+          "--trace-provider name, an http(s) URL, or none");
+ABSL_FLAG(std::vector<std::string>, trace_provider, {},
+          "tracing providers a Telemetry may name: NAME=URL of an OTLP/HTTP collector (Istio's "
+          "meshConfig.extensionProviders), e.g. jaeger=http://jaeger:4318/v1/traces");
+ABSL_FLAG(int64_t, trace_store_max_traces, 10000, "traces meshpilot keeps (the oldest go first)");
+ABSL_FLAG(int64_t, trace_store_max_bytes, 64 << 20, "memory for the traces meshpilot keeps");
 ABSL_FLAG(int64_t, compact_log_bytes, 64 << 20, "compact the store once its log exceeds this size");
 
 namespace {
@@ -173,6 +187,14 @@ absl::StatusOr<std::string> CaSecret() {
       "--ca-key");
 }
 
+// 32 random bytes, in hex.
+absl::StatusOr<std::string> RandomToken() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1)
+    return absl::InternalError("no randomness for a token");
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
+}
+
 // Reads the admin token, or creates a random one (mode 0600) on first start.
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   absl::StatusOr<std::string> existing = mesh::store::ReadFile(path);
@@ -183,12 +205,9 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
     return token;
   }
   if (!absl::IsNotFound(existing.status())) return existing.status();
-  unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1)
-    return absl::InternalError("no randomness for the admin token");
-  std::string token =
-      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof(bytes)));
-  if (absl::Status s = mesh::store::WriteFileAtomically(path, token + "\n", 0600); !s.ok())
+  absl::StatusOr<std::string> token = RandomToken();
+  if (!token.ok()) return token.status();
+  if (absl::Status s = mesh::store::WriteFileAtomically(path, *token + "\n", 0600); !s.ok())
     return absl::UnavailableError(absl::StrCat("cannot create ", path, ": ", s.message()));
   Info("meshpilot: created admin token in ", path);
   return token;
@@ -428,6 +447,45 @@ void AddStoreMetrics(mesh::api::RestServer& server, mesh::store::Store* store,
     });
 }
 
+// The tracing providers (meshConfig.extensionProviders) and the default one, from flags. The
+// built-in "meshpilot" is this process's REST port, reached with the ingest token.
+absl::Status TracingFromFlags(const std::string& rest_host, int rest_port,
+                              const std::string& ingest_token, mesh::compiler::MeshConfig* mesh) {
+  mesh->trace_sampling = absl::GetFlag(FLAGS_trace_sampling);
+  if (mesh->trace_sampling < 0 || mesh->trace_sampling > 100)
+    return absl::InvalidArgumentError("--trace-sampling must be a percentage (0 to 100)");
+  const bool wildcard = rest_host == "0.0.0.0" || rest_host == "::" || rest_host == "[::]";
+  mesh->trace_providers.push_back(
+      {"meshpilot",
+       absl::StrCat("http://", wildcard ? HostName() : rest_host, ":", rest_port, "/v1/traces"),
+       {{"authorization", "Bearer " + ingest_token}}});
+  auto is_url = [](const std::string& s) {
+    return absl::StartsWith(s, "http://") || absl::StartsWith(s, "https://");
+  };
+  for (const std::string& p : absl::GetFlag(FLAGS_trace_provider)) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0 || !is_url(p.substr(eq + 1)))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--trace-provider must be NAME=http(s)://..., not ", p));
+    mesh->trace_providers.push_back({p.substr(0, eq), p.substr(eq + 1), {}});
+  }
+  std::string collector = absl::GetFlag(FLAGS_trace_collector);
+  if (is_url(collector)) {
+    mesh->trace_providers.push_back({"default", collector, {}});
+    collector = "default";
+  }
+  if (collector == "none") collector.clear();
+  bool known = collector.empty();
+  for (const auto& p : mesh->trace_providers) known = known || p.name == collector;
+  if (!known) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--trace-collector must be meshpilot, none, a URL or a --trace-provider name, not ",
+        collector));
+  }
+  mesh->default_trace_provider = collector;
+  return absl::OkStatus();
+}
+
 // Istio's meshConfig, from flags: defaultHttpRetryPolicy, accessLogFile and accessLogEncoding.
 absl::StatusOr<mesh::compiler::MeshConfig> MeshConfigFromFlags() {
   mesh::compiler::MeshConfig mesh;
@@ -572,12 +630,23 @@ int Run() {
   mesh::api::ServiceOptions service_options;
   service_options.yaml.max_documents = static_cast<size_t>(absl::GetFlag(FLAGS_max_documents));
   service_options.decode.allow_unenforced_kinds = absl::GetFlag(FLAGS_allow_unenforced_kinds);
+  absl::StatusOr<mesh::compiler::MeshConfig> mesh_config = MeshConfigFromFlags();
+  if (!mesh_config.ok()) return Fail(mesh_config.status());
+  // What proxies present to export spans here: good for POST /v1/traces and nothing else.
+  absl::StatusOr<std::string> ingest_token = RandomToken();
+  if (!ingest_token.ok()) return Fail(ingest_token.status());
+  if (absl::Status s = TracingFromFlags(host, port, *ingest_token, &*mesh_config); !s.ok())
+    return Fail(s);
+  service_options.decode.tracing_providers.emplace();
+  for (const auto& p : mesh_config->trace_providers)
+    service_options.decode.tracing_providers->insert(p.name);
   mesh::api::ResourceService service(store.get(), index->get(), service_options);
 
   mesh::api::RestOptions rest;
   rest.host = host;
   rest.port = port;
   rest.admin_token = *token;
+  rest.ingest_token = *ingest_token;
   rest.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
   rest.version = MESHPILOT_VERSION;
   mesh::api::RestServer server(&service, rest);
@@ -590,8 +659,6 @@ int Run() {
   cache_options.debounce_max = absl::GetFlag(FLAGS_debounce_max);
   cache_options.workload_grace = absl::GetFlag(FLAGS_workload_grace);
   cache_options.root_cert_pem = (*authority)->root_cert_pem();
-  absl::StatusOr<mesh::compiler::MeshConfig> mesh_config = MeshConfigFromFlags();
-  if (!mesh_config.ok()) return Fail(mesh_config.status());
   cache_options.mesh = *std::move(mesh_config);
   mesh::xds::SnapshotCache cache(index->get(), cache_options);
   mesh::xds::AdsServer ads(
@@ -620,6 +687,10 @@ int Run() {
   std::string monitoring_address;  // set before the REST server answers anything
   AddHandlers(server, ads, cache, join_tokens, ca_service, &monitoring_address);
   AddStoreMetrics(server, store.get(), index->get(), wal);
+  mesh::traces::TraceStore traces(
+      {.max_traces = static_cast<size_t>(absl::GetFlag(FLAGS_trace_store_max_traces)),
+       .max_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_trace_store_max_bytes))});
+  mesh::traces::AddTraceApi(server, &traces);
   JwksResolver jwks = StartJwks(index->get(), &cache, &server);
   auto monitoring = StartMonitoring(server, &monitoring_address);
   if (!monitoring.ok()) return Fail(monitoring.status());

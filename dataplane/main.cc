@@ -283,6 +283,7 @@ dp::telemetry::LocalWorkloadPtr LocalWorkload(const ProxyFlags& f, dp::telemetry
     local->principal = absl::StrCat("spiffe://cluster.local/ns/", ns, "/sa/", sa);
   local->sidecar = f.sidecar;
   local->metrics = absl::GetFlag(FLAGS_istio_metrics);
+  local->span_identity.service_name = absl::StrCat(local->peer.canonical_service, ".", ns);
   local->span_identity.node_id = f.id;
   local->span_identity.canonical_service = local->peer.canonical_service;
   local->span_identity.canonical_revision = local->peer.canonical_revision;

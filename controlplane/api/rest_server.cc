@@ -133,10 +133,17 @@ void RestServer::AddFilters() {
     if (req.path == "/healthz" || req.path == "/readyz" || req.path == "/version") return false;
     std::string auth = req.header("authorization");
     absl::string_view presented = auth;
-    bool ok = absl::ConsumePrefix(&presented, "Bearer ") &&
-              presented.size() == options_.admin_token.size() &&
-              CRYPTO_memcmp(presented.data(), options_.admin_token.data(), presented.size()) == 0;
-    if (ok) return false;
+    const bool bearer = absl::ConsumePrefix(&presented, "Bearer ");
+    auto is = [&](const std::string& token) {
+      return bearer && !token.empty() && presented.size() == token.size() &&
+             CRYPTO_memcmp(presented.data(), token.data(), presented.size()) == 0;
+    };
+    if (is(options_.admin_token)) return false;
+    if (req.method == "POST" && is(options_.ingest_token)) {
+      for (const auto& [path, handler] : ingest_handlers_) {
+        if (req.path == path) return false;
+      }
+    }
     ++unauthorized_;
     SendStatus(req, res, 401,
                auth.empty() ? "a bearer token is required" : "the bearer token is not valid");
@@ -180,9 +187,19 @@ void RestServer::AddSystemRoutes() {
     JsonHandler h = handler;
     get(path, [h](const HttpRequest& req, HttpResponse& res) {
       std::map<std::string, std::string> params(req.params.begin(), req.params.end());
+      for (size_t i = 1; i < req.matches.size(); ++i) params[std::to_string(i)] = req.matches[i];
       absl::StatusOr<std::string> out = h(params);
       if (!out.ok()) return SendError(req, res, out.status());
       res.set_content(*out + "\n", "application/json");
+    });
+  }
+
+  for (const auto& [path, handler] : ingest_handlers_) {
+    IngestHandler h = handler;
+    s.Route("POST", path, [h](const HttpRequest& req, HttpResponse& res) {
+      RawReply reply = h(req.body, req.header("content-type"));
+      res.status = reply.status;
+      res.set_content(std::move(reply.body), std::move(reply.content_type));
     });
   }
 

@@ -22,6 +22,9 @@ struct RestOptions {
   int port = 15080;  // 0 picks a free port
   // Bearer token required on everything but /healthz, /readyz and /version. Must not be empty.
   std::string admin_token;
+  // Also accepted on the ingest handlers (AddIngestHandler), and nowhere else: what proxies
+  // present when they export telemetry. Empty: the admin token only.
+  std::string ingest_token;
   size_t max_body_bytes = 4 << 20;
   // Threads for handlers (which may block on a durable write). Connections, slow or idle
   // clients and open watches hold none.
@@ -58,8 +61,9 @@ class RestServer {
   // The /metrics text: the REST counters and every source's. Thread-safe once started.
   std::string MetricsText() const;
 
-  // Serves GET `path` (behind the token) with `handler`'s JSON; the handler gets the query
-  // parameters, and its error maps to a status code as everywhere else. Call before Start.
+  // Serves GET `path` (behind the token; a pattern, whose captures come as parameters "1", "2",
+  // ...) with `handler`'s JSON; the handler gets the query parameters, and its error maps to a
+  // status code as everywhere else. Call before Start.
   using JsonHandler =
       std::function<absl::StatusOr<std::string>(const std::map<std::string, std::string>&)>;
   void AddJsonHandler(std::string path, JsonHandler handler) {
@@ -69,6 +73,17 @@ class RestServer {
   using JsonPostHandler = std::function<absl::StatusOr<std::string>(const std::string& body)>;
   void AddJsonPostHandler(std::string path, JsonPostHandler handler) {
     json_post_handlers_.emplace_back(std::move(path), std::move(handler));
+  }
+  // Serves POST `path` (behind the admin or the ingest token) with a body of any type, such as
+  // OTLP's protobuf: `handler` gets the body and its Content-Type, and answers in full.
+  struct RawReply {
+    int status = 200;
+    std::string body, content_type;
+  };
+  using IngestHandler =
+      std::function<RawReply(const std::string& body, const std::string& content_type)>;
+  void AddIngestHandler(std::string path, IngestHandler handler) {
+    ingest_handlers_.emplace_back(std::move(path), std::move(handler));
   }
 
  private:
@@ -88,6 +103,7 @@ class RestServer {
   std::vector<std::function<std::string()>> metrics_sources_;
   std::vector<std::pair<std::string, JsonHandler>> json_handlers_;
   std::vector<std::pair<std::string, JsonPostHandler>> json_post_handlers_;
+  std::vector<std::pair<std::string, IngestHandler>> ingest_handlers_;
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> unauthorized_{0};
   std::atomic<int64_t> applies_{0};

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/istio_labels.h"
 #include "controlplane/compiler/builders.h"
+#include "controlplane/compiler/telemetry.h"
 #include "controlplane/model/names.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
@@ -243,6 +244,7 @@ void AddHttpRoute(const model::HTTPRoute& r, size_t index, const model::Object& 
       }
       wc->mutable_total_weight()->set_value(100);
     }
+    out->mutable_decorator()->set_operation(RouteOperation(*out, absl::StrCat(host, ":", port)));
     if (r.fault) {
       envoy::extensions::filters::http::fault::v3::HTTPFault fault;
       auto percent = [](double pct, envoy::type::v3::FractionalPercent* out) {
@@ -356,6 +358,7 @@ route::VirtualHost ServiceVirtualHost(const Lookup& lookup, const ProxyClass& pr
     r->set_name("default");
     r->mutable_match()->set_prefix("/");
     r->mutable_route()->set_cluster(ClusterName(sp.port, "", sp.host));
+    r->mutable_decorator()->set_operation(absl::StrCat(sp.host, ":", sp.port, "/*"));
   }
   return vh;
 }

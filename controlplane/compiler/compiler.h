@@ -87,6 +87,19 @@ struct MeshConfig {
   // format instead of its text format.
   std::string access_log_file;
   bool access_log_json = false;
+  // Tracing: an OpenTelemetry collector over HTTP (meshConfig.extensionProviders), by name; the
+  // built-in "meshpilot" is meshpilot's own collector. Headers go with every export.
+  struct TraceProvider {
+    std::string name, uri;
+    std::vector<std::pair<std::string, std::string>> headers;
+    bool operator==(const TraceProvider&) const = default;
+  };
+  std::vector<TraceProvider> trace_providers;
+  // defaultProviders.tracing: the provider of workloads no Telemetry gives one ("": none, and no
+  // tracing unless a Telemetry turns it on); meshConfig.defaultConfig.tracing.sampling, the
+  // percentage of new traces sampled (Istio's default is 1).
+  std::string default_trace_provider;
+  double trace_sampling = 1.0;
 };
 
 Resources Compile(const model::ConfigSnapshot& config, const registry::Registry& registry,

@@ -209,14 +209,15 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
                    [](const model::Object* a, const model::Object* b) {
                      return CreatedBefore(a->meta, b->meta);
                    });
-  // A gateway's listeners log as a client's do (Istio reports gateways as source).
+  // A gateway's listeners log and trace as a client's do (Istio reports gateways as source).
   const AccessLogging logging = AccessLoggingFor(config, proxy.ns, proxy.labels, lookup.mesh);
+  const Tracing tracing = TracingFor(config, proxy.ns, proxy.labels, lookup.mesh);
   // A gateway is a workload too: AuthorizationPolicies select it by its labels.
   const AuthzFilters authz = BuildAuthz(config, proxy.ns, proxy.labels, {}, lookup.mesh);
   for (const auto& [port, bound] : by_port) {
     const std::string& protocol = bound[0].server->port.protocol;
     std::string name = absl::StrCat("0.0.0.0_", port);
-    listener::Listener l = BaseListener(name, port, core::INBOUND);
+    listener::Listener l = BaseListener(name, port, core::OUTBOUND);  // as Istio marks gateways
     const model::ServerTLSSettings* tls = bound[0].server->tls ? &*bound[0].server->tls : nullptr;
     using TlsMode = model::ServerTLSSettings::Mode;
     // HTTPS with certificates from files terminates TLS here and routes like HTTP.
@@ -307,6 +308,7 @@ void CompileGatewayListeners(const model::ConfigSnapshot& config, const Lookup& 
       continue;
     }
     AddAccessLog(logging, false, &l);
+    AddTracing(tracing.client, &l);
     out->by_type[kListenerType][name] = Pack(l);
   }
 }
@@ -357,9 +359,11 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     }
   }
   const AccessLogging logging = AccessLoggingFor(config, proxy.ns, proxy.labels, lookup.mesh);
+  const Tracing tracing = TracingFor(config, proxy.ns, proxy.labels, lookup.mesh);
   listener::Listener vo = BaseListener("virtualOutbound", 15001, core::OUTBOUND);
   AddRdsChain("virtualOutbound", {}, &vo);
   AddAccessLog(logging, false, &vo);
+  AddTracing(tracing.client, &vo);
   out->by_type[kListenerType]["virtualOutbound"] = Pack(vo);
   out->by_type[kRouteType]["virtualOutbound"] = Pack(virtual_outbound);
   for (const auto& [port, rc] : by_port) {
@@ -367,6 +371,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
     listener::Listener l = BaseListener(name, port, core::OUTBOUND);
     AddRdsChain(rc.name(), {}, &l);
     AddAccessLog(logging, false, &l);
+    AddTracing(tracing.client, &l);
     out->by_type[kListenerType][name] = Pack(l);
     out->by_type[kRouteType][rc.name()] = Pack(rc);
   }
@@ -439,6 +444,12 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
       r->set_name("default");
       r->mutable_match()->set_prefix("/");
       r->mutable_route()->set_cluster(cluster_name);
+      // Istio's inbound span name: the service's host and port.
+      r->mutable_decorator()->set_operation(absl::StrCat(
+          services.empty() ? name
+                           : absl::StrCat(services[0]->meta.name, ".", services[0]->meta.namespace_,
+                                          ".svc.cluster.local:", in.service_port),
+          "/*"));
       AddHttpChain(std::move(m), authz, &l);
       out->jwks_uris.insert(authz.jwks_uris.begin(), authz.jwks_uris.end());
     } else {
@@ -461,6 +472,7 @@ void CompileSidecarListeners(const model::ConfigSnapshot& config,
       tls_chain.mutable_transport_socket()->mutable_typed_config()->PackFrom(DownstreamMeshTls());
     }
     AddAccessLog(logging, true, &l);
+    AddTracing(tracing.server, &l);
     out->by_type[kListenerType][name] = Pack(l);
   }
 }

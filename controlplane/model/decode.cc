@@ -980,7 +980,7 @@ Service ReadService(ObjectReader& r) {
   return svc;
 }
 
-Spec ReadSpec(Kind kind, ObjectReader& r) {
+Spec ReadSpec(Kind kind, ObjectReader& r, const DecodeOptions& options) {
   switch (kind) {
     case Kind::kGateway: return ReadGateway(r);
     case Kind::kVirtualService: return ReadVirtualService(r);
@@ -992,7 +992,7 @@ Spec ReadSpec(Kind kind, ObjectReader& r) {
     case Kind::kService: return ReadService(r);
     case Kind::kAuthorizationPolicy: return ReadAuthorizationPolicy(r);
     case Kind::kRequestAuthentication: return ReadRequestAuthentication(r);
-    case Kind::kTelemetry: return ReadTelemetry(r);
+    case Kind::kTelemetry: return ReadTelemetry(r, options.tracing_providers);
   }
   return Gateway{};
 }
@@ -1119,7 +1119,7 @@ DecodedDocument DecodeDocument(const json& doc, absl::string_view default_namesp
       });
     }
     if (root.Required("spec")) {
-      root.Object("spec", [&](ObjectReader& s) { object.spec = ReadSpec(kind->kind, s); });
+      root.Object("spec", [&](ObjectReader& s) { object.spec = ReadSpec(kind->kind, s, options); });
       object.spec_json = doc["spec"];
     }
   }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,10 @@ struct DecodeOptions {
   // An Istio kind meshpilot does not enforce (EnvoyFilter, Sidecar, WasmPlugin, ...) is an error,
   // since applying it would silently change nothing; with this, it is skipped with a note.
   bool allow_unenforced_kinds = false;
+  // The tracing providers a Telemetry may name (meshConfig's extensionProviders: meshpilot's own
+  // collector, and those of --trace-provider), checked when config is applied. Unset (stored
+  // config being read back): any name decodes, and an unknown one traces nothing.
+  std::optional<std::set<std::string>> tracing_providers;
 };
 
 // Decodes and validates one document: apiVersion and kind pick the schema; metadata is checked

@@ -1,6 +1,8 @@
 #pragma once
 
 // Readers shared by the decoders of each kind (decode.cc, decode_security.cc).
+#include <optional>
+#include <set>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -16,6 +18,7 @@ Labels ReadLabels(ObjectReader& r, absl::string_view key);
 
 AuthorizationPolicy ReadAuthorizationPolicy(ObjectReader& r);
 RequestAuthentication ReadRequestAuthentication(ObjectReader& r);
-Telemetry ReadTelemetry(ObjectReader& r);
+Telemetry ReadTelemetry(ObjectReader& r,
+                        const std::optional<std::set<std::string>>& tracing_providers);
 
 }  // namespace mesh::model

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "controlplane/model/decode_internal.h"
 #include "controlplane/model/names.h"
 #include "nlohmann/json.hpp"
@@ -216,7 +217,80 @@ AuthorizationPolicy ReadAuthorizationPolicy(ObjectReader& r) {
   return ap;
 }
 
-Telemetry ReadTelemetry(ObjectReader& r) {
+namespace {
+
+// A Telemetry's `match.mode` (CLIENT_AND_SERVER when absent).
+Telemetry::Mode ReadMode(ObjectReader& entry) {
+  Telemetry::Mode out = Telemetry::Mode::kClientAndServer;
+  entry.Object("match", [&](ObjectReader& m) {
+    std::optional<std::string> mode = m.Enum("mode", {"CLIENT_AND_SERVER", "CLIENT", "SERVER"});
+    if (mode == "CLIENT") out = Telemetry::Mode::kClient;
+    if (mode == "SERVER") out = Telemetry::Mode::kServer;
+  });
+  return out;
+}
+
+Telemetry::Tracing ReadTracing(ObjectReader& t,
+                               const std::optional<std::set<std::string>>& providers) {
+  Telemetry::Tracing tracing;
+  tracing.mode = ReadMode(t);
+  t.ObjectList("providers", [&](ObjectReader& p, size_t) {
+    p.Required("name");
+    std::string name = p.String("name").value_or("");
+    if (!name.empty() && providers && !providers->count(name)) {
+      p.Error("name", absl::StrCat("unknown tracing provider \"", name, "\": meshpilot knows ",
+                                   absl::StrJoin(*providers, ", "),
+                                   " (add one with meshpilot's --trace-provider NAME=URL)"));
+    }
+    tracing.providers.push_back(std::move(name));
+  });
+  if (tracing.providers.size() > 1)
+    t.Error("providers", "at most one provider per entry is supported, as in Istio");
+  if (std::optional<double> pct = t.Number("randomSamplingPercentage")) {
+    if (*pct < 0 || *pct > 100) {
+      t.Error("randomSamplingPercentage", "must be between 0 and 100");
+    } else {
+      tracing.random_sampling_percentage = pct;
+    }
+  }
+  tracing.disable_span_reporting = t.Bool("disableSpanReporting");
+  t.Bool("useRequestIdForTraceSampling");  // accepted: meshproxy decides by random draw
+  t.Map("customTags",
+        [&](const std::string& name, const nlohmann::json& v, const std::string& path) {
+          ObjectReader tag(&v, path, t.errors());
+          if (!v.is_object()) {
+            t.errors()->Add(path, "must be an object");
+            return;
+          }
+          Telemetry::CustomTag out;
+          int kinds = 0;
+          tag.Object("literal", [&](ObjectReader& l) {
+            ++kinds;
+            l.Required("value");
+            out.value = l.String("value").value_or("");
+          });
+          auto named = [&](Telemetry::CustomTag::Kind kind) {
+            return [&, kind](ObjectReader& e) {
+              ++kinds;
+              out.kind = kind;
+              e.Required("name");
+              out.value = e.String("name").value_or("");
+              out.default_value = e.String("defaultValue").value_or("");
+            };
+          };
+          tag.Object("environment", named(Telemetry::CustomTag::Kind::kEnvironment));
+          tag.Object("header", named(Telemetry::CustomTag::Kind::kHeader));
+          if (kinds != 1)
+            t.errors()->Add(path, "exactly one of literal, environment or header is required");
+          tracing.custom_tags[name] = std::move(out);
+        });
+  return tracing;
+}
+
+}  // namespace
+
+Telemetry ReadTelemetry(ObjectReader& r,
+                        const std::optional<std::set<std::string>>& tracing_providers) {
   Telemetry t;
   r.Object("selector", [&](ObjectReader& s) { t.selector = ReadLabels(s, "matchLabels"); });
   if (r.Has("targetRef") || r.Has("targetRefs"))
@@ -239,17 +313,12 @@ Telemetry ReadTelemetry(ObjectReader& r) {
       if (!f.String("expression").value_or("").empty())
         f.Error("expression", "CEL filters are not supported: every request is logged");
     });
-    a.Object("match", [&](ObjectReader& m) {
-      std::optional<std::string> mode = m.Enum("mode", {"CLIENT_AND_SERVER", "CLIENT", "SERVER"});
-      if (mode == "CLIENT") logging.mode = Telemetry::Mode::kClient;
-      if (mode == "SERVER") logging.mode = Telemetry::Mode::kServer;
-    });
+    logging.mode = ReadMode(a);
     t.access_logging.push_back(std::move(logging));
   });
-  if (r.Has("tracing")) {
-    r.Get("tracing");  // one error for the whole field
-    r.Error("tracing", "is not enforced by meshpilot yet: set sampling with meshpilot's flags");
-  }
+  r.ObjectList("tracing", [&](ObjectReader& entry, size_t) {
+    t.tracing.push_back(ReadTracing(entry, tracing_providers));
+  });
   r.ObjectList("metrics", [&](ObjectReader& m, size_t) {
     m.ObjectList("providers", [&](ObjectReader& p, size_t) {
       std::string name = p.String("name").value_or("");

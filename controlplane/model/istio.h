@@ -430,7 +430,8 @@ struct Service {
   bool operator==(const Service&) const = default;
 };
 
-// telemetry.istio.io Telemetry (v1, v1alpha1): the parts meshpilot enforces, access logging.
+// telemetry.istio.io Telemetry (v1, v1alpha1): the parts meshpilot enforces, access logging
+// and tracing.
 struct Telemetry {
   enum class Mode { kClientAndServer, kClient, kServer };
   struct AccessLogging {
@@ -439,8 +440,26 @@ struct Telemetry {
     Mode mode = Mode::kClientAndServer;
     bool operator==(const AccessLogging&) const = default;
   };
+  // A tag added to every span: a literal, an environment variable of the proxy, or a request
+  // header (with a default when it is absent).
+  struct CustomTag {
+    enum class Kind { kLiteral, kEnvironment, kHeader };
+    Kind kind = Kind::kLiteral;
+    std::string value;  // the literal, or the variable's or header's name
+    std::string default_value;
+    bool operator==(const CustomTag&) const = default;
+  };
+  struct Tracing {
+    std::vector<std::string> providers;  // meshConfig extension providers (or "meshpilot")
+    std::optional<double> random_sampling_percentage;
+    std::optional<bool> disable_span_reporting;
+    Mode mode = Mode::kClientAndServer;
+    std::map<std::string, CustomTag> custom_tags;
+    bool operator==(const Tracing&) const = default;
+  };
   std::optional<Labels> selector;
   std::vector<AccessLogging> access_logging;
+  std::vector<Tracing> tracing;
   bool operator==(const Telemetry&) const = default;
 };
 

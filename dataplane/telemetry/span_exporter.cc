@@ -53,12 +53,12 @@ std::string EncodeOtlp(const std::vector<std::pair<TracingConfigPtr, SpanRecord>
   otlp::collector::trace::v1::ExportTraceServiceRequest request;
   std::map<std::string, otlp::trace::v1::ScopeSpans*> by_service;
   for (const auto& [config, span] : spans) {
-    otlp::trace::v1::ScopeSpans*& scope = by_service[config->service_name];
+    otlp::trace::v1::ScopeSpans*& scope = by_service[span.service];
     if (!scope) {
       otlp::trace::v1::ResourceSpans* rs = request.add_resource_spans();
       otlp::common::v1::KeyValue* name = rs->mutable_resource()->add_attributes();
       name->set_key("service.name");
-      name->mutable_value()->set_string_value(config->service_name);
+      name->mutable_value()->set_string_value(span.service);
       scope = rs->add_scope_spans();
       scope->mutable_scope()->set_name("meshproxy");
     }

@@ -100,6 +100,7 @@ RequestSpan::RequestSpan(const TracingConfig& config, HeaderMap& headers, absl::
                      record_.tracestate, headers);
   if (!sampled_) return;
 
+  record_.service = config.service_name;
   record_.server = config.server;
   record_.start = start;
   const absl::string_view path_only = path.substr(0, path.find('?'));
@@ -130,6 +131,7 @@ RequestSpan::RequestSpan(const TracingConfig& config, HeaderMap& headers, absl::
 SpanRecord RequestSpan::Finish(const SpanOutcome& outcome, const SpanIdentity& identity,
                                absl::Time end) {
   record_.end = end;
+  if (record_.service.empty()) record_.service = identity.service_name;
   record_.error = outcome.reset || outcome.status >= 500 || outcome.status == 0;
   auto& tags = record_.attributes;
   tags.emplace_back("component", "proxy");

@@ -28,7 +28,7 @@ namespace mesh::dataplane::telemetry {
 struct TracingConfig {
   double sampling_percent = 100;  // random_sampling; Envoy's default when absent
   bool server = false;            // the listener's spans are SERVER spans (inbound), else CLIENT
-  std::string service_name;       // the OTLP resource's service.name
+  std::string service_name;       // the OTLP resource's service.name; empty: the proxy's own
   std::string collector_uri;      // OTLP/HTTP: where batches are POSTed
   std::vector<std::pair<std::string, std::string>> collector_headers;
   struct CustomTag {
@@ -52,6 +52,7 @@ absl::StatusOr<TracingConfigPtr> TracingFromProto(
 
 // A finished span, ready for export.
 struct SpanRecord {
+  std::string service;  // the OTLP resource's service.name
   TraceId trace_id;
   uint64_t span_id = 0, parent_span_id = 0;
   std::string tracestate;
@@ -74,6 +75,7 @@ struct SpanOutcome {
 
 // The proxy's facts that every span carries (Envoy's node_id, Istio's custom tags).
 struct SpanIdentity {
+  std::string service_name;  // Istio's: "<canonical service>.<namespace>"
   std::string node_id;
   std::string canonical_service, canonical_revision, ns, cluster_id;
   std::string mesh_id = "cluster.local";

@@ -301,48 +301,5 @@ TEST_CASE("Access logs: Istio's JSON format, one object per line") {
   CHECK(lines >= 3);
 }
 
-TEST_CASE("A request's id and trace context reach every hop, through the app in between") {
-  Mesh mesh;
-  mesh.Apply(R"(
-apiVersion: v1
-kind: Service
-metadata: {name: front}
-spec: {selector: {app: front}, ports: [{name: http, port: 8000}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: back}
-spec: {selector: {app: back}, ports: [{name: http, port: 8001}]}
-)");
-  mesh.Workload("front", "default", "app=front", 8000, {"--name", "front"});
-  mesh.Workload("back", "default", "app=back", 8001, {"--name", "back"});
-  Mesh::Proxy& client = mesh.Sidecar("client", "default", "app=client", 9000, FreePort());
-  REQUIRE(mesh.WaitReady(30s));
-  INFO(mesh.Logs());
-  auto call = [&](const httplib::Headers& extra) {
-    httplib::Client c(client.ip, 15001);
-    c.set_read_timeout(5s);
-    httplib::Headers h = extra;
-    h.emplace("Host", "front:8000");
-    auto r = c.Get("/call/back:8001/echo", h);
-    return r ? r->body : std::string();
-  };
-  REQUIRE(WaitFor([&] { return absl::StrContains(call({}), "app: back"); }, 15s));
-  const std::string traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-  std::string echo = call({{"x-request-id", "test-request-1"},
-                           {"traceparent", traceparent},
-                           {"x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"},
-                           {"baggage", "tenant=blue"}});
-  CHECK(absl::StrContains(echo, "header: x-request-id: test-request-1\n"));
-  CHECK(absl::StrContains(echo, "header: traceparent: " + traceparent + "\n"));
-  CHECK(absl::StrContains(echo, "header: x-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7\n"));
-  CHECK(absl::StrContains(echo, "header: baggage: tenant=blue\n"));
-  // Without one, the first sidecar makes an id, and it too reaches the last hop.
-  echo = call({});
-  const size_t at = echo.find("header: x-request-id: ");
-  REQUIRE(at != std::string::npos);
-  CHECK(echo.substr(at + 22, echo.find('\n', at) - at - 22).size() == 36);
-}
-
 }  // namespace
 }  // namespace mesh::testing

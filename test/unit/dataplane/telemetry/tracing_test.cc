@@ -209,6 +209,7 @@ TEST_CASE("a finished span carries Istio's tags, the decorator's name and the er
                    absl::FromUnixSeconds(10), std::ref(random));
   REQUIRE(span.sampled());
   SpanIdentity id;
+  id.service_name = "reviews.default";
   id.node_id = "sidecar~10.0.0.1~reviews-1.default~default.svc.cluster.local";
   id.canonical_service = "reviews";
   id.canonical_revision = "v1";
@@ -221,6 +222,7 @@ TEST_CASE("a finished span carries Istio's tags, the decorator's name and the er
   outcome.request_bytes = 12;
   SpanRecord r = span.Finish(outcome, id, absl::FromUnixSeconds(11));
   CHECK(r.name == "reviews:9080/reviews/1");  // no decorator: authority and path
+  CHECK(r.service == "reviews.default");
   CHECK(r.server);
   CHECK(r.error);
   CHECK(r.end - r.start == absl::Seconds(1));
@@ -256,10 +258,7 @@ TEST_CASE("a finished span carries Istio's tags, the decorator's name and the er
 }
 
 TEST_CASE("OTLP: spans are encoded as ExportTraceServiceRequest, a resource per service") {
-  auto a = std::make_shared<TracingConfig>();
-  a->service_name = "reviews.default";
-  auto b = std::make_shared<TracingConfig>();
-  b->service_name = "ratings.default";
+  auto config = std::make_shared<TracingConfig>();
   SpanRecord r;
   r.trace_id = {0x0102030405060708, 0x090a0b0c0d0e0f10};
   r.span_id = 0x1112131415161718;
@@ -270,7 +269,10 @@ TEST_CASE("OTLP: spans are encoded as ExportTraceServiceRequest, a resource per 
   r.end = absl::FromUnixNanos(5000);
   r.attributes = {{"http.method", "GET"}};
   r.error = true;
-  std::string body = EncodeOtlp({{a, r}, {b, r}, {a, r}});
+  SpanRecord a = r, b = r;
+  a.service = "reviews.default";
+  b.service = "ratings.default";
+  std::string body = EncodeOtlp({{config, a}, {config, b}, {config, a}});
   opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest req;
   REQUIRE(req.ParseFromString(body));
   REQUIRE(req.resource_spans_size() == 2);
