@@ -377,7 +377,7 @@ spec: {tracing: [{providers: [{name: zipkin}]}]}
                     Catch::Contains("spec.tracing[0].providers[0].name"));
 }
 
-TEST_CASE("Tracing: a collector that is down costs no request; its spans are dropped, counted") {
+TEST_CASE("Tracing: a collector that is down costs no request, its spans are dropped and counted") {
   const int dead = FreePort();  // nothing listens
   FrontBack m({"--debounce", "10ms", "--trace-sampling", "100", "--trace-collector",
                absl::StrCat("http://127.0.0.1:", dead, "/v1/traces")});

@@ -356,9 +356,13 @@ spec:
 
 }  // namespace
 std::vector<std::string> TelemetryErrors(const std::string& spec) {
-  DecodedDocument d = DecodeYaml(
+  auto docs = ParseYamlDocuments(
       "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\nspec: " + spec +
       "\n");
+  REQUIRE(docs.ok());
+  DecodeOptions options;
+  options.tracing_providers = {{"meshpilot", "jaeger"}};
+  DecodedDocument d = DecodeDocument((*docs)[0], "default", 1, options);
   std::vector<std::string> out;
   for (const auto& e : d.errors) out.push_back(e.path + ": " + e.message);
   return out;
@@ -395,10 +399,63 @@ spec:
         std::vector<std::string>{"spec.accessLogging[0].filter.expression: CEL filters are not "
                                  "supported: every request is logged"});
   CHECK(TelemetryErrors("{accessLogging: [{match: {mode: BOTH}}]}").size() == 1);
-  CHECK(TelemetryErrors("{tracing: [{randomSamplingPercentage: 10}]}").size() == 1);
   CHECK(TelemetryErrors("{metrics: [{overrides: [{disabled: true}]}]}").size() == 1);
   CHECK(TelemetryErrors("{accessLogging: [{}], unknownField: 1}") ==
         std::vector<std::string>{"spec.unknownField: unknown field"});
+}
+
+TEST_CASE("Telemetry: tracing is decoded, and a bad entry refused with its field path") {
+  DecodedDocument d = DecodeYaml(R"(
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: tracing, namespace: foo}
+spec:
+  tracing:
+  - providers: [{name: jaeger}]
+    randomSamplingPercentage: 12.5
+    match: {mode: CLIENT}
+    customTags:
+      team: {literal: {value: blue}}
+      cluster: {environment: {name: CLUSTER, defaultValue: none}}
+      user: {header: {name: end-user}}
+  - disableSpanReporting: true
+    match: {mode: SERVER}
+)");
+  REQUIRE(d.outcome == DecodedDocument::Outcome::kObject);
+  const auto& t = std::get<Telemetry>(d.object->spec);
+  REQUIRE(t.tracing.size() == 2);
+  CHECK(t.tracing[0].providers == std::vector<std::string>{"jaeger"});
+  CHECK(t.tracing[0].random_sampling_percentage == 12.5);
+  CHECK(t.tracing[0].mode == Telemetry::Mode::kClient);
+  REQUIRE(t.tracing[0].custom_tags.size() == 3);
+  CHECK(t.tracing[0].custom_tags.at("team").value == "blue");
+  CHECK(t.tracing[0].custom_tags.at("cluster").kind == Telemetry::CustomTag::Kind::kEnvironment);
+  CHECK(t.tracing[0].custom_tags.at("cluster").default_value == "none");
+  CHECK(t.tracing[0].custom_tags.at("user").kind == Telemetry::CustomTag::Kind::kHeader);
+  CHECK(t.tracing[1].disable_span_reporting == true);
+  CHECK_FALSE(t.tracing[1].random_sampling_percentage);
+
+  CHECK(TelemetryErrors("{tracing: [{providers: [{name: zipkin}]}]}") ==
+        std::vector<std::string>{
+            "spec.tracing[0].providers[0].name: unknown tracing provider \"zipkin\": meshpilot "
+            "knows jaeger, meshpilot (add one with meshpilot's --trace-provider NAME=URL)"});
+  CHECK(TelemetryErrors("{tracing: [{randomSamplingPercentage: 101}]}") ==
+        std::vector<std::string>{
+            "spec.tracing[0].randomSamplingPercentage: must be between 0 and 100"});
+  CHECK(
+      TelemetryErrors("{tracing: [{customTags: {a: {literal: {value: x}, header: {name: h}}}}]}") ==
+      std::vector<std::string>{
+          "spec.tracing[0].customTags.a: exactly one of literal, environment or header is "
+          "required"});
+  CHECK(TelemetryErrors("{tracing: [{customTags: {a: {}}}]}").size() == 1);
+  CHECK(TelemetryErrors("{tracing: [{providers: [{name: meshpilot}, {name: jaeger}]}]}").size() ==
+        1);
+  CHECK(TelemetryErrors("{tracing: [{sampling: 3}]}") ==
+        std::vector<std::string>{"spec.tracing[0].sampling: unknown field"});
+  // Stored config read back decodes whatever provider it names (the flags may have changed).
+  CHECK(DecodeYaml("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\n"
+                   "spec: {tracing: [{providers: [{name: gone}]}]}\n")
+            .outcome == DecodedDocument::Outcome::kObject);
 }
 
 }  // namespace mesh::model
