@@ -447,18 +447,23 @@ void AddStoreMetrics(mesh::api::RestServer& server, mesh::store::Store* store,
     });
 }
 
-// The tracing providers (meshConfig.extensionProviders) and the default one, from flags. The
-// built-in "meshpilot" is this process's REST port, reached with the ingest token.
+// The built-in tracing provider: this process's REST port, reached with the ingest token.
+mesh::compiler::MeshConfig::TraceProvider MeshpilotCollector(const std::string& rest_host,
+                                                             int rest_port,
+                                                             const std::string& ingest_token) {
+  const bool wildcard = rest_host == "0.0.0.0" || rest_host == "::" || rest_host == "[::]";
+  return {"meshpilot",
+          absl::StrCat("http://", wildcard ? HostName() : rest_host, ":", rest_port, "/v1/traces"),
+          {{"authorization", "Bearer " + ingest_token}}};
+}
+
+// The tracing providers (meshConfig.extensionProviders) and the default one, from flags.
 absl::Status TracingFromFlags(const std::string& rest_host, int rest_port,
                               const std::string& ingest_token, mesh::compiler::MeshConfig* mesh) {
   mesh->trace_sampling = absl::GetFlag(FLAGS_trace_sampling);
   if (mesh->trace_sampling < 0 || mesh->trace_sampling > 100)
     return absl::InvalidArgumentError("--trace-sampling must be a percentage (0 to 100)");
-  const bool wildcard = rest_host == "0.0.0.0" || rest_host == "::" || rest_host == "[::]";
-  mesh->trace_providers.push_back(
-      {"meshpilot",
-       absl::StrCat("http://", wildcard ? HostName() : rest_host, ":", rest_port, "/v1/traces"),
-       {{"authorization", "Bearer " + ingest_token}}});
+  mesh->trace_providers.push_back(MeshpilotCollector(rest_host, rest_port, ingest_token));
   auto is_url = [](const std::string& s) {
     return absl::StartsWith(s, "http://") || absl::StartsWith(s, "https://");
   };
@@ -696,6 +701,13 @@ int Run() {
   if (!monitoring.ok()) return Fail(monitoring.status());
   absl::StatusOr<int> bound = server.Start();
   if (!bound.ok()) return Fail(bound.status());
+  if (port == 0) {
+    // Proxies reach the collector on the port the REST server picked.
+    std::vector<mesh::compiler::MeshConfig::TraceProvider> providers =
+        cache_options.mesh.trace_providers;
+    providers[0] = MeshpilotCollector(host, *bound, *ingest_token);
+    cache.SetTraceProviders(std::move(providers));
+  }
   Info("meshpilot: ready version=", MESHPILOT_VERSION, " rest=", host, ":", *bound,
        " data_dir=", data_dir, " store=", etcd ? "etcd" : "embedded",
        " revision=", store->Revision());

@@ -151,7 +151,7 @@ void SnapshotCache::RefreshLocked() {
 
 std::string SnapshotCache::VersionLocked() const {
   // Both generations only grow, so their sum does too.
-  const int64_t generation = workload_generation_ + jwks_generation_;
+  const int64_t generation = workload_generation_ + mesh_generation_;
   if (generation == 0) return std::to_string(config_->revision());
   return absl::StrCat(config_->revision(), ".", generation);
 }
@@ -256,7 +256,17 @@ void SnapshotCache::SetFetchedJwks(std::shared_ptr<const std::map<std::string, s
     if (mesh_.fetched_jwks == keys || (mesh_.fetched_jwks && keys && *mesh_.fetched_jwks == *keys))
       return;
     mesh_.fetched_jwks = std::move(keys);
-    ++jwks_generation_;
+    ++mesh_generation_;
+  }
+  Poke();
+}
+
+void SnapshotCache::SetTraceProviders(std::vector<compiler::MeshConfig::TraceProvider> providers) {
+  {
+    std::lock_guard lock(mu_);
+    if (mesh_.trace_providers == providers) return;
+    mesh_.trace_providers = std::move(providers);
+    ++mesh_generation_;
   }
   Poke();
 }

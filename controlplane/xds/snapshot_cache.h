@@ -104,6 +104,8 @@ class SnapshotCache {
   // The key sets fetched for RequestAuthentication jwksUris (the last good one of each, by URI);
   // a change is pushed (debounced) to the proxies whose policies use them.
   void SetFetchedJwks(std::shared_ptr<const std::map<std::string, std::string>> keys);
+  // The tracing providers (meshConfig.extensionProviders), replaced; a change is pushed.
+  void SetTraceProviders(std::vector<compiler::MeshConfig::TraceProvider> providers);
 
   // The newest config and the registry built from it (with the registered workloads), for
   // questions about the mesh as a whole (tls-check).
@@ -169,7 +171,7 @@ class SnapshotCache {
   std::map<std::string, registry::Workload> remote_workloads_ ABSL_GUARDED_BY(mu_);
   compiler::MeshConfig mesh_ ABSL_GUARDED_BY(mu_);
   int64_t workload_generation_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t jwks_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t mesh_generation_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t registry_generation_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t classified_revision_ ABSL_GUARDED_BY(mu_) = -1;  // the config watchers were classified by
   std::map<compiler::ProxyClass, Entry> entries_ ABSL_GUARDED_BY(mu_);

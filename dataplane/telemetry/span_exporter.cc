@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <map>
+#include <memory>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -68,26 +69,33 @@ std::string EncodeOtlp(const std::vector<std::pair<TracingConfigPtr, SpanRecord>
 }
 
 SpanExporter::Post SpanExporter::HttpPost(absl::Duration timeout) {
-  return [timeout](const std::string& uri,
-                   const std::vector<std::pair<std::string, std::string>>& headers,
-                   const std::string& body) {
+  // One kept-alive client per collector, used only by the export thread.
+  auto clients = std::make_shared<std::map<std::string, std::unique_ptr<httplib::Client>>>();
+  return [timeout, clients](const std::string& uri,
+                            const std::vector<std::pair<std::string, std::string>>& headers,
+                            const std::string& body) {
     size_t scheme_end = uri.find("://");
     if (scheme_end == std::string::npos) return false;
     size_t path_start = uri.find('/', scheme_end + 3);
     const std::string origin = uri.substr(0, path_start);
     const std::string path =
         path_start == std::string::npos ? "/v1/traces" : uri.substr(path_start);
-    httplib::Client client(origin);
-    if (!client.is_valid()) return false;
-    const int64_t s = absl::ToInt64Seconds(timeout);
-    const int64_t us = absl::ToInt64Microseconds(timeout % absl::Seconds(1));
-    client.set_connection_timeout(s, us);
-    client.set_read_timeout(s, us);
-    client.set_write_timeout(s, us);
-    if (absl::StartsWith(origin, "https://")) client.enable_server_certificate_verification(true);
+    std::unique_ptr<httplib::Client>& client = (*clients)[origin];
+    if (!client) {
+      client = std::make_unique<httplib::Client>(origin);
+      const int64_t s = absl::ToInt64Seconds(timeout);
+      const int64_t us = absl::ToInt64Microseconds(timeout % absl::Seconds(1));
+      client->set_connection_timeout(s, us);
+      client->set_read_timeout(s, us);
+      client->set_write_timeout(s, us);
+      client->set_keep_alive(true);
+      if (absl::StartsWith(origin, "https://"))
+        client->enable_server_certificate_verification(true);
+    }
+    if (!client->is_valid()) return false;
     httplib::Headers h;
     for (const auto& [name, value] : headers) h.emplace(name, value);
-    httplib::Result result = client.Post(path, h, body, "application/x-protobuf");
+    httplib::Result result = client->Post(path, h, body, "application/x-protobuf");
     if (!result) {
       log::Debug("meshproxy: trace export to ", uri, ": ", httplib::to_string(result.error()));
       return false;

@@ -69,3 +69,18 @@ show 'sum(rate(istio_requests_total{reporter="source",source_workload="voting-ap
 show 'sum(rate(istio_tcp_sent_bytes_total{reporter="source"}[30s])) by (source_workload, destination_service)'
 show 'histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="source"}[30s])) by (le, destination_workload))'
 show 'sum(pilot_xds{app="istiod"})'
+
+# Traces: meshpilot is the mesh's collector. One request, sampled by its caller (the flag in
+# traceparent) whatever the mesh's 1 % says.
+curl -sf -o /dev/null -H "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" \
+  "http://127.0.0.1:$GATEWAY_PORT/"
+sleep 2  # the proxies' next flush
+echo
+echo "\$ GET /api/traces/0af7651916cd43dd8448eb211c80319c   (Jaeger's query API on meshpilot)"
+trace=$(curl -s -H "Authorization: Bearer $(cat "$WORK/meshpilot-data/admin.token")" \
+  "http://127.0.0.1:$REST_PORT/api/traces/0af7651916cd43dd8448eb211c80319c")
+echo "  services: $(echo "$trace" | grep -o '"serviceName":"[^"]*"' | cut -d'"' -f4 | sort | tr '\n' ' ')"
+echo "  spans:"
+echo "$trace" | grep -o '"operationName":"[^"]*"' | cut -d'"' -f4 | sed 's/^/    /'
+echo "$trace" | grep -q '"serviceName":"voting-analytics.voting"' ||
+  { echo "observability: the trace does not reach voting-analytics" >&2; exit 1; }

@@ -8,7 +8,9 @@
 #   AUTHZ=1 test/bench/dataplane_bench.sh         with 20 ALLOW AuthorizationPolicies and 1 DENY on
 #                                                 the gateway (the request matches the last ALLOW)
 #   ACCESS_LOG=1 test/bench/dataplane_bench.sh    with Istio's text access log (to a file)
-#   PROXY_FLAGS=--istio-metrics=false ...         extra meshproxy flags (telemetry off)
+#   TRACE_SAMPLING=100 test/bench/dataplane_bench.sh   every request traced (default: Istio's 1 %)
+#   TRACING=off PROXY_FLAGS=--istio-metrics=false ...  telemetry off: no tracer, no Istio metrics
+#   PROXY_FLAGS=...                               extra meshproxy flags
 # Extra settings (ROUNDS, DURATION, RESULTS_CSV, ...) pass through to bench.sh.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/examples/lib.sh"
@@ -24,11 +26,13 @@ fi
 export BACKEND_PORT=${BACKEND_PORT:-$(free_port)} PROXY_PORT=${PROXY_PORT:-$(free_port)}
 export NGINX_PORT=${NGINX_PORT:-$(free_port)} HAPROXY_PORT=${HAPROXY_PORT:-$(free_port)}
 
-if [ -n "${ACCESS_LOG:-}" ]; then
-  start_meshpilot meshpilot --access-log-file "$WORK/access.log"
-else
-  start_meshpilot
-fi
+pilot_flags=()
+[ -n "${ACCESS_LOG:-}" ] && pilot_flags+=(--access-log-file "$WORK/access.log")
+# Tracing: Istio's default (1 %, to meshpilot's own collector) unless TRACE_SAMPLING sets the
+# percentage, or TRACING=off leaves the proxies without a tracer.
+[ -n "${TRACE_SAMPLING:-}" ] && pilot_flags+=(--trace-sampling "$TRACE_SAMPLING")
+[ "${TRACING:-}" = off ] && pilot_flags+=(--trace-collector none)
+start_meshpilot meshpilot "${pilot_flags[@]}"
 cat > "$WORK/bench.yaml" <<YAML
 apiVersion: v1
 kind: Service
