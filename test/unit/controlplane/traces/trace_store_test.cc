@@ -138,7 +138,7 @@ TEST_CASE("Trace store: queries by service, operation, time, duration, tags and 
             ->start == absl::FromUnixSeconds(86400));
 }
 
-TEST_CASE("Trace store: bounded by traces, bytes and spans per trace; bad spans refused") {
+TEST_CASE("Trace store: bounded by traces, bytes and spans per trace, and bad spans refused") {
   TraceStore store({.max_traces = 3, .max_bytes = 1 << 20, .max_spans_per_trace = 2});
   for (int i = 1; i <= 5; ++i) store.Add(Export("a", {{i, 1, 0, "op"}}));
   TraceStore::Stats s = store.stats();
