@@ -35,7 +35,7 @@ void SetSpan(const SpanRecord& r, otlp::trace::v1::Span* s) {
   s->set_end_time_unix_nano(static_cast<uint64_t>(absl::ToUnixNanos(r.end)));
   for (const auto& [key, value] : r.attributes) {
     otlp::common::v1::KeyValue* kv = s->add_attributes();
-    kv->set_key(key);
+    kv->set_key(key.data(), key.size());
     kv->mutable_value()->set_string_value(value);
   }
   if (r.error) s->mutable_status()->set_code(otlp::trace::v1::Status::STATUS_CODE_ERROR);
@@ -51,7 +51,11 @@ std::string HeadersKey(const TracingConfig& c) {
 }  // namespace
 
 std::string EncodeOtlp(const std::vector<std::pair<TracingConfigPtr, SpanRecord>>& spans) {
-  otlp::collector::trace::v1::ExportTraceServiceRequest request;
+  // Thousands of small messages per batch: on an arena, freed at once.
+  google::protobuf::Arena arena;
+  auto& request =
+      *google::protobuf::Arena::CreateMessage<otlp::collector::trace::v1::ExportTraceServiceRequest>(
+          &arena);
   std::map<std::string, otlp::trace::v1::ScopeSpans*> by_service;
   for (const auto& [config, span] : spans) {
     otlp::trace::v1::ScopeSpans*& scope = by_service[span.service];

@@ -59,7 +59,9 @@ struct SpanRecord {
   bool server = false;
   std::string name;
   absl::Time start, end;
-  std::vector<std::pair<std::string, std::string>> attributes;
+  // Keys are literals or the config's custom tag names (the config travels with the record to
+  // the exporter), so only values are allocated.
+  std::vector<std::pair<absl::string_view, std::string>> attributes;
   bool error = false;
 };
 

@@ -23,7 +23,7 @@ struct Counter {
   uint64_t operator()() { return next++; }
 };
 
-std::string Value(const std::vector<std::pair<std::string, std::string>>& tags,
+std::string Value(const std::vector<std::pair<absl::string_view, std::string>>& tags,
                   const std::string& key) {
   for (const auto& [k, v] : tags) {
     if (k == key) return v;
