@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "dataplane/server/tcp_session.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -29,6 +30,25 @@ std::string Fingerprint(const google::protobuf::Message& m) {
   m.SerializeToCodedStream(&coded);
   coded.Trim();
   return out;
+}
+
+// What connections on a listener depend on: the listener without the HCMs' tracing, which every
+// request reads from the config in force (so a new collector or sampling rate, as when a proxy
+// moves to another meshpilot replica, drains no connection).
+std::string ConnectionFingerprint(const envoy::config::listener::v3::Listener& l) {
+  namespace hcm = envoy::extensions::filters::network::http_connection_manager::v3;
+  envoy::config::listener::v3::Listener copy = l;
+  for (auto& chain : *copy.mutable_filter_chains()) {
+    for (auto& filter : *chain.mutable_filters()) {
+      hcm::HttpConnectionManager m;
+      if (!filter.typed_config().Is<hcm::HttpConnectionManager>() ||
+          !filter.typed_config().UnpackTo(&m) || !m.has_tracing())
+        continue;
+      m.clear_tracing();
+      filter.mutable_typed_config()->PackFrom(m);
+    }
+  }
+  return Fingerprint(copy);
 }
 
 std::string ToString(const tcp::endpoint& ep) {
@@ -159,7 +179,7 @@ void ProxyServer::Reconcile(SnapshotPtr snapshot) {
     std::optional<tcp::endpoint> ep = options_.bind(*lc);
     if (!ep) continue;
     wanted.insert(name);
-    std::string fingerprint = Fingerprint(snapshot->config->listeners.at(name));
+    std::string fingerprint = ConnectionFingerprint(snapshot->config->listeners.at(name));
     auto it = active_.find(name);
     if (it != active_.end() && it->second->acceptor && it->second->endpoint == *ep) {
       Active& a = *it->second;
